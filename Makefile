@@ -1,0 +1,43 @@
+# RocketWS: `make run` serves, `make test` tests. Both set up what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WS_CONN ?= 0.0.0.0:58000
+MS_CONN ?= 127.0.0.1:59999
+
+.PHONY: run run_bg stop test lint docker sysdeps clean
+
+# System packages the test suite needs (installed with apt-get when missing; CI is root).
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { bash scripts/sysdeps.sh venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,redis]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) manage.py runserver --ws-conn=$(WS_CONN) --ms-conn=$(MS_CONN)
+
+run_bg: $(STAMP)
+	@nohup $(PY) manage.py runserver --ws-conn=$(WS_CONN) --ms-conn=$(MS_CONN) >rocketws.log 2>&1 & echo $$! > rocketws.pid
+	@echo "RocketWS started (pid $$(cat rocketws.pid), log rocketws.log); stop with: make stop"
+
+stop:
+	@if [ -f rocketws.pid ]; then kill -TERM $$(cat rocketws.pid) && rm -f rocketws.pid; fi
+
+test: $(STAMP) sysdeps
+	$(PY) manage.py tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rocketws tests manage.py settings.py
+	$(VENV)/bin/mypy
+
+docker:
+	docker build -t rocketws .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,38 @@
+"""The in-memory broker: one process, publications delivered synchronously."""
+
+from __future__ import annotations
+
+from .base import BrokerHandler, Publication
+
+
+class MemoryBroker:
+    """Delivers every publication straight to the local node (the default broker)."""
+
+    def __init__(self) -> None:
+        self._handler: BrokerHandler | None = None
+
+    def start(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+
+    def _node(self) -> BrokerHandler:
+        if self._handler is None:
+            raise RuntimeError("MemoryBroker used before start()")
+        return self._handler
+
+    def publish(self, publication: Publication) -> int:
+        return self._node().deliver(publication)
+
+    def subscribe(self, channel: str) -> None:
+        pass  # every local channel is delivered locally
+
+    def unsubscribe(self, channel: str) -> None:
+        pass
+
+    def channels(self) -> list[str]:
+        return sorted(self._node().local_channels())
+
+    def subscribers(self, channel: str | None = None) -> int:
+        return self._node().local_subscribers(channel)
+
+    def close(self) -> None:
+        self._handler = None

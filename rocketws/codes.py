@@ -1,0 +1,53 @@
+"""Every wire code RocketWS uses, named in one place.
+
+JSON-RPC 2.0 error codes (spec section 5.1): -32700..-32600 are the spec's own;
+-32000..-32099 are RocketWS application errors, each sent with a ``data`` object
+saying what was wrong.  WebSocket close codes follow RFC 6455 section 7.4.1; 4000-4999
+are private-use codes owned by RocketWS.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class RpcCode(IntEnum):
+    """JSON-RPC error codes."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    # Application errors (-32000..-32099).
+    NOT_SUBSCRIBED = -32001
+    BROKER_UNAVAILABLE = -32002
+    LIMIT_EXCEEDED = -32003
+    REQUEST_TOO_LARGE = -32004
+
+
+RPC_MESSAGES: dict[int, str] = {
+    RpcCode.PARSE_ERROR: "Parse error",
+    RpcCode.INVALID_REQUEST: "Invalid Request",
+    RpcCode.METHOD_NOT_FOUND: "Method not found",
+    RpcCode.INVALID_PARAMS: "Invalid params",
+    RpcCode.INTERNAL_ERROR: "Internal error",
+    RpcCode.NOT_SUBSCRIBED: "Not subscribed",
+    RpcCode.BROKER_UNAVAILABLE: "Broker unavailable",
+    RpcCode.LIMIT_EXCEEDED: "Limit exceeded",
+    RpcCode.REQUEST_TOO_LARGE: "Request too large",
+}
+
+
+class CloseCode(IntEnum):
+    """WebSocket close status codes sent by the server."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutting down
+    PROTOCOL_ERROR = 1002  # malformed framing
+    UNSUPPORTED_DATA = 1003  # binary frames
+    INVALID_PAYLOAD = 1007  # text frame that is not UTF-8
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009  # message over the size limit
+    INTERNAL_ERROR = 1011
+    SLOW_CONSUMER = 4008  # outgoing buffer limit exceeded

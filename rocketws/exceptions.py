@@ -1,0 +1,99 @@
+"""RocketWS exceptions.
+
+::
+
+    RocketWSError                 root of everything RocketWS raises on purpose
+    ├── ConfigError               a setting or command-line value is invalid
+    ├── RpcError                  a JSON-RPC error answered to the caller (has .code)
+    │   ├── InvalidParams         -32602
+    │   ├── NotSubscribed         -32001
+    │   ├── BrokerUnavailable     -32002
+    │   └── LimitExceeded         -32003
+    └── WebSocketClosing          the connection must close (has .close_code)
+        ├── PeerClosed            the client sent a close frame
+        └── ProtocolViolation     the client broke RFC 6455 or a limit
+
+"The peer sent something bad" (RpcError, ProtocolViolation) is kept apart from our own
+bugs, which are any other exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codes import RPC_MESSAGES, CloseCode, RpcCode
+
+
+class RocketWSError(Exception):
+    """Root of the RocketWS exception tree."""
+
+
+class ConfigError(RocketWSError):
+    """A setting, environment variable or flag has an invalid value."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        super().__init__(name, value, reason)
+        self.name, self.value, self.reason = name, value, reason
+
+    def __str__(self) -> str:
+        return f"invalid {self.name}={self.value!r}: {self.reason}"
+
+
+class RpcError(RocketWSError):
+    """A JSON-RPC error response: ``code``, ``message`` and a ``data`` object."""
+
+    code: int = RpcCode.INTERNAL_ERROR
+
+    def __init__(self, data: dict[str, Any] | None = None, *, code: int | None = None) -> None:
+        super().__init__(data)
+        if code is not None:
+            self.code = code
+        self.data = data
+
+    @property
+    def message(self) -> str:
+        return RPC_MESSAGES.get(self.code, "Server error")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}: {self.data}"
+
+
+class InvalidParams(RpcError):
+    code = RpcCode.INVALID_PARAMS
+
+
+class NotSubscribed(RpcError):
+    code = RpcCode.NOT_SUBSCRIBED
+
+
+class BrokerUnavailable(RpcError):
+    code = RpcCode.BROKER_UNAVAILABLE
+
+
+class LimitExceeded(RpcError):
+    code = RpcCode.LIMIT_EXCEEDED
+
+
+class WebSocketClosing(RocketWSError):
+    """The WebSocket must be closed with ``close_code`` and ``reason``."""
+
+    close_code: int = CloseCode.NORMAL
+
+    def __init__(self, reason: str = "", close_code: int | None = None) -> None:
+        super().__init__(reason)
+        if close_code is not None:
+            self.close_code = close_code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"close {self.close_code}: {self.reason}"
+
+
+class PeerClosed(WebSocketClosing):
+    """The client sent a close frame (``close_code`` is the code it sent, or 1000)."""
+
+
+class ProtocolViolation(WebSocketClosing):
+    """The client broke the WebSocket protocol or a limit."""
+
+    close_code = CloseCode.PROTOCOL_ERROR

@@ -1,0 +1,89 @@
+"""The local registry: channel -> subscribed sessions, and every open session."""
+
+from __future__ import annotations
+
+from .session import Session
+
+
+class Hub:
+    """Who is connected to this node and which channels they subscribe to.
+
+    ``subscribe``/``unsubscribe``/``disconnect`` report when a channel gains its first
+    or loses its last local subscriber, so the node can (un)subscribe its broker.
+    ``fan_out``/``broadcast`` only queue the same frame bytes to each session.
+    """
+
+    def __init__(self) -> None:
+        self._channels: dict[str, set[Session]] = {}
+        self._sessions: dict[str, Session] = {}
+
+    def connect(self, session: Session) -> None:
+        self._sessions[session.id] = session
+
+    def disconnect(self, session: Session) -> list[str]:
+        """Forget ``session`` and all its subscriptions; return channels now empty."""
+        self._sessions.pop(session.id, None)
+        emptied = [ch for ch in session.channels if self._remove(session, ch)]
+        session.channels.clear()
+        return emptied
+
+    def subscribe(self, session: Session, channel: str) -> bool:
+        """Add the subscription; return True if it is the channel's first subscriber."""
+        session.channels.add(channel)
+        subs = self._channels.get(channel)
+        if subs is None:
+            self._channels[channel] = {session}
+            return True
+        subs.add(session)
+        return False
+
+    def unsubscribe(self, session: Session, channel: str) -> bool:
+        """Remove the subscription; return True if the channel has no subscriber left."""
+        if channel not in session.channels:
+            return False
+        session.channels.discard(channel)
+        return self._remove(session, channel)
+
+    def _remove(self, session: Session, channel: str) -> bool:
+        subs = self._channels.get(channel)
+        if subs is None:
+            return False
+        subs.discard(session)
+        if subs:
+            return False
+        del self._channels[channel]
+        return True
+
+    def fan_out(self, channel: str, frame: bytes, skip: str | None = None) -> int:
+        """Queue ``frame`` to every subscriber of ``channel`` but ``skip``; return count."""
+        subs = self._channels.get(channel)
+        if not subs:
+            return 0
+        n = 0
+        if skip is None:
+            for session in subs:
+                n += session.push(frame)
+        else:
+            for session in subs:
+                if session.id != skip:
+                    n += session.push(frame)
+        return n
+
+    def broadcast(self, frame: bytes) -> int:
+        """Queue ``frame`` to every open session; return count."""
+        n = 0
+        for session in self._sessions.values():
+            n += session.push(frame)
+        return n
+
+    def channels(self) -> dict[str, int]:
+        """Channel -> number of local subscribers."""
+        return {ch: len(subs) for ch, subs in self._channels.items()}
+
+    def count(self, channel: str) -> int:
+        subs = self._channels.get(channel)
+        return len(subs) if subs else 0
+
+    @property
+    def connections(self) -> int:
+        return len(self._sessions)

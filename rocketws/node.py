@@ -1,0 +1,115 @@
+"""The Node: the one place that knows both the Hub and the Broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .brokers.base import Broker, Publication
+from .exceptions import LimitExceeded, NotSubscribed
+from .framing import text_frame
+from .hub import Hub
+from .protocol import encode_broadcast_push, encode_message_push
+from .session import Session
+
+
+class Node:
+    """Publishes through the broker and delivers what the broker hands back to the hub.
+
+    Every publication, local or remote, reaches subscribers through ``deliver``: the push
+    is encoded once by the publisher, framed once per node, and the same bytes are queued
+    to every local subscriber.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        broker: Broker,
+        *,
+        max_channels_per_connection: int = 128,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.hub = hub
+        self.broker = broker
+        self.max_channels_per_connection = max_channels_per_connection
+        self._clock = clock
+
+    def start(self) -> None:
+        self.broker.start(self)
+
+    def close(self) -> None:
+        self.broker.close()
+
+    # -- sessions -------------------------------------------------------------------
+
+    def connect(self, session: Session) -> None:
+        self.hub.connect(session)
+
+    def disconnect(self, session: Session) -> None:
+        """Remove ``session`` and every subscription it held, at once."""
+        for channel in self.hub.disconnect(session):
+            self.broker.unsubscribe(channel)
+
+    def subscribe(self, session: Session, channel: str) -> None:
+        """Subscribe (idempotent).  Raises LimitExceeded past the per-connection limit."""
+        if channel in session.channels:
+            return
+        if len(session.channels) >= self.max_channels_per_connection:
+            raise LimitExceeded(
+                {
+                    "limit": "max_channels_per_connection",
+                    "max": self.max_channels_per_connection,
+                    "reason": "too many channels on this connection",
+                }
+            )
+        if self.hub.subscribe(session, channel):
+            self.broker.subscribe(channel)
+
+    def unsubscribe(self, session: Session, channel: str) -> None:
+        """Unsubscribe (idempotent)."""
+        if self.hub.unsubscribe(session, channel):
+            self.broker.unsubscribe(channel)
+
+    # -- publishing -----------------------------------------------------------------
+
+    def emit(self, channel: str, data: Any) -> int:
+        """Publish ``data`` to ``channel``; return the number of subscribers reached."""
+        payload = encode_message_push(channel, data, self._clock())
+        return self.broker.publish(Publication(channel, payload))
+
+    def send_data(self, session: Session, channel: str, data: Any) -> int:
+        """Publish from a client to the other subscribers of a channel it is in."""
+        if channel not in session.channels:
+            raise NotSubscribed({"channel": channel, "reason": "subscribe to the channel first"})
+        payload = encode_message_push(channel, data, self._clock())
+        return self.broker.publish(Publication(channel, payload, skip=session.id))
+
+    def notify_all(self, data: Any) -> int:
+        """Push ``data`` once to every open connection; return how many were reached."""
+        payload = encode_broadcast_push(data, self._clock())
+        return self.broker.publish(Publication(None, payload))
+
+    # -- BrokerHandler --------------------------------------------------------------
+
+    def deliver(self, publication: Publication) -> int:
+        frame = text_frame(publication.payload)
+        if publication.channel is None:
+            return self.hub.broadcast(frame)
+        return self.hub.fan_out(publication.channel, frame, publication.skip)
+
+    def local_channels(self) -> dict[str, int]:
+        return self.hub.channels()
+
+    def local_subscribers(self, channel: str | None = None) -> int:
+        if channel is None:
+            return self.hub.connections
+        return self.hub.count(channel)
+
+    # -- queries --------------------------------------------------------------------
+
+    def available_channels(self) -> list[str]:
+        return self.broker.channels()
+
+    def total_subscribers(self, channel: str | None = None) -> int:
+        return self.broker.subscribers(channel)

@@ -1,0 +1,178 @@
+"""JSON-RPC 2.0 codec: bytes in, parsed requests out; responses and pushes in, bytes out.
+
+No I/O and no dispatch here (see :mod:`rocketws.rpc`).  Parsing validates each request
+object by hand (spec section 4) so that a batch with some invalid members still gets one
+response per member (spec section 6), which a whole-document schema check cannot do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+
+import orjson
+
+from .codes import RPC_MESSAGES, RpcCode
+
+__all__ = [
+    "Call",
+    "Invalid",
+    "Entry",
+    "Parsed",
+    "ParseError",
+    "parse",
+    "loads",
+    "dumps",
+    "error_response",
+    "result_response",
+    "encode_message_push",
+    "encode_broadcast_push",
+]
+
+
+class ParseError(ValueError):
+    """The payload is not valid UTF-8 JSON (answered with -32700 and id null)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A valid request object. ``id`` is absent (``notification``) or str/number/null."""
+
+    method: str
+    params: list[Any] | dict[str, Any]
+    id: Any
+    notification: bool
+    request: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A batch member or document that is not a valid request object (-32600)."""
+
+    id: Any
+    reason: str
+
+
+Entry = Union[Call, Invalid]
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A parsed document: its entries, and whether it was a batch (a JSON array)."""
+
+    entries: list[Entry]
+    batch: bool
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_LONG_NUMBER_B = re.compile(rb"[0-9]{20}")
+_LONG_NUMBER_S = re.compile(r"[0-9]{20}")
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode strict JSON.  Raises ParseError, with the decoder's message.
+
+    orjson, unless the text holds a run of 20+ digits: orjson turns integers over 64 bits
+    into floats, so those documents go to the stdlib decoder, which keeps them exact
+    (NaN/Infinity still rejected).
+    """
+    long_number = (_LONG_NUMBER_S if isinstance(data, str) else _LONG_NUMBER_B).search(data)
+    if long_number is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ParseError(str(exc)) from None
+    try:
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(str(exc)) from None
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode to compact UTF-8 JSON bytes (stdlib fallback for integers over 64 bits)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _valid_id(value: Any) -> bool:
+    if value is None or isinstance(value, str):
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _entry(obj: Any) -> Entry:
+    if not isinstance(obj, dict):
+        return Invalid(None, f"request must be an object, got {type(obj).__name__}")
+    has_id = "id" in obj
+    rid = obj.get("id")
+    if has_id and not _valid_id(rid):
+        return Invalid(None, "id must be a string, a number or null")
+    if obj.get("jsonrpc") != "2.0":
+        return Invalid(rid, 'jsonrpc must be exactly "2.0"')
+    method = obj.get("method")
+    if not isinstance(method, str):
+        return Invalid(rid, "method must be a string")
+    params = obj.get("params", [])
+    if not isinstance(params, (list, dict)):
+        return Invalid(rid, "params must be an array or an object")
+    extra = set(obj) - {"jsonrpc", "method", "params", "id"}
+    if extra:
+        return Invalid(rid, f"unexpected member(s): {', '.join(sorted(extra))}")
+    return Call(method, params, rid, not has_id, obj)
+
+
+def parse(data: bytes | str) -> Parsed:
+    """Parse one JSON-RPC document (a request, a notification or a batch).
+
+    Raises ParseError for invalid JSON.  An empty batch is one Invalid entry, as the
+    spec answers it with a single error rather than an array.
+    """
+    doc = loads(data)
+    if isinstance(doc, list):
+        if not doc:
+            return Parsed([Invalid(None, "empty batch")], batch=False)
+        return Parsed([_entry(item) for item in doc], batch=True)
+    return Parsed([_entry(doc)], batch=False)
+
+
+def error_response(rid: Any, code: int, data: Any = None, message: str | None = None) -> dict:
+    """A JSON-RPC error response object."""
+    error: dict[str, Any] = {"code": int(code), "message": message or RPC_MESSAGES.get(code, "Server error")}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": rid}
+
+
+def result_response(rid: Any, result: Any) -> dict:
+    """A JSON-RPC success response object."""
+    return {"jsonrpc": "2.0", "result": result, "id": rid}
+
+
+def invalid_response(entry: Invalid) -> dict:
+    """The -32600 response for an invalid entry."""
+    return error_response(entry.id, RpcCode.INVALID_REQUEST, {"reason": entry.reason})
+
+
+def encode_message_push(channel: str, data: Any, ts: float) -> bytes:
+    """The ``message`` notification pushed to a channel's subscribers."""
+    return dumps(
+        {"jsonrpc": "2.0", "method": "message", "params": {"channel": channel, "data": data, "ts": ts}}
+    )
+
+
+def encode_broadcast_push(data: Any, ts: float) -> bytes:
+    """The ``broadcast`` notification pushed to every open connection."""
+    return dumps({"jsonrpc": "2.0", "method": "broadcast", "params": {"data": data, "ts": ts}})

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the system packages RocketWS's tools need, with apt-get, only when missing.
+# Usage: scripts/sysdeps.sh [venv]   ("venv": only what `python3 -m venv` needs)
+set -euo pipefail
+need=()
+if [ "${1:-}" = venv ]; then
+  need+=("python3-venv")
+fi
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "sysdeps: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+echo "sysdeps: installing ${need[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,55 @@
+"""RocketWS settings: the defaults, spelled out.  Edit to change them.
+
+Environment variables override these (ROCKETWS_WS_CONN=HOST:PORT, ROCKETWS_MS_CONN,
+ROCKETWS_MAX_MESSAGE_SIZE, ... : see docs/configuration.md), and command-line flags
+override both.  Values are validated once at start.
+"""
+
+# Browser-facing WebSocket endpoint.
+WEBSOCKETS = {
+    "HOST": "0.0.0.0",
+    "PORT": 58000,
+    "MAX_MESSAGE_SIZE": 64 * 1024,  # bytes per received message; larger: close 1009
+    "MAX_OUTBOX_BYTES": 1024 * 1024,  # unsent bytes per connection; more: close 4008
+    "MAX_CHANNELS_PER_CONNECTION": 128,  # then subscribe answers -32003
+    "HANDSHAKE_TIMEOUT": 10.0,  # seconds to send the HTTP upgrade request
+    "CLOSE_TIMEOUT": 5.0,  # seconds to flush and finish a closing handshake
+}
+
+# Backend-facing JSON-RPC over HTTP: loopback only unless you change it.
+MESSAGES_SOURCE = {
+    "HOST": "127.0.0.1",
+    "PORT": 59999,
+    "MAX_REQUEST_BODY": 1024 * 1024,  # bytes; larger: HTTP 413
+}
+
+CHANNELS = {
+    "MAX_NAME_LENGTH": 255,
+}
+
+RPC = {
+    "MAX_BATCH_SIZE": 1000,  # requests per batch; more: -32003
+    "SPEC_EXAMPLE_METHODS": False,  # adds JSON-RPC spec section 7 methods (conformance tests)
+}
+
+SERVER = {
+    "BROKER": "memory",
+    "SHUTDOWN_TIMEOUT": 5.0,  # seconds to close every connection on SIGTERM/SIGINT
+    "LOG_LEVEL": None,  # None: as LOGGING says; or DEBUG/INFO/WARNING/ERROR
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+}
