@@ -1,0 +1,1 @@
+"""Reference servers the benchmark runs side by side with RocketWS."""

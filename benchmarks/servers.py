@@ -1,0 +1,198 @@
+"""Start, pin, measure and stop the servers under test (Linux /proc readings)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import httpload
+
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_WS_RE = re.compile(r"listening on ws://\[?([^\]\s/]+?)\]?:(\d+)")
+_HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
+
+SERVER_NAMES = ("rocketws", "peer")
+
+
+def server_command(name: str, python: str = sys.executable) -> list[str]:
+    """The command line that starts server ``name`` on ephemeral loopback ports."""
+    if name == "rocketws":
+        return [
+            python,
+            str(REPO / "manage.py"),
+            "runserver",
+            "--ws-conn=127.0.0.1:0",
+            "--ms-conn=127.0.0.1:0",
+        ]
+    if name == "peer":
+        return [python, "-m", "benchmarks.peers.websockets_peer", "--ws-port", "0", "--http-port", "0"]
+    raise ValueError(f"unknown server {name!r} (expected one of {', '.join(SERVER_NAMES)})")
+
+
+@dataclass
+class CpuSample:
+    """Server CPU time so far: schedstat (ns, all live threads) and stat (ticks)."""
+
+    sched_ns: int
+    stat_ticks: int
+
+    def __sub__(self, other: CpuSample) -> CpuDelta:
+        return CpuDelta(self.sched_ns - other.sched_ns, self.stat_ticks - other.stat_ticks)
+
+
+@dataclass
+class CpuDelta:
+    sched_ns: int
+    stat_ticks: int
+
+    @property
+    def seconds(self) -> float:
+        """CPU seconds; schedstat's nanoseconds when available, else utime+stime ticks."""
+        if self.sched_ns > 0:
+            return self.sched_ns / 1e9
+        return self.stat_ticks / CLK_TCK
+
+    @property
+    def stat_seconds(self) -> float:
+        return self.stat_ticks / CLK_TCK
+
+
+@dataclass
+class Server:
+    """One server process under test, pinned to ``cpus`` when given."""
+
+    name: str
+    cpus: set[int] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
+    ws_port: int = 0
+    http_port: int = 0
+    log_path: str = ""
+
+    def start(self, timeout: float = 30.0) -> Server:
+        fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")
+        cpus = self.cpus
+        env = {**os.environ, **self.env}
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+
+        def pin() -> None:  # runs in the child before exec; the open-files limit is inherited
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        self.proc = subprocess.Popen(
+            server_command(self.name),
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=fd,
+            preexec_fn=pin,
+        )
+        os.close(fd)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = Path(self.log_path).read_text(errors="replace")
+            ws, http = _WS_RE.search(text), _HTTP_RE.search(text)
+            if ws and http:
+                self.ws_port, self.http_port = int(ws.group(2)), int(http.group(2))
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"{self.name} did not report its ports (exit {self.proc.returncode}); "
+                    f"log tail:\n{text[-2000:]}"
+                )
+            time.sleep(0.02)
+        self.wait_healthy(deadline)
+        return self
+
+    def wait_healthy(self, deadline: float) -> dict[str, object]:
+        import json
+
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                status, body = httpload.get(self.host, self.http_port, "/health", timeout=2)
+                if status == 200:
+                    return dict(json.loads(body))
+            except (OSError, ValueError, httpload.HTTPError) as exc:
+                last = exc
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name} /health did not answer 200: {last}")
+
+    def health(self) -> dict[str, object]:
+        return self.wait_healthy(time.monotonic() + 10)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu(self) -> CpuSample:
+        total = 0
+        try:
+            for tid in os.listdir(f"/proc/{self.pid}/task"):
+                try:
+                    with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
+                        total += int(f.read().split()[0])
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+        except FileNotFoundError:
+            total = 0
+        with open(f"/proc/{self.pid}/stat") as f:
+            # fields after the ")" of comm: utime and stime are fields 14 and 15 (1-based)
+            rest = f.read().rsplit(")", 1)[1].split()
+        ticks = int(rest[11]) + int(rest[12])
+        return CpuSample(total, ticks)
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS in /proc status")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM this server (by PID), SIGKILL it if it has not exited in ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return Path(self.log_path).read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.log_path:
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
+
+
+def cpu_plan() -> tuple[set[int] | None, set[int] | None]:
+    """(server cpus, load-generator cpus): the server alone on one core when there are 2+."""
+    try:
+        avail = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if len(avail) < 2:
+        return None, None
+    return {avail[0]}, set(avail[1:])

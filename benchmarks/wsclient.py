@@ -1,0 +1,358 @@
+"""Lean WebSocket subscribers for load generation: raw sockets, epoll, no per-frame objects.
+
+A ``SubscriberPool`` runs in its own process (``subscriber_main``) and holds many client
+connections, grouped by name (one group per server under test). It is driven over a
+``multiprocessing`` pipe with small command tuples; see ``SubscriberPool.handle``.
+
+Frames from the server are unmasked (RFC 6455 5.1), so counting them only needs each
+frame's header; client frames are masked with the all-zero key, which makes masking a
+no-op (5.3) and keeps the subscriber cheap.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import resource
+import select
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+HANDSHAKE_TEMPLATE = (
+    "GET / HTTP/1.1\r\n"
+    "Host: {host}:{port}\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "\r\n"
+)
+OP_TEXT = 0x1
+OP_CLOSE = 0x8
+_LATENCY_RE = re.compile(rb'"i":(\d+),"t":(\d+)')
+
+
+def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """A masked client frame; the zero mask key leaves the payload bytes unchanged."""
+    n = len(payload)
+    first = bytes((0x80 | opcode,))
+    if n < 126:
+        head = first + bytes((0x80 | n,))
+    elif n <= 0xFFFF:
+        head = first + bytes((0x80 | 126,)) + n.to_bytes(2, "big")
+    else:
+        head = first + bytes((0x80 | 127,)) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def subscribe_frame(channel: str, rid: int = 1) -> bytes:
+    body = (
+        '{"jsonrpc":"2.0","method":"subscribe","params":{"channel":"%s"},"id":%d}'
+        % (channel, rid)
+    ).encode()
+    return client_frame(body)
+
+
+def raise_nofile_limit() -> int:
+    """Raise the open-files soft limit to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+@dataclass
+class Conn:
+    sock: socket.socket
+    group: str
+    channel: str
+    state: str = "connecting"  # connecting -> handshake -> subscribing -> ready | closed
+    buf: bytes = b""
+    frames: int = 0
+    close_code: int | None = None
+    stalled: bool = False
+    latencies: list[tuple[int, int]] | None = field(default=None)
+
+
+class SubscriberPool:
+    """Many subscriber connections in one process, multiplexed with epoll."""
+
+    def __init__(self) -> None:
+        self.ep = select.epoll()
+        self.conns: dict[int, Conn] = {}
+        self.groups: dict[str, list[Conn]] = {}
+        self.pending: list[tuple[str, str, int, str, int, int]] = []  # connect jobs
+        self.inflight = 0
+        self.connect_reply: Any = None
+        self.last_frame_ns: dict[str, int] = {}
+        self.latency_groups: set[str] = set()
+
+    # -- connection state machine --------------------------------------------------
+
+    def _start_connect(self, group: str, host: str, port: int, channel: str, stalled: bool) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if stalled:  # a consumer that never reads: keep its receive window small
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        err = sock.connect_ex((host, port))
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._failed(group)
+            return
+        conn = Conn(sock=sock, group=group, channel=channel, stalled=stalled)
+        self.conns[sock.fileno()] = conn
+        self.groups.setdefault(group, []).append(conn)
+        self.ep.register(sock.fileno(), select.EPOLLOUT)
+        self.inflight += 1
+        conn.buf = HANDSHAKE_TEMPLATE.format(host=host, port=port).encode()
+
+    def _failed(self, group: str) -> None:
+        self.connect_reply["failed"] += 1
+
+    def _on_writable(self, conn: Conn) -> None:
+        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._drop(conn, failed=True)
+            return
+        conn.sock.send(conn.buf)
+        conn.buf = b""
+        conn.state = "handshake"
+        self.ep.modify(conn.sock.fileno(), select.EPOLLIN)
+
+    def _drop(self, conn: Conn, failed: bool = False) -> None:
+        """Forget ``conn``; one that had not finished subscribing counts as failed."""
+        fd = conn.sock.fileno()
+        if fd in self.conns:
+            self.ep.unregister(fd)
+            del self.conns[fd]
+        if conn.state not in ("ready", "closed"):
+            self.inflight -= 1
+            self._failed(conn.group)
+        conn.state = "closed"
+        conn.sock.close()
+
+    def _on_readable(self, conn: Conn, now_ns: int) -> None:
+        try:
+            data = conn.sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        if conn.state == "ready":
+            self._feed(conn, data, now_ns)
+            return
+        buf = conn.buf + data
+        if conn.state == "handshake":
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                conn.buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self._drop(conn, failed=True)
+                return
+            conn.buf = buf[end + 4 :]
+            conn.state = "subscribing"
+            conn.sock.send(subscribe_frame(conn.channel))
+            buf, conn.buf = conn.buf, b""
+            if not buf:
+                return
+        # subscribing: wait for the reply frame, then count everything after it
+        conn.buf = b""
+        conn.frames = 0
+        self._feed(conn, buf, now_ns)
+        if conn.frames:
+            conn.frames -= 1  # the subscribe reply itself
+            conn.state = "ready"
+            self.inflight -= 1
+            self.connect_reply["ok"] += 1
+            if conn.stalled:
+                self.ep.unregister(conn.sock.fileno())
+
+    def _feed(self, conn: Conn, data: bytes, now_ns: int) -> None:
+        """Count complete frames; a close frame records its status code."""
+        buf = conn.buf + data if conn.buf else data
+        n = len(buf)
+        i = 0
+        count = 0
+        keep = conn.group in self.latency_groups and conn.state == "ready"
+        while n - i >= 2:
+            b1 = buf[i + 1] & 0x7F
+            if b1 < 126:
+                start = i + 2
+            elif b1 == 126:
+                if n - i < 4:
+                    break
+                start = i + 4
+                b1 = (buf[i + 2] << 8) | buf[i + 3]
+            else:
+                if n - i < 10:
+                    break
+                start = i + 10
+                b1 = int.from_bytes(buf[i + 2 : i + 10], "big")
+            end = start + b1
+            if end > n:
+                break
+            op = buf[i] & 0x0F
+            if op == OP_TEXT:
+                count += 1
+                if keep:
+                    m = _LATENCY_RE.search(buf, start, end)
+                    if m is not None:
+                        if conn.latencies is None:
+                            conn.latencies = []
+                        conn.latencies.append((int(m.group(1)), now_ns - int(m.group(2))))
+            elif op == OP_CLOSE and b1 >= 2:
+                conn.close_code = (buf[start] << 8) | buf[start + 1]
+            i = end
+        conn.buf = buf[i:] if i < n else b""
+        if count:
+            conn.frames += count
+            self.last_frame_ns[conn.group] = now_ns
+
+    # -- commands --------------------------------------------------------------------
+
+    def handle(self, cmd: tuple[Any, ...]) -> Any:
+        """Run one command; returns the reply, or None when the reply comes later."""
+        op = cmd[0]
+        if op == "connect":  # ("connect", group, host, port, count, channel, stalled)
+            _, group, host, port, count, channel, stalled = cmd
+            self.connect_reply = {"ok": 0, "failed": 0, "target": count}
+            self.pending = [(group, host, port, channel, stalled, count)]
+            return None
+        if op == "stats":  # -> frames, ready, closed-by-server, close codes
+            conns = self.groups.get(cmd[1], [])
+            codes: dict[int, int] = {}
+            for c in conns:
+                if c.close_code is not None:
+                    codes[c.close_code] = codes.get(c.close_code, 0) + 1
+            return {
+                "frames": sum(c.frames for c in conns if not c.stalled),
+                "stalled_frames": sum(c.frames for c in conns if c.stalled),
+                "ready": sum(1 for c in conns if c.state == "ready"),
+                "closed": sum(1 for c in conns if c.state == "closed"),
+                "close_codes": codes,
+                "last_frame_ns": self.last_frame_ns.get(cmd[1], 0),
+            }
+        if op == "reset":
+            for c in self.groups.get(cmd[1], []):
+                c.frames = 0
+                c.latencies = None
+            self.last_frame_ns.pop(cmd[1], None)
+            return True
+        if op == "latency":  # ("latency", group, on)
+            if cmd[2]:
+                self.latency_groups.add(cmd[1])
+            else:
+                self.latency_groups.discard(cmd[1])
+            return True
+        if op == "latencies":
+            out: list[tuple[int, int]] = []
+            for c in self.groups.get(cmd[1], []):
+                if c.latencies:
+                    out.extend(c.latencies)
+            return out
+        if op == "drain_stalled":  # read what stalled connections hold, up to a deadline
+            return self._drain_stalled(cmd[1], cmd[2])
+        if op == "close":
+            for c in self.groups.pop(cmd[1], []):
+                if c.state != "closed":
+                    fd = c.sock.fileno()
+                    if fd in self.conns:
+                        if not c.stalled or c.state != "ready":
+                            self.ep.unregister(fd)
+                        del self.conns[fd]
+                    c.sock.close()
+                    c.state = "closed"
+            self.last_frame_ns.pop(cmd[1], None)
+            return True
+        raise ValueError(f"unknown command {op!r}")
+
+    def _drain_stalled(self, group: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        for c in self.groups.get(group, []):
+            if not c.stalled or c.state != "ready":
+                continue
+            c.sock.setblocking(True)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                c.sock.settimeout(left)
+                try:
+                    data = c.sock.recv(262144)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._feed(c, data, time.monotonic_ns())
+                if c.close_code is not None:
+                    break
+        return self.handle(("stats", group))
+
+    def pump(self, timeout: float) -> None:
+        """Start queued connects (bounded in flight) and process socket events once."""
+        while self.pending and self.inflight < 64:
+            group, host, port, channel, stalled, left = self.pending[0]
+            self._start_connect(group, host, port, channel, stalled)
+            if left <= 1:
+                self.pending.pop(0)
+            else:
+                self.pending[0] = (group, host, port, channel, stalled, left - 1)
+        events = self.ep.poll(timeout, 4096)
+        if not events:
+            return
+        now_ns = time.monotonic_ns()
+        conns = self.conns
+        for fd, ev in events:
+            conn = conns.get(fd)
+            if conn is None:
+                continue
+            if conn.state == "connecting":
+                self._on_writable(conn)
+            else:
+                self._on_readable(conn, now_ns)
+
+    def connect_done(self) -> bool:
+        r = self.connect_reply
+        return r is not None and not self.pending and r["ok"] + r["failed"] >= r["target"]
+
+
+def subscriber_main(pipe: Any, cpus: set[int] | None) -> None:
+    """Process entry point: serve commands from ``pipe`` until ("quit",)."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:
+            pass
+    raise_nofile_limit()
+    pool = SubscriberPool()
+    pipe_fd = pipe.fileno()
+    pool.ep.register(pipe_fd, select.EPOLLIN)
+    pool.conns.pop(pipe_fd, None)
+    while True:
+        # the pipe is registered in the same epoll set; pool.pump skips unknown fds
+        pool.pump(0.05 if not pool.pending else 0.001)
+        if pool.connect_reply is not None and pool.connect_done():
+            pipe.send(pool.connect_reply)
+            pool.connect_reply = None
+        while pipe.poll():
+            cmd = pipe.recv()
+            if cmd[0] == "quit":
+                for group in list(pool.groups):
+                    pool.handle(("close", group))
+                pipe.send(True)
+                return
+            reply = pool.handle(cmd)
+            if reply is not None:
+                pipe.send(reply)
