@@ -33,7 +33,7 @@ from ..codes import CloseCode
 from ..config import Config
 from ..exceptions import PeerClosed, ProtocolViolation, WebSocketClosing
 from ..node import Node
-from ..session import Session, State
+from ..session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -280,34 +280,38 @@ class Connection:
     # -- writing ----------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Session callback: frames were queued, or the outbox overflowed."""
+        """Session callback: frames were queued."""
         self.flusher.add(self)
 
     def flush(self) -> None:
-        """Write what is queued without blocking (called by the Flusher)."""
-        if self._done:
+        """Offer what is queued to the socket without blocking (called by the Flusher).
+
+        Then, with the socket's answer known, a connection over its outbox limit is a
+        slow consumer: closed with 4008, its queue dropped.
+        """
+        if self._done or self._closing:
             return
         session = self.session
-        if session.state is State.OVERFLOWED:
-            logger.info("closing %s: slow consumer (over %d bytes unsent)", session.id, session.max_pending)
+        if self._writer is None:
+            data = session.take()
+            if data:
+                try:
+                    n = os.write(self.fd, data)
+                except BlockingIOError:
+                    n = 0
+                except OSError as exc:
+                    self._write_failed(exc)
+                    return
+                session.sent(n)
+                if n < len(data):
+                    self._backlog = memoryview(data)[n:]
+                    self._start_writer()
+        else:
+            session.dirty = False  # the writer takes the queue; wake us on the next push
+        if session.over_limit:
+            logger.info("closing %s: slow consumer (%d bytes unsent, limit %d)",
+                        session.id, session.pending, session.max_pending)
             self.begin_close(CloseCode.SLOW_CONSUMER, "slow consumer", keep_queue=False)
-            return
-        if self._writer is not None:
-            return  # the writer greenlet drains; it takes new frames as it goes
-        data = session.take()
-        if not data:
-            return
-        try:
-            n = os.write(self.fd, data)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            self._write_failed(exc)
-            return
-        session.sent(n)
-        if n < len(data):
-            self._backlog = memoryview(data)[n:]
-            self._start_writer()
 
     def _start_writer(self) -> None:
         if self._writer is None and not self._done:
@@ -334,8 +338,6 @@ class Connection:
             self._write_failed(exc)
         finally:
             self._writer = None
-            if session.state is State.OVERFLOWED:
-                self.flusher.add(self)
 
     def _write_failed(self, exc: OSError) -> None:
         if exc.errno not in _GONE:
