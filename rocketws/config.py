@@ -49,6 +49,7 @@ class Config:
     max_channels_per_connection: int = 128
     max_channel_length: int = 255
     max_request_body: int = 1024 * 1024
+    ms_idle_timeout: float = 60.0
     max_batch_size: int = 1000
     handshake_timeout: float = 10.0
     close_timeout: float = 5.0
@@ -127,6 +128,7 @@ _SIMPLE: dict[str, tuple[str, str, str, Callable[[str, Any], Any]]] = {
     "handshake_timeout": ("WEBSOCKETS", "HANDSHAKE_TIMEOUT", "ROCKETWS_HANDSHAKE_TIMEOUT", _positive_float),
     "close_timeout": ("WEBSOCKETS", "CLOSE_TIMEOUT", "ROCKETWS_CLOSE_TIMEOUT", _positive_float),
     "max_request_body": ("MESSAGES_SOURCE", "MAX_REQUEST_BODY", "ROCKETWS_MAX_REQUEST_BODY", _positive_int),
+    "ms_idle_timeout": ("MESSAGES_SOURCE", "IDLE_TIMEOUT", "ROCKETWS_MS_IDLE_TIMEOUT", _positive_float),
     "max_channel_length": ("CHANNELS", "MAX_NAME_LENGTH", "ROCKETWS_MAX_CHANNEL_LENGTH", _positive_int),
     "max_batch_size": ("RPC", "MAX_BATCH_SIZE", "ROCKETWS_MAX_BATCH_SIZE", _positive_int),
     "spec_example_methods": ("RPC", "SPEC_EXAMPLE_METHODS", "ROCKETWS_SPEC_EXAMPLE_METHODS", _bool),
@@ -138,8 +140,8 @@ _KNOWN_KEYS: dict[str, set[str]] = {
     "WEBSOCKETS": {"HOST", "PORT"},
     "MESSAGES_SOURCE": {"HOST", "PORT"},
 }
-for _section, _key, _env, _parse in _SIMPLE.values():
-    _KNOWN_KEYS.setdefault(_section, set()).add(_key)
+for _spec in _SIMPLE.values():
+    _KNOWN_KEYS.setdefault(_spec[0], set()).add(_spec[1])
 
 
 def _section(settings: ModuleType | None, name: str) -> Mapping[str, Any]:
@@ -182,8 +184,12 @@ def load_config(
     defaults = Config()
     values: dict[str, Any] = {}
     sections = {name: _section(settings, name) for name in _KNOWN_KEYS}
-    values["ws"] = _address(sections["WEBSOCKETS"], env, "ROCKETWS_WS_CONN", ws_conn, "--ws-conn", defaults.ws)
-    values["ms"] = _address(sections["MESSAGES_SOURCE"], env, "ROCKETWS_MS_CONN", ms_conn, "--ms-conn", defaults.ms)
+    values["ws"] = _address(
+        sections["WEBSOCKETS"], env, "ROCKETWS_WS_CONN", ws_conn, "--ws-conn", defaults.ws
+    )
+    values["ms"] = _address(
+        sections["MESSAGES_SOURCE"], env, "ROCKETWS_MS_CONN", ms_conn, "--ms-conn", defaults.ms
+    )
     for name, (section, key, env_name, parse) in _SIMPLE.items():
         if env.get(env_name):
             values[name] = parse(env_name, env[env_name])
