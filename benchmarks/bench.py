@@ -29,7 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import multiprocessing
 import os
 import platform
@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class Config:
     workers: int = 2
     size: int = 100  # bytes of the emitted data string (~184-byte push frame at 100)
     fanout_n: int = 1000
-    fanout_m: int = 2000
+    fanout_m: int = 1000
     batches: list[int] = field(default_factory=lambda: [1, 10])
     fanout_concurrency: int = 1
     idle_n: int = 10000
@@ -267,6 +268,10 @@ def emit_body(channel: str, data: Any, rid: int, batch: int) -> bytes:
     )
 
 
+def _emit_i(channel: str, data: Any, batch: int, i: int) -> bytes:
+    return emit_body(channel, data, i, batch)
+
+
 def push_frame_bytes(channel: str, data: Any) -> int:
     """Size on the wire of one push (frame header included), as both servers encode it."""
     payload = orjson.dumps(
@@ -301,6 +306,9 @@ class Bench:
     server_cpus: set[int] | None
     load_cpus: set[int] | None
     runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def _live_count(self, total: int, done: int) -> None:
+        self.progress.live(f"{done:,}/{total:,}")
 
     def start_server(self, name: str) -> Server:
         return Server(name, cpus=self.server_cpus if self.cfg.pin else None).start()
@@ -342,7 +350,7 @@ class Bench:
                         res = httpload.run_requests(
                             srv.host,
                             srv.http_port,
-                            lambda i, b=b: emit_body(CHANNEL, data, i, b),
+                            partial(_emit_i, CHANNEL, data, b),
                             requests,
                             concurrency=cfg.fanout_concurrency,
                             timeout=cfg.timeout * 10,
@@ -435,11 +443,11 @@ class Bench:
                         res = httpload.run_requests(
                             srv.host,
                             srv.http_port,
-                            lambda i, b=b: emit_body("nobody", data, i, b),
+                            partial(_emit_i, "nobody", data, b),
                             requests,
                             concurrency=cfg.ingress_concurrency,
                             timeout=cfg.timeout * 10,
-                            progress=lambda d, r=requests: self.progress.live(f"{d:,}/{r:,}"),
+                            progress=partial(self._live_count, requests),
                         )
                         cpu = srv.cpu() - cpu0
                         check_emit_response(res.first_body, b, 0)
@@ -555,7 +563,7 @@ class Bench:
                     res = httpload.run_requests(
                         srv.host,
                         srv.http_port,
-                        lambda i: emit_body(CHANNEL, data, i, b),
+                        partial(_emit_i, CHANNEL, data, b),
                         requests,
                         timeout=cfg.timeout * 10,
                         progress=lambda d: None,
@@ -598,7 +606,7 @@ def pct(sorted_values: list[float], p: float) -> float | None:
     """Nearest-rank percentile of an already sorted list (None when empty)."""
     if not sorted_values:
         return None
-    k = max(0, min(len(sorted_values) - 1, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100 * len(sorted_values)) - 1))
     return sorted_values[k]
 
 
@@ -643,9 +651,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if scenario in ("fanout", "latency"):
                 row["complete"] = all(r["complete"] for rs in by_server.values() for r in rs)
             if scenario == "slow":
-                row["all_delivered"] = {
-                    s: all(r["all_delivered"] for r in rs) for s, rs in by_server.items()
-                }
+                row["all_delivered"] = {s: all(r["all_delivered"] for r in rs) for s, rs in by_server.items()}
                 row["stalled_close_codes"] = {
                     s: [r["stalled_close_codes"] for r in rs] for s, rs in by_server.items()
                 }
@@ -656,9 +662,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_summary(summary: list[dict[str, Any]]) -> str:
     lines = []
     for row in summary:
-        case = ", ".join(
-            f"{k}={row[k]}" for k in ("n", "m", "b", "size", "rate") if k in row
-        )
+        case = ", ".join(f"{k}={row[k]}" for k in ("n", "m", "b", "size", "rate") if k in row)
         lines.append(f"{row['scenario']} ({case}; runs {row['runs']})")
         for metric, entry in row.items():
             if not isinstance(entry, dict) or "median" not in entry:
@@ -711,7 +715,7 @@ def machine_info() -> dict[str, Any]:
         )
     except (OSError, subprocess.CalledProcessError):
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for mod in ("gevent", "websockets", "aiohttp", "orjson", "jsonrpcserver"):
         try:
             from importlib.metadata import version
@@ -832,8 +836,9 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
         description="Benchmark RocketWS against an asyncio websockets peer.",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("--scenarios", help=f"comma-separated, from {','.join(SCENARIOS)} "
-                   f"(default {','.join(d.scenarios)})")
+    p.add_argument(
+        "--scenarios", help=f"comma-separated, from {','.join(SCENARIOS)} (default {','.join(d.scenarios)})"
+    )
     p.add_argument("--servers", help="comma-separated (default rocketws,peer)")
     p.add_argument("--repeat", type=int, help=f"runs per case (default {d.repeat})")
     p.add_argument("--workers", type=int, help=f"subscriber processes (default {d.workers})")
@@ -879,9 +884,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, TimeoutError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print(f"machine: {report['machine']['nproc']} x {report['machine']['cpu_model']}, "
-          f"Python {report['machine']['python']}, commit {report['machine']['commit'][:12]}"
-          f"{' (rocketws/ modified)' if report['machine']['rocketws_dirty'] else ''}")
+    print(
+        f"machine: {report['machine']['nproc']} x {report['machine']['cpu_model']}, "
+        f"Python {report['machine']['python']}, commit {report['machine']['commit'][:12]}"
+        f"{' (rocketws/ modified)' if report['machine']['rocketws_dirty'] else ''}"
+    )
     print(format_summary(report["summary"]))
     if cfg.out:
         print(f"results: {Path(cfg.out) / 'results.json'}")

@@ -136,7 +136,7 @@ def run_requests(
             s.sendall(data[n:])
             s.setblocking(False)
         parsers[s] = _ResponseParser()
-        sel.register(s, selectors.EVENT_READ)
+        sel.register(s, selectors.EVENT_READ, s)
 
     try:
         while done < total:
@@ -154,11 +154,11 @@ def run_requests(
             if rate is not None and idle and sent < total:
                 wait = max(0.0, start + sent / rate - time.monotonic())
             for key, _ in sel.select(wait):
-                s = key.fileobj  # type: ignore[assignment]
-                data = s.recv(262144)  # type: ignore[union-attr]
+                s = key.data
+                data = s.recv(262144)
                 if not data:
                     raise HTTPError("server closed a keep-alive connection")
-                p = parsers[s]  # type: ignore[index]
+                p = parsers[s]
                 p.feed(data)
                 if p.done:
                     if p.rest:
@@ -170,7 +170,7 @@ def run_requests(
                     if done == 0:
                         res.first_body = p.body
                     done += 1
-                    idle.append(s)  # type: ignore[arg-type]
+                    idle.append(s)
                     if progress is not None and done % 256 == 0:
                         progress(done)
         res.elapsed = time.monotonic() - start

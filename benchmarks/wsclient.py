@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 HANDSHAKE_TEMPLATE = (
     "GET / HTTP/1.1\r\n"
     "Host: {host}:{port}\r\n"
@@ -32,6 +34,8 @@ HANDSHAKE_TEMPLATE = (
 )
 OP_TEXT = 0x1
 OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
 _LATENCY_RE = re.compile(rb'"i":(\d+),"t":(\d+)')
 
 
@@ -49,10 +53,7 @@ def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 
 
 def subscribe_frame(channel: str, rid: int = 1) -> bytes:
-    body = (
-        '{"jsonrpc":"2.0","method":"subscribe","params":{"channel":"%s"},"id":%d}'
-        % (channel, rid)
-    ).encode()
+    body = orjson.dumps({"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": channel}, "id": rid})
     return client_frame(body)
 
 
@@ -88,7 +89,7 @@ class SubscriberPool:
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.groups: dict[str, list[Conn]] = {}
-        self.pending: list[tuple[str, str, int, str, int, int]] = []  # connect jobs
+        self.pending: list[tuple[str, str, int, str, bool, int]] = []  # connect jobs
         self.inflight = 0
         self.connect_reply: Any = None
         self.last_frame_ns: dict[str, int] = {}
@@ -214,6 +215,11 @@ class SubscriberPool:
                         conn.latencies.append((int(m.group(1)), now_ns - int(m.group(2))))
             elif op == OP_CLOSE and b1 >= 2:
                 conn.close_code = (buf[start] << 8) | buf[start + 1]
+            elif op == OP_PING:  # answer keepalive pings (RFC 6455 5.5.2) or servers drop us
+                try:
+                    conn.sock.send(client_frame(buf[start:end], OP_PONG))
+                except OSError:
+                    pass
             i = end
         conn.buf = buf[i:] if i < n else b""
         if count:
@@ -288,7 +294,7 @@ class SubscriberPool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                c.sock.settimeout(left)
+                c.sock.settimeout(min(left, 1.0))  # 1 s of silence: nothing more is coming
                 try:
                     data = c.sock.recv(262144)
                 except OSError:
@@ -314,7 +320,7 @@ class SubscriberPool:
             return
         now_ns = time.monotonic_ns()
         conns = self.conns
-        for fd, ev in events:
+        for fd, _ev in events:
             conn = conns.get(fd)
             if conn is None:
                 continue

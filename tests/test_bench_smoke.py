@@ -1,0 +1,113 @@
+"""Smoke run of the benchmark (benchmarks/bench.py): every scenario, tiny sizes, both
+servers, so the tool never rots. Figures are not asserted, only that the report is sane.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aiohttp", reason="the websockets peer needs the bench extras: pip install -e '.[bench]'")
+
+from benchmarks import bench  # noqa: E402
+
+SERVERS = ["rocketws", "peer"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    cfg = bench.Config.quick(out=str(out), quiet=True)
+    started = time.monotonic()
+    rep = bench.run(cfg)
+    rep["_elapsed"] = time.monotonic() - started
+    rep["_out"] = out
+    return rep
+
+
+def runs(report: dict[str, Any], scenario: str, server: str) -> list[dict[str, Any]]:
+    return [r for r in report["runs"] if r["scenario"] == scenario and r["server"] == server]
+
+
+def test_bench_quick_run_finishes_well_under_a_minute(report: dict[str, Any]) -> None:
+    assert report["_elapsed"] < 50
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_bench_fanout_delivers_every_push_and_reports_cost(report: dict[str, Any], server: str) -> None:
+    rs = runs(report, "fanout", server)
+    assert sorted(r["b"] for r in rs) == [1, 10]
+    for r in rs:
+        assert r["complete"] and r["deliveries"] == r["n"] * r["m"]
+        assert r["http_errors"] == 0
+        assert 0 < r["us_per_delivery"] < 10_000
+        assert r["deliveries_per_s"] > 0
+        assert 150 < r["frame_bytes"] < 220  # ~184-byte push at size=100
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_bench_idle_counts_every_connection(report: dict[str, Any], server: str) -> None:
+    (r,) = runs(report, "idle", server)
+    assert r["health_connections"] == r["n"]
+    assert r["rss_after_kb"] > 0 and math.isfinite(r["bytes_per_connection"])
+    assert r["connects_per_s"] > 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_bench_ingress_single_and_batched(report: dict[str, Any], server: str) -> None:
+    rs = {r["b"]: r for r in runs(report, "ingress", server)}
+    assert set(rs) == {1, report["config"]["ingress_batch"]}
+    for b, r in rs.items():
+        assert r["http_errors"] == 0
+        assert r["emits"] == r["requests"] * b
+        assert r["emits_per_s"] > 0 and r["us_per_emit"] > 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_bench_latency_has_ordered_percentiles(report: dict[str, Any], server: str) -> None:
+    (r,) = runs(report, "latency", server)
+    assert r["complete"] and r["samples"] == r["expected"]
+    assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"] < 10_000
+    assert r["p50_ms"] <= r["completion_p50_ms"] <= r["completion_p99_ms"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_bench_slow_consumer_does_not_hold_back_readers(report: dict[str, Any], server: str) -> None:
+    (r,) = runs(report, "slow", server)
+    assert r["all_delivered"] and r["http_errors"] == 0
+
+
+def test_bench_summary_has_medians_and_ratios(report: dict[str, Any]) -> None:
+    rows = {(row["scenario"], row.get("b")): row for row in report["summary"]}
+    row = rows[("fanout", 10)]
+    assert set(row["us_per_delivery"]["median"]) == set(SERVERS)
+    assert row["us_per_delivery"]["ratio"] > 0
+    assert {s for s, _ in rows} == set(bench.SCENARIOS)
+    assert report["machine"]["nproc"] >= 1 and report["machine"]["python"]
+
+
+def test_bench_writes_results_file_and_plot(report: dict[str, Any]) -> None:
+    out: Path = report["_out"]
+    saved = json.loads((out / "results.json").read_text())
+    assert len(saved["runs"]) == len(report["runs"])
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert bench.pct(values, 50) == 50.0
+    assert bench.pct(values, 99) == 99.0
+    assert bench.pct([], 50) is None
+
+
+def test_bench_quick_flag_keeps_explicit_options() -> None:
+    cfg = bench.parse_args(["--quick", "--fanout-n", "7", "--batches", "1,5", "--no-plot"])
+    assert cfg.fanout_n == 7 and cfg.batches == [1, 5] and cfg.plot is False
+    assert cfg.idle_n == bench.Config.quick().idle_n
