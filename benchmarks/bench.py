@@ -63,14 +63,15 @@ class Config:
     fanout_n: int = 1000
     fanout_m: int = 1000
     batches: list[int] = field(default_factory=lambda: [1, 10])
-    fanout_concurrency: int = 1
+    fanout_concurrency: list[int] = field(default_factory=lambda: [1, 4])
     idle_n: int = 10000
     ingress_m: int = 20000
     ingress_batch: int = 100
     ingress_concurrency: int = 4
     latency_n: list[int] = field(default_factory=lambda: [1000, 10000])
-    latency_rate: float = 50.0
-    latency_m: int = 200
+    latency_rate: float = 50.0  # emits/s, capped by latency_budget / N
+    latency_budget: float = 20000.0  # deliveries/s the subscriber processes can take in
+    latency_m: int = 40
     slow_n: int = 100
     slow_m: int = 4000
     slow_size: int = 2000
@@ -88,6 +89,7 @@ class Config:
             workers=1,
             fanout_n=20,
             fanout_m=40,
+            fanout_concurrency=[1, 2],
             idle_n=50,
             ingress_m=200,
             ingress_batch=20,
@@ -336,13 +338,14 @@ class Bench:
                 subs.connect(name, srv, cfg.fanout_n)
             data = "x" * cfg.size
             frame = push_frame_bytes(CHANNEL, data)
+            cases = [(c, b) for c in cfg.fanout_concurrency for b in cfg.batches]
             for rep in range(cfg.repeat):
-                for b in cfg.batches:
+                for c, b in cases:
                     requests = max(1, -(-cfg.fanout_m // b))
                     m = requests * b
                     for name, srv in servers.items():
                         self.progress.step(
-                            f"fanout {name} N={cfg.fanout_n:,} M={m:,} B={b} rep {rep + 1}/{cfg.repeat}"
+                            f"fanout {name} N={cfg.fanout_n:,} M={m:,} B={b} C={c} rep {rep + 1}/{cfg.repeat}"
                         )
                         subs.ask("reset", name)
                         cpu0 = srv.cpu()
@@ -352,7 +355,7 @@ class Bench:
                             srv.http_port,
                             partial(_emit_i, CHANNEL, data, b),
                             requests,
-                            concurrency=cfg.fanout_concurrency,
+                            concurrency=c,
                             timeout=cfg.timeout * 10,
                         )
                         expected = cfg.fanout_n * m
@@ -369,6 +372,7 @@ class Bench:
                                 "n": cfg.fanout_n,
                                 "m": m,
                                 "b": b,
+                                "c": c,
                                 "size": cfg.size,
                                 "frame_bytes": frame,
                                 "expected": expected,
@@ -480,6 +484,7 @@ class Bench:
         def body(servers: dict[str, Server], subs: Subscribers) -> None:
             pad = "x" * max(0, cfg.size - 40)
             for n in cfg.latency_n:
+                rate = min(cfg.latency_rate, cfg.latency_budget / n)
                 for name, srv in servers.items():
                     self.progress.step(f"latency: connecting {n:,} subscribers to {name}")
                     subs.connect(name, srv, n, timeout=cfg.timeout * 5)
@@ -488,7 +493,7 @@ class Bench:
                     for name, srv in servers.items():
                         self.progress.step(
                             f"latency {name} N={n:,} {cfg.latency_m} emits at "
-                            f"{cfg.latency_rate:g}/s rep {rep + 1}/{cfg.repeat}"
+                            f"{rate:g}/s rep {rep + 1}/{cfg.repeat}"
                         )
                         subs.ask("reset", name)
                         cpu0 = srv.cpu()
@@ -500,7 +505,7 @@ class Bench:
                             ),
                             cfg.latency_m,
                             concurrency=4,
-                            rate=cfg.latency_rate,
+                            rate=rate,
                             timeout=cfg.timeout * 10,
                         )
                         expected = n * cfg.latency_m
@@ -520,7 +525,7 @@ class Bench:
                                 "rep": rep,
                                 "n": n,
                                 "m": cfg.latency_m,
-                                "rate": cfg.latency_rate,
+                                "rate": rate,
                                 "achieved_rate": cfg.latency_m / res.elapsed,
                                 "expected": expected,
                                 "deliveries": st["frames"],
@@ -533,6 +538,10 @@ class Bench:
                                 "completion_p50_ms": pct(completion_ms, 50),
                                 "completion_p99_ms": pct(completion_ms, 99),
                                 "us_per_delivery": cpu.seconds * 1e6 / max(1, st["frames"]),
+                                # server CPU per publication: a lower bound on the time to
+                                # write the last byte (completion above is an upper bound:
+                                # it includes the subscribers' own receive time)
+                                "server_cpu_ms_per_emit": cpu.seconds * 1e3 / cfg.latency_m,
                             }
                         )
                 for name in servers:
@@ -614,12 +623,19 @@ def pct(sorted_values: list[float], p: float) -> float | None:
 
 # scenario -> (keys that identify a case, metrics to take medians of)
 SUMMARY_SPEC: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "fanout": (("n", "m", "b", "size"), ("us_per_delivery", "deliveries_per_s", "wall_s")),
+    "fanout": (("n", "m", "b", "c", "size"), ("us_per_delivery", "deliveries_per_s", "wall_s")),
     "idle": (("n",), ("bytes_per_connection", "connects_per_s")),
     "ingress": (("b",), ("emits_per_s", "requests_per_s", "us_per_emit")),
     "latency": (
         ("n", "rate"),
-        ("p50_ms", "p99_ms", "completion_p50_ms", "completion_p99_ms", "us_per_delivery"),
+        (
+            "p50_ms",
+            "p99_ms",
+            "completion_p50_ms",
+            "completion_p99_ms",
+            "server_cpu_ms_per_emit",
+            "us_per_delivery",
+        ),
     ),
     "slow": (("n", "m", "size"), ("rss_growth_kb", "deliveries")),
 }
@@ -662,7 +678,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_summary(summary: list[dict[str, Any]]) -> str:
     lines = []
     for row in summary:
-        case = ", ".join(f"{k}={row[k]}" for k in ("n", "m", "b", "size", "rate") if k in row)
+        case = ", ".join(f"{k}={row[k]}" for k in ("n", "m", "b", "c", "size", "rate") if k in row)
         lines.append(f"{row['scenario']} ({case}; runs {row['runs']})")
         for metric, entry in row.items():
             if not isinstance(entry, dict) or "median" not in entry:
@@ -760,7 +776,7 @@ def write_plot(summary: list[dict[str, Any]], path: Path) -> bool:
         axes = [axes]
     colors = {"rocketws": "#d62728", "peer": "#1f77b4"}
     for ax, (metric, title, rs) in zip(axes, panels, strict=True):
-        labels = [f"N={r['n']} B={r['b']}" if "n" in r else f"B={r['b']}" for r in rs]
+        labels = [f"B={r['b']} C={r['c']}" if "c" in r else f"B={r['b']}" for r in rs]
         servers = sorted({s for r in rs for s in r[metric]["median"]}, reverse=True)
         width = 0.8 / max(1, len(servers))
         for k, s in enumerate(servers):
@@ -846,13 +862,18 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--fanout-n", type=int, help=f"subscribers (default {d.fanout_n})")
     p.add_argument("--fanout-m", type=int, help=f"emits per run (default {d.fanout_m})")
     p.add_argument("--batches", help="emits per request, comma-separated (default 1,10)")
-    p.add_argument("--fanout-concurrency", type=int, help="HTTP connections (default 1)")
+    p.add_argument("--fanout-concurrency", help="emit requests in flight, comma-separated (default 1,4)")
     p.add_argument("--idle-n", type=int, help=f"connections (default {d.idle_n})")
     p.add_argument("--ingress-m", type=int, help=f"emits per run (default {d.ingress_m})")
     p.add_argument("--ingress-batch", type=int, help=f"default {d.ingress_batch}")
     p.add_argument("--ingress-concurrency", type=int, help=f"default {d.ingress_concurrency}")
     p.add_argument("--latency-n", help="subscribers, comma-separated (default 1000,10000)")
     p.add_argument("--latency-rate", type=float, help=f"emits/s (default {d.latency_rate:g})")
+    p.add_argument(
+        "--latency-budget",
+        type=float,
+        help=f"cap the rate at this many deliveries/s (default {d.latency_budget:g})",
+    )
     p.add_argument("--latency-m", type=int, help=f"emits per run (default {d.latency_m})")
     p.add_argument("--slow-n", type=int, help=f"reading subscribers (default {d.slow_n})")
     p.add_argument("--slow-m", type=int, help=f"emits (default {d.slow_m})")
@@ -868,7 +889,7 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     for key in ("servers", "scenarios"):
         if key in given:
             given[key] = [x for x in given[key].split(",") if x]
-    for key in ("batches", "latency_n"):
+    for key in ("batches", "latency_n", "fanout_concurrency"):
         if key in given:
             given[key] = _ints(given[key])
     return Config.quick(**given) if quick else Config(**given)

@@ -42,7 +42,7 @@ def test_bench_quick_run_finishes_well_under_a_minute(report: dict[str, Any]) ->
 @pytest.mark.parametrize("server", SERVERS)
 def test_bench_fanout_delivers_every_push_and_reports_cost(report: dict[str, Any], server: str) -> None:
     rs = runs(report, "fanout", server)
-    assert sorted(r["b"] for r in rs) == [1, 10]
+    assert sorted((r["b"], r["c"]) for r in rs) == [(1, 1), (1, 2), (10, 1), (10, 2)]
     for r in rs:
         assert r["complete"] and r["deliveries"] == r["n"] * r["m"]
         assert r["http_errors"] == 0
@@ -85,7 +85,7 @@ def test_bench_slow_consumer_does_not_hold_back_readers(report: dict[str, Any], 
 
 def test_bench_summary_has_medians_and_ratios(report: dict[str, Any]) -> None:
     rows = {(row["scenario"], row.get("b")): row for row in report["summary"]}
-    row = rows[("fanout", 10)]
+    row = next(r for r in report["summary"] if r["scenario"] == "fanout" and r["b"] == 10)
     assert set(row["us_per_delivery"]["median"]) == set(SERVERS)
     assert row["us_per_delivery"]["ratio"] > 0
     assert {s for s, _ in rows} == set(bench.SCENARIOS)
@@ -110,4 +110,5 @@ def test_bench_percentile_is_nearest_rank() -> None:
 def test_bench_quick_flag_keeps_explicit_options() -> None:
     cfg = bench.parse_args(["--quick", "--fanout-n", "7", "--batches", "1,5", "--no-plot"])
     assert cfg.fanout_n == 7 and cfg.batches == [1, 5] and cfg.plot is False
+    assert cfg.fanout_concurrency == bench.Config.quick().fanout_concurrency
     assert cfg.idle_n == bench.Config.quick().idle_n
