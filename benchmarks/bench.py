@@ -205,7 +205,7 @@ class Subscribers:
 
     def stats(self, group: str) -> dict[str, Any]:
         rs = self.ask("stats", group)
-        codes: dict[int, int] = {}
+        codes: dict[str, int] = {}
         for r in rs:
             for code, count in r["close_codes"].items():
                 codes[code] = codes.get(code, 0) + count
@@ -582,7 +582,7 @@ class Bench:
                     st = subs.wait_frames(name, expected, cfg.timeout, self.progress)
                     peak = max(peak, srv.rss_kb())
                     drained = subs.ask("drain_stalled", name, 10.0, timeout=30)
-                    codes: dict[int, int] = {}
+                    codes: dict[str, int] = {}
                     for r in drained:
                         for code, count in r["close_codes"].items():
                             codes[code] = codes.get(code, 0) + count
@@ -810,34 +810,45 @@ def run(cfg: Config) -> dict[str, Any]:
     bench = Bench(cfg, Progress(cfg.quiet), server_cpus, load_cpus)
     started = time.time()
     info = machine_info()
-    try:
-        for scenario in SCENARIOS:
-            if scenario in cfg.scenarios:
-                getattr(bench, scenario)()
-    finally:
-        bench.progress.done()
-    summary = summarize(bench.runs)
-    report = {
-        "started": started,
-        "duration_s": time.time() - started,
-        "machine": info,
-        "pinning": {
-            "server_cpus": sorted(server_cpus) if cfg.pin and server_cpus else None,
-            "load_cpus": sorted(load_cpus) if cfg.pin and load_cpus else None,
-        },
-        "config": asdict(cfg),
-        "summary": summary,
-        "runs": bench.runs,
-    }
+    out: Path | None = None
     if cfg.out:
         out = Path(cfg.out)
         if not out.is_absolute():
             out = Path.cwd() / out
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        if cfg.plot:
-            report["plot"] = str(out / "bench.png") if write_plot(summary, out / "bench.png") else None
-    return report
+
+    def report() -> dict[str, Any]:
+        return {
+            "started": started,
+            "duration_s": time.time() - started,
+            "machine": info,
+            "pinning": {
+                "server_cpus": sorted(server_cpus) if cfg.pin and server_cpus else None,
+                "load_cpus": sorted(load_cpus) if cfg.pin and load_cpus else None,
+            },
+            "config": asdict(cfg),
+            "summary": summarize(bench.runs),
+            "runs": bench.runs,
+        }
+
+    def save(rep: dict[str, Any]) -> None:
+        if out is not None:
+            data = orjson.dumps(rep, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+            (out / "results.json").write_bytes(data)
+
+    try:
+        for scenario in SCENARIOS:
+            if scenario in cfg.scenarios:
+                getattr(bench, scenario)()
+                save(report())  # a crash later keeps what was measured so far
+    finally:
+        bench.progress.done()
+    final = report()
+    save(final)
+    if out is not None and cfg.plot:
+        plot = out / "bench.png"
+        final["plot"] = str(plot) if write_plot(final["summary"], plot) else None
+    return final
 
 
 def _ints(text: str) -> list[int]:

@@ -238,10 +238,11 @@ class SubscriberPool:
             return None
         if op == "stats":  # -> frames, ready, closed-by-server, close codes
             conns = self.groups.get(cmd[1], [])
-            codes: dict[int, int] = {}
+            codes: dict[str, int] = {}  # str keys: the report is JSON
             for c in conns:
                 if c.close_code is not None:
-                    codes[c.close_code] = codes.get(c.close_code, 0) + 1
+                    key = str(c.close_code)
+                    codes[key] = codes.get(key, 0) + 1
             return {
                 "frames": sum(c.frames for c in conns if not c.stalled),
                 "stalled_frames": sum(c.frames for c in conns if c.stalled),
