@@ -716,8 +716,16 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     commit = ""
+    engine_commit = ""
     dirty = False
     try:
+        engine_commit = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", "rocketws"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout.strip()
@@ -746,6 +754,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg": os.getloadavg(),
         "commit": commit,
+        "engine_commit": engine_commit,  # last commit that touched rocketws/
         "rocketws_dirty": dirty,
         "versions": versions,
     }
@@ -918,7 +927,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"machine: {report['machine']['nproc']} x {report['machine']['cpu_model']}, "
-        f"Python {report['machine']['python']}, commit {report['machine']['commit'][:12]}"
+        f"Python {report['machine']['python']}, commit {report['machine']['commit'][:12]}, "
+        f"engine (rocketws/) at {report['machine']['engine_commit'][:12]}"
         f"{' (rocketws/ modified)' if report['machine']['rocketws_dirty'] else ''}"
     )
     print(format_summary(report["summary"]))
