@@ -70,8 +70,21 @@ def main(argv: list[str] | None = None) -> int:
         n = a.fanout_n if a.scenario == "fanout" else 0
         if n:
             subs.connect("p", srv, n)
-        cmd = [pyspy, "record", "-p", str(srv.pid), "-d", str(int(a.duration)), "-r", str(a.rate),
-               "-f", "raw", "-o", str(out), "--nonblocking"]
+        cmd = [
+            pyspy,
+            "record",
+            "-p",
+            str(srv.pid),
+            "-d",
+            str(int(a.duration)),
+            "-r",
+            str(a.rate),
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ]
         if a.native:
             cmd.append("--native")
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -82,15 +95,23 @@ def main(argv: list[str] | None = None) -> int:
         emits = 0
         while time.monotonic() < deadline and spy.poll() is None:
             res = httpload.run_requests(
-                srv.host, srv.http_port,
-                lambda i: emit_body(channel, data, i, a.batch), 50, concurrency=a.concurrency,
+                srv.host,
+                srv.http_port,
+                lambda i: emit_body(channel, data, i, a.batch),
+                50,
+                concurrency=a.concurrency,
             )
             emits += res.requests * a.batch
         cpu = srv.cpu() - cpu0
         _, err = spy.communicate(timeout=60)
-        print(f"{a.server}: {emits} emits, {emits * n} deliveries, server CPU {cpu.seconds:.2f} s"
-              + (f", {cpu.seconds * 1e6 / (emits * n):.2f} µs/delivery" if n else
-                 f", {cpu.seconds * 1e6 / max(1, emits):.1f} µs/emit"))
+        print(
+            f"{a.server}: {emits} emits, {emits * n} deliveries, server CPU {cpu.seconds:.2f} s"
+            + (
+                f", {cpu.seconds * 1e6 / (emits * n):.2f} µs/delivery"
+                if n
+                else f", {cpu.seconds * 1e6 / max(1, emits):.1f} µs/emit"
+            )
+        )
         if spy.returncode:
             print(err.decode(errors="replace"), file=sys.stderr)
             return 1
