@@ -2,12 +2,14 @@
 
 Usage:
   manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT]
+  manage.py shell [--ms-conn=URL] [--ws-conn=URL] [-c COMMAND]
   manage.py tests [ARGS...]
   manage.py (-h | --help)
   manage.py --version
 
 Commands:
   runserver   Run the WebSocket endpoint and the MessagesSource (Ctrl-C or SIGTERM stops).
+  shell       Backend console for a MessagesSource (docs/shell.md); -c runs COMMAND.
   tests       Run the test suite with pytest; ARGS go to pytest (put them after --).
 
 Options:
@@ -15,12 +17,17 @@ Options:
                        Also :PORT (all interfaces) or [::1]:PORT.
   --ms-conn=HOST:PORT  MessagesSource (backend HTTP API) [default from settings:
                        127.0.0.1:59999]; :PORT means 127.0.0.1.
+  -c COMMAND           shell: run COMMAND (one per line), print results, exit.
+                       The shell also takes URLs for both addresses
+                       (http://host:port/path, ws://host:port/); its WebSocket
+                       address defaults to the MessagesSource host.
   -h --help            Show this help.
   --version            Show the version.
 
 Settings come from settings.py (next to manage.py) or the module named by
 ROCKETWS_SETTINGS, then ROCKETWS_* environment variables, then the flags above.
 Exit status: 0 on success, 1 if the server failed to start, 2 for bad arguments or settings.
+shell: 0 every command succeeded, 1 a command failed, 2 bad arguments, 3 server unreachable.
 """
 
 from __future__ import annotations
@@ -82,6 +89,16 @@ def _runserver(args: dict) -> int:
     return EXIT_OK
 
 
+def _shell(args: dict) -> int:
+    from .config import load_config
+    from .shell import main as shell_main
+
+    config = load_config(load_settings_module(), os.environ)
+    return shell_main(
+        args["--ms-conn"] or str(config.ms), args["--ws-conn"], args["-c"], ws_port=config.ws.port
+    )
+
+
 def _tests(args: dict) -> int:
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "pytest", *args["ARGS"]]
@@ -99,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args["runserver"]:
             return _runserver(args)
+        if args["shell"]:
+            return _shell(args)
         if args["tests"]:
             return _tests(args)
     except ConfigError as exc:

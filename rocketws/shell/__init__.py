@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .commands import Outcome, Shell
-from .parsing import InputError
+from .parsing import DEFAULT_WS_PORT, InputError
 
 __all__ = [
     "EXIT_FAILED",
@@ -62,17 +62,19 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     history: Path | None = None,
+    ws_port: int = DEFAULT_WS_PORT,
 ) -> int:
     """Run the shell; returns the process exit code (see the module docstring).
 
-    With ``command``, runs its lines and exits.  Else, when stdin is a terminal, runs the
-    interactive console; otherwise reads commands from stdin line by line.
+    ``ws`` defaults to the host of ``ms`` on ``ws_port``.  With ``command``, runs its
+    lines and exits.  Else, when stdin is a terminal, runs the interactive console;
+    otherwise reads commands from stdin line by line.
     """
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        shell = Shell(ms or DEFAULT_MS, ws, stdout, stderr)
+        shell = Shell(ms or DEFAULT_MS, ws, stdout, stderr, ws_port=ws_port)
     except InputError as exc:
         stderr.write(f"shell: {exc}\n")
         return EXIT_USAGE

@@ -16,6 +16,7 @@ from ..client import BadResponse, Client, ServerRpcError, TransportError
 from .parsing import (
     ALIASES,
     DEFAULT_DATA,
+    DEFAULT_WS_PORT,
     InputError,
     JsonInputError,
     default_ws_url,
@@ -97,7 +98,8 @@ COMMANDS: dict[str, Command] = {
             "connect URL [WS_URL]",
             "use another server",
             "URL is the MessagesSource (http://host:port/path or host:port); WS_URL the\n"
-            "WebSocket endpoint used by watch (default: the same host, port 58000).",
+            "WebSocket endpoint used by watch (default: the same host, the configured\n"
+            "WebSocket port, 58000 unless settings say otherwise).",
         ),
         Command(
             "watch",
@@ -129,11 +131,13 @@ class Shell:
         ask: Ask | None = None,
         timeout: float = 5.0,
         api_key: str | None = None,
+        ws_port: int = DEFAULT_WS_PORT,
     ) -> None:
         self.out, self.err, self.ask = out, err, ask
+        self.ws_port = ws_port
         self.timeout, self.api_key = timeout, api_key
         self.client = Client(ms_url(ms), timeout=timeout, api_key=api_key)
-        self.ws_url = ws_url(ws) if ws else default_ws_url(self.client.url)
+        self.ws_url = ws_url(ws) if ws else default_ws_url(self.client.url, ws_port)
         self.reachable: bool | None = None
         self._channels: tuple[float, list[str]] | None = None
 
@@ -241,7 +245,7 @@ class Shell:
         if not words:
             words = [self._ask_required(Question("MessagesSource URL", "url", self.url), "connect")]
         new_ms = ms_url(words[0])
-        new_ws = ws_url(words[1]) if len(words) == 2 else default_ws_url(new_ms)
+        new_ws = ws_url(words[1]) if len(words) == 2 else default_ws_url(new_ms, self.ws_port)
         self.client.close()
         self.client = Client(new_ms, timeout=self.timeout, api_key=self.api_key)
         self.ws_url, self.reachable, self._channels = new_ws, None, None

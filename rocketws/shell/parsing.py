@@ -118,9 +118,14 @@ def ms_url(text: str) -> str:
     if text.startswith(":"):
         text = "127.0.0.1" + text
     try:
-        return normalize_url(text)
+        url = normalize_url(text)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    host = urlsplit(url).hostname or ""
+    if host in _WILDCARDS:  # a bind address such as 0.0.0.0: connect to loopback
+        bracketed = f"[{host}]" if ":" in host else host
+        url = url.replace(f"//{bracketed}", f"//{_host(_WILDCARDS[host])}", 1)
+    return url
 
 
 def ws_url(text: str) -> str:
@@ -139,8 +144,7 @@ def ws_url(text: str) -> str:
         port = parts.port
     except ValueError:
         raise InputError(f"bad port in URL: {text!r}") from None
-    host = _WILDCARDS.get(parts.hostname, parts.hostname)
-    netloc = f"[{host}]" if ":" in host else host
+    netloc = _host(_WILDCARDS.get(parts.hostname, parts.hostname))
     if port is not None:
         netloc += f":{port}"
     return f"{parts.scheme}://{netloc}{parts.path or '/'}"
@@ -149,9 +153,11 @@ def ws_url(text: str) -> str:
 def default_ws_url(ms: str, port: int = DEFAULT_WS_PORT) -> str:
     """Guess the WebSocket URL of the server whose MessagesSource is at ``ms``."""
     host = urlsplit(ms).hostname or "127.0.0.1"
-    host = _WILDCARDS.get(host, host)
-    netloc = f"[{host}]" if ":" in host else host
-    return f"ws://{netloc}:{port}/"
+    return f"ws://{_host(_WILDCARDS.get(host, host))}:{port}/"
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def format_json(value: Any) -> str:
