@@ -23,12 +23,15 @@ Errors::
 from __future__ import annotations
 
 import itertools
+import socket
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 
 from .exceptions import RocketWSError, RpcError
 
@@ -98,6 +101,9 @@ class BadResponse(TransportError):
 
     hint = "is this the MessagesSource URL?"
 
+    def __str__(self) -> str:
+        return f"unexpected answer from {self.url}: {self.reason} ({self.hint})"
+
 
 def normalize_url(url: str) -> str:
     """Return ``url`` as ``http(s)://host:port/path``; a bare ``host:port`` gets ``http://``.
@@ -136,6 +142,8 @@ class Client:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._session = requests.Session()
+        self._session.mount("http://", _NoDelayAdapter())
+        self._session.mount("https://", _NoDelayAdapter())
         self._session.headers.update(
             {"Content-Type": "application/json", "Accept": "application/json"}
         )
@@ -197,7 +205,7 @@ class Client:
         return f"Client({self.url!r})"
 
     def _post(self, body: Any) -> Any:
-        """POST ``body`` as one bytes payload (headers and body leave in one segment)."""
+        """POST ``body`` as one bytes payload with a Content-Length (never chunked)."""
         payload = orjson.dumps(body)
         try:
             response = self._session.post(self.url, data=payload, timeout=self.timeout)
@@ -290,6 +298,22 @@ class Batch:
     ) -> None:
         if exc_type is None:
             self.send()
+
+
+class _NoDelayAdapter(HTTPAdapter):
+    """Sets TCP_NODELAY on every connection.
+
+    urllib3 writes the headers and the body in two sends; with Nagle on, the body could
+    wait for the ACK of the headers, which the server delays (40 ms on Linux).
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        options = list(HTTPConnection.default_socket_options)
+        nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if nodelay not in options:
+            options.append(nodelay)
+        kwargs["socket_options"] = options
+        super().init_poolmanager(*args, **kwargs)
 
 
 def _request(method: str, params: Params, request_id: int) -> dict[str, Any]:
