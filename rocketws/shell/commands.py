@@ -211,7 +211,7 @@ class Shell:
 
     def _cmd_emit(self, rest: str) -> Outcome:
         channel, data_text, _ = take_word(rest)
-        if not channel:
+        if channel is None:
             channel = self._ask_required(Question("channel", "channel"), "emit")
         data = self._data(data_text, "emit")
         return self._show(self._call(self.client.emit, channel, data))
@@ -227,7 +227,7 @@ class Shell:
         channel, extra, _ = take_word(rest)
         if extra:
             raise InputError(f"unexpected {extra!r}; usage: {COMMANDS['subscribers'].usage}")
-        return self._show(self._call(self.client.total_subscribers, channel or None))
+        return self._show(self._call(self.client.total_subscribers, channel))
 
     def _cmd_ping(self, rest: str) -> Outcome:
         self._no_args("ping", rest)

@@ -242,6 +242,7 @@ class Terminal:
     ) -> None:
         self.shell = shell
         self._io: dict[str, Any] = {"input": input, "output": output}
+        self.asking: PromptSession[str] | None = None  # the argument prompt being shown
         self.completer = ShellCompleter(shell.channel_names)
         self.session: PromptSession[str] = PromptSession(
             completer=self.completer,
@@ -281,12 +282,15 @@ class Terminal:
             style=STYLE,
             **self._io,
         )
+        self.asking = session
         try:
             return session.prompt(
                 [("class:prompt", f"{question.label}: ")], default=question.default
             )
         except (KeyboardInterrupt, EOFError):
             raise Cancelled from None
+        finally:
+            self.asking = None
 
     def loop(self) -> int:
         """Greet, then read and run commands until ``exit`` or Ctrl-D; returns 0."""

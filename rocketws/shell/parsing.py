@@ -55,27 +55,28 @@ def split_command(line: str) -> tuple[str, str]:
     return name, rest.strip()
 
 
-def take_word(text: str) -> tuple[str, str, int]:
+def take_word(text: str) -> tuple[str | None, str, int]:
     """Take the first shell word of ``text`` (quotes allowed).
 
     Returns ``(word, rest, rest_offset)`` where ``rest_offset`` is where the rest starts in
-    ``text``.  Raises InputError for an unclosed quote.  ``word`` is "" when text is blank.
+    ``text``.  Raises InputError for an unclosed quote.  ``word`` is None when text is
+    blank (and "" for a quoted empty word).
     """
     start = len(text) - len(text.lstrip())
     if start == len(text):
-        return "", "", len(text)
+        return None, "", len(text)
     stream = io.StringIO(text[start:])
     lexer = shlex.shlex(stream, posix=True)
     lexer.whitespace_split = True
     lexer.commenters = ""
     try:
-        word = lexer.get_token() or ""
+        word = lexer.get_token()
     except ValueError as exc:
         raise InputError(f"cannot read {text.strip()!r}: {exc}") from None
     consumed = start + len(text[start:]) - len(stream.read())
     rest = text[consumed:]
     offset = consumed + len(rest) - len(rest.lstrip())
-    return word, rest.strip(), offset
+    return word or "", rest.strip(), offset
 
 
 def json_argument(line: str) -> tuple[str, int] | None:
