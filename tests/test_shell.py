@@ -127,10 +127,15 @@ def test_shell_prompts_for_missing_emit_arguments_with_default_data(
 
         def script(terminal: Terminal, pipe: PipeInput) -> None:
             pipe.send_text("emit\r")
-            wait_until(lambda: terminal.asking is not None)  # asks for the channel
+            asking_channel = wait_until(lambda: terminal.asking)
+            assert asking_channel.message == [("class:prompt", "channel: ")]
             pipe.send_text("pipe-ask\r")
-            wait_until(lambda: terminal.asking and terminal.asking.default_buffer.text)
-            assert terminal.asking.default_buffer.text == '{"message": "test"}'
+            asking_data = wait_until(
+                lambda: terminal.asking not in (None, asking_channel) and terminal.asking
+            )
+            assert asking_data.message == [("class:prompt", "data: ")]
+            wait_until(lambda: asking_data.default_buffer.text)
+            assert asking_data.default_buffer.text == '{"message": "test"}'
             pipe.send_text("\r")  # accept the default data
             wait_until(lambda: "delivered" in out.getvalue())
 
