@@ -6,6 +6,8 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -303,3 +305,17 @@ def test_server_rpc_error_without_data_formats_code_and_message() -> None:
     err = ServerRpcError(-32601, "Method not found")
     assert str(err) == "error -32601: Method not found"
     assert err == ServerRpcError(-32601, "Method not found", None)
+
+
+def test_client_docs_example_runs_against_server(server: ServerProcess) -> None:
+    """The Python example of docs/shell.md (also in the README) runs as written."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "shell.md").read_text()
+    example = doc.split("## The Python client", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    code = example.replace("http://127.0.0.1:59999/", server.ms_url)
+    namespace: dict[str, Any] = {}
+    # max_queue=None: the 100 unread pushes must not stall the client's closing handshake.
+    with ws_connect(server.ws_url, max_queue=None) as ws:
+        subscribe(ws, "chat")
+        exec(compile(code, "docs/shell.md", "exec"), namespace)
+        assert recv_json(ws)["params"]["data"] == {"message": "hi"}
+    assert len(namespace["batch"].results) == 100
