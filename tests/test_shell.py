@@ -405,6 +405,39 @@ def test_shell_watch_prints_push_emitted_while_watching(
     assert lines[2] == "stopped watching after 2 pushes"
 
 
+def test_shell_watch_reports_server_shutdown_in_one_line(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = start_server()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "shell", *server_args(srv),
+         "-c", "watch script-shutdown"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        text=True, cwd=ROOT, env=shell_env(tmp_path),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("watching script-shutdown on ")
+        assert srv.terminate() == 0
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_FAILED
+    assert err.startswith("the server closed the WebSocket (code 1001")
+    assert len(err.splitlines()) == 1
+
+
+def test_make_shell_runs_manage_shell_with_the_addresses() -> None:
+    dry = subprocess.run(
+        ["make", "-n", "shell", "MS_CONN=10.0.0.1:1", "WS_CONN=10.0.0.1:2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=30,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[-1].endswith(
+        "manage.py shell --ms-conn=10.0.0.1:1 --ws-conn=10.0.0.1:2"
+    )
+
+
 def test_shell_watch_refused_subscription_exits_one(
     server: ServerProcess, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ callback (None in script mode, where a missing argument is an error).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,7 +107,8 @@ COMMANDS: dict[str, Command] = {
             "watch [-n COUNT] CHANNEL...",
             "print pushes to the CHANNELs live until Ctrl-C",
             "Opens a WebSocket, subscribes and prints each push (and broadcasts) as\n"
-            "TIME CHANNEL JSON.  -n COUNT stops after COUNT pushes.",
+            "TIME CHANNEL JSON.  -n COUNT stops after COUNT pushes; put -- before\n"
+            "channels that start with -.",
         ),
         Command("help", "help [COMMAND]", "list the commands, or explain one"),
         Command("exit", "exit", "leave the shell (also quit, Ctrl-D)"),
@@ -220,7 +222,7 @@ class Shell:
         return self._show(self._call(self.client.notify_all, self._data(rest, "notify_all")))
 
     def _cmd_channels(self, rest: str) -> Outcome:
-        self._no_args("channels", rest)
+        self._no_args(rest)
         return self._show(self._call(self.client.available_channels))
 
     def _cmd_subscribers(self, rest: str) -> Outcome:
@@ -230,7 +232,7 @@ class Shell:
         return self._show(self._call(self.client.total_subscribers, channel))
 
     def _cmd_ping(self, rest: str) -> Outcome:
-        self._no_args("ping", rest)
+        self._no_args(rest)
         started = time.perf_counter()
         answer = self._call(self.client.ping)
         elapsed = (time.perf_counter() - started) * 1000
@@ -255,12 +257,14 @@ class Shell:
     def _cmd_watch(self, rest: str) -> Outcome:
         words = split_words(rest)
         count: int | None = None
-        if words[:1] == ["-n"] or (words and words[0].startswith("-n")):
+        if words and (words[0] == "-n" or re.fullmatch(r"-n\d+", words[0])):
             option = words.pop(0)
             value = option[2:] or (words.pop(0) if words else "")
             if not value.isdigit() or int(value) < 1:
                 raise InputError(f"-n needs a positive count, got {value!r}")
             count = int(value)
+        if words[:1] == ["--"]:  # the channels that follow may start with "-"
+            words.pop(0)
         if not words:
             answer = self._ask_required(Question("channels (space-separated)", "channel"), "watch")
             words = split_words(answer)
@@ -327,7 +331,7 @@ class Shell:
             raise InputError(f"no {question.label} given")
         return answer
 
-    def _no_args(self, command: str, rest: str) -> None:
+    def _no_args(self, rest: str) -> None:
         if rest:
             raise InputError(f"takes no arguments, got {rest!r}")
 

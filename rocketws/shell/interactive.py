@@ -303,8 +303,12 @@ class Terminal:
                 continue
             except EOFError:
                 break
-            if self.shell.execute(line) is Outcome.EXIT:
-                break
+            try:
+                if self.shell.execute(line) is Outcome.EXIT:
+                    break
+            except KeyboardInterrupt:  # e.g. Ctrl-C while a request or a connect waits
+                self.shell.err.write("interrupted\n")
+                self.shell.err.flush()
         return 0
 
 
