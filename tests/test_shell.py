@@ -656,3 +656,22 @@ def test_push_parsing_and_formatting() -> None:
     assert push is not None and format_push(push).endswith(' c {"x": "é"}')
     assert parse_push('{"jsonrpc":"2.0","result":"pong","id":1}') is None
     assert parse_push("not json") is None
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("watch -n 0 x", "watch: -n needs a positive count, got '0'"),
+        ("ping extra", "ping: takes no arguments, got 'extra'"),
+        ("subscribers a b", "subscribers: unexpected 'b'; usage: subscribers [CHANNEL]"),
+        ("emit 'open 1", "emit: cannot read \"'open 1\": No closing quotation"),
+        ("help nope", "help: no command 'nope'; type `help` for the list"),
+        ("connect a b c", "connect: too many arguments; usage: connect URL [WS_URL]"),
+        ("connect ftp://x", "connect: not an http(s) URL: 'ftp://x'"),
+    ],
+)
+def test_shell_bad_input_fails_with_one_line(line: str, error: str) -> None:
+    err = io.StringIO()
+    shell = Shell(dead_url(), None, io.StringIO(), err)
+    assert shell.execute(line) is Outcome.FAILED
+    assert err.getvalue() == error + "\n"
