@@ -21,6 +21,7 @@ MESSAGES_SOURCE = {
     "HOST": "127.0.0.1",
     "PORT": 59999,
     "MAX_REQUEST_BODY": 1024 * 1024,  # bytes; larger: HTTP 413
+    "IDLE_TIMEOUT": 60.0,  # seconds a keep-alive connection may wait for its next request
 }
 
 CHANNELS = {

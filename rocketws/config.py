@@ -49,6 +49,7 @@ class Config:
     max_channels_per_connection: int = 128
     max_channel_length: int = 255
     max_request_body: int = 1024 * 1024
+    ms_idle_timeout: float = 60.0
     max_batch_size: int = 1000
     handshake_timeout: float = 10.0
     close_timeout: float = 5.0
@@ -127,6 +128,7 @@ _SIMPLE: dict[str, tuple[str, str, str, Callable[[str, Any], Any]]] = {
     "handshake_timeout": ("WEBSOCKETS", "HANDSHAKE_TIMEOUT", "ROCKETWS_HANDSHAKE_TIMEOUT", _positive_float),
     "close_timeout": ("WEBSOCKETS", "CLOSE_TIMEOUT", "ROCKETWS_CLOSE_TIMEOUT", _positive_float),
     "max_request_body": ("MESSAGES_SOURCE", "MAX_REQUEST_BODY", "ROCKETWS_MAX_REQUEST_BODY", _positive_int),
+    "ms_idle_timeout": ("MESSAGES_SOURCE", "IDLE_TIMEOUT", "ROCKETWS_MS_IDLE_TIMEOUT", _positive_float),
     "max_channel_length": ("CHANNELS", "MAX_NAME_LENGTH", "ROCKETWS_MAX_CHANNEL_LENGTH", _positive_int),
     "max_batch_size": ("RPC", "MAX_BATCH_SIZE", "ROCKETWS_MAX_BATCH_SIZE", _positive_int),
     "spec_example_methods": ("RPC", "SPEC_EXAMPLE_METHODS", "ROCKETWS_SPEC_EXAMPLE_METHODS", _bool),

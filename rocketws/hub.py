@@ -85,5 +85,9 @@ class Hub:
         return len(subs) if subs else 0
 
     @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    @property
     def connections(self) -> int:
         return len(self._sessions)

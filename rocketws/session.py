@@ -11,15 +11,11 @@ class Outlet(Protocol):
     """The transport side of a session."""
 
     def wake(self) -> None:
-        """Called when the outbox becomes non-empty or the session overflows.
-
-        Must not block and must not call back into the session.
-        """
+        """Called when the outbox becomes non-empty.  Must not block or push."""
 
 
 class State(Enum):
     OPEN = "open"
-    OVERFLOWED = "overflowed"  # outbox limit crossed: to be closed with 4008
     CLOSED = "closed"
 
 
@@ -28,8 +24,9 @@ class Session:
 
     ``push`` only appends a reference, so fan-out never blocks; the transport takes the
     queued bytes with ``take`` and reports what it wrote with ``sent``.  ``pending`` is
-    every byte queued or taken but not yet written; crossing ``max_pending`` moves the
-    session to OVERFLOWED and stops further queueing.
+    every byte queued or taken but not yet written.  The transport checks ``over_limit``
+    after offering the queue to the socket, once per event-loop turn with new frames, so
+    the bound is ``max_pending`` plus what one turn publishes.
     """
 
     __slots__ = ("id", "channels", "_outbox", "pending", "max_pending", "dirty", "state", "_outlet")
@@ -48,20 +45,24 @@ class Session:
         return f"<Session {self.id} {self.state.value} channels={len(self.channels)}>"
 
     def push(self, frame: bytes) -> bool:
-        """Queue ``frame``; return whether it was accepted.  Never blocks."""
+        """Queue ``frame``; return whether it was accepted (False once closed).
+
+        Only appends a reference and, on the first frame since the last ``take``, calls
+        ``outlet.wake()``.  Never blocks and never writes.
+        """
         if self.state is not State.OPEN:
             return False
         self._outbox.append(frame)
         self.pending += len(frame)
-        if self.pending > self.max_pending:
-            self.state = State.OVERFLOWED
-            self._outbox.clear()
-            self._outlet.wake()
-            return False
         if not self.dirty:
             self.dirty = True
             self._outlet.wake()
         return True
+
+    @property
+    def over_limit(self) -> bool:
+        """True when more than ``max_pending`` bytes are unsent (a slow consumer)."""
+        return self.pending > self.max_pending
 
     def take(self) -> bytes:
         """Everything queued, joined into one buffer (empty when nothing is queued)."""

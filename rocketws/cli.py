@@ -1,0 +1,112 @@
+"""RocketWS command line.
+
+Usage:
+  manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT]
+  manage.py tests [ARGS...]
+  manage.py (-h | --help)
+  manage.py --version
+
+Commands:
+  runserver   Run the WebSocket endpoint and the MessagesSource (Ctrl-C or SIGTERM stops).
+  tests       Run the test suite with pytest; ARGS go to pytest (put them after --).
+
+Options:
+  --ws-conn=HOST:PORT  WebSocket endpoint [default from settings: 0.0.0.0:58000].
+                       Also :PORT (all interfaces) or [::1]:PORT.
+  --ms-conn=HOST:PORT  MessagesSource (backend HTTP API) [default from settings:
+                       127.0.0.1:59999]; :PORT means 127.0.0.1.
+  -h --help            Show this help.
+  --version            Show the version.
+
+Settings come from settings.py (next to manage.py) or the module named by
+ROCKETWS_SETTINGS, then ROCKETWS_* environment variables, then the flags above.
+Exit status: 0 on success, 1 if the server failed to start, 2 for bad arguments or settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from docopt import DocoptExit, docopt
+
+from . import __version__
+from .exceptions import ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"rocketws: error: {message}", file=sys.stderr)
+    return code
+
+
+def load_settings_module() -> ModuleType | None:
+    """The settings module: $ROCKETWS_SETTINGS, else ``settings`` if importable, else None."""
+    name = os.environ.get("ROCKETWS_SETTINGS")
+    if name:
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError("ROCKETWS_SETTINGS", name, f"cannot import: {exc}") from None
+    try:
+        return importlib.import_module("settings")
+    except ModuleNotFoundError as exc:
+        if exc.name != "settings":
+            raise
+        return None
+
+
+def _runserver(args: dict) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    from .config import load_config
+    from .server import Server, StartupError, configure_logging
+
+    config = load_config(
+        load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"]
+    )
+    configure_logging(config)
+    try:
+        server = Server(config)
+    except StartupError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    except ValueError as exc:  # e.g. an unsupported broker URL
+        return _fail(str(exc))
+    server.serve_forever()
+    return EXIT_OK
+
+
+def _tests(args: dict) -> int:
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "pytest", *args["ARGS"]]
+    return subprocess.call(cmd, cwd=root if (root / "tests").is_dir() else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``manage.py`` and the ``rocketws`` console script."""
+    try:
+        args = docopt(__doc__, argv=argv, version=f"RocketWS {__version__}")
+    except DocoptExit as exc:
+        usage = str(exc).strip().splitlines()
+        return _fail(f"bad arguments: {' '.join(argv if argv is not None else sys.argv[1:])!r}"
+                     f" (see --help)" if usage else "bad arguments")
+    try:
+        if args["runserver"]:
+            return _runserver(args)
+        if args["tests"]:
+            return _tests(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

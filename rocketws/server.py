@@ -1,0 +1,119 @@
+"""Builds the Node and both servers from a Config; handles signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import signal
+
+import gevent
+from gevent.event import Event
+from gevent.pywsgi import WSGIServer
+
+from .brokers import create_broker
+from .codes import CloseCode
+from .config import Address, Config
+from .conformance import spec_example_methods
+from .hub import Hub
+from .node import Node
+from .rpc import backend_methods
+from .transports.http import MessagesSourceApp, NoDelayHandler
+from .transports.websocket import RocketWebSocketHandler, WebSocketApp
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The server could not start (e.g. a port is taken)."""
+
+
+def configure_logging(config: Config) -> None:
+    """Apply ``settings.LOGGING`` (and ``LOG_LEVEL``, when set) once at start."""
+    logging.config.dictConfig(config.logging)
+    if config.log_level:
+        logging.getLogger().setLevel(config.log_level)
+
+
+def _listen(address: Address, app: object, handler_class: type, what: str) -> WSGIServer:
+    server = WSGIServer(
+        (address.host, address.port), app, handler_class=handler_class,
+        log=None, error_log=logging.getLogger(f"rocketws.{what}"),
+    )
+    try:
+        server.init_socket()
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {address} for the {what}: {exc.strerror or exc}") from None
+    return server
+
+
+def _url(scheme: str, server: WSGIServer) -> str:
+    host, port = server.address[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}/"
+
+
+class Server:
+    """One RocketWS process: a Node, the WebSocket endpoint and the MessagesSource."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.hub = Hub()
+        self.broker = create_broker(config.broker)
+        self.node = Node(
+            self.hub, self.broker, max_channels_per_connection=config.max_channels_per_connection
+        )
+        self.ws_app = WebSocketApp(self.node, config)
+        methods = dict(backend_methods)
+        if config.spec_example_methods:
+            methods.update(spec_example_methods)
+        self.ms_app = MessagesSourceApp(self.node, config, methods)
+        self.ws_server = _listen(config.ws, self.ws_app, RocketWebSocketHandler, "websocket")
+        self.ws_server.max_message_size = config.max_message_size
+        self.ws_server.handshake_timeout = config.handshake_timeout
+        self.ms_server = _listen(config.ms, self.ms_app, NoDelayHandler, "messages source")
+        self.ms_server.idle_timeout = config.ms_idle_timeout
+        self._stop = Event()
+
+    @property
+    def ws_url(self) -> str:
+        return _url("ws", self.ws_server)
+
+    @property
+    def ms_url(self) -> str:
+        return _url("http", self.ms_server)
+
+    def start(self) -> None:
+        self.node.start()
+        self.ws_server.start()
+        self.ms_server.start()
+        logger.info("websocket listening on %s", self.ws_url)
+        logger.info("messages source listening on %s", self.ms_url)
+
+    def request_stop(self) -> None:
+        """Ask ``serve_forever`` to shut down (safe from a signal handler)."""
+        self._stop.set()
+
+    def serve_forever(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, then shut down gracefully."""
+        self.start()
+        handlers = [gevent.signal_handler(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)]
+        try:
+            self._stop.wait()
+        finally:
+            for handler in handlers:
+                handler.cancel()
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop accepting, close every WebSocket with 1001, wait up to shutdown_timeout."""
+        logger.info("shutting down: closing %d connection(s)", len(self.ws_app.connections))
+        self.ws_server.close()
+        self.ms_server.close()
+        self.ws_app.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        if not self.ws_app.wait_closed(self.config.shutdown_timeout):
+            logger.warning("%d connection(s) still open after %.1f s; dropping them",
+                           len(self.ws_app.connections), self.config.shutdown_timeout)
+        self.ws_server.stop(timeout=0)
+        self.ms_server.stop(timeout=1.0)
+        self.node.close()
+        logger.info("stopped")

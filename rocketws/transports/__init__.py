@@ -1,0 +1,1 @@
+"""gevent adapters around the pure core: the WebSocket endpoint and the HTTP MessagesSource."""

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from .support import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """One server per test module, with the spec's example methods on."""
+    srv = ServerProcess(env={"ROCKETWS_SPEC_EXAMPLE_METHODS": "1"}).start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Start a server with extra environment variables; killed after the test."""
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        srv = ServerProcess(env=env).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.kill()

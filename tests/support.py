@@ -1,0 +1,152 @@
+"""Test support: a real `manage.py runserver` subprocess, and small client helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+from websockets.sync.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+_LISTEN = re.compile(r"(websocket|messages source) listening on (\S+)")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """`manage.py runserver` on 127.0.0.1 ephemeral ports, its stderr captured."""
+
+    def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.args = args or ["--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0"]
+        self.lines: list[str] = []
+        self.urls: dict[str, str] = {}
+        self._cond = threading.Condition()
+        self.proc: subprocess.Popen[str] | None = None
+        self.http = requests.Session()
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "runserver", *self.args],
+            cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: len(self.urls) == 2 or self.proc.poll() is not None, timeout
+            )
+        if not ok or len(self.urls) != 2:
+            self.kill()
+            raise RuntimeError("server did not start:\n" + self.log())
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                m = _LISTEN.search(line)
+                if m:
+                    self.urls[m.group(1)] = m.group(2)
+                self._cond.notify_all()
+
+    def log(self) -> str:
+        with self._cond:
+            return "".join(self.lines)
+
+    def wait_log(self, pattern: str, timeout: float = 10.0) -> str:
+        rx = re.compile(pattern)
+        with self._cond:
+            found = self._cond.wait_for(lambda: rx.search("".join(self.lines)), timeout)
+        assert found, f"log never matched {pattern!r}:\n{self.log()}"
+        return found.group(0)
+
+    @property
+    def ws_url(self) -> str:
+        return self.urls["websocket"]
+
+    @property
+    def ms_url(self) -> str:
+        return self.urls["messages source"]
+
+    @property
+    def ws_port(self) -> int:
+        return int(self.ws_url.rstrip("/").rsplit(":", 1)[1])
+
+    def post(self, body: Any, **kwargs: Any) -> requests.Response:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return self.http.post(self.ms_url, data=data, timeout=10, **kwargs)
+
+    def call(self, method: str, params: Any = None, rid: Any = 1) -> Any:
+        """Call a backend method; return the whole JSON-RPC response object."""
+        req: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": rid}
+        if params is not None:
+            req["params"] = params
+        resp = self.post(req)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def result(self, method: str, params: Any = None) -> Any:
+        resp = self.call(method, params)
+        assert "result" in resp, resp
+        return resp["result"]
+
+    def health(self) -> dict:
+        return self.http.get(self.ms_url + "health", timeout=10).json()
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.http.close()
+
+
+def ws_connect(url: str, **kwargs: Any) -> ClientConnection:
+    kwargs.setdefault("open_timeout", 10)
+    kwargs.setdefault("close_timeout", 5)
+    return connect(url, compression=None, **kwargs).__enter__()
+
+
+def request(ws: ClientConnection, method: str, params: Any = None, rid: Any = 1) -> dict:
+    """Send one request on ``ws`` and return its response (pushes in between are kept)."""
+    req: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": rid}
+    if params is not None:
+        req["params"] = params
+    ws.send(json.dumps(req))
+    return recv_json(ws)
+
+
+def recv_json(ws: ClientConnection, timeout: float = 10.0) -> Any:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def subscribe(ws: ClientConnection, channel: str) -> None:
+    assert request(ws, "subscribe", {"channel": channel})["result"] == {
+        "channel": channel, "subscribed": True,
+    }

@@ -1,0 +1,317 @@
+"""End to end: the WebSocket endpoint of a real `manage.py runserver` over real sockets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+import pytest
+import requests
+from websockets.exceptions import ConnectionClosed
+
+from .support import ServerProcess, recv_json, request, subscribe, wait_until, ws_connect
+from .wsraw import RawWebSocket
+
+# -- client methods -----------------------------------------------------------------
+
+
+def test_client_subscribe_is_idempotent_and_listed(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        subscribe(ws, "chat")
+        subscribe(ws, "chat")
+        assert request(ws, "subscribe", ["news"])["result"] == {"channel": "news", "subscribed": True}
+        assert request(ws, "subscriptions")["result"] == ["chat", "news"]
+        assert server.result("total_subscribers", {"channel": "chat"}) == 1
+
+
+def test_client_unsubscribe_is_idempotent(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        subscribe(ws, "u1")
+        for _ in range(2):
+            resp = request(ws, "unsubscribe", {"channel": "u1"})
+            assert resp["result"] == {"channel": "u1", "subscribed": False}
+        assert request(ws, "subscriptions")["result"] == []
+        assert "u1" not in server.result("available_channels")
+
+
+def test_client_ping_and_heartbeat(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        assert request(ws, "ping", rid="p")["result"] == "pong"
+        assert request(ws, "heartbeat", rid=7)["result"] == {"heartbeat": "ok"}
+
+
+def test_client_send_data_reaches_others_not_sender(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as a, ws_connect(server.ws_url) as b, ws_connect(server.ws_url) as c:
+        for ws in (a, b, c):
+            subscribe(ws, "room")
+        resp = request(a, "send_data", {"channel": "room", "data": {"text": "hi"}})
+        assert resp["result"] == {"channel": "room", "delivered": 2}
+        for ws in (b, c):
+            push = recv_json(ws)
+            assert push["method"] == "message"
+            assert push["params"]["channel"] == "room"
+            assert push["params"]["data"] == {"text": "hi"}
+            assert isinstance(push["params"]["ts"], float)
+            assert "id" not in push
+        # the sender got nothing but its reply: its next frame is the reply to ping
+        assert request(a, "ping", rid=99) == {"jsonrpc": "2.0", "result": "pong", "id": 99}
+
+
+def test_client_send_data_unsubscribed_is_32001(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        resp = request(ws, "send_data", {"channel": "nope", "data": 1})
+        assert resp["error"]["code"] == -32001
+        assert resp["error"]["data"]["channel"] == "nope"
+
+
+def test_client_backend_method_is_32601(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        for method in ("emit", "notify_all", "available_channels", "total_subscribers"):
+            resp = request(ws, method, {"channel": "x", "data": 1}, rid=method)
+            assert resp["error"]["code"] == -32601, resp
+            assert resp["id"] == method
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({}, "missing"),
+        ({"channel": "a", "extra": 1}, "unexpected"),
+        ({"channel": 5}, "string"),
+        ({"channel": ""}, "empty"),
+        ({"channel": "x" * 256}, "longer than 255"),
+        ({"channel": "a\nb"}, "control"),
+        (["a", "b"], "too many"),
+    ],
+)
+def test_client_subscribe_bad_params_is_32602(server: ServerProcess, params: object, reason: str) -> None:
+    with ws_connect(server.ws_url) as ws:
+        resp = request(ws, "subscribe", params)
+        assert resp["error"]["code"] == -32602
+        assert reason in json.dumps(resp["error"]["data"])
+        assert request(ws, "ping")["result"] == "pong"  # the connection stays usable
+
+
+def test_client_channel_limit_is_32003(start_server) -> None:
+    srv = start_server(ROCKETWS_MAX_CHANNELS_PER_CONNECTION="3")
+    with ws_connect(srv.ws_url) as ws:
+        for i in range(3):
+            subscribe(ws, f"c{i}")
+        subscribe(ws, "c0")  # already subscribed: still fine
+        resp = request(ws, "subscribe", {"channel": "c3"})
+        assert resp["error"]["code"] == -32003
+        assert resp["error"]["data"]["max"] == 3
+
+
+# -- JSON-RPC rules on the WebSocket ------------------------------------------------
+
+
+def test_client_json_mistakes_never_close(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        ws.send("{not json")
+        resp = recv_json(ws)
+        assert (resp["error"]["code"], resp["id"]) == (-32700, None)
+        for bad in ("123", '"x"', "null", '{"jsonrpc":"1.0","method":"ping","id":1}'):
+            ws.send(bad)
+            assert recv_json(ws)["error"]["code"] == -32600
+        ws.send("[]")
+        resp = recv_json(ws)
+        assert resp["error"]["code"] == -32600 and resp["id"] is None
+        assert request(ws, "ping")["result"] == "pong"
+
+
+def test_client_parse_error_has_null_id(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        ws.send('{"jsonrpc": "2.0", "method": "ping", "id": 1')
+        resp = recv_json(ws)
+        assert resp["error"]["code"] == -32700
+        assert resp["id"] is None
+
+
+def test_client_batch_and_notifications(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        ws.send(json.dumps([
+            {"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": "b1"}, "id": "s"},
+            {"jsonrpc": "2.0", "method": "ping"},
+            {"jsonrpc": "2.0", "method": "nope", "id": 2},
+            1,
+        ]))
+        resp = recv_json(ws)
+        assert [r.get("id") for r in resp] == ["s", 2, None]
+        assert resp[0]["result"]["subscribed"] is True
+        assert resp[1]["error"]["code"] == -32601
+        assert resp[2]["error"]["code"] == -32600
+        # a notification (and a batch of them) gets no reply at all
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": "b2"}}))
+        ws.send(json.dumps([{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "x"}]))
+        assert request(ws, "subscriptions", rid=3) == {"jsonrpc": "2.0", "result": ["b1", "b2"], "id": 3}
+
+
+@pytest.mark.parametrize("rid", ["abc", 0, -5, 1.5, None, 123456789012345678901234567890, "ü"])
+def test_client_ids_are_echoed_exactly(server: ServerProcess, rid: object) -> None:
+    with ws_connect(server.ws_url) as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "ping", "id": rid}))
+        raw = ws.recv(timeout=10)
+        assert json.loads(raw)["id"] == rid
+        assert f'"id":{json.dumps(rid, ensure_ascii=False)}' in raw
+
+
+# -- frames, limits and close codes ---------------------------------------------------
+
+
+def _closed_with(ws, code: int) -> str:
+    with pytest.raises(ConnectionClosed) as info:
+        ws.recv(timeout=10)
+    assert info.value.rcvd is not None, "no close frame received"
+    assert info.value.rcvd.code == code
+    return info.value.rcvd.reason
+
+
+def test_client_binary_frame_closes_1003(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        ws.send(b'{"jsonrpc":"2.0","method":"ping","id":1}')
+        assert "binary" in _closed_with(ws, 1003)
+
+
+def test_client_invalid_utf8_closes_1007(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        ws.send(b'{"x": "\xff\xfe"}', text=True)
+        assert "UTF-8" in _closed_with(ws, 1007)
+
+
+def test_client_message_over_limit_closes_1009(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url, max_size=None) as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "ping", "id": 1, "pad": "x" * 65536}))
+        assert "65536" in _closed_with(ws, 1009)
+
+
+def test_client_message_at_limit_is_served(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        body = json.dumps({"jsonrpc": "2.0", "method": "ping", "id": 1, "pad": ""})
+        body = body.replace('"pad": ""', '"pad": "' + "x" * (65536 - len(body)) + '"')
+        assert len(body.encode()) == 65536
+        ws.send(body)
+        assert recv_json(ws)["error"]["code"] == -32600  # "pad" is not a request member
+
+
+def test_client_huge_announced_frame_closes_1009_without_waiting(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    raw.send_frame(0x1, b"", length=1 << 40)  # announce 1 TiB, send nothing
+    texts, code, _reason = raw.read_until_close()
+    assert code == 1009
+    raw.close()
+
+
+def test_client_fragmented_message_is_reassembled(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    msg = json.dumps({"jsonrpc": "2.0", "method": "ping", "id": "frag"}).encode()
+    raw.send_frame(0x1, msg[:10], fin=False)
+    raw.send_frame(0x9, b"mid")  # a ping between fragments is answered
+    raw.send_frame(0x0, msg[10:20], fin=False)
+    raw.send_frame(0x0, msg[20:], fin=True)
+    assert raw.read_frame() == (0xA, b"mid")
+    opcode, payload = raw.read_frame()
+    assert opcode == 0x1 and json.loads(payload) == {"jsonrpc": "2.0", "result": "pong", "id": "frag"}
+    raw.close()
+
+
+def test_client_fragments_over_limit_close_1009(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    for _ in range(3):
+        raw.send_frame(0x1 if _ == 0 else 0x0, b"x" * 30000, fin=False)
+    assert raw.read_until_close()[1] == 1009
+    raw.close()
+
+
+def test_client_unmasked_frame_closes_1002(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    raw.send_frame(0x1, b'{"jsonrpc":"2.0","method":"ping","id":1}', mask=False)
+    assert raw.read_until_close()[1] == 1002
+    raw.close()
+
+
+def test_client_close_is_echoed_with_its_code(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    raw.send_frame(0x8, struct.pack("!H", 4321) + b"bye")
+    assert raw.read_until_close()[1] == 4321
+    with pytest.raises(EOFError):
+        raw.read_frame()  # then the server closes the TCP connection
+    raw.close()
+
+
+def test_server_ping_frame_gets_pong(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        assert ws.ping(b"hello").wait(10)
+
+
+# -- disconnect cleanup, leaks, slow consumers ------------------------------------------
+
+
+def _reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_client_abrupt_reset_removes_subscriptions(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    raw.send_text(json.dumps({"jsonrpc": "2.0", "method": "subscribe", "params": ["reset-ch"], "id": 1}))
+    raw.read_frame()
+    raw.send_text(json.dumps({"jsonrpc": "2.0", "method": "subscribe", "params": ["reset-ch2"], "id": 2}))
+    raw.read_frame()
+    assert server.result("total_subscribers", {"channel": "reset-ch"}) == 1
+    _reset(raw.sock)
+    wait_until(lambda: server.result("total_subscribers", {"channel": "reset-ch"}) == 0)
+    channels = server.result("available_channels")
+    assert "reset-ch" not in channels and "reset-ch2" not in channels
+
+
+def test_client_connect_cycles_leave_registry_empty(start_server) -> None:
+    srv = start_server()
+    for i in range(1000):
+        raw = RawWebSocket(srv.ws_port)
+        raw.send_text(json.dumps(
+            {"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": f"leak{i % 7}"}, "id": i}))
+        assert raw.read_frame()[0] == 0x1
+        if i % 3 == 0:
+            _reset(raw.sock)  # abrupt TCP reset
+        elif i % 3 == 1:
+            raw.send_frame(0x8, struct.pack("!H", 1000))  # clean close
+            raw.read_until_close()
+            raw.close()
+        else:
+            raw.close()  # plain FIN without a close frame
+    wait_until(lambda: srv.health()["connections"] == 0, timeout=30)
+    assert srv.result("available_channels") == []
+    assert srv.result("total_subscribers") == 0
+    assert srv.health() == {"status": "ok", "connections": 0, "channels": 0}
+    assert "Traceback" not in srv.log()
+
+
+def test_slow_consumer_is_closed_4008_and_others_keep_receiving(start_server) -> None:
+    srv = start_server(ROCKETWS_MAX_OUTBOX_BYTES="65536", ROCKETWS_CLOSE_TIMEOUT="30")
+    slow = RawWebSocket(srv.ws_port, rcvbuf=4096)
+    slow.send_text(json.dumps({"jsonrpc": "2.0", "method": "subscribe", "params": ["flood"], "id": 1}))
+    slow.read_frame()
+    with ws_connect(srv.ws_url, max_queue=None) as fast:
+        subscribe(fast, "flood")
+        payload = "y" * 4000
+        sent = 0
+        http = requests.Session()
+        # publish until the server gives up on the slow reader (bounded: 4,000 emits);
+        # 5 x 4 KB per request stays under the 64 KiB limit for a reader that keeps up
+        while srv.result("total_subscribers", {"channel": "flood"}) == 2:
+            assert sent < 4000, "slow consumer was never disconnected"
+            batch = [{"jsonrpc": "2.0", "method": "emit", "params": {"channel": "flood", "data": [sent + k, payload]},
+                      "id": k} for k in range(5)]
+            assert http.post(srv.ms_url, data=json.dumps(batch), timeout=10).status_code == 200
+            sent += 5
+        for k in range(sent):  # the fast subscriber got every message, in order
+            assert recv_json(fast)["params"]["data"][0] == k
+        assert request(fast, "ping")["result"] == "pong"
+    # the slow reader starts reading: what was queued before the limit, then 4008
+    texts, code, reason = slow.read_until_close()
+    assert (code, reason) == (4008, "slow consumer")
+    assert 0 < len(texts) < sent
+    slow.close()
+    assert srv.health()["connections"] == 0 or wait_until(lambda: srv.health()["connections"] == 0)
