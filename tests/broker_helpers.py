@@ -37,7 +37,9 @@ class FakeNode:
         return [p.payload for p in self.delivered if channel == "*" or p.channel == channel]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 5.0, what: str = "condition"
+) -> None:
     """Yield to the hub until ``condition()`` is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -1,6 +1,6 @@
 """A private redis-server for tests: 127.0.0.1, an ephemeral port, no persistence.
 
-Import the fixtures into a test module (``from redis_fixtures import redis_server``).
+The fixtures are registered in conftest.py.
 Tests are skipped when no ``redis-server`` binary is on PATH (``make test`` installs it
 through scripts/sysdeps.sh).
 """

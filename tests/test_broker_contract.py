@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from broker_helpers import FakeNode, wait_for
-from redis_fixtures import RedisServer, redis_server  # noqa: F401  (fixture)
 
 from rocketws.brokers import Broker, MemoryBroker, Publication, create_broker
+
+from .broker_helpers import FakeNode, wait_for
+from .redis_fixtures import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis"])
