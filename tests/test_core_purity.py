@@ -1,0 +1,45 @@
+"""The pure core imports no gevent, socket, redis or transport code.
+
+At run time ``socket`` does get loaded, by jsonrpcserver's package (it imports asyncio);
+so the run-time check covers the I/O libraries and adapters, and a static check proves
+no core module imports ``socket`` (or select/ssl) itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from .support import ROOT
+
+CORE = ["protocol", "channels", "hub", "session", "rpc", "node", "framing", "codes", "exceptions",
+        "config", "conformance", "brokers.base", "brokers.memory"]
+
+
+def test_core_modules_load_no_gevent_redis_or_adapters() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import rocketws.{m}\n" for m in CORE)
+        + "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('gevent', 'geventwebsocket', 'greenlet', 'redis', 'requests') "
+        "or m.startswith('rocketws.transports') or m == 'rocketws.server')\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_core_modules_import_no_socket_themselves() -> None:
+    banned = {"socket", "select", "selectors", "ssl", "gevent", "geventwebsocket", "redis", "asyncio"}
+    for name in CORE:
+        path = ROOT / "rocketws" / (name.replace(".", "/") + ".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert not roots & banned, f"{path.name} imports {roots & banned}"

@@ -1,0 +1,271 @@
+"""End to end: the MessagesSource (backend JSON-RPC over HTTP) of a real server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import time
+
+import pytest
+import requests
+
+from .support import ServerProcess, recv_json, request, subscribe, ws_connect
+
+# -- backend methods ----------------------------------------------------------------
+
+
+def test_backend_ping(server: ServerProcess) -> None:
+    assert server.call("ping") == {"jsonrpc": "2.0", "result": "pong", "id": 1}
+
+
+def test_backend_emit_reaches_subscribers_only(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as a, ws_connect(server.ws_url) as b, ws_connect(server.ws_url) as other:
+        subscribe(a, "emit-ch")
+        subscribe(b, "emit-ch")
+        subscribe(other, "elsewhere")
+        before = time.time()
+        resp = server.call("emit", {"channel": "emit-ch", "data": {"n": [1, 2.5, None, "ü"]}})
+        assert resp["result"] == {"channel": "emit-ch", "delivered": 2}
+        for ws in (a, b):
+            push = recv_json(ws)
+            assert set(push) == {"jsonrpc", "method", "params"}
+            assert push["method"] == "message"
+            assert push["params"]["channel"] == "emit-ch"
+            assert push["params"]["data"] == {"n": [1, 2.5, None, "ü"]}
+            assert before - 1 <= push["params"]["ts"] <= time.time() + 1
+        assert request(other, "ping", rid="o") == {"jsonrpc": "2.0", "result": "pong", "id": "o"}
+
+
+def test_backend_emit_positional_params_and_no_subscribers(server: ServerProcess) -> None:
+    assert server.call("emit", ["empty-ch", 1])["result"] == {"channel": "empty-ch", "delivered": 0}
+
+
+def test_backend_notify_all_reaches_every_connection_once(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as a, ws_connect(server.ws_url) as b:
+        subscribe(a, "x1")
+        subscribe(a, "x2")  # two subscriptions, still one broadcast
+        n = server.health()["connections"]
+        assert server.call("notify_all", {"data": "hello"})["result"] == {"delivered": n}
+        for ws in (a, b):
+            push = recv_json(ws)
+            assert push["method"] == "broadcast"
+            assert push["params"]["data"] == "hello"
+            assert isinstance(push["params"]["ts"], float)
+            assert set(push["params"]) == {"data", "ts"}
+            assert request(ws, "ping", rid=2)["id"] == 2  # nothing else was queued
+
+
+def test_backend_available_channels_and_total_subscribers(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as a, ws_connect(server.ws_url) as b:
+        subscribe(a, "zeta")
+        subscribe(a, "alpha")
+        subscribe(b, "alpha")
+        channels = server.result("available_channels")
+        assert channels == sorted(channels)
+        assert {"alpha", "zeta"} <= set(channels)
+        assert server.result("total_subscribers", {"channel": "alpha"}) == 2
+        assert server.result("total_subscribers", {"channel": "zeta"}) == 1
+        assert server.result("total_subscribers", {"channel": "none"}) == 0
+        assert server.result("total_subscribers") == server.health()["connections"]
+        request(a, "unsubscribe", {"channel": "zeta"})
+        assert "zeta" not in server.result("available_channels")
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("emit", {"channel": "a"}),
+        ("emit", {"channel": 1, "data": 1}),
+        ("emit", {"channel": "", "data": 1}),
+        ("emit", {"channel": "a\x00", "data": 1}),
+        ("emit", {"channel": "a", "data": 1, "x": 2}),
+        ("notify_all", {}),
+        ("total_subscribers", {"channel": ["a"]}),
+        ("ping", {"x": 1}),
+    ],
+)
+def test_backend_bad_params_is_32602_with_data(server: ServerProcess, method: str, params: dict) -> None:
+    error = server.call(method, params)["error"]
+    assert error["code"] == -32602
+    assert isinstance(error["data"], dict) and error["data"]
+
+
+def test_backend_client_method_is_32601(server: ServerProcess) -> None:
+    error = server.call("subscribe", {"channel": "x"})["error"]
+    assert error["code"] == -32601 and error["data"]["method"] == "subscribe"
+
+
+# -- HTTP rules ---------------------------------------------------------------------
+
+
+def test_http_response_is_json_utf8(server: ServerProcess) -> None:
+    resp = server.post({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "ü", "data": "é"}, "id": 1})
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == "application/json"
+    assert json.loads(resp.content.decode("utf-8"))["result"]["channel"] == "ü"
+
+
+def test_http_any_content_type_is_parsed(server: ServerProcess) -> None:
+    body = b'{"jsonrpc":"2.0","method":"ping","id":1}'
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/json"):
+        resp = server.http.post(server.ms_url, data=body, headers={"Content-Type": ctype}, timeout=10)
+        assert resp.json()["result"] == "pong"
+
+
+def test_http_errors_are_http_200(server: ServerProcess) -> None:
+    for body, code in ((b"{oops", -32700), (b"\xff\xfe", -32700), (b"[]", -32600),
+                       (b'{"jsonrpc":"2.0","method":"nope","id":1}', -32601)):
+        resp = server.post(body)
+        assert resp.status_code == 200
+        assert resp.json()["error"]["code"] == code
+
+
+def test_http_notifications_only_is_204(server: ServerProcess) -> None:
+    resp = server.post({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "n", "data": 1}})
+    assert resp.status_code == 204 and resp.content == b""
+    resp = server.post([{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "nope"}])
+    assert resp.status_code == 204 and resp.content == b""
+
+
+def test_http_notification_emit_is_still_delivered(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        subscribe(ws, "notif")
+        assert server.post({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "notif", "data": 9}}).status_code == 204
+        assert recv_json(ws)["params"]["data"] == 9
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_http_other_methods_are_405(server: ServerProcess, method: str) -> None:
+    resp = server.http.request(method, server.ms_url, timeout=10)
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] == "POST"
+
+
+def test_http_unknown_path_is_404(server: ServerProcess) -> None:
+    resp = server.http.post(server.ms_url + "rpc", data=b"{}", timeout=10)
+    assert resp.status_code == 404
+    assert resp.headers["Content-Type"] == "application/json"
+
+
+def test_http_body_over_limit_is_413(start_server) -> None:
+    srv = start_server(ROCKETWS_MAX_REQUEST_BODY="1000")
+    big = json.dumps({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "a", "data": "x" * 1000}, "id": 1})
+    resp = requests.post(srv.ms_url, data=big, timeout=10)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == -32003
+    assert resp.json()["error"]["data"]["max"] == 1000
+    # a chunked body (no Content-Length) over the limit too
+    resp = requests.post(srv.ms_url, data=iter([big.encode()]), timeout=10)
+    assert resp.status_code == 413
+    # and the server still serves
+    assert srv.result("ping") == "pong"
+
+
+def test_http_health(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        subscribe(ws, "health-ch")
+        health = server.health()
+        assert health["status"] == "ok"
+        assert health["connections"] >= 1 and health["channels"] >= 1
+        assert set(health) == {"status", "connections", "channels"}
+
+
+def test_http_batch_of_emits(server: ServerProcess) -> None:
+    with ws_connect(server.ws_url) as ws:
+        subscribe(ws, "batch-ch")
+        batch = [{"jsonrpc": "2.0", "method": "emit", "params": {"channel": "batch-ch", "data": i}, "id": i}
+                 for i in range(50)]
+        resp = server.post(batch).json()
+        assert [r["result"]["delivered"] for r in resp] == [1] * 50
+        assert [recv_json(ws)["params"]["data"] for _ in range(50)] == list(range(50))
+
+
+def test_http_batch_over_limit_is_32003(start_server) -> None:
+    srv = start_server(ROCKETWS_MAX_BATCH_SIZE="3")
+    resp = srv.post([{"jsonrpc": "2.0", "method": "ping", "id": i} for i in range(4)]).json()
+    assert resp["error"]["code"] == -32003 and resp["id"] is None
+    assert len(srv.post([{"jsonrpc": "2.0", "method": "ping", "id": i} for i in range(3)]).json()) == 3
+
+
+def test_http_keepalive_posts_do_not_stall(server: ServerProcess) -> None:
+    """TCP_NODELAY: without it, every keep-alive POST waits ~40 ms for a delayed ACK."""
+    body = b'{"jsonrpc":"2.0","method":"ping","id":1}'
+    host, port = server.ms_url.split("//")[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rounds = []
+        for _ in range(15):
+            start = time.perf_counter()
+            # headers and body in two writes, as many HTTP clients send them
+            sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            sock.sendall(body)
+            data = b""
+            while not data.endswith(b'"id":1}'):
+                data += sock.recv(4096)
+            rounds.append(time.perf_counter() - start)
+    assert statistics.median(rounds) < 0.030, rounds
+
+
+# -- JSON-RPC 2.0 specification, section 7, verbatim ------------------------------------
+
+SPEC_EXAMPLES = [
+    ('{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
+     {"jsonrpc": "2.0", "result": 19, "id": 1}),
+    ('{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
+     {"jsonrpc": "2.0", "result": -19, "id": 2}),
+    ('{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}',
+     {"jsonrpc": "2.0", "result": 19, "id": 3}),
+    ('{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}',
+     {"jsonrpc": "2.0", "result": 19, "id": 4}),
+    ('{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}', None),
+    ('{"jsonrpc": "2.0", "method": "foobar"}', None),
+    ('{"jsonrpc": "2.0", "method": "foobar", "id": "1"}',
+     {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}),
+    ('{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
+     {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None}),
+    ('{"jsonrpc": "2.0", "method": 1, "params": "bar"}',
+     {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}),
+    ('[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]',
+     {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None}),
+    ("[]", {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}),
+    ("[1]", [{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}]),
+    ("[1,2,3]", [{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}] * 3),
+    ("""[
+        {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
+        {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},
+        {"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},
+        {"foo": "boo"},
+        {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
+        {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
+    ]""", [
+        {"jsonrpc": "2.0", "result": 7, "id": "1"},
+        {"jsonrpc": "2.0", "result": 19, "id": "2"},
+        {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None},
+        {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},
+        {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"},
+    ]),
+    ("""[
+        {"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},
+        {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}
+    ]""", None),
+]
+
+
+def _without_data(obj):
+    """The spec's examples omit the optional error ``data`` member; so do we, to compare."""
+    if isinstance(obj, list):
+        return [_without_data(o) for o in obj]
+    if "error" in obj:
+        obj = {**obj, "error": {k: v for k, v in obj["error"].items() if k != "data"}}
+    return obj
+
+
+@pytest.mark.parametrize(("body", "expected"), SPEC_EXAMPLES, ids=range(len(SPEC_EXAMPLES)))
+def test_spec_section7_example(server: ServerProcess, body: str, expected: object) -> None:
+    resp = server.post(body.encode())
+    if expected is None:
+        assert resp.status_code == 204 and resp.content == b""
+        return
+    assert resp.status_code == 200
+    assert _without_data(resp.json()) == expected

@@ -1,0 +1,160 @@
+"""End to end: process lifecycle, CLI, the WebSocket port's plain-HTTP answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+from websockets.exceptions import ConnectionClosed
+
+from .support import ROOT, ServerProcess, recv_json, subscribe, ws_connect
+
+
+def _manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, env={**os.environ, **(env or {})},
+    )
+
+
+def test_sigterm_closes_every_websocket_1001_and_exits_0(start_server) -> None:
+    srv = start_server()
+    conns = [ws_connect(srv.ws_url) for _ in range(3)]
+    for ws in conns:
+        subscribe(ws, "bye")
+    srv.call("emit", {"channel": "bye", "data": "last"})
+    codes: list[int | None] = []
+
+    def watch(ws) -> None:
+        try:
+            while True:
+                ws.recv(timeout=15)
+        except ConnectionClosed as exc:
+            codes.append(exc.rcvd.code if exc.rcvd else None)
+
+    threads = [threading.Thread(target=watch, args=(ws,)) for ws in conns]
+    for t in threads:
+        t.start()
+    assert srv.terminate(timeout=15) == 0
+    for t in threads:
+        t.join(15)
+    assert codes == [1001, 1001, 1001]
+    assert "Traceback" not in srv.log()
+
+
+def test_sigterm_delivers_queued_pushes_before_1001(start_server) -> None:
+    srv = start_server()
+    with ws_connect(srv.ws_url) as ws:
+        subscribe(ws, "q")
+        srv.call("emit", {"channel": "q", "data": 1})
+        srv.proc.terminate()
+        assert recv_json(ws)["params"]["data"] == 1
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=15)
+        assert info.value.rcvd.code == 1001
+    assert srv.proc.wait(15) == 0
+
+
+def test_ws_port_plain_http_is_426_and_404(server: ServerProcess) -> None:
+    http_url = server.ws_url.replace("ws://", "http://")
+    resp = requests.get(http_url, timeout=10)
+    assert resp.status_code == 426 and resp.headers["Upgrade"] == "websocket"
+    assert requests.get(http_url + "other", timeout=10).status_code == 404
+
+
+def test_ws_upgrade_on_other_path_is_refused(server: ServerProcess) -> None:
+    with pytest.raises(Exception):
+        ws_connect(server.ws_url + "chat")
+
+
+def test_handshake_timeout_drops_silent_clients(start_server) -> None:
+    srv = start_server(ROCKETWS_HANDSHAKE_TIMEOUT="0.5")
+    with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n")  # never finishes the request
+        data = b""
+        while chunk := sock.recv(1024):  # the server answers 4xx and hangs up by itself
+            data += chunk
+        assert data == b"" or data.startswith(b"HTTP/1.1 4"), data
+    assert srv.result("ping") == "pong"
+
+
+def test_client_errors_log_no_traceback(start_server) -> None:
+    srv = start_server()
+    with ws_connect(srv.ws_url) as ws:
+        ws.send("{bad json")
+        recv_json(ws)
+        ws.send(b"binary")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    srv.post(b"\xff{")
+    srv.wait_log("binary frames are not supported")
+    assert "Traceback" not in srv.log()
+
+
+def test_ipv6_loopback_listen() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    srv = ServerProcess(args=["--ws-conn=[::1]:0", "--ms-conn=[::1]:0"]).start()
+    try:
+        assert srv.ws_url.startswith("ws://[::1]:")
+        assert srv.result("ping") == "pong"
+        with ws_connect(srv.ws_url) as ws:
+            subscribe(ws, "v6")
+    finally:
+        srv.kill()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["runserver", "--ws-conn=nonsense"], {}, "--ws-conn='nonsense'"),
+        (["runserver", "--ms-conn=1.2.3.4:99999"], {}, "port must be 0-65535"),
+        (["runserver"], {"ROCKETWS_MAX_OUTBOX_BYTES": "lots"}, "ROCKETWS_MAX_OUTBOX_BYTES='lots'"),
+        (["runserver"], {"ROCKETWS_BROKER": "kafka://x"}, "kafka://x"),
+        (["runserver"], {"ROCKETWS_SETTINGS": "no_such_settings_module"}, "no_such_settings_module"),
+        (["frobnicate"], {}, "frobnicate"),
+        (["runserver", "--nope"], {}, "--nope"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(args: list[str], env: dict, needle: str) -> None:
+    result = _manage(*args, env=env)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_port_in_use_is_one_line_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _manage("runserver", f"--ws-conn=127.0.0.1:{port}", "--ms-conn=127.0.0.1:0")
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_help_and_version() -> None:
+    assert "runserver" in _manage("--help").stdout
+    version = _manage("--version")
+    assert version.returncode == 0 and version.stdout.startswith("RocketWS ")
+
+
+def test_cli_env_overrides_settings(start_server) -> None:
+    srv = start_server(ROCKETWS_MAX_CHANNEL_LENGTH="4")
+    with ws_connect(srv.ws_url) as ws:
+        subscribe(ws, "abcd")
+        from .support import request
+
+        assert request(ws, "subscribe", {"channel": "abcde"})["error"]["code"] == -32602
