@@ -83,6 +83,7 @@ class _Worker:
     ready: threading.Event = field(default_factory=threading.Event)
     restarts: int = 0
     restart_at: float = 0.0
+    relay: threading.Thread | None = None
 
 
 class Supervisor:
@@ -136,8 +137,10 @@ class Supervisor:
         worker.started_at = time.monotonic()
         logger.info("worker %d started (pid %d)", worker.index, worker.proc.pid)
         assert worker.proc.stdout is not None
-        threading.Thread(target=self._relay, args=(worker, worker.proc.stdout),
-                         daemon=True).start()
+        worker.relay = threading.Thread(
+            target=self._relay, args=(worker, worker.proc.stdout), daemon=True
+        )
+        worker.relay.start()
 
     def _relay(self, worker: _Worker, stream: IO[bytes]) -> None:
         seen: set[str] = set()
@@ -200,5 +203,8 @@ class Supervisor:
                 logger.error("worker pid %d did not stop in time; killing it", proc.pid)
                 proc.kill()
                 proc.wait()
+        for worker in self._workers:
+            if worker.relay is not None:
+                worker.relay.join(2)  # relay the workers' last lines before exiting
         if live:
             logger.info("all workers stopped")
