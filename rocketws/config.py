@@ -150,8 +150,8 @@ _KNOWN_KEYS: dict[str, set[str]] = {
     "WEBSOCKETS": {"HOST", "PORT"},
     "MESSAGES_SOURCE": {"HOST", "PORT"},
 }
-for _section, _key, _env, _parse in _SIMPLE.values():
-    _KNOWN_KEYS.setdefault(_section, set()).add(_key)
+for _spec in _SIMPLE.values():
+    _KNOWN_KEYS.setdefault(_spec[0], set()).add(_spec[1])
 
 
 def _section(settings: ModuleType | None, name: str) -> Mapping[str, Any]:
@@ -194,8 +194,12 @@ def load_config(
     defaults = Config()
     values: dict[str, Any] = {}
     sections = {name: _section(settings, name) for name in _KNOWN_KEYS}
-    values["ws"] = _address(sections["WEBSOCKETS"], env, "ROCKETWS_WS_CONN", ws_conn, "--ws-conn", defaults.ws)
-    values["ms"] = _address(sections["MESSAGES_SOURCE"], env, "ROCKETWS_MS_CONN", ms_conn, "--ms-conn", defaults.ms)
+    values["ws"] = _address(
+        sections["WEBSOCKETS"], env, "ROCKETWS_WS_CONN", ws_conn, "--ws-conn", defaults.ws
+    )
+    values["ms"] = _address(
+        sections["MESSAGES_SOURCE"], env, "ROCKETWS_MS_CONN", ms_conn, "--ms-conn", defaults.ms
+    )
     for name, (section, key, env_name, parse) in _SIMPLE.items():
         if env.get(env_name):
             values[name] = parse(env_name, env[env_name])

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
@@ -56,7 +56,7 @@ class Invalid:
     reason: str
 
 
-Entry = Union[Call, Invalid]
+Entry = Call | Invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +82,11 @@ def loads(data: bytes | str) -> Any:
     into floats, so those documents go to the stdlib decoder, which keeps them exact
     (NaN/Infinity still rejected).
     """
-    long_number = (_LONG_NUMBER_S if isinstance(data, str) else _LONG_NUMBER_B).search(data)
-    if long_number is None:
+    if isinstance(data, str):
+        long_number = _LONG_NUMBER_S.search(data) is not None
+    else:
+        long_number = _LONG_NUMBER_B.search(data) is not None
+    if not long_number:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as exc:

@@ -199,15 +199,15 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch: int =
             responses.append(protocol.invalid_response(entry))
             continue
         response = dispatch_to_response(
-            entry.request,
+            entry.request,  # type: ignore[arg-type]  # already parsed: see _identity
             methods,
             context=context,
             deserializer=_identity,
-            validator=_accept,
+            validator=_accept,  # type: ignore[arg-type]
             post_process=to_serializable_one,
         )
         if response is not None:
-            responses.append(_normalise(response, methods))
+            responses.append(_normalise(response, methods))  # type: ignore[arg-type]
     if not responses:
         return None
     return protocol.dumps(responses if parsed.batch else responses[0])

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .support import ROOT, ServerProcess, recv_json, subscribe, ws_connect
 
@@ -68,8 +68,9 @@ def test_ws_port_plain_http_is_426_and_404(server: ServerProcess) -> None:
 
 
 def test_ws_upgrade_on_other_path_is_refused(server: ServerProcess) -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidStatus) as info:
         ws_connect(server.ws_url + "chat")
+    assert info.value.response.status_code == 404
 
 
 def test_handshake_timeout_drops_silent_clients(start_server) -> None:

@@ -31,7 +31,7 @@ from geventwebsocket.websocket import Header, Stream, WebSocket
 from .. import framing, rpc
 from ..codes import CloseCode
 from ..config import Config
-from ..exceptions import PeerClosed, ProtocolViolation, WebSocketClosing
+from ..exceptions import PeerClosed, ProtocolViolation
 from ..node import Node
 from ..session import Session
 
@@ -57,7 +57,7 @@ class RocketWebSocket(WebSocket):
         self.on_control: Callable[[int, bytes], None] = _ignore_control
 
     def close(self, code: int = 1000, message: bytes = b"") -> None:
-        self.closed = True
+        self.closed = True  # type: ignore[misc]  # declared in the parent's __slots__
 
     def _frame(self) -> tuple[Any, bytes]:
         try:
@@ -275,7 +275,7 @@ class Connection:
             self._timer.kill(block=False)
         self.session.close()
         self._done = True
-        self.ws.closed = True
+        self.ws.close()
 
     # -- writing ----------------------------------------------------------------------
 
