@@ -1,7 +1,7 @@
 """RocketWS command line.
 
 Usage:
-  manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT]
+  manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT] [--broker=URL] [--workers=N]
   manage.py shell [--ms-conn=URL] [--ws-conn=URL] [-c COMMAND]
   manage.py tests [ARGS...]
   manage.py (-h | --help)
@@ -17,6 +17,10 @@ Options:
                        Also :PORT (all interfaces) or [::1]:PORT.
   --ms-conn=HOST:PORT  MessagesSource (backend HTTP API) [default from settings:
                        127.0.0.1:59999]; :PORT means 127.0.0.1.
+  --broker=URL         memory (default) or redis://host:port/db to join other
+                       nodes through Redis (see docs/scaling.md).
+  --workers=N          Run N worker processes sharing both ports (SO_REUSEPORT);
+                       N > 1 needs a Redis broker [default: 1].
   -c COMMAND           shell: run COMMAND (one per line), print results, exit.
                        The shell also takes URLs for both addresses
                        (http://host:port/path, ws://host:port/); its WebSocket
@@ -68,23 +72,51 @@ def load_settings_module() -> ModuleType | None:
         return None
 
 
+def _workers(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError("--workers", value, "expected a whole number above 0")
+    return int(value)
+
+
 def _runserver(args: dict) -> int:
+    from .config import load_config
+
+    config = load_config(
+        load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"],
+        broker=args["--broker"],
+    )
+    workers = _workers(args["--workers"])
+    if workers > 1:
+        if not config.broker.startswith("redis://"):
+            raise ConfigError("--workers", workers, "more than 1 worker needs a Redis broker "
+                              "(--broker=redis://host:port/db); with the memory broker "
+                              "each worker would reach only its own clients")
+        from .brokers import create_broker
+        from .server import configure_logging
+        from .workers import Supervisor
+
+        try:
+            create_broker(config.broker)  # a bad URL is refused here, not in every worker
+        except ValueError as exc:
+            return _fail(str(exc))
+        configure_logging(config)
+        return Supervisor(config, workers).run()
+
     from gevent import monkey
 
     monkey.patch_all()
-    from .config import load_config
     from .server import Server, StartupError, configure_logging
+    from .workers import WORKER_ENV, exit_with_parent
 
-    config = load_config(
-        load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"]
-    )
     configure_logging(config)
     try:
-        server = Server(config)
+        server = Server(config, reuse_port=bool(os.environ.get(WORKER_ENV)))
     except StartupError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except ValueError as exc:  # e.g. an unsupported broker URL
         return _fail(str(exc))
+    if os.environ.get(WORKER_ENV):
+        exit_with_parent(server.request_stop)
     server.serve_forever()
     return EXIT_OK
 
