@@ -429,7 +429,7 @@ def test_shell_watch_reports_server_shutdown_in_one_line(
 
 def test_make_shell_runs_manage_shell_with_the_addresses() -> None:
     dry = subprocess.run(
-        ["make", "-n", "shell", "MS_CONN=10.0.0.1:1", "WS_CONN=10.0.0.1:2"],
+        ["make", "--no-print-directory", "-n", "shell", "MS_CONN=10.0.0.1:1", "WS_CONN=10.0.0.1:2"],
         capture_output=True, text=True, cwd=ROOT, timeout=30,
     )
     assert dry.returncode == 0, dry.stderr
