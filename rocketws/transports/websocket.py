@@ -216,6 +216,8 @@ class Connection:
         push, dispatch = self.session.push, rpc.dispatch
         methods, context = rpc.client_methods, self.context
         max_batch = self.config.max_batch_size
+        text: str | None
+        response: bytes | None
         while True:
             text = self.ws.read_text()
             if self._closing:
