@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 WS_CONN ?= 0.0.0.0:58000
 MS_CONN ?= 127.0.0.1:59999
 
-.PHONY: run run_bg stop test lint docker sysdeps clean
+.PHONY: run run_bg stop shell test lint docker sysdeps clean
 
 # System packages the test suite needs (installed with apt-get when missing; CI is root).
 sysdeps:
@@ -28,6 +28,10 @@ run_bg: $(STAMP)
 
 stop:
 	@if [ -f rocketws.pid ]; then kill -TERM $$(cat rocketws.pid) && rm -f rocketws.pid; fi
+
+# Backend console against the local server (`make run` or `make run_bg` first).
+shell: $(STAMP)
+	$(PY) manage.py shell --ms-conn=$(MS_CONN) --ws-conn=$(WS_CONN)
 
 test: $(STAMP) sysdeps
 	$(PY) manage.py tests

@@ -22,6 +22,7 @@ MESSAGES_SOURCE = {
     "PORT": 59999,
     "MAX_REQUEST_BODY": 1024 * 1024,  # bytes; larger: HTTP 413
     "IDLE_TIMEOUT": 60.0,  # seconds a keep-alive connection may wait for its next request
+    "REDIS": None,  # or "redis://127.0.0.1:6379/0?channel=rocketws:messages" (docs/scaling.md)
 }
 
 CHANNELS = {
@@ -34,7 +35,7 @@ RPC = {
 }
 
 SERVER = {
-    "BROKER": "memory",
+    "BROKER": "memory",  # or "redis://127.0.0.1:6379/0" to join nodes (docs/scaling.md)
     "SHUTDOWN_TIMEOUT": 5.0,  # seconds to close every connection on SIGTERM/SIGINT
     "LOG_LEVEL": None,  # None: as LOGGING says; or DEBUG/INFO/WARNING/ERROR
 }

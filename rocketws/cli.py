@@ -1,13 +1,15 @@
 """RocketWS command line.
 
 Usage:
-  manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT]
+  manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT] [--broker=URL] [--workers=N]
+  manage.py shell [--ms-conn=URL] [--ws-conn=URL] [-c COMMAND]
   manage.py tests [ARGS...]
   manage.py (-h | --help)
   manage.py --version
 
 Commands:
   runserver   Run the WebSocket endpoint and the MessagesSource (Ctrl-C or SIGTERM stops).
+  shell       Backend console for a MessagesSource (docs/shell.md); -c runs COMMAND.
   tests       Run the test suite with pytest; ARGS go to pytest (put them after --).
 
 Options:
@@ -15,12 +17,21 @@ Options:
                        Also :PORT (all interfaces) or [::1]:PORT.
   --ms-conn=HOST:PORT  MessagesSource (backend HTTP API) [default from settings:
                        127.0.0.1:59999]; :PORT means 127.0.0.1.
+  --broker=URL         memory (default) or redis://host:port/db to join other
+                       nodes through Redis (see docs/scaling.md).
+  --workers=N          Run N worker processes sharing both ports (SO_REUSEPORT);
+                       N > 1 needs a Redis broker [default: 1].
+  -c COMMAND           shell: run COMMAND (one per line), print results, exit.
+                       The shell also takes URLs for both addresses
+                       (http://host:port/path, ws://host:port/); its WebSocket
+                       address defaults to the MessagesSource host.
   -h --help            Show this help.
   --version            Show the version.
 
 Settings come from settings.py (next to manage.py) or the module named by
 ROCKETWS_SETTINGS, then ROCKETWS_* environment variables, then the flags above.
 Exit status: 0 on success, 1 if the server failed to start, 2 for bad arguments or settings.
+shell: 0 every command succeeded, 1 a command failed, 2 bad arguments, 3 server unreachable.
 """
 
 from __future__ import annotations
@@ -61,25 +72,63 @@ def load_settings_module() -> ModuleType | None:
         return None
 
 
+def _workers(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError("--workers", value, "expected a whole number above 0")
+    return int(value)
+
+
 def _runserver(args: dict) -> int:
+    from .config import load_config
+
+    config = load_config(
+        load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"],
+        broker=args["--broker"],
+    )
+    workers = _workers(args["--workers"])
+    if workers > 1:
+        if not config.broker.startswith("redis://"):
+            raise ConfigError("--workers", workers, "more than 1 worker needs a Redis broker "
+                              "(--broker=redis://host:port/db); with the memory broker "
+                              "each worker would reach only its own clients")
+        from .brokers import create_broker
+        from .server import configure_logging
+        from .workers import Supervisor
+
+        try:
+            create_broker(config.broker)  # a bad URL is refused here, not in every worker
+        except ValueError as exc:
+            return _fail(str(exc))
+        configure_logging(config)
+        return Supervisor(config, workers).run()
+
     from gevent import monkey
 
     monkey.patch_all()
-    from .config import load_config
     from .server import Server, StartupError, configure_logging
+    from .workers import WORKER_ENV, exit_with_parent
 
-    config = load_config(
-        load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"]
-    )
     configure_logging(config)
     try:
-        server = Server(config)
+        server = Server(config, reuse_port=bool(os.environ.get(WORKER_ENV)))
     except StartupError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except ValueError as exc:  # e.g. an unsupported broker URL
         return _fail(str(exc))
+    if os.environ.get(WORKER_ENV):
+        exit_with_parent(server.request_stop)
     server.serve_forever()
     return EXIT_OK
+
+
+def _shell(args: dict) -> int:
+    from .config import load_config
+    from .shell import main as shell_main
+
+    config = load_config(load_settings_module(), os.environ)
+    return shell_main(
+        args["--ms-conn"] or str(config.ms), args["--ws-conn"], args["-c"], ws_port=config.ws.port
+    )
 
 
 def _tests(args: dict) -> int:
@@ -99,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args["runserver"]:
             return _runserver(args)
+        if args["shell"]:
+            return _shell(args)
         if args["tests"]:
             return _tests(args)
     except ConfigError as exc:

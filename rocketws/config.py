@@ -44,6 +44,7 @@ class Config:
     ws: Address = Address("0.0.0.0", 58000)
     ms: Address = Address("127.0.0.1", 59999)
     broker: str = "memory"
+    redis_source: str | None = None
     max_message_size: int = 64 * 1024
     max_outbox_bytes: int = 1024 * 1024
     max_channels_per_connection: int = 128
@@ -118,6 +119,14 @@ def _broker(name: str, value: Any) -> str:
     return value
 
 
+def _redis_source(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.startswith("redis://"):
+        raise ConfigError(name, value, "expected redis://host:port/db?channel=NAME")
+    return value
+
+
 # field -> (settings dict, key, environment variable, parser)
 _SIMPLE: dict[str, tuple[str, str, str, Callable[[str, Any], Any]]] = {
     "max_message_size": ("WEBSOCKETS", "MAX_MESSAGE_SIZE", "ROCKETWS_MAX_MESSAGE_SIZE", _positive_int),
@@ -134,6 +143,7 @@ _SIMPLE: dict[str, tuple[str, str, str, Callable[[str, Any], Any]]] = {
     "spec_example_methods": ("RPC", "SPEC_EXAMPLE_METHODS", "ROCKETWS_SPEC_EXAMPLE_METHODS", _bool),
     "shutdown_timeout": ("SERVER", "SHUTDOWN_TIMEOUT", "ROCKETWS_SHUTDOWN_TIMEOUT", _positive_float),
     "broker": ("SERVER", "BROKER", "ROCKETWS_BROKER", _broker),
+    "redis_source": ("MESSAGES_SOURCE", "REDIS", "ROCKETWS_REDIS_SOURCE", _redis_source),
     "log_level": ("SERVER", "LOG_LEVEL", "ROCKETWS_LOG_LEVEL", _log_level),
 }
 _KNOWN_KEYS: dict[str, set[str]] = {

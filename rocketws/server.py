@@ -18,7 +18,9 @@ from .hub import Hub
 from .node import Node
 from .rpc import backend_methods
 from .transports.http import MessagesSourceApp, NoDelayHandler
+from .transports.redis_source import RedisSource
 from .transports.websocket import RocketWebSocketHandler, WebSocketApp
+from .workers import reuse_port_listener
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +36,15 @@ def configure_logging(config: Config) -> None:
         logging.getLogger().setLevel(config.log_level)
 
 
-def _listen(address: Address, app: object, handler_class: type, what: str) -> WSGIServer:
-    server = WSGIServer(
-        (address.host, address.port), app, handler_class=handler_class,
-        log=None, error_log=logging.getLogger(f"rocketws.{what}"),
-    )
+def _listen(
+    address: Address, app: object, handler_class: type, what: str, reuse_port: bool = False
+) -> WSGIServer:
     try:
+        listener = reuse_port_listener(address) if reuse_port else (address.host, address.port)
+        server = WSGIServer(
+            listener, app, handler_class=handler_class,
+            log=None, error_log=logging.getLogger(f"rocketws.{what}"),
+        )
         server.init_socket()
     except OSError as exc:
         raise StartupError(f"cannot listen on {address} for the {what}: {exc.strerror or exc}") from None
@@ -53,9 +58,12 @@ def _url(scheme: str, server: WSGIServer) -> str:
 
 
 class Server:
-    """One RocketWS process: a Node, the WebSocket endpoint and the MessagesSource."""
+    """One RocketWS process: a Node, the WebSocket endpoint and the MessagesSource.
 
-    def __init__(self, config: Config) -> None:
+    ``reuse_port``: listen with SO_REUSEPORT (a worker of ``runserver --workers N``).
+    """
+
+    def __init__(self, config: Config, *, reuse_port: bool = False) -> None:
         self.config = config
         self.hub = Hub()
         self.broker = create_broker(config.broker)
@@ -67,10 +75,18 @@ class Server:
         if config.spec_example_methods:
             methods.update(spec_example_methods)
         self.ms_app = MessagesSourceApp(self.node, config, methods)
-        self.ws_server = _listen(config.ws, self.ws_app, RocketWebSocketHandler, "websocket")
+        self.redis_source = None if config.redis_source is None else RedisSource(
+            config.redis_source, self.node, max_channel_length=config.max_channel_length,
+            max_batch_size=config.max_batch_size,
+        )
+        self.ws_server = _listen(
+            config.ws, self.ws_app, RocketWebSocketHandler, "websocket", reuse_port
+        )
         self.ws_server.max_message_size = config.max_message_size
         self.ws_server.handshake_timeout = config.handshake_timeout
-        self.ms_server = _listen(config.ms, self.ms_app, NoDelayHandler, "messages source")
+        self.ms_server = _listen(
+            config.ms, self.ms_app, NoDelayHandler, "messages source", reuse_port
+        )
         self.ms_server.idle_timeout = config.ms_idle_timeout
         self._stop = Event()
 
@@ -84,6 +100,9 @@ class Server:
 
     def start(self) -> None:
         self.node.start()
+        if self.redis_source is not None:
+            self.redis_source.start()
+            logger.info("redis message source subscribed to %r", self.redis_source.channel)
         self.ws_server.start()
         self.ms_server.start()
         logger.info("websocket listening on %s", self.ws_url)
@@ -115,5 +134,7 @@ class Server:
                            len(self.ws_app.connections), self.config.shutdown_timeout)
         self.ws_server.stop(timeout=0)
         self.ms_server.stop(timeout=1.0)
+        if self.redis_source is not None:
+            self.redis_source.close()
         self.node.close()
         logger.info("stopped")

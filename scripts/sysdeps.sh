@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install the system packages RocketWS's tools need, with apt-get, only when missing.
 # Usage: scripts/sysdeps.sh [venv]   ("venv": only what `python3 -m venv` needs)
+# Without an argument: what the test suite needs (redis-server for the Redis broker tests).
 set -euo pipefail
 need=()
 if [ "${1:-}" = venv ]; then
   need+=("python3-venv")
+else
+  command -v redis-server >/dev/null 2>&1 || need+=("redis-server")
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -15,4 +18,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "sysdeps: installing ${need[*]}" >&2
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

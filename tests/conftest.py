@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from .redis_fixtures import private_redis, redis_server  # noqa: F401  (fixtures)
 from .support import ServerProcess
 
 

@@ -1,4 +1,7 @@
-"""Brokers carry publications between nodes.  ``memory`` is the default (one process)."""
+"""Brokers carry publications between nodes.
+
+``memory`` is the default (one process); ``redis://`` joins many nodes through Redis.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,15 @@ __all__ = ["Broker", "BrokerHandler", "Publication", "MemoryBroker", "create_bro
 
 
 def create_broker(url: str) -> Broker:
-    """Build the broker named by ``url``: ``memory`` (or ``memory://``).
+    """Build the broker named by ``url``: ``memory`` (or ``memory://``) or ``redis://...``.
 
-    Raises ValueError naming the unsupported scheme.
+    Raises ValueError naming an unsupported scheme, ConfigError for a bad Redis URL or
+    when redis-py is not installed (with the install hint).
     """
     if url in ("memory", "memory://"):
         return MemoryBroker()
-    raise ValueError(f"unsupported broker {url!r} (supported: memory)")
+    if url.startswith("redis://"):
+        from .redis import RedisBroker  # imports redis-py only when asked for
+
+        return RedisBroker(url)
+    raise ValueError(f"unsupported broker {url!r} (supported: memory, redis://host:port/db)")

@@ -216,6 +216,8 @@ class Connection:
         push, dispatch = self.session.push, rpc.dispatch
         methods, context = rpc.client_methods, self.context
         max_batch = self.config.max_batch_size
+        text: str | None
+        response: bytes | None
         while True:
             text = self.ws.read_text()
             if self._closing:
@@ -223,6 +225,9 @@ class Connection:
             response = dispatch(text, methods, context, max_batch)
             if response is not None:
                 push(framing.text_frame(response))
+            # Drop both before blocking in the next read: an idle connection should not
+            # keep its last request and reply alive (several KB each, per connection).
+            text = response = None
 
     def _on_control(self, opcode: int, payload: bytes) -> None:
         if opcode == framing.OP_PING and not self._closing:
@@ -345,9 +350,17 @@ class Connection:
         self.abort()
 
 
+# pywsgi's default read buffer is 8 KiB per connection, kept for the connection's life;
+# the upgrade request and WebSocket frames read fine through a small one.
+READ_BUFFER = 1024
+
+
 class RocketWebSocketHandler(WebSocketHandler):
     """gevent-websocket's handler with TCP_NODELAY, a handshake timeout, ``/`` only,
-    and our RocketWebSocket class."""
+    a small read buffer, and our RocketWebSocket class."""
+
+    def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
+        super().__init__(sock, address, server, rfile or sock.makefile("rb", READ_BUFFER))
 
     def handle(self) -> None:
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -400,6 +413,7 @@ class WebSocketApp:
             return [body]
         handler = ws.handler
         handler.socket.settimeout(None)  # the handshake is over; idle connections are fine
+        handler.headers = None  # parsed request headers: not needed after the upgrade
         conn = Connection(handler.socket, ws, self.node, self.flusher, self.config)
         self.connections.add(conn)
         self._idle.clear()

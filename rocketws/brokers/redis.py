@@ -1,0 +1,243 @@
+"""The Redis broker: many RocketWS nodes joined through Redis pub/sub.
+
+URL: ``redis://[:password@]host[:port][/db][?option=value...]``; RocketWS options:
+
+- ``prefix`` (default ``rocketws:``): namespace of every key and channel, so several
+  clusters can share one Redis.
+- ``presence_ttl`` (seconds, default 5): a dead node stops counting within it.
+- ``unsubscribe_delay`` (seconds, default 0.5): a channel that loses its last local
+  subscriber stays subscribed this long, absorbing churn.
+- ``timeout`` (seconds, default 1): bound on every Redis command and connect.
+
+A RocketWS channel ``chat`` is the Redis channel ``<prefix>ch:chat``; broadcasts travel on
+``<prefix>broadcast``, which every node subscribes.  ``publish`` sends the publication to
+Redis once, and every subscribed node (the publisher's too) delivers it when Redis hands
+it back, through ``handler.deliver`` — so all nodes see one order per channel and nothing
+is delivered twice.  The sender to skip travels in the envelope (see ``envelope``).
+
+When Redis is unreachable: publishes and cluster queries raise BrokerUnavailable within
+the timeout; subscribe/unsubscribe only record the wish; the subscriber reconnects with
+backoff capped at 0.5 s and resubscribes every wanted channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import gevent
+import gevent.event
+
+from ..exceptions import BrokerUnavailable, ConfigError
+from . import envelope
+from .base import BrokerHandler, Publication
+from .presence import Presence
+from .redis_io import Client, RedisDown, Subscriber, connection_kwargs
+
+logger = logging.getLogger(__name__)
+
+_OPTIONS = {"prefix", "presence_ttl", "unsubscribe_delay", "timeout"}
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split RocketWS options off a Redis URL: (URL for redis-py, options)."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        (ours.__setitem__(key, value) if key in _OPTIONS else theirs.append((key, value)))
+    return urlunsplit(parts._replace(query=urlencode(theirs))), ours
+
+
+def _seconds(url: str, name: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:
+        raise ConfigError("broker", url, f"{name} must be a number of seconds >= 0")
+    return number
+
+
+class RedisBroker:
+    """A Broker on Redis pub/sub, with cluster-wide counts kept in Redis."""
+
+    def __init__(self, url: str, *, node_id: str | None = None) -> None:
+        """Parse ``url`` (raises ConfigError); no I/O until ``start``."""
+        redis_url, options = split_url(url)
+        kwargs = connection_kwargs(redis_url)
+        self.url = url
+        self.prefix = options.get("prefix", "rocketws:")
+        self.presence_ttl = _seconds(url, "presence_ttl", options.get("presence_ttl"), 5.0)
+        self.unsubscribe_delay = _seconds(
+            url, "unsubscribe_delay", options.get("unsubscribe_delay"), 0.5
+        )
+        self.timeout = _seconds(url, "timeout", options.get("timeout"), 1.0)
+        if self.presence_ttl <= 0 or self.timeout <= 0:
+            raise ConfigError("broker", url, "presence_ttl and timeout must be above 0")
+        self.node_id = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._kwargs = kwargs
+        self._channel_prefix = f"{self.prefix}ch:".encode()
+        self._broadcast = f"{self.prefix}broadcast".encode()
+        self._client = Client(kwargs, timeout=self.timeout, connect_timeout=self.timeout)
+        self._presence = Presence(self._client, self.prefix, self.node_id, self.presence_ttl)
+        self._subscriber = Subscriber(
+            kwargs, self._on_message, name=f"redis broker {self.node_id}",
+            connect_timeout=self.timeout,
+        )
+        self._handler: BrokerHandler | None = None
+        self._presence_loop: gevent.Greenlet | None = None
+        self._presence_wake = gevent.event.Event()
+        self.bad_messages = 0
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker {self.node_id} prefix={self.prefix!r}>"
+
+    # -- Broker -----------------------------------------------------------------------
+
+    def start(self, handler: BrokerHandler) -> None:
+        """Connect and subscribe the broadcast channel (waits up to ``timeout`` for it).
+
+        If Redis is down the node still starts; it joins as soon as Redis answers.
+        """
+        self._handler = handler
+        self._subscriber.add(self._broadcast)
+        self._subscriber.start()
+        self._presence_loop = gevent.spawn(self._keep_presence)
+        deadline = time.monotonic() + self.timeout
+        while not self._subscriber.is_subscribed(self._broadcast):
+            if time.monotonic() >= deadline:
+                logger.warning("Redis broker %s: Redis not reachable yet; will keep trying",
+                               self.node_id)
+                break
+            gevent.sleep(0.005)
+
+    def publish(self, publication: Publication) -> int:
+        """Publish once to Redis; return the best known count of subscribers reached.
+
+        The count is this node's exact local count plus the other nodes' counts as of
+        their last presence write.  Raises BrokerUnavailable if Redis does not accept it;
+        then nothing was delivered anywhere, so the caller may retry.
+        """
+        handler = self._node()
+        channel = publication.channel
+        if channel is None:
+            redis_channel = self._broadcast
+        else:
+            redis_channel = self._channel_prefix + channel.encode()
+        try:
+            remote = self._presence.publish(redis_channel, envelope.encode(publication), channel)
+        except RedisDown as exc:
+            raise BrokerUnavailable(
+                {"broker": "redis", "reason": f"Redis is unreachable: {exc}"}
+            ) from None
+        local = handler.local_subscribers(channel)
+        if publication.skip is not None and local:
+            local -= 1  # the sender is a local subscriber (send_data requires it)
+        return local + remote
+
+    def subscribe(self, channel: str) -> None:
+        """Subscribe in Redis; waits (≤ timeout) for Redis to confirm when connected."""
+        self._subscriber.add(self._channel_prefix + channel.encode(), wait=self.timeout)
+        self._presence_wake.set()
+
+    def unsubscribe(self, channel: str) -> None:
+        """Unsubscribe in Redis after ``unsubscribe_delay`` unless resubscribed first."""
+        self._subscriber.remove(self._channel_prefix + channel.encode(), self.unsubscribe_delay)
+        self._presence_wake.set()
+
+    def channels(self) -> list[str]:
+        """Sorted channels with a subscriber on any live node.  May raise BrokerUnavailable."""
+        local = self._node().local_channels()
+        _, remote = self._others()
+        return sorted({ch for ch, n in local.items() if n} | {ch for ch, n in remote.items() if n})
+
+    def subscribers(self, channel: str | None = None) -> int:
+        """Subscribers of ``channel`` (or open connections) on all live nodes.
+
+        May raise BrokerUnavailable.
+        """
+        local = self._node().local_subscribers(channel)
+        conns, remote = self._others()
+        return local + (conns if channel is None else remote.get(channel, 0))
+
+    def close(self) -> None:
+        """Stop listening and remove this node's presence (best effort)."""
+        if self._presence_loop is not None:
+            self._presence_loop.kill(block=True, timeout=2)
+        try:
+            self._presence.clear()
+        except RedisDown:
+            pass  # the keys expire within the TTL
+        self._subscriber.close()
+        self._client.close()
+        self._handler = None
+
+    # -- internals --------------------------------------------------------------------
+
+    def _node(self) -> BrokerHandler:
+        if self._handler is None:
+            raise RuntimeError("RedisBroker used before start() or after close()")
+        return self._handler
+
+    def _others(self) -> tuple[int, dict[str, int]]:
+        try:
+            return self._presence.others()
+        except RedisDown as exc:
+            raise BrokerUnavailable(
+                {"broker": "redis", "reason": f"Redis is unreachable: {exc}"}
+            ) from None
+
+    def _on_message(self, redis_channel: bytes, data: bytes) -> None:
+        if redis_channel == self._broadcast:
+            channel = None
+        elif redis_channel.startswith(self._channel_prefix):
+            channel = redis_channel[len(self._channel_prefix):].decode("utf-8", "replace")
+        else:
+            return
+        try:
+            publication = envelope.decode(data, channel)
+        except envelope.EnvelopeError as exc:
+            self.bad_messages += 1
+            logger.warning("Redis broker: dropped a message on %r that is not a RocketWS "
+                           "envelope (%s); %d so far", redis_channel, exc, self.bad_messages)
+            return
+        handler = self._handler
+        if handler is not None:
+            handler.deliver(publication)
+
+    def _keep_presence(self) -> None:
+        """Rewrite this node's counts when they change, and every TTL/3 regardless."""
+        handler = self._node()
+        refresh = self.presence_ttl / 3
+        poll = min(0.25, refresh)
+        last: tuple[int, dict[str, int]] | None = None
+        written_at = 0.0
+        failing = False
+        while True:
+            snapshot = (handler.local_subscribers(None), handler.local_channels())
+            now = time.monotonic()
+            if snapshot != last or now - written_at >= refresh:
+                try:
+                    self._presence.write(*snapshot)
+                except RedisDown as exc:
+                    if not failing:
+                        logger.debug("Redis broker: presence write failed: %s", exc)
+                    failing = True
+                    last = None
+                except Exception:
+                    logger.exception("Redis broker: presence write failed")
+                    last = None
+                else:
+                    failing = False
+                    last, written_at = snapshot, now
+            self._presence_wake.wait(poll)
+            self._presence_wake.clear()
+            gevent.sleep(0.01)  # coalesce bursts of (un)subscribes into one write
+

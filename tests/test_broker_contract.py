@@ -1,0 +1,118 @@
+"""The Broker contract (rocketws/brokers/base.py), run against every implementation.
+
+Each test drives one broker with a FakeNode as its handler, the way Node does: it
+subscribes a channel before expecting its publications.  Deliveries may be asynchronous
+(Redis), so tests poll with a deadline; "exactly once" is checked by publishing a marker
+afterwards: per-channel order is part of the contract, so a duplicate would arrive first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from rocketws.brokers import Broker, MemoryBroker, Publication, create_broker
+
+from .broker_helpers import FakeNode, wait_for
+from .redis_fixtures import RedisServer
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker_and_node(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[Broker, FakeNode]]:
+    if request.param == "memory":
+        broker: Broker = MemoryBroker()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        broker = create_broker(f"{server.url}?prefix=contract-{uuid.uuid4().hex[:8]}:")
+    node = FakeNode()
+    broker.start(node)
+    try:
+        yield broker, node
+    finally:
+        broker.close()
+
+
+def _marker(broker: Broker, node: FakeNode, channel: str | None) -> None:
+    """Publish a marker on ``channel`` and wait until it is delivered."""
+    mark = b'{"marker":"%s"}' % uuid.uuid4().hex.encode()
+    broker.publish(Publication(channel, mark))
+    wait_for(lambda: mark in node.payloads(), what="marker delivery")
+    node.delivered.remove(next(p for p in node.delivered if p.payload == mark))
+
+
+def test_broker_delivers_channel_publication_exactly_once(broker_and_node):
+    broker, node = broker_and_node
+    broker.subscribe("chat")
+    pub = Publication("chat", b'{"n":1}')
+    broker.publish(pub)
+    wait_for(lambda: node.delivered, what="delivery")
+    _marker(broker, node, "chat")
+    assert node.delivered == [pub]
+
+
+def test_broker_delivers_broadcast_exactly_once(broker_and_node):
+    broker, node = broker_and_node
+    pub = Publication(None, b'{"b":1}')
+    broker.publish(pub)
+    wait_for(lambda: node.delivered, what="delivery")
+    _marker(broker, node, None)
+    assert node.delivered == [pub]
+
+
+def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(broker_and_node):
+    broker, node = broker_and_node
+    channel = "caf\u00e9 room:*?[x] \U0001f680"
+    payload = '{"data":"line\\nbreak \u00e9 \U0001f600","ts":1.5}'.encode()
+    broker.subscribe(channel)
+    broker.publish(Publication(channel, payload, skip="session-1"))
+    wait_for(lambda: node.delivered, what="delivery")
+    assert node.delivered == [Publication(channel, payload, "session-1")]
+
+
+def test_broker_keeps_publication_order_per_channel(broker_and_node):
+    broker, node = broker_and_node
+    broker.subscribe("order")
+    payloads = [b'{"i":%d}' % i for i in range(200)]
+    for payload in payloads:
+        broker.publish(Publication("order", payload))
+    wait_for(lambda: len(node.delivered) >= len(payloads), what="200 deliveries")
+    assert node.payloads("order") == payloads
+
+
+def test_broker_publish_counts_subscribers_reached(broker_and_node):
+    broker, node = broker_and_node
+    node.channels = {"chat": 3}
+    node.connections = 5
+    broker.subscribe("chat")
+    assert broker.publish(Publication("chat", b"{}")) == 3
+    assert broker.publish(Publication("chat", b"{}", skip="sender")) == 2
+    assert broker.publish(Publication(None, b"{}")) == 5
+    assert broker.publish(Publication("nobody", b"{}")) == 0
+
+
+def test_broker_counts_reflect_local_subscribers(broker_and_node):
+    broker, node = broker_and_node
+    node.channels = {"b": 1, "a": 2}
+    node.connections = 4
+    broker.subscribe("a")
+    broker.subscribe("b")
+    assert broker.channels() == ["a", "b"]
+    assert broker.subscribers("a") == 2
+    assert broker.subscribers("missing") == 0
+    assert broker.subscribers() == 4
+
+
+def test_broker_resubscribe_after_unsubscribe_still_delivers(broker_and_node):
+    broker, node = broker_and_node
+    broker.subscribe("churn")
+    broker.unsubscribe("churn")
+    broker.subscribe("churn")
+    pub = Publication("churn", b'{"again":true}')
+    broker.publish(pub)
+    wait_for(lambda: node.delivered, what="delivery")
+    _marker(broker, node, "churn")
+    assert node.delivered == [pub]

@@ -1,0 +1,206 @@
+"""End to end: real `manage.py runserver` nodes joined through a real redis-server.
+
+Issue 5 acceptance 1 (two nodes), 3 (Redis outage) and 4 (Redis message source).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection
+
+from .redis_fixtures import RedisServer
+from .support import ServerProcess, recv_json, request, subscribe, wait_until, ws_connect
+
+Start = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def start_node() -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        node = ServerProcess(env=env).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.kill()
+
+
+def _cluster(start: Start, url: str, n: int = 2, **env: str) -> list[ServerProcess]:
+    broker = f"{url}?prefix=e2e-{uuid.uuid4().hex[:8]}:&presence_ttl=1"
+    return [start(ROCKETWS_BROKER=broker, **env) for _ in range(n)]
+
+
+def _push(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    msg = recv_json(ws, timeout)
+    assert "method" in msg, f"expected a push, got {msg}"
+    return msg
+
+
+def _no_more_pushes(ws: ClientConnection) -> None:
+    """The next frame is the answer to a ping: nothing else was queued before it."""
+    assert request(ws, "ping", rid="marker") == {"jsonrpc": "2.0", "result": "pong", "id": "marker"}
+
+
+def test_cluster_emit_on_b_reaches_client_on_a(redis_server: RedisServer, start_node):
+    a, b = _cluster(start_node, redis_server.url)
+    with ws_connect(a.ws_url) as ws:
+        subscribe(ws, "chat")
+        wait_until(lambda: b.result("total_subscribers", {"channel": "chat"}) == 1, timeout=5)
+        assert b.result("emit", {"channel": "chat", "data": {"x": 1}}) == {
+            "channel": "chat", "delivered": 1,
+        }
+        push = _push(ws)
+        assert push["method"] == "message"
+        assert push["params"]["channel"] == "chat" and push["params"]["data"] == {"x": 1}
+        _no_more_pushes(ws)
+
+
+def test_cluster_notify_all_reaches_every_client_once(redis_server: RedisServer, start_node):
+    a, b = _cluster(start_node, redis_server.url)
+    clients = [ws_connect(a.ws_url), ws_connect(a.ws_url), ws_connect(b.ws_url)]
+    try:
+        wait_until(lambda: a.result("total_subscribers") == 3, timeout=5)
+        assert b.result("notify_all", {"data": "hello"}) == {"delivered": 3}
+        for ws in clients:
+            push = _push(ws)
+            assert push["method"] == "broadcast" and push["params"]["data"] == "hello"
+            _no_more_pushes(ws)
+    finally:
+        for ws in clients:
+            ws.close()
+
+
+def test_cluster_send_data_crosses_nodes_and_skips_sender(redis_server: RedisServer, start_node):
+    a, b = _cluster(start_node, redis_server.url)
+    with ws_connect(a.ws_url) as sender, ws_connect(a.ws_url) as peer_a, \
+            ws_connect(b.ws_url) as peer_b:
+        for ws in (sender, peer_a, peer_b):
+            subscribe(ws, "room")
+        wait_until(lambda: a.result("total_subscribers", {"channel": "room"}) == 3, timeout=5)
+        reply = request(sender, "send_data", {"channel": "room", "data": [1, "two"]})
+        assert reply["result"] == {"channel": "room", "delivered": 2}
+        for ws in (peer_a, peer_b):
+            push = _push(ws)
+            assert push["params"]["channel"] == "room" and push["params"]["data"] == [1, "two"]
+            _no_more_pushes(ws)
+        _no_more_pushes(sender)  # the sender got nothing, on either node
+
+
+def test_cluster_counts_are_cluster_wide_and_drop_dead_nodes(
+    redis_server: RedisServer, start_node
+):
+    a, b = _cluster(start_node, redis_server.url)
+    ws_a = ws_connect(a.ws_url)
+    ws_b1, ws_b2 = ws_connect(b.ws_url), ws_connect(b.ws_url)
+    try:
+        subscribe(ws_a, "chat")
+        subscribe(ws_b1, "chat")
+        subscribe(ws_b2, "news")
+        for node in (a, b):
+            wait_until(lambda n=node: n.result("total_subscribers") == 3, timeout=5)
+            assert node.result("available_channels") == ["chat", "news"]
+            assert node.result("total_subscribers", {"channel": "chat"}) == 2
+            assert node.result("total_subscribers", {"channel": "news"}) == 1
+        ws_b2.close()
+        wait_until(lambda: a.result("available_channels") == ["chat"], timeout=5)
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGKILL)  # no clean shutdown: presence must expire
+        b.proc.wait(10)
+        died = time.monotonic()
+        wait_until(lambda: a.result("total_subscribers") == 1, timeout=5)
+        assert time.monotonic() - died <= 1.0 + 0.5  # presence_ttl=1 plus polling slack
+        assert a.result("total_subscribers", {"channel": "chat"}) == 1
+    finally:
+        for ws in (ws_a, ws_b1, ws_b2):
+            ws.close()
+
+
+def test_cluster_survives_redis_outage_and_resumes_within_2s(
+    private_redis: RedisServer, start_node
+):
+    a, b = _cluster(start_node, private_redis.url)
+    with ws_connect(a.ws_url) as ws:
+        subscribe(ws, "live")
+        wait_until(lambda: b.result("total_subscribers", {"channel": "live"}) == 1, timeout=5)
+        b.result("emit", {"channel": "live", "data": "before"})
+        assert _push(ws)["params"]["data"] == "before"
+
+        private_redis.stop()
+        started = time.monotonic()
+        error = b.call("emit", {"channel": "live", "data": "during"})["error"]
+        assert time.monotonic() - started < 2.0
+        assert error["code"] == -32002 and "Redis" in error["data"]["reason"]
+        assert a.call("notify_all", {"data": "during"})["error"]["code"] == -32002
+        assert a.health()["status"] == "ok"  # the node and its clients stay up
+        assert request(ws, "ping")["result"] == "pong"
+        assert request(ws, "subscribe", {"channel": "late"})["result"]["subscribed"] is True
+
+        private_redis.start()
+        back = time.monotonic()
+        received: list[Any] = []
+        while not received:
+            assert time.monotonic() - back < 2.0, "delivery did not resume within 2 s"
+            reply = b.call("emit", {"channel": "late", "data": "after"})
+            if "result" in reply:
+                try:
+                    received.append(_push(ws, timeout=0.05))
+                except TimeoutError:
+                    pass
+            time.sleep(0.02)
+        resumed = time.monotonic() - back
+        params = received[0]["params"]
+        assert (params["channel"], params["data"]) == ("late", "after")
+        print(f"delivery resumed {resumed:.2f} s after Redis restarted")
+        assert "Redis connection lost" in a.log()
+        wait_until(lambda: "reconnected to Redis" in a.log(), timeout=2)
+
+
+def _source_subscribed(server: RedisServer, channel: str, nodes: int) -> bool:
+    reply = server.command("PUBSUB", "NUMSUB", channel)
+    return int(reply.rsplit(b":", 1)[1].strip()) >= nodes
+
+
+def test_redis_source_delivers_once_per_client_and_survives_garbage(
+    redis_server: RedisServer, start_node
+):
+    channel = f"source-{uuid.uuid4().hex[:8]}"
+    a, b = _cluster(
+        start_node, redis_server.url,
+        ROCKETWS_REDIS_SOURCE=f"{redis_server.url}?channel={channel}",
+    )
+    wait_until(lambda: _source_subscribed(redis_server, channel, 2), timeout=5)
+    with ws_connect(a.ws_url) as ws_a, ws_connect(b.ws_url) as ws_b:
+        subscribe(ws_a, "chat")
+        subscribe(ws_b, "chat")
+        emit = {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "chat", "data": 1}}
+        redis_server.command("PUBLISH", channel, json.dumps(emit))
+        for ws in (ws_a, ws_b):
+            assert _push(ws)["params"]["data"] == 1
+            _no_more_pushes(ws)  # once per client, although both nodes read the source
+
+        for garbage in (b"not json", b"[1, 2]", b'{"jsonrpc": "2.0", "method": "emit"}',
+                        b'{"jsonrpc": "2.0", "method": "total_subscribers"}', b"\xff\xfe"):
+            redis_server.command("PUBLISH", channel, garbage)
+        batch = [
+            {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "chat", "data": 2}},
+            {"jsonrpc": "2.0", "method": "notify_all", "params": {"data": 3}, "id": 7},
+        ]
+        redis_server.command("PUBLISH", channel, json.dumps(batch))
+        for ws in (ws_a, ws_b):
+            assert _push(ws)["params"]["data"] == 2
+            assert _push(ws)["params"]["data"] == 3
+            _no_more_pushes(ws)
+        for node in (a, b):
+            node.wait_log(r"invalid message on .*; 5 invalid of 6 so far", timeout=5)
+            assert node.health()["status"] == "ok"
+            assert "Traceback" not in node.log()
