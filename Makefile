@@ -16,7 +16,7 @@ sysdeps:
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { bash scripts/sysdeps.sh venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,redis]'
+	$(PY) -m pip install -q -e '.[dev,redis,bench]'
 	@touch $(STAMP)
 
 run: $(STAMP)
