@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.redisproc import free_port
 from benchmarks.redisproc import ping as _ping
+
+from .support import free_port
 
 
 class RedisServer:

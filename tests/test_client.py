@@ -21,7 +21,7 @@ from rocketws.client import (
 )
 from rocketws.exceptions import RocketWSError
 
-from .support import ServerProcess, recv_json, subscribe, wait_until, ws_connect
+from .support import ServerProcess, free_port, recv_json, subscribe, wait_until, ws_connect
 
 
 @pytest.fixture
@@ -29,12 +29,6 @@ def client(server: ServerProcess) -> Iterator[Client]:
     with Client(server.ms_url, timeout=5) as c:
         yield c
 
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- every method -------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .support import ROOT, wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .support import ROOT, free_port, wait_until
 
 
 def _health(port: int) -> dict | None:
@@ -34,7 +27,7 @@ def test_supervisor_program_runs_restarts_and_stops_with_term(tmp_path: Path) ->
     if not supervisord.exists():
         pytest.fail("supervisord is not installed (it is a dev dependency)")
     section = (ROOT / "supervisor" / "rocketws.conf").read_text()
-    ws_port, ms_port = _free_port(), _free_port()
+    ws_port, ms_port = free_port(), free_port()
     section = (
         section.replace("/opt/rocketws/.venv/bin/python", sys.executable)
         .replace("/opt/rocketws", str(ROOT))

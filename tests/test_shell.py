@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -48,15 +47,10 @@ from rocketws.shell.parsing import (
 )
 from rocketws.shell.watch import format_push, parse_push
 
-from .support import ROOT, ServerProcess, recv_json, subscribe, wait_until, ws_connect
+from .support import ROOT, ServerProcess, free_port, recv_json, subscribe, wait_until, ws_connect
 
 CTRL_C, CTRL_D, CTRL_U, TAB = "\x03", "\x04", "\x15", "\t"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dead_url() -> str:
