@@ -19,11 +19,18 @@ Runs are repeated (``--repeat``), interleaving the servers, and medians are repo
 RocketWS/peer ratios (< 1 means RocketWS is cheaper/faster for costs and slower for
 rates). Results go to ``OUT/results.json`` and ``OUT/bench.png``.
 
+``--servers rocketws,rocketws-redis,peer`` adds RocketWS on the Redis broker: each
+``rocketws-redis`` server gets a private redis-server (127.0.0.1, ephemeral port, no
+persistence) pinned to the server's core and stopped by PID afterwards. Its CPU is
+reported separately (``redis_us_per_delivery``) and summed (``total_us_per_delivery``),
+with ``rocketws-redis/rocketws`` ratios (Redis broker vs memory broker).
+
 Usage::
 
     python -m benchmarks.bench                      # the issue-4 set, ~10 minutes
     python -m benchmarks.bench --quick              # small N/M, under a minute
     python -m benchmarks.bench --scenarios fanout --fanout-n 1000 --batches 1,10 --repeat 5
+    python -m benchmarks.bench --scenarios fanout --servers rocketws,rocketws-redis,peer
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ from typing import Any
 import orjson
 
 from . import httpload
-from .servers import REPO, SERVER_NAMES, Server, cpu_plan
+from .redisproc import redis_server_binary
+from .servers import KNOWN_SERVERS, REPO, SERVER_NAMES, Server, cpu_plan
 from .wsclient import raise_nofile_limit, subscriber_main
 
 SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow")
@@ -348,7 +356,7 @@ class Bench:
                             f"fanout {name} N={cfg.fanout_n:,} M={m:,} B={b} C={c} rep {rep + 1}/{cfg.repeat}"
                         )
                         subs.ask("reset", name)
-                        cpu0 = srv.cpu()
+                        cpu0, redis0 = srv.cpu(), srv.redis_cpu_ns()
                         t0 = time.monotonic_ns()
                         res = httpload.run_requests(
                             srv.host,
@@ -361,9 +369,11 @@ class Bench:
                         expected = cfg.fanout_n * m
                         st = subs.wait_frames(name, expected, cfg.timeout, self.progress)
                         cpu = srv.cpu() - cpu0
+                        redis_s = _redis_seconds(srv, redis0)
                         check_emit_response(res.first_body, b, cfg.fanout_n)
                         wall = max(1, st["last_frame_ns"] - t0) / 1e9
                         delivered = st["frames"]
+                        per = 1e6 / max(1, delivered)
                         self.runs.append(
                             {
                                 "scenario": "fanout",
@@ -383,7 +393,11 @@ class Bench:
                                 "wall_s": wall,
                                 "cpu_s": cpu.seconds,
                                 "cpu_stat_s": cpu.stat_seconds,
-                                "us_per_delivery": cpu.seconds * 1e6 / max(1, delivered),
+                                "us_per_delivery": cpu.seconds * per,
+                                # rocketws-redis: its redis-server's CPU, and the sum
+                                "redis_cpu_s": redis_s,
+                                "redis_us_per_delivery": None if redis_s is None else redis_s * per,
+                                "total_us_per_delivery": (cpu.seconds + (redis_s or 0.0)) * per,
                                 "deliveries_per_s": delivered / wall,
                             }
                         )
@@ -443,7 +457,7 @@ class Bench:
                         self.progress.step(
                             f"ingress {name} B={b} {requests:,} requests rep {rep + 1}/{cfg.repeat}"
                         )
-                        cpu0 = srv.cpu()
+                        cpu0, redis0 = srv.cpu(), srv.redis_cpu_ns()
                         res = httpload.run_requests(
                             srv.host,
                             srv.http_port,
@@ -454,6 +468,7 @@ class Bench:
                             progress=partial(self._live_count, requests),
                         )
                         cpu = srv.cpu() - cpu0
+                        redis_s = _redis_seconds(srv, redis0)
                         check_emit_response(res.first_body, b, 0)
                         emits = requests * b
                         self.runs.append(
@@ -471,6 +486,8 @@ class Bench:
                                 "requests_per_s": requests / res.elapsed,
                                 "emits_per_s": emits / res.elapsed,
                                 "us_per_emit": cpu.seconds * 1e6 / emits,
+                                "redis_cpu_s": redis_s,
+                                "total_us_per_emit": (cpu.seconds + (redis_s or 0.0)) * 1e6 / emits,
                             }
                         )
 
@@ -496,7 +513,7 @@ class Bench:
                             f"{rate:g}/s rep {rep + 1}/{cfg.repeat}"
                         )
                         subs.ask("reset", name)
-                        cpu0 = srv.cpu()
+                        cpu0, redis0 = srv.cpu(), srv.redis_cpu_ns()
                         res = httpload.run_requests(
                             srv.host,
                             srv.http_port,
@@ -511,6 +528,7 @@ class Bench:
                         expected = n * cfg.latency_m
                         st = subs.wait_frames(name, expected, cfg.timeout, self.progress)
                         cpu = srv.cpu() - cpu0
+                        redis_s = _redis_seconds(srv, redis0)
                         lats = [lat for part in subs.ask("latencies", name) for lat in part]
                         per_emit: dict[int, int] = {}
                         for i, lat in lats:
@@ -542,6 +560,7 @@ class Bench:
                                 # write the last byte (completion above is an upper bound:
                                 # it includes the subscribers' own receive time)
                                 "server_cpu_ms_per_emit": cpu.seconds * 1e3 / cfg.latency_m,
+                                "redis_cpu_s": redis_s,
                             }
                         )
                 for name in servers:
@@ -611,6 +630,14 @@ class Bench:
                     srv.cleanup()
 
 
+def _redis_seconds(srv: Server, before_ns: int | None) -> float | None:
+    """CPU seconds of ``srv``'s redis-server since ``before_ns`` (None without one)."""
+    now = srv.redis_cpu_ns()
+    if before_ns is None or now is None:
+        return None
+    return (now - before_ns) / 1e9
+
+
 def pct(sorted_values: list[float], p: float) -> float | None:
     """Nearest-rank percentile of an already sorted list (None when empty)."""
     if not sorted_values:
@@ -623,9 +650,18 @@ def pct(sorted_values: list[float], p: float) -> float | None:
 
 # scenario -> (keys that identify a case, metrics to take medians of)
 SUMMARY_SPEC: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "fanout": (("n", "m", "b", "c", "size"), ("us_per_delivery", "deliveries_per_s", "wall_s")),
+    "fanout": (
+        ("n", "m", "b", "c", "size"),
+        (
+            "us_per_delivery",
+            "redis_us_per_delivery",
+            "total_us_per_delivery",
+            "deliveries_per_s",
+            "wall_s",
+        ),
+    ),
     "idle": (("n",), ("bytes_per_connection", "connects_per_s")),
-    "ingress": (("b",), ("emits_per_s", "requests_per_s", "us_per_emit")),
+    "ingress": (("b",), ("emits_per_s", "requests_per_s", "us_per_emit", "total_us_per_emit")),
     "latency": (
         ("n", "rate"),
         (
@@ -641,8 +677,16 @@ SUMMARY_SPEC: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# extra ratios of medians (numerator, denominator), reported when both servers ran
+EXTRA_RATIOS = (("rocketws-redis", "rocketws"), ("rocketws-redis", "peer"))
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Median of each metric per (scenario, case, server), with RocketWS/peer ratios."""
+    """Median of each metric per (scenario, case, server), with RocketWS/peer ratios.
+
+    ``ratio`` is rocketws/peer; ``ratios`` holds the others of EXTRA_RATIOS that apply
+    (e.g. ``"rocketws-redis/rocketws"``: Redis broker vs memory broker).
+    """
     out: list[dict[str, Any]] = []
     for scenario, (keys, metrics) in SUMMARY_SPEC.items():
         cases: dict[tuple[Any, ...], dict[str, list[dict[str, Any]]]] = {}
@@ -659,9 +703,18 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     vals = [r[metric] for r in rs if r.get(metric) is not None]
                     med[server] = statistics.median(vals) if vals else None
                 entry: dict[str, Any] = {"median": med}
+                if all(v is None for v in med.values()):
+                    continue  # e.g. redis_us_per_delivery without rocketws-redis
                 a, b = med.get("rocketws"), med.get("peer")
                 if a is not None and b:
                     entry["ratio"] = a / b
+                ratios = {
+                    f"{x}/{y}": med[x] / med[y]  # type: ignore[operator]
+                    for x, y in EXTRA_RATIOS
+                    if med.get(x) is not None and med.get(y)
+                }
+                if ratios:
+                    entry["ratios"] = ratios
                 row[metric] = entry
             row["runs"] = {s: len(rs) for s, rs in by_server.items()}
             if scenario in ("fanout", "latency"):
@@ -686,10 +739,11 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
             med = entry["median"]
             parts = [f"{s} {_fmt(v)}" for s, v in med.items()]
             ratio = f"  ratio {entry['ratio']:.2f}" if "ratio" in entry else ""
-            lines.append(f"  {metric:<20} " + "  ".join(parts) + ratio)
+            ratio += "".join(f"  {k} {v:.2f}" for k, v in entry.get("ratios", {}).items())
+            lines.append(f"  {metric:<22} " + "  ".join(parts) + ratio)
         for extra in ("complete", "all_delivered", "stalled_close_codes"):
             if extra in row:
-                lines.append(f"  {extra:<20} {row[extra]}")
+                lines.append(f"  {extra:<22} {row[extra]}")
     return "\n".join(lines)
 
 
@@ -757,7 +811,19 @@ def machine_info() -> dict[str, Any]:
         "engine_commit": engine_commit,  # last commit that touched rocketws/
         "rocketws_dirty": dirty,
         "versions": versions,
+        "redis_server": _redis_version(),
     }
+
+
+def _redis_version() -> str | None:
+    binary = redis_server_binary()
+    if binary is None:
+        return None
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
 
 
 def write_plot(summary: list[dict[str, Any]], path: Path) -> bool:
@@ -783,10 +849,11 @@ def write_plot(summary: list[dict[str, Any]], path: Path) -> bool:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     if len(panels) == 1:
         axes = [axes]
-    colors = {"rocketws": "#d62728", "peer": "#1f77b4"}
+    colors = {"rocketws": "#d62728", "rocketws-redis": "#ff7f0e", "peer": "#1f77b4"}
     for ax, (metric, title, rs) in zip(axes, panels, strict=True):
         labels = [f"B={r['b']} C={r['c']}" if "c" in r else f"B={r['b']}" for r in rs]
-        servers = sorted({s for r in rs for s in r[metric]["median"]}, reverse=True)
+        present = {s for r in rs for s in r[metric]["median"]}
+        servers = [s for s in KNOWN_SERVERS if s in present]
         width = 0.8 / max(1, len(servers))
         for k, s in enumerate(servers):
             vals = [r[metric]["median"].get(s) or 0 for r in rs]
@@ -796,7 +863,7 @@ def write_plot(summary: list[dict[str, Any]], path: Path) -> bool:
         ax.set_xticks([i + width * (len(servers) - 1) / 2 for i in range(len(rs))], labels)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
-    fig.suptitle("RocketWS vs websockets peer (medians)", fontsize=10)
+    fig.suptitle("RocketWS (memory / Redis broker) vs websockets peer (medians)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -809,6 +876,11 @@ def run(cfg: Config) -> dict[str, Any]:
     unknown = [s for s in cfg.scenarios if s not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario(s) {unknown}; choose from {SCENARIOS}")
+    unknown = [s for s in cfg.servers if s not in KNOWN_SERVERS]
+    if unknown:
+        raise ValueError(f"unknown server(s) {unknown}; choose from {KNOWN_SERVERS}")
+    if "rocketws-redis" in cfg.servers and redis_server_binary() is None:
+        raise ValueError("rocketws-redis needs redis-server on PATH (bash scripts/sysdeps.sh)")
     nofile = raise_nofile_limit()
     need = max([cfg.idle_n if "idle" in cfg.scenarios else 0, cfg.fanout_n, *cfg.latency_n]) + 64
     if nofile < need:
@@ -875,7 +947,12 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument(
         "--scenarios", help=f"comma-separated, from {','.join(SCENARIOS)} (default {','.join(d.scenarios)})"
     )
-    p.add_argument("--servers", help="comma-separated (default rocketws,peer)")
+    p.add_argument(
+        "--servers",
+        help=f"comma-separated, from {','.join(KNOWN_SERVERS)} (default {','.join(SERVER_NAMES)}); "
+        "rocketws-redis is RocketWS with --broker=redis:// on a private redis-server "
+        "started on 127.0.0.1 (ephemeral port, pinned to the server's core)",
+    )
     p.add_argument("--repeat", type=int, help=f"runs per case (default {d.repeat})")
     p.add_argument("--workers", type=int, help=f"subscriber processes (default {d.workers})")
     p.add_argument("--size", type=int, help=f"emitted data string length (default {d.size})")

@@ -13,28 +13,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import httpload
+from .redisproc import RedisProcess
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _WS_RE = re.compile(r"listening on ws://\[?([^\]\s/]+?)\]?:(\d+)")
 _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
-SERVER_NAMES = ("rocketws", "peer")
+SERVER_NAMES = ("rocketws", "peer")  # the default set
+# rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts
+KNOWN_SERVERS = ("rocketws", "rocketws-redis", "peer")
 
 
-def server_command(name: str, python: str = sys.executable) -> list[str]:
+def server_command(name: str, python: str = sys.executable, broker: str | None = None) -> list[str]:
     """The command line that starts server ``name`` on ephemeral loopback ports."""
-    if name == "rocketws":
-        return [
+    if name in ("rocketws", "rocketws-redis"):
+        cmd = [
             python,
             str(REPO / "manage.py"),
             "runserver",
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",
         ]
+        if name == "rocketws-redis":
+            if not broker:
+                raise ValueError("rocketws-redis needs a redis:// broker URL")
+            cmd.append(f"--broker={broker}")
+        return cmd
     if name == "peer":
         return [python, "-m", "benchmarks.peers.websockets_peer", "--ws-port", "0", "--http-port", "0"]
-    raise ValueError(f"unknown server {name!r} (expected one of {', '.join(SERVER_NAMES)})")
+    raise ValueError(f"unknown server {name!r} (expected one of {', '.join(KNOWN_SERVERS)})")
 
 
 @dataclass
@@ -77,8 +85,24 @@ class Server:
     ws_port: int = 0
     http_port: int = 0
     log_path: str = ""
+    redis: RedisProcess | None = None  # rocketws-redis only: its private redis-server
 
     def start(self, timeout: float = 30.0) -> Server:
+        """Start (with its redis-server for rocketws-redis); on failure nothing is left running."""
+        if self.name not in KNOWN_SERVERS:
+            raise ValueError(f"unknown server {self.name!r} (expected one of {', '.join(KNOWN_SERVERS)})")
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self, timeout: float) -> Server:
+        broker = None
+        if self.name == "rocketws-redis":
+            # on the server's core: RocketWS + Redis together get what RocketWS alone gets
+            self.redis = RedisProcess(self.cpus).start()
+            broker = self.redis.url
         fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")
         cpus = self.cpus
         env = {**os.environ, **self.env}
@@ -89,7 +113,7 @@ class Server:
                 os.sched_setaffinity(0, cpus)
 
         self.proc = subprocess.Popen(
-            server_command(self.name),
+            server_command(self.name, broker=broker),
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -112,7 +136,10 @@ class Server:
                     f"log tail:\n{text[-2000:]}"
                 )
             time.sleep(0.02)
-        self.wait_healthy(deadline)
+        try:
+            self.wait_healthy(deadline)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; log tail:\n{self.log_tail()}") from None
         return self
 
     def wait_healthy(self, deadline: float) -> dict[str, object]:
@@ -154,6 +181,10 @@ class Server:
         ticks = int(rest[11]) + int(rest[12])
         return CpuSample(total, ticks)
 
+    def redis_cpu_ns(self) -> int | None:
+        """CPU ns so far of this server's redis-server (None when it has none)."""
+        return None if self.redis is None else self.redis.cpu_ns()
+
     def rss_kb(self) -> int:
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
@@ -180,6 +211,9 @@ class Server:
 
     def cleanup(self) -> None:
         self.stop()
+        if self.redis is not None:  # after RocketWS, so it never sees Redis go away
+            self.redis.cleanup()
+            self.redis = None
         if self.log_path:
             try:
                 os.unlink(self.log_path)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import logging.config
 import signal
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gevent
 from gevent.event import Event
 from gevent.pywsgi import WSGIServer
+from gevent.server import StreamServer
 
 from .brokers import create_broker
 from .codes import CloseCode
@@ -17,12 +20,13 @@ from .conformance import spec_example_methods
 from .hub import Hub
 from .node import Node
 from .rpc import backend_methods
-from .transports.http import MessagesSourceApp, NoDelayHandler
+from .transports.http import MessagesSourceApp, MessagesSourceServer
 from .transports.redis_source import RedisSource
 from .transports.websocket import RocketWebSocketHandler, WebSocketApp
 from .workers import reuse_port_listener
 
 logger = logging.getLogger(__name__)
+S = TypeVar("S", bound=StreamServer)
 
 
 class StartupError(Exception):
@@ -36,22 +40,18 @@ def configure_logging(config: Config) -> None:
         logging.getLogger().setLevel(config.log_level)
 
 
-def _listen(
-    address: Address, app: object, handler_class: type, what: str, reuse_port: bool = False
-) -> WSGIServer:
+def _listen(address: Address, what: str, reuse_port: bool, build: Callable[[Any], S]) -> S:
+    """``build(listener)`` with its socket bound; StartupError naming the address if not."""
     try:
         listener = reuse_port_listener(address) if reuse_port else (address.host, address.port)
-        server = WSGIServer(
-            listener, app, handler_class=handler_class,
-            log=None, error_log=logging.getLogger(f"rocketws.{what}"),
-        )
+        server = build(listener)
         server.init_socket()
     except OSError as exc:
         raise StartupError(f"cannot listen on {address} for the {what}: {exc.strerror or exc}") from None
     return server
 
 
-def _url(scheme: str, server: WSGIServer) -> str:
+def _url(scheme: str, server: StreamServer) -> str:
     host, port = server.address[:2]
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{host}:{port}/"
@@ -79,15 +79,15 @@ class Server:
             config.redis_source, self.node, max_channel_length=config.max_channel_length,
             max_batch_size=config.max_batch_size,
         )
-        self.ws_server = _listen(
-            config.ws, self.ws_app, RocketWebSocketHandler, "websocket", reuse_port
-        )
+        self.ws_server = _listen(config.ws, "websocket", reuse_port, lambda listener: WSGIServer(
+            listener, self.ws_app, handler_class=RocketWebSocketHandler,
+            log=None, error_log=logging.getLogger("rocketws.websocket"),
+        ))
         self.ws_server.max_message_size = config.max_message_size
         self.ws_server.handshake_timeout = config.handshake_timeout
-        self.ms_server = _listen(
-            config.ms, self.ms_app, NoDelayHandler, "messages source", reuse_port
-        )
-        self.ms_server.idle_timeout = config.ms_idle_timeout
+        self.ms_server = _listen(config.ms, "messages source", reuse_port, lambda listener: (
+            MessagesSourceServer(listener, self.ms_app, config.ms_idle_timeout)
+        ))
         self._stop = Event()
 
     @property

@@ -1,5 +1,9 @@
 """Smoke run of the benchmark (benchmarks/bench.py): every scenario, tiny sizes, both
 servers, so the tool never rots. Figures are not asserted, only that the report is sane.
+
+A second tiny run covers ``rocketws-redis`` (RocketWS on the Redis broker with its own
+redis-server); it is skipped only when no ``redis-server`` is on PATH (``make test``
+installs one).
 """
 
 from __future__ import annotations
@@ -7,13 +11,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytest.importorskip("aiohttp", reason="the websockets peer needs the bench extras: pip install -e '.[bench]'")
+if os.environ.get("CI"):  # `make test` installs the bench extras: never skip in CI
+    import aiohttp  # noqa: F401
+else:
+    pytest.importorskip("aiohttp", reason="the websockets peer needs the bench extras: pip install -e '.[bench]'")
 
 from benchmarks import bench  # noqa: E402
 
@@ -112,3 +121,71 @@ def test_bench_quick_flag_keeps_explicit_options() -> None:
     assert cfg.fanout_n == 7 and cfg.batches == [1, 5] and cfg.plot is False
     assert cfg.fanout_concurrency == bench.Config.quick().fanout_concurrency
     assert cfg.idle_n == bench.Config.quick().idle_n
+
+
+# -- RocketWS on the Redis broker ---------------------------------------------------------
+
+needs_redis = pytest.mark.skipif(  # never skipped in CI, where `make test` installs it
+    shutil.which("redis-server") is None and not os.environ.get("CI"),
+    reason="redis-server not on PATH (bash scripts/sysdeps.sh)",
+)
+
+
+@pytest.fixture(scope="module")
+def redis_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench-redis")
+    cfg = bench.Config.quick(
+        out=str(out),
+        quiet=True,
+        plot=False,
+        servers=["rocketws", "rocketws-redis"],
+        scenarios=["fanout", "ingress"],
+        fanout_concurrency=[1],
+        ingress_m=100,
+    )
+    started = time.monotonic()
+    rep = bench.run(cfg)
+    rep["_elapsed"] = time.monotonic() - started
+    return rep
+
+
+@needs_redis
+def test_bench_redis_fanout_delivers_and_reports_redis_cpu(redis_report: dict[str, Any]) -> None:
+    assert redis_report["_elapsed"] < 30
+    mem = runs(redis_report, "fanout", "rocketws")
+    red = runs(redis_report, "fanout", "rocketws-redis")
+    assert sorted(r["b"] for r in red) == sorted(r["b"] for r in mem) == [1, 10]
+    for r in red:
+        assert r["complete"] and r["deliveries"] == r["n"] * r["m"] and r["http_errors"] == 0
+        assert r["redis_cpu_s"] > 0  # every emit went through redis-server
+        assert r["total_us_per_delivery"] == pytest.approx(r["us_per_delivery"] + r["redis_us_per_delivery"])
+        assert r["deliveries_per_s"] > 0
+    for r in mem:
+        assert r["redis_cpu_s"] is None and r["total_us_per_delivery"] == r["us_per_delivery"]
+
+
+@needs_redis
+def test_bench_redis_ingress_and_ratio_vs_memory(redis_report: dict[str, Any]) -> None:
+    for r in runs(redis_report, "ingress", "rocketws-redis"):
+        assert r["http_errors"] == 0 and r["emits"] == r["requests"] * r["b"]
+        assert r["total_us_per_emit"] >= r["us_per_emit"] > 0
+    row = next(r for r in redis_report["summary"] if r["scenario"] == "fanout" and r["b"] == 10)
+    assert set(row["us_per_delivery"]["median"]) == {"rocketws", "rocketws-redis"}
+    assert row["total_us_per_delivery"]["ratios"]["rocketws-redis/rocketws"] > 0
+    assert set(row["redis_us_per_delivery"]["median"]) == {"rocketws", "rocketws-redis"}
+    assert redis_report["machine"]["redis_server"]
+
+
+@needs_redis
+def test_bench_redis_server_is_stopped_afterwards(tmp_path: Path) -> None:
+    from benchmarks.servers import Server
+
+    srv = Server("rocketws-redis").start()
+    assert srv.redis is not None
+    redis_pid = srv.redis.pid
+    assert srv.health()["connections"] == 0
+    assert srv.redis_cpu_ns() is not None
+    srv.cleanup()
+    assert srv.redis is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(redis_pid, 0)  # reaped: the PID no longer exists

@@ -269,3 +269,73 @@ def test_spec_section7_example(server: ServerProcess, body: str, expected: objec
         return
     assert resp.status_code == 200
     assert _without_data(resp.json()) == expected
+
+
+# -- HTTP/1.1 framing (httptools on a gevent StreamServer) -----------------------------
+
+
+def _raw(server: ServerProcess, data: bytes, until_close: bool = True) -> bytes:
+    host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+            if not until_close and out.endswith(b"}"):
+                break
+        return out
+
+
+def test_http_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
+    reqs = b"".join(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+        for b in (b'{"jsonrpc":"2.0","method":"ping","id":1}', b'{"jsonrpc":"2.0","method":"ping","id":2}')
+    ) + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    out = _raw(server, reqs)
+    assert out.count(b"HTTP/1.1 200 OK") == 3
+    assert out.index(b'"id":1') < out.index(b'"id":2') < out.index(b'"status":"ok"')
+    assert b"Connection: close" in out
+
+
+def test_http_expect_100_continue(server: ServerProcess) -> None:
+    body = json.dumps({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "e", "data": "x" * 2000}, "id": 1}).encode()
+    host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        out = b""
+        while not out.endswith(b"}"):
+            out += sock.recv(65536)
+        assert out.startswith(b"HTTP/1.1 200 OK") and b'"delivered":0' in out
+
+
+def test_http_10_and_chunked_bodies(server: ServerProcess) -> None:
+    out = _raw(server, b'POST / HTTP/1.0\r\nContent-Length: 40\r\n\r\n{"jsonrpc":"2.0","method":"ping","id":1}')
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b'"id":1}')  # then the server closes
+    chunked = b'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n' \
+              b'14\r\n{"jsonrpc":"2.0","me\r\n14\r\nthod":"ping","id":7}\r\n0\r\n\r\n'
+    assert _raw(server, chunked).endswith(b'{"jsonrpc":"2.0","result":"pong","id":7}')
+
+
+def test_http_malformed_request_is_400_and_server_keeps_serving(server: ServerProcess) -> None:
+    out = _raw(server, b"THIS IS NOT HTTP\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ")
+    out = _raw(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert server.result("ping") == "pong"
+
+
+def test_http_huge_head_is_431(server: ServerProcess) -> None:
+    out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 70000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431 ")
+    # a head that never ends is cut off too, without waiting for its end
+    out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 140000)
+    assert out.startswith(b"HTTP/1.1 431 ")
+
+
+def test_http_head_and_query_on_health(server: ServerProcess) -> None:
+    head = server.http.head(server.ms_url + "health", timeout=10)
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["Content-Length"]) > 0
+    assert server.http.get(server.ms_url + "health?verbose=1", timeout=10).json()["status"] == "ok"
+    assert server.http.post(server.ms_url + "health", timeout=10).status_code == 405
