@@ -1,12 +1,14 @@
-"""WebSocket framing helpers (RFC 6455 section 5), pure bytes in and out.
+"""WebSocket framing (RFC 6455 section 5), pure bytes in and out.
 
 Server frames are never masked (5.1), so a frame is encoded once and its bytes can be
-queued to any number of connections.
+queued to any number of connections.  ``FrameReader`` parses what a client sends into
+events (whole text messages, pings, pongs, close), incrementally, with no I/O.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from .codes import CloseCode
 from .exceptions import ProtocolViolation
@@ -85,3 +87,194 @@ def parse_close(payload: bytes) -> tuple[int | None, str]:
             "close reason is not UTF-8", close_code=CloseCode.INVALID_PAYLOAD
         ) from None
     return code, reason
+
+
+# -- reading client frames ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage:
+    """A whole text message (all its fragments joined), decoded from UTF-8."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A ping frame; the peer expects a pong with the same payload (5.5.2)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """A pong frame (5.5.3): nothing to answer."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """A close frame (5.5.1): the code (None when the frame had no payload) and reason."""
+
+    code: int | None
+    reason: str
+
+
+Event = TextMessage | Ping | Pong | Close
+
+_CONTROL = 0x8
+_KNOWN_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
+
+
+class FrameReader:
+    """Incremental parser of a client's frames into events (RFC 6455 5.2-5.6), no I/O.
+
+    ``feed`` the bytes as they arrive, in order; then call ``next_event`` until it returns
+    None (it needs more bytes).  Each frame header is checked as soon as it is complete,
+    before its payload arrives, so a frame announcing more than ``max_message_size``
+    bytes is refused without buffering it.  ``next_event`` raises ProtocolViolation
+    (with the close code to send) for a bad frame or a limit; events before the bad
+    frame are returned first.  After a Close event or a violation the reader is
+    finished: ``next_event`` returns None and ``feed`` ignores further bytes.
+    """
+
+    __slots__ = ("max_message_size", "_buf", "_parts", "_size", "_finished")
+
+    def __init__(self, max_message_size: int = 64 * 1024) -> None:
+        self.max_message_size = max_message_size
+        self._buf = bytearray()
+        self._parts: list[bytes] | None = None  # fragments of an unfinished text message
+        self._size = 0  # bytes in _parts
+        self._finished = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes fed but not yet consumed by an event."""
+        return len(self._buf)
+
+    @property
+    def finished(self) -> bool:
+        """True after a Close event or a ProtocolViolation."""
+        return self._finished
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes (ignored once the reader is finished)."""
+        if not self._finished:
+            self._buf += data
+
+    def next_event(self) -> Event | None:
+        """The next complete event, or None when more bytes are needed.
+
+        Raises ProtocolViolation: 1002 for malformed framing (unmasked frame, reserved
+        bits, unknown opcode, bad fragmentation, bad control frame or close payload), 1003
+        for a binary frame, 1007 for a text message that is not UTF-8, 1009 for a
+        message over ``max_message_size`` bytes (whole, or summed across fragments).
+        """
+        while not self._finished:
+            buf = self._buf
+            have = len(buf)
+            if have < 2:
+                return None
+            first, second = buf[0], buf[1]
+            length = second & 0x7F
+            start = 2
+            if length == 126:  # 5.2: 16-bit extended payload length
+                if have < 4:
+                    return None
+                length = int.from_bytes(buf[2:4], "big")
+                start = 4
+            elif length == 127:  # 5.2: 64-bit extended payload length
+                if have < 10:
+                    return None
+                length = int.from_bytes(buf[2:10], "big")
+                start = 10
+            try:
+                opcode = self._check_header(first, second, length)
+            except ProtocolViolation:
+                self._finish()
+                raise
+            end = start + 4 + length
+            if have < end:
+                return None
+            mask = bytes(buf[start:start + 4])
+            payload = unmask(bytes(buf[start + 4:end]), mask) if length else b""
+            if end == have:
+                self._buf = bytearray()  # an idle reader keeps no buffer
+            else:
+                del buf[:end]
+            try:
+                event = self._event(first & _FIN, opcode, payload)
+            except ProtocolViolation:
+                self._finish()
+                raise
+            if event is not None:
+                return event
+        return None
+
+    def _check_header(self, first: int, second: int, length: int) -> int:
+        """Validate a frame header (before its payload is read); return its opcode."""
+        opcode = first & 0x0F
+        if opcode & _CONTROL:
+            # 5.5: control frames are never fragmented and carry at most 125 bytes.
+            if not first & _FIN:
+                raise ProtocolViolation("fragmented control frame")
+            if length > 125:
+                raise ProtocolViolation("control frame payload over 125 bytes")
+        if first & 0x70:
+            raise ProtocolViolation("reserved bits set (no extension was negotiated)")
+        if not second & 0x80:
+            raise ProtocolViolation("client frames must be masked (RFC 6455 5.1)")
+        if opcode == OP_BINARY:
+            raise ProtocolViolation(
+                "binary frames are not supported; send JSON-RPC as text",
+                close_code=CloseCode.UNSUPPORTED_DATA,
+            )
+        if opcode not in _KNOWN_OPCODES:  # 5.2: reserved opcodes
+            raise ProtocolViolation(f"unknown opcode {opcode}")
+        if opcode == OP_TEXT and self._parts is not None:
+            raise ProtocolViolation("new message inside a fragmented message")  # 5.4
+        if opcode == OP_CONTINUATION and self._parts is None:
+            raise ProtocolViolation("continuation frame without a message")  # 5.4
+        if not opcode & _CONTROL and self._size + length > self.max_message_size:
+            raise ProtocolViolation(
+                f"message over {self.max_message_size} bytes",
+                close_code=CloseCode.MESSAGE_TOO_BIG,
+            )
+        return opcode
+
+    def _event(self, fin: int, opcode: int, payload: bytes) -> Event | None:
+        """Turn one checked, unmasked frame into an event (None: a non-final fragment)."""
+        if opcode == OP_PING:
+            return Ping(payload)
+        if opcode == OP_PONG:
+            return Pong(payload)
+        if opcode == OP_CLOSE:
+            code, reason = parse_close(payload)
+            self._finish()  # 5.5.1: nothing may follow a close frame
+            return Close(code, reason)
+        parts = self._parts
+        if not fin:
+            if parts is None:
+                self._parts = [payload]
+            else:
+                parts.append(payload)
+            self._size += len(payload)
+            return None
+        if parts is not None:
+            parts.append(payload)
+            payload = b"".join(parts)
+            self._parts = None
+            self._size = 0
+        try:
+            return TextMessage(payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ProtocolViolation(
+                "text message is not valid UTF-8", close_code=CloseCode.INVALID_PAYLOAD
+            ) from None
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._buf = bytearray()
+        self._parts = None
+        self._size = 0

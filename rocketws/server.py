@@ -114,8 +114,16 @@ class Server:
 
     def serve_forever(self) -> None:
         """Start, serve until SIGTERM/SIGINT, then shut down gracefully."""
-        self.start()
+        # Signal handlers before start(): its "listening" lines tell a supervisor (and
+        # tests) that this process is ready, and a SIGTERM from then on must drain it,
+        # not kill it with the default action.
         handlers = [gevent.signal_handler(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)]
+        try:
+            self.start()
+        except BaseException:
+            for handler in handlers:
+                handler.cancel()
+            raise
         try:
             self._stop.wait()
         finally:

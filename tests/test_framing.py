@@ -41,3 +41,158 @@ def test_parse_close_payloads() -> None:
     with pytest.raises(ProtocolViolation) as info:
         framing.parse_close(struct.pack("!H", 1000) + b"\xff")
     assert info.value.close_code == 1007
+
+
+# -- FrameReader: client frames in, events out ------------------------------------------
+
+
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True,
+                 rsv: int = 0, length: int | None = None) -> bytes:
+    """A client frame as a browser would send it (masked unless told otherwise)."""
+    n = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | rsv | opcode
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        header = struct.pack("!BB", first, mbit | n)
+    elif n <= 0xFFFF:
+        header = struct.pack("!BBH", first, mbit | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, mbit | 127, n)
+    if not mask:
+        return header + payload
+    key = os.urandom(4)
+    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def events(reader: framing.FrameReader) -> list[framing.Event]:
+    out = []
+    while (event := reader.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def violation(reader: framing.FrameReader, data: bytes) -> ProtocolViolation:
+    reader.feed(data)
+    with pytest.raises(ProtocolViolation) as info:
+        events(reader)
+    assert reader.finished
+    return info.value
+
+
+def test_reader_yields_text_messages_in_order() -> None:
+    reader = framing.FrameReader()
+    reader.feed(client_frame(0x1, b"one") + client_frame(0x1, "två".encode()) + client_frame(0x1))
+    assert events(reader) == [framing.TextMessage("one"), framing.TextMessage("två"),
+                              framing.TextMessage("")]
+    assert reader.buffered == 0
+
+
+@pytest.mark.parametrize("n", [0, 125, 126, 65535, 65536])
+def test_reader_reads_every_length_encoding(n: int) -> None:
+    reader = framing.FrameReader(max_message_size=1 << 20)
+    reader.feed(client_frame(0x1, b"x" * n))
+    assert events(reader) == [framing.TextMessage("x" * n)]
+
+
+def test_reader_waits_for_bytes_fed_one_at_a_time() -> None:
+    text, ping = client_frame(0x1, b"a" * 300), client_frame(0x9, b"p")
+    data = text + ping
+    reader = framing.FrameReader()
+    got: list[framing.Event] = []
+    for i in range(len(data)):
+        reader.feed(data[i:i + 1])
+        got += events(reader)
+        if i < len(text) - 1:
+            assert got == []
+        elif i < len(data) - 1:
+            assert got == [framing.TextMessage("a" * 300)]
+    assert got == [framing.TextMessage("a" * 300), framing.Ping(b"p")]
+    assert reader.buffered == 0
+
+
+def test_reader_reassembles_fragments_around_control_frames() -> None:
+    reader = framing.FrameReader()
+    reader.feed(client_frame(0x1, b"he", fin=False) + client_frame(0x9, b"mid")
+                + client_frame(0x0, b"ll", fin=False) + client_frame(0xA, b"po")
+                + client_frame(0x0, b"o"))
+    assert events(reader) == [framing.Ping(b"mid"), framing.Pong(b"po"), framing.TextMessage("hello")]
+
+
+def test_reader_close_frame_ends_reading() -> None:
+    reader = framing.FrameReader()
+    reader.feed(client_frame(0x1, b"last") + client_frame(0x8, struct.pack("!H", 4321) + b"bye")
+                + client_frame(0x1, b"ignored"))
+    assert events(reader) == [framing.TextMessage("last"), framing.Close(4321, "bye")]
+    assert reader.finished
+    reader.feed(client_frame(0x1, b"later"))
+    assert reader.next_event() is None
+
+
+def test_reader_empty_close_frame_has_no_code() -> None:
+    reader = framing.FrameReader()
+    reader.feed(client_frame(0x8))
+    assert events(reader) == [framing.Close(None, "")]
+
+
+def test_reader_returns_events_before_a_bad_frame() -> None:
+    reader = framing.FrameReader()
+    reader.feed(client_frame(0x1, b"ok") + client_frame(0x1, b"bad", mask=False))
+    assert reader.next_event() == framing.TextMessage("ok")
+    with pytest.raises(ProtocolViolation) as info:
+        reader.next_event()
+    assert info.value.close_code == 1002
+    assert reader.next_event() is None
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "words"),
+    [
+        (client_frame(0x1, b"x", mask=False), 1002, "masked"),
+        (client_frame(0x1, b"x", rsv=0x40), 1002, "reserved bits"),
+        (client_frame(0x3, b"x"), 1002, "unknown opcode 3"),
+        (client_frame(0xB), 1002, "unknown opcode 11"),
+        (client_frame(0x2, b"\x00"), 1003, "binary"),
+        (client_frame(0x9, b"x", fin=False), 1002, "fragmented control"),
+        (client_frame(0x9, b"x" * 126), 1002, "125"),
+        (client_frame(0x0, b"x"), 1002, "continuation frame without"),
+        (client_frame(0x1, b"a", fin=False) + client_frame(0x1, b"b"), 1002, "new message inside"),
+        (client_frame(0x1, b"\xff\xfe"), 1007, "UTF-8"),
+        (client_frame(0x1, b"a\xc3", fin=False) + client_frame(0x0, b"(\xa1"), 1007, "UTF-8"),
+        (client_frame(0x8, b"\x03"), 1002, "1 byte"),
+        (client_frame(0x8, struct.pack("!H", 1005)), 1002, "invalid close code"),
+        (client_frame(0x8, struct.pack("!H", 1000) + b"\xff"), 1007, "UTF-8"),
+    ],
+)
+def test_reader_refuses_bad_frames_with_their_close_code(data: bytes, code: int, words: str) -> None:
+    exc = violation(framing.FrameReader(), data)
+    assert exc.close_code == code and words in exc.reason
+
+
+def test_reader_accepts_a_message_at_the_limit() -> None:
+    reader = framing.FrameReader(max_message_size=100)
+    reader.feed(client_frame(0x1, b"x" * 60, fin=False) + client_frame(0x0, b"y" * 40))
+    assert events(reader) == [framing.TextMessage("x" * 60 + "y" * 40)]
+
+
+def test_reader_refuses_a_huge_announced_frame_from_its_header() -> None:
+    reader = framing.FrameReader()
+    # the header announces 1 TiB and no payload byte is fed: refused at once
+    exc = violation(reader, client_frame(0x1, length=1 << 40)[:10])
+    assert exc.close_code == 1009 and "65536" in exc.reason
+    assert reader.buffered == 0
+
+
+def test_reader_refuses_fragments_over_the_limit_from_the_header() -> None:
+    reader = framing.FrameReader(max_message_size=100)
+    reader.feed(client_frame(0x1, b"x" * 60, fin=False))
+    assert events(reader) == []
+    # the second fragment's header alone (no payload yet) crosses the limit
+    exc = violation(reader, client_frame(0x0, b"y" * 41)[:6])
+    assert exc.close_code == 1009
+
+
+def test_reader_limit_does_not_count_control_frames() -> None:
+    reader = framing.FrameReader(max_message_size=10)
+    reader.feed(client_frame(0x1, b"x" * 10, fin=False) + client_frame(0x9, b"p" * 100)
+                + client_frame(0x0))
+    assert events(reader) == [framing.Ping(b"p" * 100), framing.TextMessage("x" * 10)]

@@ -11,7 +11,9 @@ import struct
 class RawWebSocket:
     """Handshake done by hand; frames sent and read as bytes."""
 
-    def __init__(self, port: int, rcvbuf: int | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, port: int, rcvbuf: int | None = None, timeout: float = 10.0,
+                 pipelined: bytes = b"") -> None:
+        """Connect and upgrade; ``pipelined``: bytes sent in the same write as the request."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -24,6 +26,7 @@ class RawWebSocket:
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
+            + pipelined
         )
         head = b""
         while b"\r\n\r\n" not in head:

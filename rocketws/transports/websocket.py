@@ -1,15 +1,19 @@
-"""WebSocket transport: gevent-websocket's handshake, our own frame reading and writing.
+"""WebSocket transport: gevent-websocket's handshake, then our own event-driven connection.
 
-gevent-websocket 0.10.1 is kept for the HTTP upgrade (``WebSocketHandler``) and header
-decoding (``Header.decode_header``).  Narrowly replaced, because 0.10.1 gets them wrong:
+gevent-websocket 0.10.1 is kept for the HTTP upgrade only (``WebSocketHandler`` under
+gevent's pywsgi).  Once the 101 response is written, the handler hands the socket over to
+a ``Connection`` and its greenlet ends, so an idle connection holds no greenlet, no pywsgi
+request state and no read buffer:
 
-- reading (``RocketWebSocket.read_text``): a message size limit checked before the
-  payload is read, a fast unmask, masked client frames required, binary frames and
-  invalid UTF-8 refused with 1003 / 1007;
-- writing (``Connection``): close frames with real status codes and reasons, and a
-  non-blocking write path: frames queued to a ``Session`` are written by a loop callback
-  without blocking; only what the socket refuses stays buffered, drained by the single
-  writer greenlet of that connection.
+- reading: a libev io watcher calls ``Connection`` when the socket is readable; the bytes
+  go to a ``framing.FrameReader`` (sans-I/O: size limit checked on the header, masked
+  frames required, binary and invalid UTF-8 refused with 1003 / 1007).  Requests are
+  dispatched in order by a greenlet spawned for the purpose, which exits when no parsed
+  request is left; while it runs the watcher is stopped, so a client that sends faster
+  than it is served is held back by TCP as before;
+- writing: frames queued to a ``Session`` are written by a loop callback (``Flusher``)
+  without blocking; only what the socket refuses stays buffered, and an io watcher writes
+  it when the socket can take more.  Close frames carry real status codes and reasons.
 """
 
 from __future__ import annotations
@@ -23,113 +27,25 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from gevent.socket import wait_write
-from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.handler import WebSocketHandler
-from geventwebsocket.websocket import Header, Stream, WebSocket
 
 from .. import framing, rpc
 from ..codes import CloseCode
 from ..config import Config
-from ..exceptions import PeerClosed, ProtocolViolation
+from ..exceptions import ProtocolViolation
 from ..node import Node
 from ..session import Session
 
 logger = logging.getLogger(__name__)
 
+# Reads go through one buffer shared by every connection: watcher callbacks run one at a
+# time in the hub and copy what they read into the connection's FrameReader before
+# returning, so no connection keeps a receive buffer of its own.
+_RECV_SIZE = 65536
+_recv_buffer = bytearray(_RECV_SIZE)
+_recv_view = memoryview(_recv_buffer)
 
-class ConnectionLost(Exception):
-    """The TCP connection ended without a close frame (EOF, reset, or I/O error)."""
-
-
-class RocketWebSocket(WebSocket):
-    """gevent-websocket's WebSocket with the reading side fixed and writing disabled.
-
-    All writes go through ``Connection``; ``close`` only marks the object closed, so
-    gevent-websocket's own cleanup cannot write a bad close frame.
-    """
-
-    __slots__ = ("max_message_size", "on_control")
-
-    def __init__(self, environ: dict, stream: Any, handler: Any) -> None:
-        super().__init__(environ, stream, handler)
-        self.max_message_size = handler.server.max_message_size
-        self.on_control: Callable[[int, bytes], None] = _ignore_control
-
-    def close(self, code: int = 1000, message: bytes = b"") -> None:
-        self.closed = True  # type: ignore[misc]  # declared in the parent's __slots__
-
-    def _frame(self) -> tuple[Any, bytes]:
-        try:
-            header = Header.decode_header(self.stream)
-        except ProtocolError as exc:  # fragmented or oversized control frame
-            raise ProtocolViolation(str(exc) or "invalid control frame") from None
-        except WebSocketError as exc:  # EOF inside a header
-            raise ConnectionLost(str(exc)) from None
-        if header.flags:
-            raise ProtocolViolation("reserved bits set (no extension was negotiated)")
-        if not header.mask:
-            raise ProtocolViolation("client frames must be masked (RFC 6455 5.1)")
-        if header.opcode == framing.OP_BINARY:
-            raise ProtocolViolation(
-                "binary frames are not supported; send JSON-RPC as text",
-                close_code=CloseCode.UNSUPPORTED_DATA,
-            )
-        if header.length > self.max_message_size:
-            raise ProtocolViolation(
-                f"message over {self.max_message_size} bytes", close_code=CloseCode.MESSAGE_TOO_BIG
-            )
-        if not header.length:
-            return header, b""
-        payload = self.raw_read(header.length)
-        if len(payload) != header.length:
-            raise ConnectionLost("EOF inside a frame payload")
-        return header, framing.unmask(payload, header.mask)
-
-    def read_text(self) -> str:
-        """Block until one whole text message arrives and return it.
-
-        Control frames in between are answered through ``on_control``.  Raises PeerClosed
-        on a close frame, ProtocolViolation for a bad frame or a limit, ConnectionLost.
-        """
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            header, payload = self._frame()
-            opcode = header.opcode
-            if opcode == framing.OP_CLOSE:
-                code, reason = framing.parse_close(payload)
-                raise PeerClosed(reason, close_code=code)
-            if opcode in (framing.OP_PING, framing.OP_PONG):
-                self.on_control(opcode, payload)
-                continue
-            if opcode == framing.OP_TEXT:
-                if parts:
-                    raise ProtocolViolation("new message inside a fragmented message")
-            elif opcode == framing.OP_CONTINUATION:
-                if not parts:
-                    raise ProtocolViolation("continuation frame without a message")
-            else:
-                raise ProtocolViolation(f"unknown opcode {opcode}")
-            size += len(payload)
-            if size > self.max_message_size:
-                raise ProtocolViolation(
-                    f"message over {self.max_message_size} bytes",
-                    close_code=CloseCode.MESSAGE_TOO_BIG,
-                )
-            parts.append(payload)
-            if header.fin:
-                break
-        try:
-            return (parts[0] if len(parts) == 1 else b"".join(parts)).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolViolation(
-                "text message is not valid UTF-8", close_code=CloseCode.INVALID_PAYLOAD
-            ) from None
-
-
-def _ignore_control(opcode: int, payload: bytes) -> None:
-    return None
+_READ, _WRITE = 1, 2  # libev event masks (EV_READ, EV_WRITE)
 
 
 class Flusher:
@@ -165,81 +81,151 @@ _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF, errno.ESHUT
 
 
 class Connection:
-    """One WebSocket connection: its Session, its reader loop and its write path."""
+    """One WebSocket connection after the handshake: its Session, reading and writing.
+
+    Everything runs in loop callbacks (readable, writable, flush, close timer) except
+    request dispatch, which may block (a broker waiting for Redis) and so runs in a
+    greenlet that exists only while parsed requests are waiting.  ``on_closed`` is
+    called once, when the socket has been closed and everything released.
+    """
+
+    __slots__ = (
+        "sock", "fd", "node", "flusher", "config", "session", "context", "reader",
+        "_on_closed", "_loop", "_reader_watch", "_writer_watch", "_timer", "_backlog",
+        "_dispatching", "_closing", "_reading_done", "_done",
+    )
 
     def __init__(
-        self, sock: Any, ws: RocketWebSocket, node: Node, flusher: Flusher, config: Config
+        self, sock: socket.socket, node: Node, flusher: Flusher, config: Config,
+        on_closed: Callable[[Connection], None],
     ) -> None:
+        """``sock`` must be non-blocking; the connection owns it from now on."""
         self.sock = sock
         self.fd = sock.fileno()
-        self.ws = ws
         self.node = node
         self.flusher = flusher
         self.config = config
         self.session = Session(self, config.max_outbox_bytes)
         self.context = rpc.ClientContext(node, self.session, config.max_channel_length)
-        self._backlog: bytes | memoryview = b""
-        self._writer: gevent.Greenlet | None = None
+        self.reader = framing.FrameReader(config.max_message_size)
+        self._on_closed = on_closed
+        self._loop = gevent.get_hub().loop
+        self._reader_watch = self._loop.io(self.fd, _READ)
+        self._writer_watch: Any = None  # created the first time the socket refuses bytes
+        self._timer: Any = None  # close_timeout, armed by begin_close
+        self._backlog: bytes | memoryview = b""  # taken from the session, not yet written
+        self._dispatching = False  # a dispatcher greenlet is running (reads paused)
         self._closing = False  # a close frame is queued; read only until the peer's reply
-        self._done = False
-        self._timer: gevent.Greenlet | None = None
-        ws.on_control = self._on_control
+        self._reading_done = False  # no more frames will be read
+        self._done = False  # socket closed, everything released
 
     def __repr__(self) -> str:
         return f"<Connection {self.session.id} fd={self.fd}>"
 
-    # -- reading (runs in the pywsgi handler greenlet) -------------------------------
-
-    def run(self) -> None:
-        """Serve the connection until it closes.  Never raises for client behaviour."""
+    def start(self, received: bytes = b"") -> None:
+        """Register the session and start reading; ``received``: bytes read already."""
         self.node.connect(self.session)
+        if received:
+            self.reader.feed(received)
+            self._handle_events()
+        if not (self._dispatching or self._reading_done):
+            self._reader_watch.start(self._on_readable)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
         try:
-            self._read_loop()
-        except PeerClosed as exc:
-            if not self._closing:  # echo the peer's code (RFC 6455 5.5.1)
-                self.begin_close(exc.close_code, "", keep_queue=True)
+            n = self.sock.recv_into(_recv_buffer)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not n:
+            self._lost("EOF")
+            return
+        self.reader.feed(_recv_view[:n])
+        self._handle_events()
+
+    def _handle_events(self) -> None:
+        """Act on every complete event the reader has, in order.
+
+        In a loop callback, the first request hands the rest over to a dispatcher
+        greenlet (reads pause until it is done); in that greenlet, requests are
+        dispatched inline.  Never raises.
+        """
+        reader = self.reader
+        try:
+            while not self._reading_done:
+                event = reader.next_event()
+                if event is None:
+                    return
+                if isinstance(event, framing.TextMessage):
+                    if self._closing:
+                        continue  # after our close frame, only the peer's close matters
+                    if not self._dispatching:
+                        self._dispatching = True
+                        self._reader_watch.stop()
+                        gevent.spawn_raw(self._serve, event.text)
+                        return
+                    self._dispatch(event.text)
+                elif isinstance(event, framing.Ping):
+                    if not self._closing:  # 5.5.2: answer with the same payload
+                        self.session.push(framing.encode_frame(event.payload, framing.OP_PONG))
+                elif isinstance(event, framing.Close):
+                    if not self._closing:  # 5.5.1: echo the peer's code
+                        code = CloseCode.NORMAL if event.code is None else event.code
+                        self.begin_close(code, "", keep_queue=True)
+                    self._end_reading()
         except ProtocolViolation as exc:
             logger.info("closing %s: %s", self.session.id, exc)
-            if not self._closing:
-                self.begin_close(exc.close_code, exc.reason, keep_queue=True)
-        except (ConnectionLost, OSError, gevent.GreenletExit) as exc:
-            logger.debug("connection %s lost: %r", self.session.id, exc)
-            self._lost()
+            self.begin_close(exc.close_code, exc.reason, keep_queue=True)
+            self._end_reading()
         except Exception:
             logger.exception("bug while serving %s", self.session.id)
-            if not self._closing:
-                self.begin_close(CloseCode.INTERNAL_ERROR, "internal error", keep_queue=False)
+            self.begin_close(CloseCode.INTERNAL_ERROR, "internal error", keep_queue=False)
+            self._end_reading()
+
+    def _serve(self, text: str) -> None:
+        """The dispatcher greenlet: this request, then whatever else is parsed, then exit."""
+        try:
+            self._dispatch(text)
+        except Exception:
+            logger.exception("bug while serving %s", self.session.id)
+            self.begin_close(CloseCode.INTERNAL_ERROR, "internal error", keep_queue=False)
+            self._end_reading()
+        else:
+            self._handle_events()
         finally:
-            self._finish()
+            self._dispatching = False
+            if not self._reading_done:
+                self._reader_watch.start(self._on_readable)
 
-    def _read_loop(self) -> None:
-        push, dispatch = self.session.push, rpc.dispatch
-        methods, context = rpc.client_methods, self.context
-        max_batch = self.config.max_batch_size
-        text: str | None
-        response: bytes | None
-        while True:
-            text = self.ws.read_text()
-            if self._closing:
-                continue  # after our close frame, only the peer's close matters
-            response = dispatch(text, methods, context, max_batch)
-            if response is not None:
-                push(framing.text_frame(response))
-            # Drop both before blocking in the next read: an idle connection should not
-            # keep its last request and reply alive (several KB each, per connection).
-            text = response = None
+    def _dispatch(self, text: str) -> None:
+        response = rpc.dispatch(text, rpc.client_methods, self.context, self.config.max_batch_size)
+        if response is not None:
+            self.session.push(framing.text_frame(response))
+        if self._closing or self._done:
+            # Closed while a method was blocked (shutdown, slow consumer): whatever the
+            # method subscribed after the disconnect must not outlive the connection.
+            self.node.disconnect(self.session)
 
-    def _on_control(self, opcode: int, payload: bytes) -> None:
-        if opcode == framing.OP_PING and not self._closing:
-            self.session.push(framing.encode_frame(payload, framing.OP_PONG))
+    def _end_reading(self) -> None:
+        """No more frames will be read: close once what is queued is written."""
+        if self._done:
+            return
+        self._reading_done = True
+        self._reader_watch.stop()
+        if not self._backlog:
+            self._release()
 
-    # -- closing ----------------------------------------------------------------------
+    # -- closing ------------------------------------------------------------------------
 
     def begin_close(self, code: int, reason: str, *, keep_queue: bool) -> None:
         """Queue a close frame (after what is queued, if ``keep_queue``) and stop pushes.
 
-        The socket is shut down if the peer has not finished the closing handshake
-        within ``close_timeout``.
+        The socket is closed when the peer has answered with its close frame and ours is
+        written, or after ``close_timeout`` regardless.
         """
         if self._closing or self._done:
             return
@@ -247,42 +233,51 @@ class Connection:
         self.node.disconnect(self.session)
         tail = self.session.take() if keep_queue else b""
         self.session.close()
-        frame = framing.close_frame(code, reason) if code is not None else framing.close_frame()
-        self._backlog = bytes(self._backlog) + tail + frame
-        self._timer = gevent.spawn_later(self.config.close_timeout, self._shutdown_socket)
-        self._start_writer()
+        self._backlog = bytes(self._backlog) + tail + framing.close_frame(code, reason)
+        self._timer = self._loop.timer(self.config.close_timeout)
+        self._timer.start(self._on_close_timeout)
+        self._write()
 
-    def _lost(self) -> None:
-        self.session.close()
-        self.node.disconnect(self.session)
+    def _on_close_timeout(self) -> None:
+        logger.debug("connection %s: no close frame from the peer within %.1f s",
+                     self.session.id, self.config.close_timeout)
+        self._release()
+
+    def _lost(self, why: object) -> None:
+        """The TCP connection ended without a close frame (EOF, reset, I/O error)."""
+        logger.debug("connection %s lost: %r", self.session.id, why)
         self._backlog = b""
+        self._release()
 
     def abort(self) -> None:
         """Drop the connection now (I/O error on write, or our bug)."""
-        self._lost()
-        self._shutdown_socket()
+        self._lost("aborted")
 
-    def _shutdown_socket(self) -> None:
+    def _release(self) -> None:
+        """Close the socket and release everything; idempotent."""
+        if self._done:
+            return
+        self._done = self._reading_done = True
+        self.node.disconnect(self.session)
+        self.session.close()
+        self._backlog = b""
+        self._reader_watch.stop()
+        self._reader_watch.close()
+        for watcher in (self._writer_watch, self._timer):
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+        self._writer_watch = self._timer = None
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            # Unread bytes at close make the kernel send a reset, which can destroy our
+            # close frame in flight; read out what is there, as pywsgi does.
+            self.sock.recv_into(_recv_buffer)
         except OSError:
             pass
+        self.sock.close()
+        self._on_closed(self)
 
-    def _finish(self) -> None:
-        """Runs when the reader ends: let the writer finish, then release everything."""
-        self.node.disconnect(self.session)
-        writer = self._writer
-        if writer is not None and self._closing:
-            writer.join(timeout=self.config.close_timeout)
-        if self._writer is not None:
-            self._writer.kill(block=True)
-        if self._timer is not None:
-            self._timer.kill(block=False)
-        self.session.close()
-        self._done = True
-        self.ws.close()
-
-    # -- writing ----------------------------------------------------------------------
+    # -- writing ------------------------------------------------------------------------
 
     def wake(self) -> None:
         """Session callback: frames were queued."""
@@ -297,52 +292,52 @@ class Connection:
         if self._done or self._closing:
             return
         session = self.session
-        if self._writer is None:
-            data = session.take()
-            if data:
-                try:
-                    n = os.write(self.fd, data)
-                except BlockingIOError:
-                    n = 0
-                except OSError as exc:
-                    self._write_failed(exc)
-                    return
-                session.sent(n)
-                if n < len(data):
-                    self._backlog = memoryview(data)[n:]
-                    self._start_writer()
+        if self._backlog:
+            session.dirty = False  # the writer watcher takes the queue; wake us on the next push
         else:
-            session.dirty = False  # the writer takes the queue; wake us on the next push
-        if session.over_limit:
+            self._write()
+        if session.over_limit and not self._done:
             logger.info("closing %s: slow consumer (%d bytes unsent, limit %d)",
                         session.id, session.pending, session.max_pending)
             self.begin_close(CloseCode.SLOW_CONSUMER, "slow consumer", keep_queue=False)
 
-    def _start_writer(self) -> None:
-        if self._writer is None and not self._done:
-            self._writer = gevent.spawn(self._drain)
+    def _write(self) -> None:
+        """Write the backlog, then what is queued, until done or the socket would block.
 
-    def _drain(self) -> None:
-        """The connection's single writer: write until nothing is left, then exit."""
+        The connection's single writer: called by ``flush``, ``begin_close`` and the
+        writer watcher, all in the hub, never concurrently.  On EAGAIN the rest stays in
+        the backlog and the writer watcher waits for the socket to take more.
+        """
+        if self._done:
+            return
         session, fd = self.session, self.fd
-        try:
-            while True:
-                if not self._backlog:
-                    data = session.take()
-                    if not data:
-                        break
-                    self._backlog = data
-                try:
-                    n = os.write(fd, self._backlog)
-                except BlockingIOError:
-                    wait_write(fd)
-                    continue
-                session.sent(n)
-                self._backlog = self._backlog[n:]
-        except OSError as exc:
-            self._write_failed(exc)
-        finally:
-            self._writer = None
+        data = self._backlog
+        while True:
+            if not data:
+                data = session.take()
+                if not data:
+                    break
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._write_failed(exc)
+                return
+            session.sent(n)
+            if n < len(data):
+                self._backlog = memoryview(data)[n:] if n else data
+                if self._writer_watch is None:
+                    self._writer_watch = self._loop.io(fd, _WRITE)
+                if not self._writer_watch.active:
+                    self._writer_watch.start(self._write)
+                return
+            data = b""
+        self._backlog = b""
+        if self._writer_watch is not None:
+            self._writer_watch.stop()
+        if self._reading_done:
+            self._release()
 
     def _write_failed(self, exc: OSError) -> None:
         if exc.errno not in _GONE:
@@ -350,14 +345,18 @@ class Connection:
         self.abort()
 
 
-# pywsgi's default read buffer is 8 KiB per connection, kept for the connection's life;
-# the upgrade request and WebSocket frames read fine through a small one.
+# pywsgi's default read buffer is 8 KiB per connection; the upgrade request reads fine
+# through a small one, and it is released with the handler after the handshake.
 READ_BUFFER = 1024
 
 
 class RocketWebSocketHandler(WebSocketHandler):
-    """gevent-websocket's handler with TCP_NODELAY, a handshake timeout, ``/`` only,
-    a small read buffer, and our RocketWebSocket class."""
+    """gevent-websocket's handler with TCP_NODELAY, a handshake timeout, ``/`` only and a
+    small read buffer; after the upgrade it hands the socket to ``WebSocketApp.accept``
+    and ends."""
+
+    socket: Any  # gevent's socket until run_websocket takes the file descriptor over
+    websocket: Any
 
     def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
         super().__init__(sock, address, server, rfile or sock.makefile("rb", READ_BUFFER))
@@ -372,21 +371,33 @@ class RocketWebSocketHandler(WebSocketHandler):
             return None  # not ours: the WSGI app answers 404
         return super().upgrade_websocket()
 
-    def upgrade_connection(self) -> Any:
-        result = super().upgrade_connection()
-        original = getattr(self, "websocket", None)
-        if original is not None:
-            original.closed = True  # its __del__ would otherwise write a close frame
-            self.websocket = RocketWebSocket(self.environ, Stream(self), self)
-            self.environ["wsgi.websocket"] = self.websocket
-        return result
+    def run_websocket(self) -> None:
+        """Called once the 101 response is written: give the socket to the app.
+
+        Bytes the client sent right after its upgrade request (pipelined frames) may sit
+        in this handler's read buffer; they go along.  pywsgi then finds no socket to
+        close, and this greenlet ends with the handler and its request state.
+        """
+        ws, self.websocket = self.websocket, None
+        ws.closed = True  # gevent-websocket's __del__ would otherwise write a close frame
+        self.environ["wsgi.websocket"] = None
+        gsock = self.socket
+        gsock.settimeout(0.0)
+        try:
+            received = self.rfile.read1(READ_BUFFER)  # what is buffered; never blocks
+        except OSError:
+            received = b""  # EOF or reset: the connection's first read sees it again
+        sock = socket.socket(fileno=gsock.detach())
+        sock.setblocking(False)
+        self.socket = None
+        self.application.accept(sock, received, self.client_address)
 
     def log_request(self) -> None:
         return None  # access logging for WebSockets is noise; connects are DEBUG-logged
 
 
 class WebSocketApp:
-    """The WSGI app of the WebSocket endpoint: runs a Connection per upgraded socket."""
+    """The WebSocket endpoint: a Connection per upgraded socket; plain HTTP gets 426/404."""
 
     def __init__(self, node: Node, config: Config) -> None:
         self.node = node
@@ -397,35 +408,33 @@ class WebSocketApp:
         self._idle.set()
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> list[bytes]:
-        ws = environ.get("wsgi.websocket")
-        if ws is None:
-            if environ.get("PATH_INFO") == "/":
-                body = b"This is a WebSocket endpoint: connect with a WebSocket client.\n"
-                start_response(
-                    "426 Upgrade Required",
-                    [("Upgrade", "websocket"), ("Content-Type", "text/plain; charset=utf-8"),
-                     ("Content-Length", str(len(body)))],
-                )
-                return [body]
-            body = b"Not found\n"
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
-                                             ("Content-Length", str(len(body)))])
+        """The WSGI app for requests that are not WebSocket upgrades."""
+        if environ.get("PATH_INFO") == "/":
+            body = b"This is a WebSocket endpoint: connect with a WebSocket client.\n"
+            start_response(
+                "426 Upgrade Required",
+                [("Upgrade", "websocket"), ("Content-Type", "text/plain; charset=utf-8"),
+                 ("Content-Length", str(len(body)))],
+            )
             return [body]
-        handler = ws.handler
-        handler.socket.settimeout(None)  # the handshake is over; idle connections are fine
-        handler.headers = None  # parsed request headers: not needed after the upgrade
-        conn = Connection(handler.socket, ws, self.node, self.flusher, self.config)
+        body = b"Not found\n"
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
+
+    def accept(self, sock: socket.socket, received: bytes, peer: Any) -> None:
+        """Serve an upgraded, non-blocking socket (and the bytes already read from it)."""
+        conn = Connection(sock, self.node, self.flusher, self.config, self._closed)
         self.connections.add(conn)
         self._idle.clear()
-        logger.debug("connection %s opened from %s", conn.session.id, environ.get("REMOTE_ADDR"))
-        try:
-            conn.run()
-        finally:
-            self.connections.discard(conn)
-            if not self.connections:
-                self._idle.set()
-            logger.debug("connection %s closed", conn.session.id)
-        return []
+        logger.debug("connection %s opened from %s", conn.session.id, peer)
+        conn.start(received)
+
+    def _closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._idle.set()
+        logger.debug("connection %s closed", conn.session.id)
 
     def close_all(self, code: int, reason: str) -> None:
         """Begin closing every connection (queued frames are still delivered first)."""
