@@ -22,10 +22,10 @@ def request_bytes(host: str, port: int, body: bytes, path: str = "/") -> bytes:
     ).encode() + body
 
 
-def get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """One GET on a fresh connection; returns (status, body)."""
+def _exchange(host: str, port: int, request: bytes, timeout: float) -> tuple[int, bytes]:
+    """Send ``request`` on a fresh connection; returns the response's (status, body)."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        sock.sendall(request)
         parser = _ResponseParser()
         while not parser.done:
             data = sock.recv(65536)
@@ -33,19 +33,16 @@ def get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, byt
                 raise HTTPError("connection closed before the response ended")
             parser.feed(data)
         return parser.status, parser.body
+
+
+def get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """One GET on a fresh connection; returns (status, body)."""
+    return _exchange(host, port, f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode(), timeout)
 
 
 def post(host: str, port: int, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
     """One POST on a fresh connection; returns (status, body)."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(request_bytes(host, port, body))
-        parser = _ResponseParser()
-        while not parser.done:
-            data = sock.recv(65536)
-            if not data:
-                raise HTTPError("connection closed before the response ended")
-            parser.feed(data)
-        return parser.status, parser.body
+    return _exchange(host, port, request_bytes(host, port, body), timeout)
 
 
 class _ResponseParser:

@@ -33,6 +33,21 @@ def ping(port: int) -> bool:
         return False
 
 
+def schedstat_ns(pid: int) -> int:
+    """CPU ns so far of every thread of ``pid`` (/proc schedstat; 0 if unavailable)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    except FileNotFoundError:
+        return 0
+    return total
+
+
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
@@ -98,16 +113,7 @@ class RedisProcess:
 
     def cpu_ns(self) -> int:
         """CPU time of every redis-server thread so far (schedstat ns, else stat ticks)."""
-        total = 0
-        try:
-            for tid in os.listdir(f"/proc/{self.pid}/task"):
-                try:
-                    with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
-                        total += int(f.read().split()[0])
-                except (FileNotFoundError, ProcessLookupError):
-                    continue
-        except FileNotFoundError:
-            return 0
+        total = schedstat_ns(self.pid)
         if total:
             return total
         with open(f"/proc/{self.pid}/stat") as f:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import httpload
-from .redisproc import RedisProcess
+from .redisproc import RedisProcess, schedstat_ns
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -165,16 +165,7 @@ class Server:
         return self.proc.pid
 
     def cpu(self) -> CpuSample:
-        total = 0
-        try:
-            for tid in os.listdir(f"/proc/{self.pid}/task"):
-                try:
-                    with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
-                        total += int(f.read().split()[0])
-                except (FileNotFoundError, ProcessLookupError):
-                    continue
-        except FileNotFoundError:
-            total = 0
+        total = schedstat_ns(self.pid)
         with open(f"/proc/{self.pid}/stat") as f:
             # fields after the ")" of comm: utime and stime are fields 14 and 15 (1-based)
             rest = f.read().rsplit(")", 1)[1].split()
