@@ -21,6 +21,7 @@ OP_PING = 0x9
 OP_PONG = 0xA
 
 _FIN = 0x80
+MAX_FRAGMENTS = 1024  # per message; browsers do not fragment text messages at all
 _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
@@ -257,6 +258,12 @@ class FrameReader:
         if not fin:
             if parts is None:
                 self._parts = [payload]
+            elif len(parts) >= MAX_FRAGMENTS:
+                # Empty fragments add nothing to the size, but each costs memory.
+                raise ProtocolViolation(
+                    f"message in more than {MAX_FRAGMENTS} fragments",
+                    close_code=CloseCode.MESSAGE_TOO_BIG,
+                )
             else:
                 parts.append(payload)
             self._size += len(payload)

@@ -93,9 +93,27 @@ def loads(data: bytes | str) -> Any:
             raise ParseError(str(exc)) from None
     try:
         text = data if isinstance(data, str) else bytes(data).decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(str(exc)) from None
+    if _has_lone_surrogate(doc):  # orjson refuses these; so must this path
+        raise ParseError("lone UTF-16 surrogate in a string (not valid Unicode)")
+    return doc
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    # json.loads joins valid surrogate pairs into one code point, so any surrogate left
+    # in a string is a lone one, which UTF-8 cannot encode.
+    if isinstance(obj, str):
+        return _SURROGATE.search(obj) is not None
+    if isinstance(obj, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(_has_lone_surrogate(v) for v in obj)
+    return False
 
 
 def dumps(obj: Any) -> bytes:

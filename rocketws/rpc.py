@@ -220,7 +220,12 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch: int =
             responses.append(_normalise(next(pending), methods))
     if not responses:
         return None
-    return protocol.dumps(responses if parsed.batch else responses[0])
+    try:
+        return protocol.dumps(responses if parsed.batch else responses[0])
+    except (TypeError, ValueError):  # a result we cannot encode: our bug, not the caller's
+        logger.exception("cannot encode a JSON-RPC response")
+        return protocol.dumps(protocol.error_response(
+            None, RpcCode.INTERNAL_ERROR, {"reason": "internal server error"}))
 
 __all__ = [
     "ClientContext",

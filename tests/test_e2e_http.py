@@ -339,3 +339,47 @@ def test_http_head_and_query_on_health(server: ServerProcess) -> None:
     assert head.status_code == 200 and head.content == b"" and int(head.headers["Content-Length"]) > 0
     assert server.http.get(server.ms_url + "health?verbose=1", timeout=10).json()["status"] == "ok"
     assert server.http.post(server.ms_url + "health", timeout=10).status_code == 405
+
+
+def test_http_requests_before_a_malformed_one_are_answered_first(server: ServerProcess) -> None:
+    good = b'{"jsonrpc":"2.0","method":"ping","id":"first"}'
+    out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%sBAD\r\n\r\n" % (len(good), good))
+    assert out.startswith(b"HTTP/1.1 200 OK") and b'"id":"first"' in out
+    assert out.index(b'"id":"first"') < out.index(b"HTTP/1.1 400 ")
+    upgrade = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s%s" % (len(good), good, upgrade))
+    assert out.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 " in out.split(b'"id":"first"}', 1)[1]
+
+
+def test_http_pipelined_expect_100_continue(server: ServerProcess) -> None:
+    ping = b'{"jsonrpc":"2.0","method":"ping","id":1}'
+    body = b'{"jsonrpc":"2.0","method":"ping","id":2}'
+    host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(ping), ping)
+                     + b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        out = b""
+        while b"100 Continue" not in out:
+            out += sock.recv(65536)
+        assert out.index(b'"id":1') < out.index(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        while not out.endswith(b'"id":2}'):
+            out += sock.recv(65536)
+
+
+@pytest.mark.parametrize("where", ["id", "channel", "data"])
+def test_lone_surrogates_are_parse_errors_on_both_paths(server: ServerProcess, where: str) -> None:
+    """orjson refuses lone surrogates; the big-integer (stdlib) path must as well."""
+    bad = '"\\ud800 12345678901234567890"'  # a 20-digit run takes the stdlib decoder path
+    params = {"channel": "c", "data": 1}
+    doc = json.dumps({"jsonrpc": "2.0", "method": "emit", "params": params, "id": 1})
+    doc = {"id": doc.replace('"id": 1', f'"id": {bad}'),
+           "channel": doc.replace('"channel": "c"', f'"channel": {bad}'),
+           "data": doc.replace('"data": 1', f'"data": {bad}')}[where]
+    resp = server.post(doc.encode())
+    assert resp.status_code == 200 and resp.json()["error"]["code"] == -32700
+    with ws_connect(server.ws_url) as ws:
+        ws.send(doc.replace('"emit"', '"subscribe"'))
+        assert recv_json(ws)["error"]["code"] == -32700
+        assert request(ws, "ping")["result"] == "pong"
+    assert "Traceback" not in server.log()

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import requests
@@ -81,6 +82,30 @@ def test_handshake_timeout_drops_silent_clients(start_server) -> None:
         while chunk := sock.recv(1024):  # the server answers 4xx and hangs up by itself
             data += chunk
         assert data == b"" or data.startswith(b"HTTP/1.1 4"), data
+    assert srv.result("ping") == "pong"
+
+
+def test_handshake_timeout_is_total_not_per_read(start_server) -> None:
+    srv = start_server(ROCKETWS_HANDSHAKE_TIMEOUT="1")
+    with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=10) as sock:
+        start = time.monotonic()
+        sock.settimeout(0.2)
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+        closed = False
+        for byte in request:  # one byte every 0.2 s: each read is quick, the whole is not
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed, "the server never dropped the dripping handshake"
+        assert time.monotonic() - start < 5  # 1 s allowed, generous margin for a busy machine
+    srv.wait_log("handshake from .* not finished")
     assert srv.result("ping") == "pong"
 
 
@@ -159,3 +184,21 @@ def test_cli_env_overrides_settings(start_server) -> None:
         from .support import request
 
         assert request(ws, "subscribe", {"channel": "abcde"})["error"]["code"] == -32602
+
+
+def test_settings_module_logging_is_applied(start_server, tmp_path) -> None:
+    (tmp_path / "custom_settings.py").write_text(
+        "LOGGING = {'version': 1, 'disable_existing_loggers': False,\n"
+        "  'formatters': {'f': {'format': 'CUSTOM|%(levelname)s|%(name)s|%(message)s'}},\n"
+        "  'handlers': {'h': {'class': 'logging.StreamHandler', 'formatter': 'f',"
+        " 'stream': 'ext://sys.stderr'}},\n"
+        "  'root': {'handlers': ['h'], 'level': 'INFO'}}\n"
+        "WEBSOCKETS = {'MAX_CHANNELS_PER_CONNECTION': 1}\n"
+    )
+    srv = start_server(ROCKETWS_SETTINGS="custom_settings", PYTHONPATH=str(tmp_path))
+    assert "CUSTOM|INFO|rocketws.server|websocket listening on" in srv.log()
+    with ws_connect(srv.ws_url) as ws:
+        subscribe(ws, "one")
+        from .support import request
+
+        assert request(ws, "subscribe", {"channel": "two"})["error"]["code"] == -32003

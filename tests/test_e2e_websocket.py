@@ -315,3 +315,31 @@ def test_slow_consumer_is_closed_4008_and_others_keep_receiving(start_server) ->
     assert 0 < len(texts) < sent
     slow.close()
     assert srv.health()["connections"] == 0 or wait_until(lambda: srv.health()["connections"] == 0)
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([(0x1 | 0x40, b"{}")], 1002),  # RSV1 set without an extension
+        ([(0x3, b"x")], 1002),  # reserved opcode
+        ([(0x0, b"x")], 1002),  # continuation with no message started
+        ([(0x8, b"\x03")], 1002),  # close payload of one byte
+        ([(0x8, struct.pack("!H", 1005))], 1002),  # a close code that must not be sent
+    ],
+)
+def test_client_protocol_errors_close_1002(server: ServerProcess, frames: list, code: int) -> None:
+    raw = RawWebSocket(server.ws_port)
+    for opcode, payload in frames:
+        raw.send_frame(opcode, payload)
+    assert raw.read_until_close()[1] == code
+    raw.close()
+
+
+def test_client_endless_empty_fragments_close_1009(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    raw.send_frame(0x1, b"{", fin=False)
+    for _ in range(1100):  # empty fragments add no bytes, but each would cost memory
+        raw.send_frame(0x0, b"", fin=False)
+    texts, code, reason = raw.read_until_close()
+    raw.close()
+    assert (code, reason) == (1009, "message in more than 1024 fragments")

@@ -250,31 +250,30 @@ class HttpConnection:
             discarded += len(chunk)
 
     def _feed(self, data: bytes) -> bool:
-        """Parse ``data`` and answer every completed request; False to close."""
+        """Parse ``data`` and answer, in order, every request it completes; False to close.
+
+        Requests completed before a malformed one are answered first (HTTP pairs answers
+        with requests by order); then the error, and the connection closes.
+        """
         st = self.state
         if not st.headers_complete:
             st.raw_head += len(data)  # bounds a head that never ends
+        failure: Response | None = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
-            if st.head_size > MAX_HEAD_BYTES:
-                return self._send(_json(431, {"error": "request head too large"}), close=True)
-            raise
+            if st.head_size <= MAX_HEAD_BYTES:
+                raise
+            failure = _json(431, {"error": "request head too large"})
         except httptools.HttpParserUpgrade:
-            return self._send(_json(400, {"error": "no protocol upgrades here"}), close=True)
+            if st.done:
+                st.done.pop()  # the upgrade request itself: refused below
+            failure = _json(400, {"error": "no protocol upgrades here"})
         except httptools.HttpParserError as exc:
             logger.info("bad HTTP request from a backend: %s", exc)
-            return self._send(_json(400, {"error": f"bad request: {exc}"}), close=True)
-        if not st.headers_complete and st.raw_head > MAX_HEAD_BYTES:
-            return self._send(_json(431, {"error": "request head too large"}), close=True)
-        if st.headers_complete and not st.done:
-            # Decide what we can before reading a body: no need to receive 1 GB to refuse it.
-            early = self._early_answer()
-            if early is not None:
-                return self._send(early, close=True)
-            if st.expect_continue:
-                st.expect_continue = False
-                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            failure = _json(400, {"error": f"bad request: {exc}"})
+        if failure is None and not st.headers_complete and st.raw_head > MAX_HEAD_BYTES:
+            failure = _json(431, {"error": "request head too large"})
         out = bytearray()
         keep = True
         for method, path, body, keep_alive in st.done:
@@ -286,6 +285,17 @@ class HttpConnection:
             if not keep:
                 break
         st.done.clear()
+        if keep and failure is None and st.headers_complete:
+            # The request in progress: decide what we can before reading its body (no
+            # need to receive 1 GB to refuse it), or invite the body (100-continue).
+            failure = self._early_answer()
+            if failure is None and st.expect_continue:
+                st.expect_continue = False
+                out += b"HTTP/1.1 100 Continue\r\n\r\n"
+        if keep and failure is not None:
+            failure.close = True
+            out += encode_response(failure, keep_alive=False)
+            keep = False
         if out:
             self._write(out)
         return keep
@@ -294,16 +304,10 @@ class HttpConnection:
         method = self.parser.get_method().decode("latin-1")
         routed = self.app.route(method, _path(self.state.url))
         if routed is not None and method not in ("GET", "HEAD"):
-            routed.close = True  # a body may follow that we will not read
-            return routed
+            return routed  # a body may follow that we will not read: answered, then closed
         if self.state.too_large:
             return self.app.too_large()
         return None
-
-    def _send(self, response: Response, close: bool) -> bool:
-        response.close = response.close or close
-        self._write(encode_response(response, keep_alive=not response.close))
-        return not response.close
 
     def _write(self, data: bytes | bytearray) -> None:
         # A response almost always fits the socket buffer: one non-blocking write first,

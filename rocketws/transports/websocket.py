@@ -362,9 +362,24 @@ class RocketWebSocketHandler(WebSocketHandler):
         super().__init__(sock, address, server, rfile or sock.makefile("rb", READ_BUFFER))
 
     def handle(self) -> None:
+        """Serve the upgrade; a client that has not finished it in ``handshake_timeout``
+        (in total, not per read: a slow drip of header bytes does not extend it) is
+        dropped."""
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket.settimeout(self.server.handshake_timeout)
-        super().handle()
+        deadline = gevent.Timeout(self.server.handshake_timeout)
+        deadline.start()
+        try:
+            super().handle()
+        except gevent.Timeout as exc:
+            if exc is not deadline:
+                raise
+            logger.info("handshake from %s not finished in %.1f s: dropped",
+                        self.client_address, self.server.handshake_timeout)
+            if self.socket is not None:  # not handed over: it is still ours to close
+                self.socket.close()
+        finally:
+            deadline.close()
 
     def upgrade_websocket(self) -> Any:
         if self.environ.get("PATH_INFO", "") != "/":
@@ -406,6 +421,7 @@ class WebSocketApp:
         self.connections: set[Connection] = set()
         self._idle = Event()
         self._idle.set()
+        self._close_all: tuple[int, str] | None = None  # set by close_all (shutdown)
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> list[bytes]:
         """The WSGI app for requests that are not WebSocket upgrades."""
@@ -429,6 +445,8 @@ class WebSocketApp:
         self._idle.clear()
         logger.debug("connection %s opened from %s", conn.session.id, peer)
         conn.start(received)
+        if self._close_all is not None:  # an upgrade that finished during shutdown
+            conn.begin_close(*self._close_all, keep_queue=True)
 
     def _closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -437,7 +455,9 @@ class WebSocketApp:
         logger.debug("connection %s closed", conn.session.id)
 
     def close_all(self, code: int, reason: str) -> None:
-        """Begin closing every connection (queued frames are still delivered first)."""
+        """Begin closing every connection (queued frames are still delivered first);
+        connections whose upgrade finishes later are closed the same way."""
+        self._close_all = (code, reason)
         for conn in list(self.connections):
             conn.begin_close(code, reason, keep_queue=True)
 
