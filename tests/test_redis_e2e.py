@@ -161,6 +161,16 @@ def test_cluster_survives_redis_outage_and_resumes_within_2s(
         params = received[0]["params"]
         assert (params["channel"], params["data"]) == ("late", "after")
         print(f"delivery resumed {resumed:.2f} s after Redis restarted")
+        # the channel subscribed before the outage was resubscribed on reconnect
+        wait_until(lambda: "reconnected to Redis" in a.log(), timeout=2)
+        assert b.result("emit", {"channel": "live", "data": "after"})["delivered"] >= 1
+        deadline = time.monotonic() + 2.0
+        while True:  # skip the extra "late" pushes of the retry loop above
+            assert time.monotonic() < deadline, "no delivery on the pre-outage channel"
+            push = _push(ws, timeout=2.0)["params"]
+            if push["channel"] == "live":
+                assert push["data"] == "after"
+                break
         assert "Redis connection lost" in a.log()
         wait_until(lambda: "reconnected to Redis" in a.log(), timeout=2)
 
