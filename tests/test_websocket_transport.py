@@ -6,6 +6,7 @@ import base64
 import gc
 import json
 import os
+import socket
 import struct
 import time
 
@@ -141,3 +142,19 @@ def test_idle_subscribed_connections_hold_no_greenlet() -> None:
         assert server.ws_app.wait_closed(10)
         server.shutdown()
     assert server.hub.connections == 0 and server.hub.count("idle") == 0
+
+
+def test_websocket_sockets_have_tcp_nodelay() -> None:
+    """No Nagle delay on pushes (the MessagesSource's is shown by test_e2e_http's
+    keep-alive latency test)."""
+    server = Server(Config(ws=Address("127.0.0.1", 0), ms=Address("127.0.0.1", 0)))
+    server.start()
+    try:
+        client = GeventClient(server.ws_server.server_port)
+        assert client.call("ping", 1)["result"] == "pong"
+        (conn,) = server.ws_app.connections
+        assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        client.sock.close()
+    finally:
+        assert server.ws_app.wait_closed(10)
+        server.shutdown()
