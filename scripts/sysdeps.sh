@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the system packages RocketWS's tools need, with apt-get, only when missing.
 # Usage: scripts/sysdeps.sh [venv]   ("venv": only what `python3 -m venv` needs)
-# Without an argument: what the test suite needs (redis-server for the Redis broker tests).
+# Without an argument: what the test suite needs (redis-server for the Redis broker tests,
+# chromium for the headless browser tests).
 set -euo pipefail
 need=()
 if [ "${1:-}" = venv ]; then
   need+=("python3-venv")
 else
   command -v redis-server >/dev/null 2>&1 || need+=("redis-server")
+  command -v chromium >/dev/null 2>&1 || need+=("chromium")  # browser tests (headless)
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

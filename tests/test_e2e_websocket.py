@@ -234,7 +234,7 @@ def test_client_unmasked_frame_closes_1002(server: ServerProcess) -> None:
 def test_client_close_is_echoed_with_its_code(server: ServerProcess) -> None:
     raw = RawWebSocket(server.ws_port)
     raw.send_frame(0x8, struct.pack("!H", 4321) + b"bye")
-    assert raw.read_until_close()[1] == 4321
+    assert raw.read_until_close()[1:] == (4321, "bye")
     with pytest.raises(EOFError):
         raw.read_frame()  # then the server closes the TCP connection
     raw.close()

@@ -173,9 +173,11 @@ class Connection:
                     if not self._closing:  # 5.5.2: answer with the same payload
                         self.session.push(framing.encode_frame(event.payload, framing.OP_PONG))
                 elif isinstance(event, framing.Close):
-                    if not self._closing:  # 5.5.1: echo the peer's code
-                        code = CloseCode.NORMAL if event.code is None else event.code
-                        self.begin_close(code, "", keep_queue=True)
+                    if not self._closing:  # 5.5.1: echo the peer's code (and reason)
+                        if event.code is None:
+                            self.begin_close(CloseCode.NORMAL, "", keep_queue=True)
+                        else:
+                            self.begin_close(event.code, event.reason, keep_queue=True)
                     self._end_reading()
         except ProtocolViolation as exc:
             logger.info("closing %s: %s", self.session.id, exc)

@@ -1,0 +1,82 @@
+"""End to end in a real browser: headless Chromium against a real server.
+
+The README's browser example, and close codes as a browser sees them (gevent-websocket
+0.10.1 alone made browsers see 1005 for every close).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from .browser import Browser
+from .support import ServerProcess, wait_until
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    b = Browser()
+    yield b
+    b.close()
+
+
+def test_browser_readme_example_subscribes_and_receives_emit(browser: Browser, server: ServerProcess) -> None:
+    rid = browser.start_eval(f"""
+      new Promise((resolve, reject) => {{
+        const ws = new WebSocket({json.dumps(server.ws_url)});
+        const seen = [];
+        let nextId = 1;
+        const call = (method, params) =>
+          ws.send(JSON.stringify({{ jsonrpc: "2.0", method, params, id: nextId++ }}));
+        ws.onopen = () => call("subscribe", {{ channel: "browser-chat" }});
+        ws.onmessage = (event) => {{
+          const msg = JSON.parse(event.data);
+          seen.push(msg);
+          if (msg.method === "message") ws.close(1000, "done");
+        }};
+        ws.onclose = (event) => resolve({{ seen, code: event.code, reason: event.reason, clean: event.wasClean }});
+        setTimeout(() => reject(new Error("no push within 15 s")), 15000);
+      }})""")
+    wait_until(lambda: server.result("total_subscribers", {"channel": "browser-chat"}) == 1, timeout=15)
+    server.call("emit", {"channel": "browser-chat", "data": {"text": "hi ü"}})
+    out = browser.result(rid)
+    reply, push = out["seen"]
+    assert reply == {"jsonrpc": "2.0", "result": {"channel": "browser-chat", "subscribed": True}, "id": 1}
+    assert push["method"] == "message" and push["params"]["data"] == {"text": "hi ü"}
+    assert (out["code"], out["reason"], out["clean"]) == (1000, "done", True)
+
+
+@pytest.mark.parametrize(
+    ("send", "code", "reason"),
+    [
+        ("ws.send('x'.repeat(70000))", 1009, "message over 65536 bytes"),
+        ("ws.send(new Uint8Array([1, 2, 3]))", 1003, "binary frames are not supported; send JSON-RPC as text"),
+    ],
+)
+def test_browser_sees_real_close_codes_and_reasons(
+    browser: Browser, server: ServerProcess, send: str, code: int, reason: str
+) -> None:
+    out = browser.evaluate(f"""
+      new Promise((resolve, reject) => {{
+        const ws = new WebSocket({json.dumps(server.ws_url)});
+        ws.onopen = () => {send};
+        ws.onclose = (event) => resolve({{ code: event.code, reason: event.reason, clean: event.wasClean }});
+        setTimeout(() => reject(new Error("not closed within 15 s")), 15000);
+      }})""")
+    assert out == {"code": code, "reason": reason, "clean": True}
+
+
+def test_browser_sees_1001_when_the_server_shuts_down(browser: Browser, start_server) -> None:
+    srv = start_server()
+    rid = browser.start_eval(f"""
+      new Promise((resolve, reject) => {{
+        const ws = new WebSocket({json.dumps(srv.ws_url)});
+        ws.onopen = () => ws.send(JSON.stringify({{ jsonrpc: "2.0", method: "subscribe", params: ["bye"], id: 1 }}));
+        ws.onclose = (event) => resolve({{ code: event.code, reason: event.reason }});
+        setTimeout(() => reject(new Error("not closed within 15 s")), 15000);
+      }})""")
+    wait_until(lambda: srv.result("total_subscribers", {"channel": "bye"}) == 1, timeout=15)
+    assert srv.terminate() == 0
+    assert browser.result(rid) == {"code": 1001, "reason": "server shutting down"}
