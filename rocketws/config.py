@@ -48,6 +48,7 @@ class Config:
     max_message_size: int = 64 * 1024
     max_outbox_bytes: int = 1024 * 1024
     max_channels_per_connection: int = 128
+    max_connections: int = 16000
     max_channel_length: int = 255
     max_request_body: int = 1024 * 1024
     ms_idle_timeout: float = 60.0
@@ -131,6 +132,7 @@ def _redis_source(name: str, value: Any) -> str | None:
 _SIMPLE: dict[str, tuple[str, str, str, Callable[[str, Any], Any]]] = {
     "max_message_size": ("WEBSOCKETS", "MAX_MESSAGE_SIZE", "ROCKETWS_MAX_MESSAGE_SIZE", _positive_int),
     "max_outbox_bytes": ("WEBSOCKETS", "MAX_OUTBOX_BYTES", "ROCKETWS_MAX_OUTBOX_BYTES", _positive_int),
+    "max_connections": ("WEBSOCKETS", "MAX_CONNECTIONS", "ROCKETWS_MAX_CONNECTIONS", _positive_int),
     "max_channels_per_connection": (
         "WEBSOCKETS", "MAX_CHANNELS_PER_CONNECTION", "ROCKETWS_MAX_CHANNELS_PER_CONNECTION", _positive_int,
     ),

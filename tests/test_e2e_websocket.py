@@ -8,7 +8,7 @@ import struct
 
 import pytest
 import requests
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .support import ServerProcess, recv_json, request, subscribe, wait_until, ws_connect
 from .wsraw import RawWebSocket
@@ -343,3 +343,16 @@ def test_client_endless_empty_fragments_close_1009(server: ServerProcess) -> Non
     texts, code, reason = raw.read_until_close()
     raw.close()
     assert (code, reason) == (1009, "message in more than 1024 fragments")
+
+
+def test_client_over_max_connections_gets_503_and_others_are_served(start_server) -> None:
+    srv = start_server(ROCKETWS_MAX_CONNECTIONS="2")
+    with ws_connect(srv.ws_url) as a, ws_connect(srv.ws_url) as b:
+        with pytest.raises(InvalidStatus) as info:
+            ws_connect(srv.ws_url)
+        assert info.value.response.status_code == 503
+        assert info.value.response.headers["Retry-After"] == "5"
+        assert request(a, "ping")["result"] == "pong" and request(b, "ping")["result"] == "pong"
+    wait_until(lambda: srv.health()["connections"] == 0)
+    with ws_connect(srv.ws_url) as c:  # room again once they closed
+        assert request(c, "ping")["result"] == "pong"

@@ -386,6 +386,15 @@ class RocketWebSocketHandler(WebSocketHandler):
     def upgrade_websocket(self) -> Any:
         if self.environ.get("PATH_INFO", "") != "/":
             return None  # not ours: the WSGI app answers 404
+        if self.application.full():
+            body = b"Too many connections on this server; retry later.\n"
+            self.start_response("503 Service Unavailable", [
+                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                ("Retry-After", "5"),
+            ])
+            logger.warning("refused a WebSocket: %d connections open (MAX_CONNECTIONS)",
+                           len(self.application.connections))
+            return [body]
         return super().upgrade_websocket()
 
     def run_websocket(self) -> None:
@@ -439,6 +448,10 @@ class WebSocketApp:
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
                                          ("Content-Length", str(len(body)))])
         return [body]
+
+    def full(self) -> bool:
+        """True when ``max_connections`` WebSockets are open: new upgrades get 503."""
+        return len(self.connections) >= self.config.max_connections
 
     def accept(self, sock: socket.socket, received: bytes, peer: Any) -> None:
         """Serve an upgraded, non-blocking socket (and the bytes already read from it)."""
