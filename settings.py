@@ -13,6 +13,7 @@ WEBSOCKETS = {
     "MAX_OUTBOX_BYTES": 1024 * 1024,  # unsent bytes per connection; more: close 4008
     "MAX_CHANNELS_PER_CONNECTION": 128,  # then subscribe answers -32003
     "MAX_CONNECTIONS": 16000,  # open WebSockets per process; more: upgrade answered 503
+    "ALLOWED_ORIGINS": ["*"],  # or ["https://example.com", ...]: other browser pages get 403
     "HANDSHAKE_TIMEOUT": 10.0,  # seconds to send the HTTP upgrade request
     "CLOSE_TIMEOUT": 5.0,  # seconds to flush and finish a closing handshake
 }

@@ -49,6 +49,7 @@ class Config:
     max_outbox_bytes: int = 1024 * 1024
     max_channels_per_connection: int = 128
     max_connections: int = 16000
+    allowed_origins: tuple[str, ...] = ("*",)
     max_channel_length: int = 255
     max_request_body: int = 1024 * 1024
     ms_idle_timeout: float = 60.0
@@ -114,6 +115,20 @@ def _log_level(name: str, value: Any) -> str:
     return level
 
 
+def _origins(name: str, value: Any) -> tuple[str, ...]:
+    """``*`` (any origin), or origins such as ``https://example.com`` (list or comma-separated)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(name, value, 'expected "*" or a list of origins')
+    origins = tuple(i.strip().rstrip("/").lower() for i in items if i.strip())
+    if not origins:
+        raise ConfigError(name, value, 'expected "*" or at least one origin')
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(name, value, f"{origin!r} is not an origin like https://example.com")
+    return origins
+
+
 def _broker(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(name, value, "expected a broker URL such as memory")
@@ -133,6 +148,7 @@ _SIMPLE: dict[str, tuple[str, str, str, Callable[[str, Any], Any]]] = {
     "max_message_size": ("WEBSOCKETS", "MAX_MESSAGE_SIZE", "ROCKETWS_MAX_MESSAGE_SIZE", _positive_int),
     "max_outbox_bytes": ("WEBSOCKETS", "MAX_OUTBOX_BYTES", "ROCKETWS_MAX_OUTBOX_BYTES", _positive_int),
     "max_connections": ("WEBSOCKETS", "MAX_CONNECTIONS", "ROCKETWS_MAX_CONNECTIONS", _positive_int),
+    "allowed_origins": ("WEBSOCKETS", "ALLOWED_ORIGINS", "ROCKETWS_ALLOWED_ORIGINS", _origins),
     "max_channels_per_connection": (
         "WEBSOCKETS", "MAX_CHANNELS_PER_CONNECTION", "ROCKETWS_MAX_CHANNELS_PER_CONNECTION", _positive_int,
     ),

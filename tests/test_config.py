@@ -55,3 +55,13 @@ def test_bad_values_name_themselves(mod: dict, env: dict, needle: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(types.SimpleNamespace(**mod), env)
     assert needle in str(info.value)
+
+
+def test_allowed_origins_are_validated_and_normalised() -> None:
+    cfg = load_config(None, {"ROCKETWS_ALLOWED_ORIGINS": "https://A.example.com/, http://x:8000"})
+    assert cfg.allowed_origins == ("https://a.example.com", "http://x:8000")
+    mod = types.SimpleNamespace(WEBSOCKETS={"ALLOWED_ORIGINS": ["*"]})
+    assert load_config(mod, {}).allowed_origins == ("*",)
+    for bad in ("example.com", "https://x/path", ","):
+        with pytest.raises(ConfigError):
+            load_config(None, {"ROCKETWS_ALLOWED_ORIGINS": bad})

@@ -356,3 +356,13 @@ def test_client_over_max_connections_gets_503_and_others_are_served(start_server
     wait_until(lambda: srv.health()["connections"] == 0)
     with ws_connect(srv.ws_url) as c:  # room again once they closed
         assert request(c, "ping")["result"] == "pong"
+
+
+def test_client_from_a_disallowed_origin_gets_403(start_server) -> None:
+    srv = start_server(ROCKETWS_ALLOWED_ORIGINS="https://app.example.com, http://localhost:8000")
+    with pytest.raises(InvalidStatus) as info:
+        ws_connect(srv.ws_url, origin="https://evil.example.net")
+    assert info.value.response.status_code == 403
+    for origin in ("https://app.example.com", "http://LOCALHOST:8000", None):  # None: no header
+        with ws_connect(srv.ws_url, origin=origin) as ws:
+            assert request(ws, "ping")["result"] == "pong"

@@ -386,6 +386,14 @@ class RocketWebSocketHandler(WebSocketHandler):
     def upgrade_websocket(self) -> Any:
         if self.environ.get("PATH_INFO", "") != "/":
             return None  # not ours: the WSGI app answers 404
+        if not self.application.origin_allowed(self.environ.get("HTTP_ORIGIN")):
+            body = b"This origin may not open WebSockets here.\n"
+            self.start_response("403 Forbidden", [
+                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+            ])
+            logger.info("refused a WebSocket from origin %r (ALLOWED_ORIGINS)",
+                        self.environ.get("HTTP_ORIGIN"))
+            return [body]
         if self.application.full():
             body = b"Too many connections on this server; retry later.\n"
             self.start_response("503 Service Unavailable", [
@@ -448,6 +456,14 @@ class WebSocketApp:
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
                                          ("Content-Length", str(len(body)))])
         return [body]
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Whether a browser page of ``origin`` may connect (no Origin header: not a
+        browser, always allowed)."""
+        allowed = self.config.allowed_origins
+        if origin is None or "*" in allowed:
+            return True
+        return origin.rstrip("/").lower() in allowed
 
     def full(self) -> bool:
         """True when ``max_connections`` WebSockets are open: new upgrades get 503."""
