@@ -48,6 +48,18 @@ def schedstat_ns(pid: int) -> int:
     return total
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM a process this benchmark started (by PID); SIGKILL it after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
@@ -122,14 +134,7 @@ class RedisProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the redis-server this object started (by PID), SIGKILL if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, timeout)
 
     def cleanup(self) -> None:
         self.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import httpload
-from .redisproc import RedisProcess, schedstat_ns
+from .redisproc import RedisProcess, schedstat_ns, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -185,14 +184,7 @@ class Server:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM this server (by PID), SIGKILL it if it has not exited in ``timeout``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, timeout)
 
     def log_tail(self, n: int = 2000) -> str:
         try:

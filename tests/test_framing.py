@@ -10,6 +10,8 @@ import pytest
 from rocketws import framing
 from rocketws.exceptions import ProtocolViolation
 
+from .wsraw import client_frame
+
 
 @pytest.mark.parametrize(("n", "header_len"), [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)])
 def test_encode_frame_lengths(n: int, header_len: int) -> None:
@@ -44,24 +46,6 @@ def test_parse_close_payloads() -> None:
 
 
 # -- FrameReader: client frames in, events out ------------------------------------------
-
-
-def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True,
-                 rsv: int = 0, length: int | None = None) -> bytes:
-    """A client frame as a browser would send it (masked unless told otherwise)."""
-    n = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | rsv | opcode
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        header = struct.pack("!BB", first, mbit | n)
-    elif n <= 0xFFFF:
-        header = struct.pack("!BBH", first, mbit | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, mbit | 127, n)
-    if not mask:
-        return header + payload
-    key = os.urandom(4)
-    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def events(reader: framing.FrameReader) -> list[framing.Event]:

@@ -8,6 +8,25 @@ import socket
 import struct
 
 
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True,
+                 rsv: int = 0, length: int | None = None) -> bytes:
+    """A client frame as a browser would send it (masked unless told otherwise)."""
+    n = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | rsv | opcode
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        header = struct.pack("!BB", first, mbit | n)
+    elif n <= 0xFFFF:
+        header = struct.pack("!BBH", first, mbit | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, mbit | 127, n)
+    if not mask:
+        return header + payload
+    key = os.urandom(4)
+    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+
 class RawWebSocket:
     """Handshake done by hand; frames sent and read as bytes."""
 
@@ -39,20 +58,7 @@ class RawWebSocket:
 
     def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
                    length: int | None = None) -> None:
-        n = len(payload) if length is None else length
-        first = (0x80 if fin else 0) | opcode
-        mbit = 0x80 if mask else 0
-        if n < 126:
-            header = struct.pack("!BB", first, mbit | n)
-        elif n <= 0xFFFF:
-            header = struct.pack("!BBH", first, mbit | 126, n)
-        else:
-            header = struct.pack("!BBQ", first, mbit | 127, n)
-        if mask:
-            key = os.urandom(4)
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-            header += key
-        self.sock.sendall(header + payload)
+        self.sock.sendall(client_frame(opcode, payload, fin=fin, mask=mask, length=length))
 
     def send_text(self, text: str) -> None:
         self.send_frame(0x1, text.encode())
