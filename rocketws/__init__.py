@@ -5,8 +5,8 @@ The backend client is ``rocketws.client.Client`` (imported on its own: it needs 
 
 from __future__ import annotations
 
-from .codes import CloseCode, RpcCode
-from .exceptions import (
+from rocketws.core.codes import CloseCode, RpcCode
+from rocketws.core.exceptions import (
     BrokerUnavailable,
     ConfigError,
     InvalidParams,

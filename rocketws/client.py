@@ -33,7 +33,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 
-from .exceptions import RocketWSError, RpcError
+from rocketws.core.exceptions import RocketWSError, RpcError
 
 __all__ = [
     "DEFAULT_URL",

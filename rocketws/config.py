@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .exceptions import ConfigError
+from rocketws.core.exceptions import ConfigError
 
 DEFAULT_LOGGING: dict[str, Any] = {
     "version": 1,

@@ -19,7 +19,7 @@ from rocketws.client import (
     TransportError,
     normalize_url,
 )
-from rocketws.exceptions import RocketWSError
+from rocketws.core.exceptions import RocketWSError
 
 from .support import ServerProcess, free_port, recv_json, subscribe, wait_until, ws_connect
 

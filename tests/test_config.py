@@ -8,7 +8,7 @@ import pytest
 
 import settings
 from rocketws.config import Address, Config, load_config, parse_address
-from rocketws.exceptions import ConfigError
+from rocketws.core.exceptions import ConfigError
 
 
 def test_settings_py_spells_out_the_builtin_defaults() -> None:

@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from rocketws import framing
-from rocketws.exceptions import ProtocolViolation
+from rocketws.core import framing
+from rocketws.core.exceptions import ProtocolViolation
 
 from .wsraw import client_frame
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rocketws.hub import Hub
-from rocketws.session import Session
+from rocketws.core.hub import Hub
+from rocketws.core.session import Session
 
 
 class Outlet:

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from rocketws import rpc
 from rocketws.brokers import MemoryBroker, Publication, create_broker
-from rocketws.exceptions import LimitExceeded, NotSubscribed
-from rocketws.hub import Hub
-from rocketws.node import Node
-from rocketws.session import Session
+from rocketws.core import rpc
+from rocketws.core.exceptions import LimitExceeded, NotSubscribed
+from rocketws.core.hub import Hub
+from rocketws.core.node import Node
+from rocketws.core.session import Session
 
 from .test_hub import Outlet
 

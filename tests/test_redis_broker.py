@@ -18,7 +18,7 @@ import pytest
 
 from rocketws.brokers import Publication, create_broker
 from rocketws.brokers.redis import RedisBroker
-from rocketws.exceptions import BrokerUnavailable, ConfigError
+from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 from .broker_helpers import FakeNode, wait_for
 from .redis_fixtures import RedisServer

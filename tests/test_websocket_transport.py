@@ -16,7 +16,7 @@ import greenlet
 import pytest
 
 from rocketws.config import Address, Config
-from rocketws.server import Server
+from rocketws.process.server import Server
 
 from .support import ServerProcess
 from .test_framing import client_frame

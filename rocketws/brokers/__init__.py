@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from .base import Broker, BrokerHandler, Publication
-from .memory import MemoryBroker
+from rocketws.brokers.base import Broker, BrokerHandler, Publication
+from rocketws.brokers.memory import MemoryBroker
 
 __all__ = ["Broker", "BrokerHandler", "Publication", "MemoryBroker", "create_broker"]
 
@@ -20,7 +20,7 @@ def create_broker(url: str) -> Broker:
     if url in ("memory", "memory://"):
         return MemoryBroker()
     if url.startswith("redis://"):
-        from .redis import RedisBroker  # imports redis-py only when asked for
+        from rocketws.brokers.redis import RedisBroker  # imports redis-py only when asked for
 
         return RedisBroker(url)
     raise ValueError(f"unsupported broker {url!r} (supported: memory, redis://host:port/db)")

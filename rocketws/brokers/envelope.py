@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import orjson
 
-from .base import Publication
+from rocketws.brokers.base import Publication
 
 VERSION = 1
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BrokerHandler, Publication
+from rocketws.brokers.base import BrokerHandler, Publication
 
 
 class MemoryBroker:

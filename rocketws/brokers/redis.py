@@ -32,11 +32,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import gevent
 import gevent.event
 
-from ..exceptions import BrokerUnavailable, ConfigError
-from . import envelope
-from .base import BrokerHandler, Publication
-from .presence import Presence
-from .redis_io import Client, RedisDown, Subscriber, connection_kwargs
+from rocketws.brokers import envelope
+from rocketws.brokers.base import BrokerHandler, Publication
+from rocketws.brokers.redis_io import Client, RedisDown, Subscriber, connection_kwargs
+from rocketws.brokers.redis_presence import Presence
+from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import gevent
 import gevent.event
 from gevent import socket as gsocket
 
-from ..exceptions import ConfigError
+from rocketws.core.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
 

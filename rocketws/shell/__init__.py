@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from .commands import Outcome, Shell
-from .parsing import DEFAULT_WS_PORT, InputError
+from rocketws.shell.commands import Outcome, Shell
+from rocketws.shell.parsing import DEFAULT_WS_PORT, InputError
 
 __all__ = [
     "EXIT_FAILED",
@@ -82,7 +82,7 @@ def main(
         if command is not None:
             return run_script(shell, command.splitlines() or [""])
         if stdin.isatty():
-            from .interactive import history_path, run_interactive
+            from rocketws.shell.interactive import history_path, run_interactive
 
             return run_interactive(shell, history=history or history_path())
         return run_script(shell, stdin)

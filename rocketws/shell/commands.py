@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TextIO
 
-from ..client import BadResponse, Client, ServerRpcError, TransportError
-from .parsing import (
+from rocketws.client import BadResponse, Client, ServerRpcError, TransportError
+from rocketws.shell.parsing import (
     ALIASES,
     DEFAULT_DATA,
     DEFAULT_WS_PORT,
@@ -29,7 +29,7 @@ from .parsing import (
     take_word,
     ws_url,
 )
-from .watch import WatchError, watch
+from rocketws.shell.watch import WatchError, watch
 
 __all__ = ["COMMANDS", "Cancelled", "Command", "Outcome", "Question", "Shell"]
 

@@ -20,8 +20,8 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 from prompt_toolkit.validation import ValidationError, Validator
 
-from .commands import COMMANDS, Cancelled, Outcome, Question, Shell
-from .parsing import (
+from rocketws.shell.commands import COMMANDS, Cancelled, Outcome, Question, Shell
+from rocketws.shell.parsing import (
     ALIASES,
     DEFAULT_DATA,
     InputError,

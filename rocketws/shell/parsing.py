@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..client import normalize_url
+from rocketws.client import normalize_url
 
 DEFAULT_DATA = '{"message": "test"}'
 DEFAULT_WS_PORT = 58000

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .parsing import compact_json
+from rocketws.shell.parsing import compact_json
 
 __all__ = ["Push", "WatchError", "format_push", "parse_push", "watch"]
 

@@ -29,12 +29,12 @@ import gevent
 from gevent.event import Event
 from geventwebsocket.handler import WebSocketHandler
 
-from .. import framing, rpc
-from ..codes import CloseCode
-from ..config import Config
-from ..exceptions import ProtocolViolation
-from ..node import Node
-from ..session import Session
+from rocketws.config import Config
+from rocketws.core import framing, rpc
+from rocketws.core.codes import CloseCode
+from rocketws.core.exceptions import ProtocolViolation
+from rocketws.core.node import Node
+from rocketws.core.session import Session
 
 logger = logging.getLogger(__name__)
 

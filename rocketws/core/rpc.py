@@ -18,12 +18,12 @@ from typing import Any
 from jsonrpcserver import Error, Success, dispatch_to_response
 from jsonrpcserver.response import to_serializable_one
 
-from . import protocol
-from .channels import validate_channel
-from .codes import RpcCode
-from .exceptions import InvalidParams, LimitExceeded, RpcError
-from .node import Node
-from .session import Session
+from rocketws.core import jsonrpc
+from rocketws.core.channels import validate_channel
+from rocketws.core.codes import RpcCode
+from rocketws.core.exceptions import InvalidParams, LimitExceeded, RpcError
+from rocketws.core.node import Node
+from rocketws.core.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -187,17 +187,17 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch: int =
     params all become JSON-RPC error responses as the spec prescribes.
     """
     try:
-        parsed = protocol.parse(data)
-    except protocol.ParseError as exc:
-        return protocol.dumps(
-            protocol.error_response(None, RpcCode.PARSE_ERROR, {"reason": str(exc)})
+        parsed = jsonrpc.parse(data)
+    except jsonrpc.ParseError as exc:
+        return jsonrpc.dumps(
+            jsonrpc.error_response(None, RpcCode.PARSE_ERROR, {"reason": str(exc)})
         )
     if parsed.batch and len(parsed.entries) > max_batch:
         exc_ = LimitExceeded(
             {"limit": "max_batch_size", "max": max_batch, "reason": "batch too large"}
         )
-        return protocol.dumps(protocol.error_response(None, exc_.code, exc_.data))
-    calls = [e for e in parsed.entries if isinstance(e, protocol.Call)]
+        return jsonrpc.dumps(jsonrpc.error_response(None, exc_.code, exc_.data))
+    calls = [e for e in parsed.entries if isinstance(e, jsonrpc.Call)]
     answers: Any = None
     if calls:
         # One jsonrpcserver batch for all valid calls: its per-document overhead once.
@@ -214,17 +214,17 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch: int =
     pending = iter(answers or ())
     responses = []
     for entry in parsed.entries:
-        if isinstance(entry, protocol.Invalid):
-            responses.append(protocol.invalid_response(entry))
+        if isinstance(entry, jsonrpc.Invalid):
+            responses.append(jsonrpc.invalid_response(entry))
         elif not entry.notification:
             responses.append(_normalise(next(pending), methods))
     if not responses:
         return None
     try:
-        return protocol.dumps(responses if parsed.batch else responses[0])
+        return jsonrpc.dumps(responses if parsed.batch else responses[0])
     except (TypeError, ValueError):  # a result we cannot encode: our bug, not the caller's
         logger.exception("cannot encode a JSON-RPC response")
-        return protocol.dumps(protocol.error_response(
+        return jsonrpc.dumps(jsonrpc.error_response(
             None, RpcCode.INTERNAL_ERROR, {"reason": "internal server error"}))
 
 __all__ = [

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codes import RPC_MESSAGES, CloseCode, RpcCode
+from rocketws.core.codes import RPC_MESSAGES, CloseCode, RpcCode
 
 
 class RocketWSError(Exception):

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from rocketws import protocol
-from rocketws.protocol import Call, Invalid
+from rocketws.core import jsonrpc
+from rocketws.core.jsonrpc import Call, Invalid
 
 
 def test_parse_single_request() -> None:
-    parsed = protocol.parse(b'{"jsonrpc":"2.0","method":"m","params":[1],"id":"a"}')
+    parsed = jsonrpc.parse(b'{"jsonrpc":"2.0","method":"m","params":[1],"id":"a"}')
     assert not parsed.batch
     (entry,) = parsed.entries
     assert isinstance(entry, Call)
@@ -19,9 +19,9 @@ def test_parse_single_request() -> None:
 
 
 def test_parse_notification_and_null_id() -> None:
-    (note,) = protocol.parse('{"jsonrpc":"2.0","method":"m"}').entries
+    (note,) = jsonrpc.parse('{"jsonrpc":"2.0","method":"m"}').entries
     assert isinstance(note, Call) and note.notification and note.params == []
-    (null_id,) = protocol.parse('{"jsonrpc":"2.0","method":"m","id":null}').entries
+    (null_id,) = jsonrpc.parse('{"jsonrpc":"2.0","method":"m","id":null}').entries
     assert isinstance(null_id, Call) and not null_id.notification and null_id.id is None
 
 
@@ -39,45 +39,45 @@ def test_parse_notification_and_null_id() -> None:
     ],
 )
 def test_parse_invalid_requests(doc: str, reason: str) -> None:
-    (entry,) = protocol.parse(doc).entries
+    (entry,) = jsonrpc.parse(doc).entries
     assert isinstance(entry, Invalid)
     assert reason in entry.reason
 
 
 def test_parse_invalid_keeps_valid_id() -> None:
-    (entry,) = protocol.parse('{"jsonrpc":"2.0","method":5,"id":"x"}').entries
+    (entry,) = jsonrpc.parse('{"jsonrpc":"2.0","method":5,"id":"x"}').entries
     assert isinstance(entry, Invalid) and entry.id == "x"
 
 
 def test_parse_batch_mixed_and_empty() -> None:
-    parsed = protocol.parse('[{"jsonrpc":"2.0","method":"m","id":1}, 2]')
+    parsed = jsonrpc.parse('[{"jsonrpc":"2.0","method":"m","id":1}, 2]')
     assert parsed.batch and isinstance(parsed.entries[0], Call) and isinstance(parsed.entries[1], Invalid)
-    empty = protocol.parse("[]")
+    empty = jsonrpc.parse("[]")
     assert not empty.batch and isinstance(empty.entries[0], Invalid)
 
 
 @pytest.mark.parametrize("doc", [b"", b"{", b"\xff\xfe", b"NaN", b'{"a": Infinity}', b"[1,]"])
 def test_parse_errors(doc: bytes) -> None:
-    with pytest.raises(protocol.ParseError):
-        protocol.parse(doc)
+    with pytest.raises(jsonrpc.ParseError):
+        jsonrpc.parse(doc)
 
 
 def test_big_integers_round_trip_exactly() -> None:
     text = '{"id": 123456789012345678901234567890, "f": 0.1}'
-    assert protocol.dumps(protocol.loads(text)) == b'{"id":123456789012345678901234567890,"f":0.1}'
-    with pytest.raises(protocol.ParseError):
-        protocol.loads(b'{"id": 123456789012345678901234567890, "x": NaN}')
+    assert jsonrpc.dumps(jsonrpc.loads(text)) == b'{"id":123456789012345678901234567890,"f":0.1}'
+    with pytest.raises(jsonrpc.ParseError):
+        jsonrpc.loads(b'{"id": 123456789012345678901234567890, "x": NaN}')
 
 
 def test_encode_pushes() -> None:
-    message = json.loads(protocol.encode_message_push("chat", {"a": [1]}, 12.5))
+    message = json.loads(jsonrpc.encode_message_push("chat", {"a": [1]}, 12.5))
     assert message == {"jsonrpc": "2.0", "method": "message",
                        "params": {"channel": "chat", "data": {"a": [1]}, "ts": 12.5}}
-    broadcast = json.loads(protocol.encode_broadcast_push(None, 1.0))
+    broadcast = json.loads(jsonrpc.encode_broadcast_push(None, 1.0))
     assert broadcast == {"jsonrpc": "2.0", "method": "broadcast", "params": {"data": None, "ts": 1.0}}
 
 
 def test_error_response_shape() -> None:
-    assert protocol.error_response(None, -32600) == {
+    assert jsonrpc.error_response(None, -32600) == {
         "jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}
-    assert protocol.error_response(3, -32001, {"channel": "c"})["error"]["data"] == {"channel": "c"}
+    assert jsonrpc.error_response(3, -32001, {"channel": "c"})["error"]["data"] == {"channel": "c"}

@@ -45,8 +45,8 @@ from types import ModuleType
 
 from docopt import DocoptExit, docopt
 
-from . import __version__
-from .exceptions import ConfigError
+from rocketws import __version__
+from rocketws.core.exceptions import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -79,7 +79,7 @@ def _workers(value: str) -> int:
 
 
 def _runserver(args: dict) -> int:
-    from .config import load_config
+    from rocketws.config import load_config
 
     config = load_config(
         load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"],
@@ -91,9 +91,9 @@ def _runserver(args: dict) -> int:
             raise ConfigError("--workers", workers, "more than 1 worker needs a Redis broker "
                               "(--broker=redis://host:port/db); with the memory broker "
                               "each worker would reach only its own clients")
-        from .brokers import create_broker
-        from .server import configure_logging
-        from .workers import Supervisor
+        from rocketws.brokers import create_broker
+        from rocketws.process.server import configure_logging
+        from rocketws.process.supervisor import Supervisor
 
         try:
             create_broker(config.broker)  # a bad URL is refused here, not in every worker
@@ -105,8 +105,8 @@ def _runserver(args: dict) -> int:
     from gevent import monkey
 
     monkey.patch_all()
-    from .server import Server, StartupError, configure_logging
-    from .workers import WORKER_ENV, exit_with_parent
+    from rocketws.process.server import Server, StartupError, configure_logging
+    from rocketws.process.supervisor import WORKER_ENV, exit_with_parent
 
     configure_logging(config)
     try:
@@ -122,8 +122,8 @@ def _runserver(args: dict) -> int:
 
 
 def _shell(args: dict) -> int:
-    from .config import load_config
-    from .shell import main as shell_main
+    from rocketws.config import load_config
+    from rocketws.shell import main as shell_main
 
     config = load_config(load_settings_module(), os.environ)
     return shell_main(

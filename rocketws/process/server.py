@@ -13,19 +13,19 @@ from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 from gevent.server import StreamServer
 
-from .brokers import create_broker
-from .codes import CloseCode
-from .config import Address, Config
-from .conformance import spec_example_methods
-from .hub import Hub
-from .node import Node
-from .rpc import backend_methods
-from .transports.http import MessagesSourceApp, MessagesSourceServer
-from .transports.redis_source import RedisSource
-from .transports.websocket import RocketWebSocketHandler, WebSocketApp
-from .workers import reuse_port_listener
+from rocketws.brokers import create_broker
+from rocketws.config import Address, Config
+from rocketws.core.codes import CloseCode
+from rocketws.core.hub import Hub
+from rocketws.core.node import Node
+from rocketws.core.rpc import backend_methods
+from rocketws.core.spec_examples import spec_example_methods
+from rocketws.process.supervisor import reuse_port_listener
+from rocketws.sources.http import MessagesSourceApp, MessagesSourceServer
+from rocketws.sources.redis import RedisSource
+from rocketws.transports.websocket import RocketWebSocketHandler, WebSocketApp
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("rocketws.server")  # the name operators filter on; kept stable
 S = TypeVar("S", bound=StreamServer)
 
 

@@ -24,10 +24,10 @@ from typing import Any
 import httptools
 from gevent.server import StreamServer
 
-from .. import protocol, rpc
-from ..codes import RpcCode
-from ..config import Config
-from ..node import Node
+from rocketws.config import Config
+from rocketws.core import jsonrpc, rpc
+from rocketws.core.codes import RpcCode
+from rocketws.core.node import Node
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Response:
 
 
 def _json(status: int, obj: Any, *headers: tuple[str, str]) -> Response:
-    return Response(status, protocol.dumps(obj), headers)
+    return Response(status, jsonrpc.dumps(obj), headers)
 
 
 class MessagesSourceApp:
@@ -82,11 +82,11 @@ class MessagesSourceApp:
 
     def too_large(self) -> Response:
         limit = self.config.max_request_body
-        error = protocol.error_response(
+        error = jsonrpc.error_response(
             None, RpcCode.LIMIT_EXCEEDED,
             {"limit": "max_request_body", "max": limit, "reason": f"request body over {limit} bytes"},
         )
-        return Response(413, protocol.dumps(error), close=True)
+        return Response(413, jsonrpc.dumps(error), close=True)
 
 
 class _DateHeader:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rpc import Methods, rpc_method
+from rocketws.core.rpc import Methods, rpc_method
 
 
 @rpc_method

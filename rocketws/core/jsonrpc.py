@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .codes import RPC_MESSAGES, RpcCode
+from rocketws.core.codes import RPC_MESSAGES, RpcCode
 
 __all__ = [
     "Call",

@@ -18,10 +18,10 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .. import protocol, rpc
-from ..brokers.memory import MemoryBroker
-from ..brokers.redis_io import Subscriber, connection_kwargs
-from ..node import Node
+from rocketws.brokers.memory import MemoryBroker
+from rocketws.brokers.redis_io import Subscriber, connection_kwargs
+from rocketws.core import jsonrpc, rpc
+from rocketws.core.node import Node
 
 logger = logging.getLogger(__name__)
 
@@ -80,20 +80,20 @@ class RedisSource:
     def handle(self, data: bytes) -> list[str]:
         """Serve one message; return what was wrong with it (empty when all went well)."""
         try:
-            parsed = protocol.parse(data)
-        except protocol.ParseError as exc:
+            parsed = jsonrpc.parse(data)
+        except jsonrpc.ParseError as exc:
             return [f"parse error: {exc}"]
         if len(parsed.entries) > self._max_batch:
             return [f"batch of {len(parsed.entries)} exceeds max_batch_size {self._max_batch}"]
         problems = []
         for entry in parsed.entries:
-            if isinstance(entry, protocol.Invalid):
+            if isinstance(entry, jsonrpc.Invalid):
                 problems.append(f"invalid request: {entry.reason}")
                 continue
             # A notification gets no response, so serve it as a request to see its error.
-            request = protocol.dumps({**entry.request, "id": 0})
+            request = jsonrpc.dumps({**entry.request, "id": 0})
             reply = rpc.dispatch(request, SOURCE_METHODS, self._context)
-            response: Any = protocol.loads(reply) if reply else {}
+            response: Any = jsonrpc.loads(reply) if reply else {}
             error = response.get("error") if isinstance(response, dict) else None
             if error:
                 problems.append(f"{entry.method}: {error.get('message')} {error.get('data')}")

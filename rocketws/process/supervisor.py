@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from .config import Address, Config
+from rocketws.config import Address, Config
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Supervisor:
         env["PYTHONPATH"] = path
         worker.ready.clear()
         worker.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from rocketws.cli import main; "
+            [sys.executable, "-c", "import sys; from rocketws.process.cli import main; "
              "sys.exit(main(sys.argv[1:]))", "runserver", *self._args],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )

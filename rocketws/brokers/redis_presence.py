@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .redis_io import Client
+from rocketws.brokers.redis_io import Client
 
 # ARGV: prefix, own id, redis channel, message, field ('' = connections).
 # Publishes once and returns the other live nodes' count for ``field``.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .codes import CloseCode
-from .exceptions import ProtocolViolation
+from rocketws.core.codes import CloseCode
+from rocketws.core.exceptions import ProtocolViolation
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1

@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .brokers.base import Broker, Publication
-from .exceptions import LimitExceeded, NotSubscribed
-from .framing import text_frame
-from .hub import Hub
-from .protocol import encode_broadcast_push, encode_message_push
-from .session import Session
+from rocketws.brokers.base import Broker, Publication
+from rocketws.core.exceptions import LimitExceeded, NotSubscribed
+from rocketws.core.framing import text_frame
+from rocketws.core.hub import Hub
+from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push
+from rocketws.core.session import Session
 
 
 class Node:

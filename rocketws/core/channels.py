@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .exceptions import InvalidParams
+from rocketws.core.exceptions import InvalidParams
 
 DEFAULT_MAX_CHANNEL_LENGTH = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

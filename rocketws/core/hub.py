@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .session import Session
+from rocketws.core.session import Session
 
 
 class Hub:
