@@ -59,7 +59,6 @@ def violation(reader: framing.FrameReader, data: bytes) -> ProtocolViolation:
     reader.feed(data)
     with pytest.raises(ProtocolViolation) as info:
         events(reader)
-    assert reader.finished
     return info.value
 
 
@@ -102,14 +101,16 @@ def test_reader_reassembles_fragments_around_control_frames() -> None:
     assert events(reader) == [framing.Ping(b"mid"), framing.Pong(b"po"), framing.TextMessage("hello")]
 
 
-def test_reader_close_frame_ends_reading() -> None:
+def test_reader_close_frame_is_an_event_and_clear_drops_what_follows() -> None:
+    # Reading no further after a close frame is the connection's decision
+    # (tests/test_connection.py); the reader yields the Close and can be cleared.
     reader = framing.FrameReader()
     reader.feed(client_frame(0x1, b"last") + client_frame(0x8, struct.pack("!H", 4321) + b"bye")
                 + client_frame(0x1, b"ignored"))
-    assert events(reader) == [framing.TextMessage("last"), framing.Close(4321, "bye")]
-    assert reader.finished
-    reader.feed(client_frame(0x1, b"later"))
-    assert reader.next_event() is None
+    assert reader.next_event() == framing.TextMessage("last")
+    assert reader.next_event() == framing.Close(4321, "bye")
+    reader.clear()
+    assert reader.buffered == 0 and reader.next_event() is None
 
 
 def test_reader_empty_close_frame_has_no_code() -> None:

@@ -136,43 +136,49 @@ class FrameReader:
     before its payload arrives, so a frame announcing more than ``max_message_size``
     bytes is refused without buffering it.  ``next_event`` raises ProtocolViolation
     (with the close code to send) for a bad frame or a limit; events before the bad
-    frame are returned first.  After a Close event or a violation the reader is
-    finished: ``next_event`` returns None and ``feed`` ignores further bytes.
+    frame are returned first.  Whether to read on after a Close event or a violation
+    (RFC 6455 says not) is the connection's decision (``core.connection``), which then
+    calls ``clear``.
     """
 
-    __slots__ = ("max_message_size", "_buf", "_parts", "_size", "_finished")
+    __slots__ = ("max_message_size", "_buf", "_parts", "_size")
 
     def __init__(self, max_message_size: int = 64 * 1024) -> None:
         self.max_message_size = max_message_size
         self._buf = bytearray()
         self._parts: list[bytes] | None = None  # fragments of an unfinished text message
         self._size = 0  # bytes in _parts
-        self._finished = False
 
     @property
     def buffered(self) -> int:
         """Bytes fed but not yet consumed by an event."""
         return len(self._buf)
 
-    @property
-    def finished(self) -> bool:
-        """True after a Close event or a ProtocolViolation."""
-        return self._finished
-
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes (ignored once the reader is finished)."""
-        if not self._finished:
-            self._buf += data
+        """Append received bytes."""
+        self._buf += data
 
     def next_event(self) -> Event | None:
         """The next complete event, or None when more bytes are needed.
+
+        Raises ProtocolViolation (see ``_next_event``); the buffer is dropped with it,
+        since nothing after a bad frame can be framed.
+        """
+        try:
+            return self._next_event()
+        except ProtocolViolation:
+            self.clear()
+            raise
+
+    def _next_event(self) -> Event | None:
+        """Parse the next event.
 
         Raises ProtocolViolation: 1002 for malformed framing (unmasked frame, reserved
         bits, unknown opcode, bad fragmentation, bad control frame or close payload), 1003
         for a binary frame, 1007 for a text message that is not UTF-8, 1009 for a
         message over ``max_message_size`` bytes (whole, or summed across fragments).
         """
-        while not self._finished:
+        while True:
             buf = self._buf
             have = len(buf)
             if have < 2:
@@ -190,11 +196,7 @@ class FrameReader:
                     return None
                 length = int.from_bytes(buf[2:10], "big")
                 start = 10
-            try:
-                opcode = self._check_header(first, second, length)
-            except ProtocolViolation:
-                self._finish()
-                raise
+            opcode = self._check_header(first, second, length)
             end = start + 4 + length
             if have < end:
                 return None
@@ -204,14 +206,9 @@ class FrameReader:
                 self._buf = bytearray()  # an idle reader keeps no buffer
             else:
                 del buf[:end]
-            try:
-                event = self._event(first & _FIN, opcode, payload)
-            except ProtocolViolation:
-                self._finish()
-                raise
+            event = self._event(first & _FIN, opcode, payload)
             if event is not None:
                 return event
-        return None
 
     def _check_header(self, first: int, second: int, length: int) -> int:
         """Validate a frame header (before its payload is read); return its opcode."""
@@ -252,7 +249,6 @@ class FrameReader:
             return Pong(payload)
         if opcode == OP_CLOSE:
             code, reason = parse_close(payload)
-            self._finish()  # 5.5.1: nothing may follow a close frame
             return Close(code, reason)
         parts = self._parts
         if not fin:
@@ -280,8 +276,8 @@ class FrameReader:
                 "text message is not valid UTF-8", close_code=CloseCode.INVALID_PAYLOAD
             ) from None
 
-    def _finish(self) -> None:
-        self._finished = True
+    def clear(self) -> None:
+        """Drop everything buffered (after a close frame or a violation: 5.5.1, 7.1.7)."""
         self._buf = bytearray()
         self._parts = None
         self._size = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from enum import Enum
 from typing import Protocol
 
 
@@ -14,11 +13,6 @@ class Outlet(Protocol):
         """Called when the outbox becomes non-empty.  Must not block or push."""
 
 
-class State(Enum):
-    OPEN = "open"
-    CLOSED = "closed"
-
-
 class Session:
     """A connection's subscriptions and its queue of encoded frames.
 
@@ -26,23 +20,30 @@ class Session:
     queued bytes with ``take`` and reports what it wrote with ``sent``.  ``pending`` is
     every byte queued or taken but not yet written.  The transport checks ``over_limit``
     after offering the queue to the socket, once per event-loop turn with new frames, so
-    the bound is ``max_pending`` plus what one turn publishes.
+    the bound is ``max_pending`` plus what one turn publishes.  Whether the connection is
+    open is its transport's state (``core.connection``); the session only knows whether
+    it still takes frames (``closed``).
     """
 
-    __slots__ = ("id", "channels", "_outbox", "pending", "max_pending", "dirty", "state", "_outlet")
+    __slots__ = ("id", "channels", "_outbox", "pending", "max_pending", "dirty", "_outlet")
 
     def __init__(self, outlet: Outlet, max_pending: int, session_id: str | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.channels: set[str] = set()
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes] | None = []  # None once closed
         self.pending = 0
         self.max_pending = max_pending
         self.dirty = False
-        self.state = State.OPEN
         self._outlet = outlet
 
     def __repr__(self) -> str:
-        return f"<Session {self.id} {self.state.value} channels={len(self.channels)}>"
+        state = "closed" if self._outbox is None else "open"
+        return f"<Session {self.id} {state} channels={len(self.channels)}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called: frames are no longer taken."""
+        return self._outbox is None
 
     def push(self, frame: bytes) -> bool:
         """Queue ``frame``; return whether it was accepted (False once closed).
@@ -50,9 +51,10 @@ class Session:
         Only appends a reference and, on the first frame since the last ``take``, calls
         ``outlet.wake()``.  Never blocks and never writes.
         """
-        if self.state is not State.OPEN:
+        out = self._outbox
+        if out is None:
             return False
-        self._outbox.append(frame)
+        out.append(frame)
         self.pending += len(frame)
         if not self.dirty:
             self.dirty = True
@@ -80,6 +82,5 @@ class Session:
 
     def close(self) -> None:
         """Stop queueing and drop whatever is queued."""
-        self.state = State.CLOSED
-        self._outbox.clear()
+        self._outbox = None
         self.dirty = False

@@ -15,7 +15,7 @@ from gevent.server import StreamServer
 
 from rocketws.brokers import create_broker
 from rocketws.config import Address, Config
-from rocketws.core.codes import CloseCode
+from rocketws.core import disconnect
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.rpc import backend_methods
@@ -136,7 +136,7 @@ class Server:
         logger.info("shutting down: closing %d connection(s)", len(self.ws_app.connections))
         self.ws_server.close()
         self.ms_server.close()
-        self.ws_app.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        self.ws_app.close_all(disconnect.SHUTDOWN)
         if not self.ws_app.wait_closed(self.config.shutdown_timeout):
             logger.warning("%d connection(s) still open after %.1f s; dropping them",
                            len(self.ws_app.connections), self.config.shutdown_timeout)

@@ -1,0 +1,281 @@
+"""A WebSocket connection's states and decisions, without I/O (RFC 6455 sections 5 and 7).
+
+``ConnectionProtocol`` is told what happened (bytes received, the peer gone, a request
+served, everything written, a timer fired, the server wants to close) and answers with a
+``Step``: the actions the I/O driver must take, in order.  Every decision lives in one
+table, ``TRANSITIONS``: (state, input) -> (next state, actions).  A pair that is not in
+the table changes nothing.
+
+::
+
+    CONNECTING --ACCEPTED--> OPEN --SERVER_CLOSE--> CLOSING --PEER_CLOSE--> DRAINING
+         |                    |                       |                        |
+         |                    +--PEER_CLOSE, VIOLATION, FAILED-----------------+
+         |                                                                     |
+         +--------- LOST (any state), TIMEOUT (CLOSING, DRAINING) ---------> CLOSED
+                                                          DRAINING --SENT--> CLOSED
+
+CONNECTING: upgraded, not yet accepted by the application (authentication happens here;
+with none configured the driver accepts at once).  CLOSING: our close frame is queued
+and reading goes on, for the peer's close frame only.  DRAINING: reading is over; what
+is queued is written, our close frame last, then the socket is closed.  The driver
+closes the socket only on ``Do.RELEASE``, which happens once; ``exit`` records why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from rocketws.core import disconnect, framing
+from rocketws.core.disconnect import Disconnect
+from rocketws.core.exceptions import ProtocolViolation
+
+
+class State(Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+class Input(Enum):
+    """What happened to the connection."""
+
+    ACCEPTED = "accepted"  # the application accepted the connection
+    TEXT = "text"  # a whole text message arrived
+    PING = "ping"
+    PONG = "pong"
+    PEER_CLOSE = "peer_close"  # the peer's close frame arrived
+    VIOLATION = "violation"  # the peer broke RFC 6455 or a limit
+    SERVER_CLOSE = "server_close"  # we close: shutdown, slow consumer, ...
+    FAILED = "failed"  # our bug while serving the connection
+    SERVED = "served"  # a request finished being served
+    SENT = "sent"  # everything queued (our close frame included) is written
+    TIMEOUT = "timeout"  # close_timeout passed without the closing handshake finishing
+    LOST = "lost"  # EOF, reset or an I/O error without a close frame
+
+
+class Do(Enum):
+    """What the driver must do."""
+
+    DISPATCH = "dispatch"  # serve ``Step.text`` (a JSON-RPC document)
+    PONG = "pong"  # queue ``Step.frame`` (a pong), after what is queued (5.5.2)
+    STOP_READING = "stop_reading"  # read nothing more from the socket
+    CLOSE = "close"  # stop pushes; queue ``Step.frame`` (a close frame) after what is
+    #                   queued if ``Step.keep_queue``, else instead of it; arm the close timer
+    WRITE = "write"  # write what is queued now (the driver reports SENT when all is)
+    FORGET = "forget"  # drop subscriptions a request made after the close began
+    RELEASE = "release"  # close the socket and release everything (once)
+
+
+Transition = tuple[State, tuple[Do, ...]]
+
+_SERVING = {
+    Input.TEXT: (Do.DISPATCH,),
+    Input.PING: (Do.PONG,),
+    # 5.5.1: answer the peer's close with ours (its code echoed), after queued replies.
+    Input.PEER_CLOSE: (Do.STOP_READING, Do.CLOSE),
+    Input.VIOLATION: (Do.STOP_READING, Do.CLOSE),
+    Input.FAILED: (Do.STOP_READING, Do.CLOSE),
+}
+
+
+def _serving(state: State) -> dict[tuple[State, Input], Transition]:
+    rows: dict[tuple[State, Input], Transition] = {
+        (state, Input.TEXT): (state, _SERVING[Input.TEXT]),
+        (state, Input.PING): (state, _SERVING[Input.PING]),
+        (state, Input.PONG): (state, ()),
+        (state, Input.SERVED): (state, ()),
+        (state, Input.SERVER_CLOSE): (State.CLOSING, (Do.CLOSE,)),
+        (state, Input.LOST): (State.CLOSED, (Do.RELEASE,)),
+    }
+    for event in (Input.PEER_CLOSE, Input.VIOLATION, Input.FAILED):
+        rows[(state, event)] = (State.DRAINING, _SERVING[event])
+    return rows
+
+
+TRANSITIONS: Mapping[tuple[State, Input], Transition] = {
+    (State.CONNECTING, Input.ACCEPTED): (State.OPEN, ()),
+    # Before acceptance the connection is served like an open one; which methods a
+    # request may call in CONNECTING is the RPC layer's decision.
+    **_serving(State.CONNECTING),
+    **_serving(State.OPEN),
+    # CLOSING: after our close frame only the peer's close frame matters (5.5.1, 7.1.1).
+    (State.CLOSING, Input.TEXT): (State.CLOSING, ()),
+    (State.CLOSING, Input.PING): (State.CLOSING, ()),
+    (State.CLOSING, Input.PONG): (State.CLOSING, ()),
+    # Our close frame may be written already: WRITE makes the driver report SENT.
+    (State.CLOSING, Input.PEER_CLOSE): (State.DRAINING, (Do.STOP_READING, Do.WRITE)),
+    (State.CLOSING, Input.VIOLATION): (State.DRAINING, (Do.STOP_READING, Do.WRITE)),
+    (State.CLOSING, Input.FAILED): (State.DRAINING, (Do.STOP_READING, Do.WRITE)),
+    (State.CLOSING, Input.SERVER_CLOSE): (State.CLOSING, ()),  # one close frame only
+    (State.CLOSING, Input.SERVED): (State.CLOSING, (Do.FORGET,)),
+    (State.CLOSING, Input.SENT): (State.CLOSING, ()),  # wait for the peer's close frame
+    (State.CLOSING, Input.TIMEOUT): (State.CLOSED, (Do.RELEASE,)),
+    (State.CLOSING, Input.LOST): (State.CLOSED, (Do.RELEASE,)),
+    # DRAINING: nothing is read; the socket closes once our close frame is written.
+    (State.DRAINING, Input.SERVED): (State.DRAINING, (Do.FORGET,)),
+    (State.DRAINING, Input.SENT): (State.CLOSED, (Do.RELEASE,)),
+    (State.DRAINING, Input.TIMEOUT): (State.CLOSED, (Do.RELEASE,)),
+    (State.DRAINING, Input.LOST): (State.CLOSED, (Do.RELEASE,)),
+    (State.CLOSED, Input.SERVED): (State.CLOSED, (Do.FORGET,)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The actions for one input, with what they need."""
+
+    actions: tuple[Do, ...] = ()
+    text: str | None = None  # DISPATCH: the message
+    frame: bytes = b""  # PONG / CLOSE: the frame to queue
+    keep_queue: bool = True  # CLOSE: deliver what is queued before the close frame
+    detail: str = ""  # CLOSE: what the peer did wrong (for the log), if anything
+
+
+NOTHING = Step()
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """Why a connection ended: who began it, the close sent (if any), how it finished.
+
+    ``initiator`` is ``peer`` (its close frame or a violation), ``server`` or ``lost``
+    (the TCP connection ended without a close frame).  ``ended`` is the input that
+    closed the socket: SENT (a clean close), TIMEOUT or LOST.
+    """
+
+    initiator: str
+    sent: Disconnect | None
+    ended: Input
+    detail: str = ""
+
+
+class ConnectionProtocol:
+    """The state of one WebSocket connection and every decision about it; no I/O.
+
+    Feed received bytes with ``receive_data`` and take steps with ``next_step`` until it
+    returns None; report everything else with the methods named for the input.  Read
+    ``state``, ``reading`` and, once CLOSED, ``exit``.
+    """
+
+    __slots__ = ("state", "reader", "exit", "_sent", "_initiator", "_detail")
+
+    def __init__(self, max_message_size: int) -> None:
+        self.state = State.CONNECTING
+        self.reader = framing.FrameReader(max_message_size)
+        self.exit: Exit | None = None
+        self._sent: Disconnect | None = None  # the close frame we queued
+        self._initiator = ""
+        self._detail = ""
+
+    def __repr__(self) -> str:
+        return f"<ConnectionProtocol {self.state.value}>"
+
+    @property
+    def reading(self) -> bool:
+        """Whether the driver should read from the socket."""
+        return self.state in _READING
+
+    # -- inputs ---------------------------------------------------------------------
+
+    def accept(self) -> Step:
+        """The application accepted the connection (CONNECTING -> OPEN)."""
+        return self._go(Input.ACCEPTED)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the socket, in order (ignored once reading is over)."""
+        if self.state in _READING:
+            self.reader.feed(data)
+
+    def next_step(self) -> Step | None:
+        """The step for the next complete frame received, or None (more bytes needed,
+        or reading is over)."""
+        if self.state not in _READING:
+            return None
+        try:
+            event = self.reader.next_event()
+        except ProtocolViolation as exc:  # the reader has dropped its buffer
+            return self._go(
+                Input.VIOLATION, Disconnect.for_code(exc.close_code, exc.reason), str(exc)
+            )
+        if event is None:
+            return None
+        if isinstance(event, framing.TextMessage):
+            actions = self._move(Input.TEXT)
+            return Step(actions, text=event.text) if actions else NOTHING
+        if isinstance(event, framing.Ping):
+            actions = self._move(Input.PING)
+            if not actions:
+                return NOTHING
+            return Step(actions, frame=framing.encode_frame(event.payload, framing.OP_PONG))
+        if isinstance(event, framing.Pong):
+            return self._go(Input.PONG)
+        # 5.5.1: echo the peer's code and reason; a close without a code is answered 1000.
+        self.reader.clear()
+        code = disconnect.NORMAL.code if event.code is None else event.code
+        return self._go(Input.PEER_CLOSE, Disconnect.for_code(code, event.reason))
+
+    def server_close(self, why: Disconnect, *, keep_queue: bool) -> Step:
+        """The server closes: shutdown (``keep_queue``), slow consumer (not), ..."""
+        return self._go(Input.SERVER_CLOSE, why, keep_queue=keep_queue)
+
+    def failed(self, detail: str = "") -> Step:
+        """Our bug while serving: close with 1011, dropping what is queued."""
+        return self._go(Input.FAILED, disconnect.INTERNAL_ERROR, detail, keep_queue=False)
+
+    def served(self) -> Step:
+        """A request has been served (its reply, if any, queued)."""
+        return self._go(Input.SERVED)
+
+    def sent(self) -> Step:
+        """Everything queued has been written to the socket."""
+        return self._go(Input.SENT)
+
+    def timeout(self) -> Step:
+        """The close timer fired."""
+        return self._go(Input.TIMEOUT)
+
+    def lost(self, detail: str = "") -> Step:
+        """The TCP connection ended without a close frame (EOF, reset, I/O error)."""
+        return self._go(Input.LOST, detail=detail)
+
+    # -- the table ------------------------------------------------------------------
+
+    def _move(self, event: Input) -> tuple[Do, ...]:
+        """Take the transition for ``event``; return its actions."""
+        transition = TRANSITIONS.get((self.state, event))
+        if transition is None:
+            return ()
+        self.state, actions = transition
+        return actions
+
+    def _go(
+        self, event: Input, why: Disconnect | None = None, detail: str = "",
+        *, keep_queue: bool = True,
+    ) -> Step:
+        """Take the transition for ``event``; record a close or the exit it makes."""
+        actions = self._move(event)
+        if not actions:
+            return NOTHING
+        frame = b""
+        if Do.CLOSE in actions:
+            if why is None:
+                raise ValueError(f"{event} closes the connection and needs a Disconnect")
+            self._sent = why
+            self._initiator = "server" if event in _SERVER_INITIATED else "peer"
+            self._detail = detail
+            frame = framing.close_frame(why.code, why.reason)
+        if Do.RELEASE in actions:
+            self.reader.clear()
+            if not self._initiator:
+                self._initiator, self._detail = "lost", detail
+            self.exit = Exit(self._initiator, self._sent, event, self._detail)
+        return Step(actions, frame=frame, keep_queue=keep_queue, detail=detail)
+
+
+_READING = frozenset((State.CONNECTING, State.OPEN, State.CLOSING))
+_SERVER_INITIATED = frozenset((Input.SERVER_CLOSE, Input.FAILED))

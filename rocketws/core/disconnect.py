@@ -1,0 +1,79 @@
+"""Why a WebSocket connection ends: a close code, its reason and whether to reconnect.
+
+A ``Disconnect`` travels as one value from the decision to the close frame.  Clients act
+on the code alone, by this rule (docs/protocol.md has the table):
+
+- 4000-4499: the server ended the connection; reconnecting (with backoff) is fine;
+- 4500-4999: do not reconnect with the same credentials (a rejected or expired token,
+  a ban): get new ones first, or stop;
+- 1000-2999 (RFC 6455 7.4.1): as ``RFC_RECONNECT`` says; a code the server never sends
+  (1006, abnormal closure seen by a client) means reconnect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rocketws.core.codes import CloseCode
+
+RECONNECT_RANGE = range(4000, 4500)
+NO_RECONNECT_RANGE = range(4500, 5000)
+
+# RFC 6455 codes: True where reconnecting can help (the server went away or failed), False
+# where the client itself broke the protocol or closed on purpose.
+RFC_RECONNECT: dict[int, bool] = {
+    CloseCode.NORMAL: False,
+    CloseCode.GOING_AWAY: True,
+    CloseCode.PROTOCOL_ERROR: False,
+    CloseCode.UNSUPPORTED_DATA: False,
+    1006: True,
+    CloseCode.INVALID_PAYLOAD: False,
+    CloseCode.POLICY_VIOLATION: False,
+    CloseCode.MESSAGE_TOO_BIG: False,
+    CloseCode.INTERNAL_ERROR: True,
+    1012: True,  # service restart
+    1013: True,  # try again later
+}
+
+
+def reconnect_allowed(code: int) -> bool:
+    """Whether a client may reconnect (with the same credentials) after ``code``."""
+    if code in NO_RECONNECT_RANGE:
+        return False
+    if code in RECONNECT_RANGE:
+        return True
+    return RFC_RECONNECT.get(code, True)
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """A close code, its reason, and whether the client may reconnect.
+
+    ``reconnect`` must agree with the range rule for 4000-4999 (checked on creation).
+    """
+
+    code: int
+    reason: str
+    reconnect: bool
+
+    def __post_init__(self) -> None:
+        if self.code in RECONNECT_RANGE or self.code in NO_RECONNECT_RANGE:
+            if self.reconnect != reconnect_allowed(self.code):
+                raise ValueError(f"close code {self.code} breaks the reconnect range rule")
+
+    @classmethod
+    def for_code(cls, code: int, reason: str) -> Disconnect:
+        """The Disconnect for ``code``, with ``reconnect`` by the rule."""
+        return cls(code, reason, reconnect_allowed(code))
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reason}".rstrip()
+
+
+# What the server sends, by cause.  ``reason`` goes into the close frame (<= 123 bytes).
+NORMAL = Disconnect(CloseCode.NORMAL, "", reconnect=False)
+SHUTDOWN = Disconnect(CloseCode.GOING_AWAY, "server shutting down", reconnect=True)
+INTERNAL_ERROR = Disconnect(CloseCode.INTERNAL_ERROR, "internal error", reconnect=True)
+SLOW_CONSUMER = Disconnect(CloseCode.SLOW_CONSUMER, "slow consumer", reconnect=True)
+
+ALL: tuple[Disconnect, ...] = (NORMAL, SHUTDOWN, INTERNAL_ERROR, SLOW_CONSUMER)

@@ -1,0 +1,311 @@
+"""One WebSocket connection after the handshake: bytes and timers, driven by gevent.
+
+Every decision (answer a ping, echo a close, ignore text after our close, when to close
+the socket) is made by ``core.connection.ConnectionProtocol``; this module only moves
+bytes and runs the actions it returns:
+
+- reading: a libev io watcher calls ``Connection`` when the socket is readable; the bytes
+  go to the protocol.  Requests are dispatched in order by a greenlet spawned for the
+  purpose, which exits when no parsed request is left; while it runs the watcher is
+  stopped, so a client that sends faster than it is served is held back by TCP;
+- writing: frames queued to a ``Session`` are written by a loop callback (``Flusher``)
+  without blocking; only what the socket refuses stays buffered, and an io watcher writes
+  it when the socket can take more.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+
+from rocketws.config import Config
+from rocketws.core import disconnect, framing, rpc
+from rocketws.core.connection import ConnectionProtocol, Do, State, Step
+from rocketws.core.disconnect import Disconnect
+from rocketws.core.node import Node
+from rocketws.core.session import Session
+
+logger = logging.getLogger("rocketws.transports.websocket")
+
+# Reads go through one buffer shared by every connection: watcher callbacks run one at a
+# time in the hub and copy what they read into the connection's FrameReader before
+# returning, so no connection keeps a receive buffer of its own.
+_RECV_SIZE = 65536
+_recv_buffer = bytearray(_RECV_SIZE)
+_recv_view = memoryview(_recv_buffer)
+
+_READ, _WRITE = 1, 2  # libev event masks (EV_READ, EV_WRITE)
+_GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF, errno.ESHUTDOWN)
+
+
+class Flusher:
+    """Writes every connection that has queued frames, once per event-loop turn.
+
+    A publication only appends to outboxes; the writes happen here, after the publishing
+    greenlet yields, so several publications (a batch) leave in one write per socket.
+    """
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+        self._loop = gevent.get_hub().loop
+
+    def add(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.run_callback(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            try:
+                conn.flush()
+            except Exception:
+                logger.exception("bug while flushing %r", conn)
+                conn.abort()
+
+
+class Connection:
+    """Runs one connection's ``ConnectionProtocol`` over its socket.
+
+    Everything runs in loop callbacks (readable, writable, flush, close timer) except
+    request dispatch, which may block (a broker waiting for Redis) and so runs in a
+    greenlet that exists only while parsed requests are waiting.  ``on_closed`` is
+    called once, when the socket has been closed and everything released.
+    """
+
+    __slots__ = (
+        "sock", "fd", "node", "flusher", "config", "session", "context", "protocol",
+        "_on_closed", "_loop", "_reader_watch", "_writer_watch", "_timer", "_backlog",
+        "_dispatcher",
+    )
+
+    def __init__(
+        self, sock: socket.socket, node: Node, flusher: Flusher, config: Config,
+        on_closed: Callable[[Connection], None],
+    ) -> None:
+        """``sock`` must be non-blocking; the connection owns it from now on."""
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.node = node
+        self.flusher = flusher
+        self.config = config
+        self.session = Session(self, config.max_outbox_bytes)
+        self.context = rpc.ClientContext(node, self.session, config.max_channel_length)
+        self.protocol = ConnectionProtocol(config.max_message_size)
+        self._on_closed = on_closed
+        self._loop = gevent.get_hub().loop
+        self._reader_watch = self._loop.io(self.fd, _READ)
+        self._writer_watch: Any = None  # created the first time the socket refuses bytes
+        self._timer: Any = None  # close_timeout, armed by the CLOSE action
+        self._backlog: bytes | memoryview = b""  # taken from the session, not yet written
+        self._dispatcher: Any = None  # the greenlet serving requests (reads paused)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.session.id} fd={self.fd} {self.protocol.state.value}>"
+
+    def start(self, received: bytes = b"") -> None:
+        """Register the session, accept it, and start reading; ``received``: bytes read
+        already (pipelined after the upgrade request)."""
+        self.node.connect(self.session)
+        self._run(self.protocol.accept())  # no authentication yet: accepted at once
+        if received:
+            self.protocol.receive_data(received)
+            self._handle_events()
+        if self._dispatcher is None and self.protocol.reading:
+            self._reader_watch.start(self._on_readable)
+
+    def close(self, why: Disconnect, *, keep_queue: bool = True) -> None:
+        """Close from the server side (shutdown: queued frames are delivered first)."""
+        self._run(self.protocol.server_close(why, keep_queue=keep_queue))
+
+    def abort(self) -> None:
+        """Drop the connection now (our bug while flushing)."""
+        self._run(self.protocol.lost("aborted"))
+
+    # -- running the protocol's actions -------------------------------------------------
+
+    def _run(self, step: Step) -> None:
+        for action in step.actions:
+            if action is Do.DISPATCH:
+                self._dispatch(step.text or "")
+            elif action is Do.PONG:
+                self.session.push(step.frame)
+            elif action is Do.STOP_READING:
+                self._reader_watch.stop()
+            elif action is Do.CLOSE:
+                if step.detail:
+                    logger.info("closing %s: %s", self.session.id, step.detail)
+                self._queue_close(step.frame, step.keep_queue)
+            elif action is Do.WRITE:
+                self._write()
+            elif action is Do.FORGET:
+                # A request that finished after the close began (shutdown, slow consumer):
+                # what it subscribed meanwhile must not outlive the connection.
+                self.node.disconnect(self.session)
+            elif action is Do.RELEASE:
+                self._release()
+
+    def _queue_close(self, frame: bytes, keep_queue: bool) -> None:
+        """Stop pushes, queue the close frame, arm the close timer, start writing."""
+        self.node.disconnect(self.session)
+        tail = self.session.take() if keep_queue else b""
+        self.session.close()
+        self._backlog = bytes(self._backlog) + tail + frame
+        self._timer = self._loop.timer(self.config.close_timeout)
+        self._timer.start(self._on_close_timeout)
+        self._write()
+
+    def _on_close_timeout(self) -> None:
+        logger.debug("connection %s: closing handshake not finished within %.1f s",
+                     self.session.id, self.config.close_timeout)
+        self._run(self.protocol.timeout())
+
+    def _release(self) -> None:
+        """The one exit: close the socket and release everything."""
+        self.node.disconnect(self.session)
+        self.session.close()
+        self._backlog = b""
+        self._reader_watch.stop()
+        self._reader_watch.close()
+        for watcher in (self._writer_watch, self._timer):
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+        self._writer_watch = self._timer = None
+        try:
+            # Unread bytes at close make the kernel send a reset, which can destroy our
+            # close frame in flight; read out what is there, as pywsgi does.
+            self.sock.recv_into(_recv_buffer)
+        except OSError:
+            pass
+        self.sock.close()
+        logger.debug("connection %s ended: %s", self.session.id, self.protocol.exit)
+        self._on_closed(self)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            n = self.sock.recv_into(_recv_buffer)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._run(self.protocol.lost(str(exc)))
+            return
+        if not n:
+            self._run(self.protocol.lost("EOF"))
+            return
+        self.protocol.receive_data(_recv_view[:n])
+        self._handle_events()
+
+    def _handle_events(self) -> None:
+        """Run the step of every complete frame received, in order; never raises.
+
+        In a loop callback, the first request hands the rest over to a dispatcher
+        greenlet (reads pause until it is done); in that greenlet, requests are
+        dispatched inline.
+        """
+        protocol = self.protocol
+        try:
+            while (step := protocol.next_step()) is not None:
+                if step.text is not None and self._dispatcher is None:
+                    self._reader_watch.stop()
+                    self._dispatcher = gevent.spawn_raw(self._serve, step)
+                    return
+                self._run(step)
+        except Exception:
+            logger.exception("bug while serving %s", self.session.id)
+            self._run(protocol.failed("bug while serving"))
+
+    def _serve(self, step: Step) -> None:
+        """The dispatcher greenlet: this request, then whatever else is parsed, then exit."""
+        try:
+            self._run(step)
+            self._handle_events()
+        except Exception:
+            logger.exception("bug while serving %s", self.session.id)
+            self._run(self.protocol.failed("bug while serving"))
+        finally:
+            self._dispatcher = None
+            if self.protocol.reading:
+                self._reader_watch.start(self._on_readable)
+
+    def _dispatch(self, text: str) -> None:
+        response = rpc.dispatch(text, rpc.client_methods, self.context, self.config.max_batch_size)
+        if response is not None:
+            self.session.push(framing.text_frame(response))
+        self._run(self.protocol.served())
+
+    # -- writing ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Session callback: frames were queued."""
+        self.flusher.add(self)
+
+    def flush(self) -> None:
+        """Offer what is queued to the socket without blocking (called by the Flusher).
+
+        Then, with the socket's answer known, a connection over its outbox limit is a
+        slow consumer: closed with 4008, its queue dropped.
+        """
+        session = self.session
+        if session.closed:
+            return  # closing: the backlog is written by the close path
+        if self._backlog:
+            session.dirty = False  # the writer watcher takes the queue; wake us on the next push
+        else:
+            self._write()
+        if session.over_limit:
+            logger.info("closing %s: slow consumer (%d bytes unsent, limit %d)",
+                        session.id, session.pending, session.max_pending)
+            self._run(self.protocol.server_close(disconnect.SLOW_CONSUMER, keep_queue=False))
+
+    def _write(self) -> None:
+        """Write the backlog, then what is queued, until done or the socket would block.
+
+        The connection's single writer: called by ``flush``, the close path and the
+        writer watcher, all in the hub, never concurrently.  On EAGAIN the rest stays in
+        the backlog and the writer watcher waits for the socket to take more.  Once all
+        is written while closing, the protocol is told (``sent``).
+        """
+        if self.protocol.state is State.CLOSED:
+            return
+        session, fd = self.session, self.fd
+        data = self._backlog
+        while True:
+            if not data:
+                data = session.take()
+                if not data:
+                    break
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                if exc.errno not in _GONE:
+                    logger.info("write to %s failed: %s", session.id, exc)
+                self._run(self.protocol.lost(f"write failed: {exc}"))
+                return
+            session.sent(n)
+            if n < len(data):
+                self._backlog = memoryview(data)[n:] if n else data
+                if self._writer_watch is None:
+                    self._writer_watch = self._loop.io(fd, _WRITE)
+                if not self._writer_watch.active:
+                    self._writer_watch.start(self._write)
+                return
+            data = b""
+        self._backlog = b""
+        if self._writer_watch is not None:
+            self._writer_watch.stop()
+        if session.closed:
+            self._run(self.protocol.sent())

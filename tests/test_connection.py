@@ -1,0 +1,268 @@
+"""The WebSocket connection's state machine (rocketws/core/connection.py), without sockets.
+
+Every row of ``TRANSITIONS`` is driven through the protocol's public inputs (real frame
+bytes for what the peer sends), and every pair that is not in the table is shown to
+change nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Callable
+
+import pytest
+
+from rocketws.core import disconnect, framing
+from rocketws.core.connection import (
+    NOTHING,
+    TRANSITIONS,
+    ConnectionProtocol,
+    Do,
+    Input,
+    State,
+    Step,
+)
+
+from .wsraw import client_frame
+
+MAX = 1024
+
+
+def _frame_input(data: bytes) -> Callable[[ConnectionProtocol], Step | None]:
+    def feed(proto: ConnectionProtocol) -> Step | None:
+        proto.receive_data(data)
+        return proto.next_step()
+
+    return feed
+
+
+FEED: dict[Input, Callable[[ConnectionProtocol], Step | None]] = {
+    Input.ACCEPTED: ConnectionProtocol.accept,
+    Input.TEXT: _frame_input(client_frame(framing.OP_TEXT, b'{"x": 1}')),
+    Input.PING: _frame_input(client_frame(framing.OP_PING, b"hi")),
+    Input.PONG: _frame_input(client_frame(framing.OP_PONG, b"ho")),
+    Input.PEER_CLOSE: _frame_input(client_frame(framing.OP_CLOSE, struct.pack("!H", 4001) + b"bye")),
+    Input.VIOLATION: _frame_input(client_frame(framing.OP_TEXT, b"{}", mask=False)),
+    Input.SERVER_CLOSE: lambda p: p.server_close(disconnect.SHUTDOWN, keep_queue=True),
+    Input.FAILED: lambda p: p.failed("boom"),
+    Input.SERVED: ConnectionProtocol.served,
+    Input.SENT: ConnectionProtocol.sent,
+    Input.TIMEOUT: ConnectionProtocol.timeout,
+    Input.LOST: lambda p: p.lost("EOF"),
+}
+
+# How to reach each state through inputs only.
+PATH: dict[State, tuple[Input, ...]] = {
+    State.CONNECTING: (),
+    State.OPEN: (Input.ACCEPTED,),
+    State.CLOSING: (Input.ACCEPTED, Input.SERVER_CLOSE),
+    State.DRAINING: (Input.ACCEPTED, Input.PEER_CLOSE),
+    State.CLOSED: (Input.ACCEPTED, Input.LOST),
+}
+
+
+def in_state(state: State) -> ConnectionProtocol:
+    proto = ConnectionProtocol(MAX)
+    for event in PATH[state]:
+        FEED[event](proto)
+    assert proto.state is state
+    return proto
+
+
+@pytest.mark.parametrize(("state", "event"), sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value)),
+                         ids=lambda v: v.value)
+def test_protocol_takes_each_transition_of_the_table(state: State, event: Input) -> None:
+    proto = in_state(state)
+    step = FEED[event](proto)
+    next_state, actions = TRANSITIONS[(state, event)]
+    assert proto.state is next_state
+    assert step is not None and step.actions == actions
+
+
+UNLISTED = [pair for pair in itertools.product(State, Input) if pair not in TRANSITIONS]
+
+
+@pytest.mark.parametrize(("state", "event"), UNLISTED, ids=lambda v: v.value)
+def test_protocol_ignores_inputs_that_are_not_in_the_table(state: State, event: Input) -> None:
+    proto = in_state(state)
+    step = FEED[event](proto)
+    assert proto.state is state
+    assert step is None or step == NOTHING
+
+
+def test_table_has_one_way_out_and_closed_absorbs() -> None:
+    for (state, _event), (next_state, actions) in TRANSITIONS.items():
+        assert (Do.RELEASE in actions) == (next_state is State.CLOSED and state is not State.CLOSED)
+    assert all(ns is State.CLOSED for (s, _e), (ns, _a) in TRANSITIONS.items() if s is State.CLOSED)
+
+
+# -- what the steps carry -----------------------------------------------------------------
+
+
+def test_ping_is_answered_with_a_pong_of_the_same_payload() -> None:
+    step = FEED[Input.PING](in_state(State.OPEN))
+    assert step is not None
+    assert step.actions == (Do.PONG,) and step.frame == framing.encode_frame(b"hi", framing.OP_PONG)
+
+
+def test_text_message_is_dispatched_with_its_text() -> None:
+    step = FEED[Input.TEXT](in_state(State.OPEN))
+    assert step is not None and step.actions == (Do.DISPATCH,) and step.text == '{"x": 1}'
+
+
+def test_requests_before_acceptance_are_dispatched_too() -> None:
+    # CONNECTING serves requests; which methods are allowed there is the RPC layer's call
+    step = FEED[Input.TEXT](in_state(State.CONNECTING))
+    assert step is not None and step.actions == (Do.DISPATCH,)
+
+
+def test_peer_close_is_echoed_after_queued_frames_and_reading_stops() -> None:
+    proto = in_state(State.OPEN)
+    proto.receive_data(client_frame(framing.OP_CLOSE, struct.pack("!H", 4001) + b"bye")
+                       + client_frame(framing.OP_TEXT, b"after the close"))
+    step = proto.next_step()
+    assert step is not None
+    assert step.actions == (Do.STOP_READING, Do.CLOSE)
+    assert step.frame == framing.close_frame(4001, "bye") and step.keep_queue
+    assert not proto.reading and proto.next_step() is None  # nothing after a close frame (5.5.1)
+    assert proto.reader.buffered == 0
+
+
+def test_peer_close_without_a_code_is_answered_with_1000() -> None:
+    proto = in_state(State.OPEN)
+    proto.receive_data(client_frame(framing.OP_CLOSE))
+    step = proto.next_step()
+    assert step is not None and step.frame == framing.close_frame(1000, "")
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (client_frame(framing.OP_TEXT, b"{}", mask=False), 1002),
+    (client_frame(framing.OP_BINARY, b"\x00"), 1003),
+    (client_frame(framing.OP_TEXT, b"\xff"), 1007),
+    (client_frame(framing.OP_TEXT, b"x" * (MAX + 1)), 1009),
+])
+def test_violation_closes_with_its_code_after_queued_frames(data: bytes, code: int) -> None:
+    proto = in_state(State.OPEN)
+    step = _frame_input(data)(proto)
+    assert step is not None and step.actions == (Do.STOP_READING, Do.CLOSE)
+    assert struct.unpack("!H", step.frame[2:4])[0] == code and step.keep_queue and step.detail
+    assert proto.state is State.DRAINING
+
+
+def test_frames_before_a_violation_are_stepped_first() -> None:
+    proto = in_state(State.OPEN)
+    proto.receive_data(client_frame(framing.OP_TEXT, b"1") + client_frame(framing.OP_TEXT, b"2", mask=False))
+    first = proto.next_step()
+    assert first is not None and first.text == "1"
+    second = proto.next_step()
+    assert second is not None and Do.CLOSE in second.actions
+
+
+def test_text_and_pings_after_our_close_are_ignored_until_the_peer_answers() -> None:
+    proto = in_state(State.CLOSING)
+    proto.receive_data(client_frame(framing.OP_TEXT, b"late") + client_frame(framing.OP_PING, b"p")
+                       + client_frame(framing.OP_CLOSE, struct.pack("!H", 1001)))
+    assert proto.next_step() == NOTHING
+    assert proto.next_step() == NOTHING
+    step = proto.next_step()
+    assert step is not None and step.actions == (Do.STOP_READING, Do.WRITE)  # no second close frame
+    assert proto.state is State.DRAINING
+
+
+@pytest.mark.parametrize("state", [State.CONNECTING, State.OPEN])
+def test_server_close_keeps_or_drops_the_queue_as_asked(state: State) -> None:
+    proto = in_state(state)
+    step = proto.server_close(disconnect.SLOW_CONSUMER, keep_queue=False)
+    assert step.actions == (Do.CLOSE,) and not step.keep_queue
+    assert step.frame == framing.close_frame(4008, "slow consumer")
+    assert proto.state is State.CLOSING and proto.reading  # reading on for the peer's close
+
+
+def test_our_bug_closes_with_1011_dropping_the_queue() -> None:
+    step = in_state(State.OPEN).failed("boom")
+    assert step.actions == (Do.STOP_READING, Do.CLOSE) and not step.keep_queue
+    assert step.frame == framing.close_frame(1011, "internal error")
+
+
+# -- closes in every state ----------------------------------------------------------------
+
+
+CLOSES = {
+    "peer close": Input.PEER_CLOSE,
+    "violation": Input.VIOLATION,
+    "server close": Input.SERVER_CLOSE,
+    "our bug": Input.FAILED,
+    "lost": Input.LOST,
+    "timeout": Input.TIMEOUT,
+}
+
+
+@pytest.mark.parametrize("state", list(State), ids=lambda s: s.value)
+@pytest.mark.parametrize("close", CLOSES, ids=str)
+def test_every_close_in_every_state_ends_closed_with_one_release(state: State, close: str) -> None:
+    proto = in_state(state)
+    releases = 0
+    steps = [FEED[CLOSES[close]](proto)]
+    # then the driver reports what it can: the writes finished, the close timer fired
+    steps += [proto.sent(), proto.timeout(), proto.lost("EOF"), proto.sent()]
+    releases = sum(Do.RELEASE in s.actions for s in steps if s is not None)
+    closes = sum(Do.CLOSE in s.actions for s in steps if s is not None)
+    assert proto.state is State.CLOSED
+    assert releases == (0 if state is State.CLOSED else 1)
+    assert closes <= 1
+    assert proto.exit is not None and not proto.reading
+
+
+def test_exit_records_who_closed_and_how_it_ended() -> None:
+    proto = in_state(State.OPEN)
+    proto.server_close(disconnect.SHUTDOWN, keep_queue=True)
+    FEED[Input.PEER_CLOSE](proto)
+    proto.sent()
+    assert proto.exit is not None
+    assert (proto.exit.initiator, proto.exit.sent, proto.exit.ended) == ("server", disconnect.SHUTDOWN, Input.SENT)
+
+    peer = in_state(State.OPEN)
+    FEED[Input.VIOLATION](peer)
+    peer.timeout()
+    assert peer.exit is not None and peer.exit.initiator == "peer" and peer.exit.ended is Input.TIMEOUT
+    assert peer.exit.sent is not None and peer.exit.sent.code == 1002 and "masked" in peer.exit.detail
+
+    gone = in_state(State.OPEN)
+    gone.lost("connection reset")
+    assert gone.exit is not None
+    assert (gone.exit.initiator, gone.exit.sent, gone.exit.detail) == ("lost", None, "connection reset")
+
+
+# -- the guarantees the driver relies on --------------------------------------------------
+
+
+def test_shutdown_while_a_request_is_served_forgets_what_it_subscribed() -> None:
+    proto = in_state(State.OPEN)
+    dispatch = FEED[Input.TEXT](proto)
+    assert dispatch is not None and dispatch.actions == (Do.DISPATCH,)
+    # the request blocks (a broker waiting for Redis); meanwhile the server shuts down
+    close = proto.server_close(disconnect.SHUTDOWN, keep_queue=True)
+    assert close.actions == (Do.CLOSE,) and close.keep_queue  # queued frames go first
+    served = proto.served()
+    assert served.actions == (Do.FORGET,)  # subscriptions made meanwhile are dropped
+    assert proto.state is State.CLOSING
+
+
+def test_slow_consumer_while_closing_sends_no_second_close_frame() -> None:
+    proto = in_state(State.CLOSING)
+    step = proto.server_close(disconnect.SLOW_CONSUMER, keep_queue=False)
+    assert step == NOTHING and proto.state is State.CLOSING
+    assert proto.timeout().actions == (Do.RELEASE,)  # the close timer still bounds it
+    assert proto.exit is not None and proto.exit.sent == disconnect.SHUTDOWN
+
+
+def test_served_in_open_state_does_nothing() -> None:
+    proto = in_state(State.OPEN)
+    assert proto.served() == NOTHING and proto.state is State.OPEN
+
+
+def test_data_after_reading_stopped_is_not_buffered() -> None:
+    proto = in_state(State.DRAINING)
+    proto.receive_data(b"x" * 1000)
+    assert proto.reader.buffered == 0 and proto.next_step() is None
