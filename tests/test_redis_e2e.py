@@ -163,6 +163,9 @@ def test_cluster_survives_redis_outage_and_resumes_within_2s(
         print(f"delivery resumed {resumed:.2f} s after Redis restarted")
         # the channel subscribed before the outage was resubscribed on reconnect
         wait_until(lambda: "reconnected to Redis" in a.log(), timeout=2)
+        # presence (what `delivered` counts) is rewritten by its own loop after the
+        # restart, up to a poll interval after the listener is back: wait for it
+        wait_until(lambda: b.result("total_subscribers", {"channel": "live"}) == 1, timeout=2)
         assert b.result("emit", {"channel": "live", "data": "after"})["delivered"] >= 1
         deadline = time.monotonic() + 2.0
         while True:  # skip the extra "late" pushes of the retry loop above
