@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from rocketws.brokers import MemoryBroker, Publication, create_broker
+from rocketws.brokers import MemoryBroker, Publication
 from rocketws.core import rpc
 from rocketws.core.exceptions import LimitExceeded, NotSubscribed
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.session import Session
 
-from .test_hub import Outlet
+from .fakes import RecordingOutlet
+from .wsraw import split_frames
 
 
 class RecordingBroker(MemoryBroker):
@@ -40,21 +42,16 @@ def node() -> Node:
 
 
 def session(node: Node) -> Session:
-    s = Session(Outlet(), 1 << 20)
+    s = Session(RecordingOutlet(), 1 << 20)
     node.connect(s)
     return s
 
 
-def frames(s: Session) -> list[dict]:
-    data, out = s.take(), []
-    while data:
-        n = data[1] & 0x7F
-        start = 2 if n < 126 else 4
-        if n == 126:
-            n = int.from_bytes(data[2:4], "big")
-        out.append(json.loads(data[start:start + n]))
-        data = data[start + n:]
-    return out
+def frames(s: Session) -> list[Any]:
+    """The JSON documents of the text frames queued on ``s``."""
+    parsed, rest = split_frames(s.take())
+    assert rest == b"" and all(opcode == 0x1 for opcode, _ in parsed)
+    return [json.loads(payload) for _, payload in parsed]
 
 
 def test_node_broker_subscribe_on_first_unsubscribe_on_last(node: Node) -> None:
@@ -120,8 +117,3 @@ def test_rpc_dispatch_internal_error_is_32603_without_details(node: Node, caplog
     assert out["error"]["code"] == -32603 and "secret" not in json.dumps(out)
     assert "Traceback" in caplog.text and "secret detail" in caplog.text
 
-
-def test_create_broker_rejects_unknown() -> None:
-    assert isinstance(create_broker("memory"), MemoryBroker)
-    with pytest.raises(ValueError, match="unsupported broker"):
-        create_broker("nats://x")
