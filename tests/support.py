@@ -162,6 +162,10 @@ class ServerProcess:
         self.http.close()
 
 
+StartServer = Callable[..., ServerProcess]
+"""The ``start_server`` fixture: start a server with extra environment variables."""
+
+
 def ws_connect(url: str, **kwargs: Any) -> ClientConnection:
     kwargs.setdefault("open_timeout", 10)
     kwargs.setdefault("close_timeout", 5)

@@ -45,7 +45,7 @@ def _marker(broker: Broker, node: FakeNode, channel: str | None) -> None:
     node.delivered.remove(next(p for p in node.delivered if p.payload == mark))
 
 
-def test_broker_delivers_channel_publication_exactly_once(broker_and_node):
+def test_broker_delivers_channel_publication_exactly_once(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     broker.subscribe("chat")
     pub = Publication("chat", b'{"n":1}')
@@ -55,7 +55,7 @@ def test_broker_delivers_channel_publication_exactly_once(broker_and_node):
     assert node.delivered == [pub]
 
 
-def test_broker_delivers_broadcast_exactly_once(broker_and_node):
+def test_broker_delivers_broadcast_exactly_once(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     pub = Publication(None, b'{"b":1}')
     broker.publish(pub)
@@ -64,7 +64,7 @@ def test_broker_delivers_broadcast_exactly_once(broker_and_node):
     assert node.delivered == [pub]
 
 
-def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(broker_and_node):
+def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     channel = "caf\u00e9 room:*?[x] \U0001f680"
     payload = '{"data":"line\\nbreak \u00e9 \U0001f600","ts":1.5}'.encode()
@@ -74,7 +74,7 @@ def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(broker_and_node)
     assert node.delivered == [Publication(channel, payload, "session-1")]
 
 
-def test_broker_keeps_publication_order_per_channel(broker_and_node):
+def test_broker_keeps_publication_order_per_channel(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     broker.subscribe("order")
     payloads = [b'{"i":%d}' % i for i in range(200)]
@@ -84,7 +84,7 @@ def test_broker_keeps_publication_order_per_channel(broker_and_node):
     assert node.payloads("order") == payloads
 
 
-def test_broker_publish_counts_subscribers_reached(broker_and_node):
+def test_broker_publish_counts_subscribers_reached(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     node.channels = {"chat": 3}
     node.connections = 5
@@ -95,7 +95,7 @@ def test_broker_publish_counts_subscribers_reached(broker_and_node):
     assert broker.publish(Publication("nobody", b"{}")) == 0
 
 
-def test_broker_counts_reflect_local_subscribers(broker_and_node):
+def test_broker_counts_reflect_local_subscribers(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     node.channels = {"b": 1, "a": 2}
     node.connections = 4
@@ -107,7 +107,7 @@ def test_broker_counts_reflect_local_subscribers(broker_and_node):
     assert broker.subscribers() == 4
 
 
-def test_broker_resubscribe_after_unsubscribe_still_delivers(broker_and_node):
+def test_broker_resubscribe_after_unsubscribe_still_delivers(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     broker.subscribe("churn")
     broker.unsubscribe("churn")

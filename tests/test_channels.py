@@ -57,4 +57,4 @@ def test_validate_channel_accepts_printable_neighbours_of_the_control_ranges(cha
 
 
 def test_validate_channel_checks_length_before_control_characters() -> None:
-    assert refusal("\x00" * 256).data["reason"] == "longer than 255 characters"
+    assert refusal("\x00" * 256).data == {"param": "channel", "reason": "longer than 255 characters"}

@@ -30,7 +30,7 @@ def test_close_codes_are_sendable() -> None:
     """RFC 6455 section 7.4: 1005/1006/1015 must never be sent; private use is 4000-4999."""
     assert not {1005, 1006, 1015} & set(CloseCode)
     assert all(1000 <= code <= 1011 or 4000 <= code <= 4999 for code in CloseCode)
-    assert CloseCode.SLOW_CONSUMER == 4008 and CloseCode.GOING_AWAY == 1001
+    assert (int(CloseCode.SLOW_CONSUMER), int(CloseCode.GOING_AWAY)) == (4008, 1001)
 
 
 # -- the tree ---------------------------------------------------------------------------

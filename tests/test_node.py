@@ -60,6 +60,7 @@ def test_node_broker_subscribe_on_first_unsubscribe_on_last(node: Node) -> None:
     node.subscribe(b, "c")
     node.unsubscribe(a, "c")
     node.disconnect(b)
+    assert isinstance(node.broker, RecordingBroker)
     assert node.broker.calls == [("subscribe", "c"), ("unsubscribe", "c")]
 
 
@@ -101,6 +102,7 @@ def test_rpc_dispatch_client_methods(node: Node) -> None:
     out = rpc.dispatch('[{"jsonrpc":"2.0","method":"subscribe","params":["c"],"id":1},'
                        '{"jsonrpc":"2.0","method":"subscriptions","id":2},'
                        '{"jsonrpc":"2.0","method":"heartbeat"}]', rpc.client_methods, ctx)
+    assert out is not None
     assert json.loads(out) == [
         {"jsonrpc": "2.0", "result": {"channel": "c", "subscribed": True}, "id": 1},
         {"jsonrpc": "2.0", "result": ["c"], "id": 2},
@@ -108,12 +110,16 @@ def test_rpc_dispatch_client_methods(node: Node) -> None:
     assert rpc.dispatch('{"jsonrpc":"2.0","method":"ping"}', rpc.client_methods, ctx) is None
 
 
-def test_rpc_dispatch_internal_error_is_32603_without_details(node: Node, caplog) -> None:
+def test_rpc_dispatch_internal_error_is_32603_without_details(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
     @rpc.rpc_method
-    def broken(_ctx):
+    def broken(_ctx: object) -> None:
         raise KeyError("secret detail")
 
-    out = json.loads(rpc.dispatch('{"jsonrpc":"2.0","method":"broken","id":1}', {"broken": broken}, None))
+    reply = rpc.dispatch('{"jsonrpc":"2.0","method":"broken","id":1}', {"broken": broken}, None)
+    assert reply is not None
+    out = json.loads(reply)
     assert out["error"]["code"] == -32603 and "secret" not in json.dumps(out)
     assert "Traceback" in caplog.text and "secret detail" in caplog.text
 

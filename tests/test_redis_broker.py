@@ -23,8 +23,10 @@ from .fakes import FakeNode
 from .redis_fixtures import RedisServer
 from .support import free_port, wait_in_hub
 
+Pair = tuple[RedisBroker, FakeNode, RedisBroker, FakeNode]
 
-def _pair(url: str, **extra: str) -> tuple[RedisBroker, FakeNode, RedisBroker, FakeNode]:
+
+def _pair(url: str, **extra: str) -> Pair:
     options = {"prefix": f"t{uuid.uuid4().hex[:8]}:", **extra}
     query = "&".join(f"{k}={v}" for k, v in options.items())
     a, b = RedisBroker(f"{url}?{query}"), RedisBroker(f"{url}?{query}")
@@ -35,9 +37,7 @@ def _pair(url: str, **extra: str) -> tuple[RedisBroker, FakeNode, RedisBroker, F
 
 
 @pytest.fixture
-def pair(
-    redis_server: RedisServer,
-) -> Iterator[tuple[RedisBroker, FakeNode, RedisBroker, FakeNode]]:
+def pair(redis_server: RedisServer) -> Iterator[Pair]:
     brokers = _pair(redis_server.url, presence_ttl="1")
     try:
         yield brokers
@@ -46,7 +46,7 @@ def pair(
         brokers[2].close()
 
 
-def test_redis_broker_publication_reaches_other_node_once(pair):
+def test_redis_broker_publication_reaches_other_node_once(pair: Pair) -> None:
     a, node_a, b, node_b = pair
     a.subscribe("chat")
     b.publish(Publication("chat", b'{"n":1}', skip="sender-on-b"))
@@ -59,7 +59,7 @@ def test_redis_broker_publication_reaches_other_node_once(pair):
     assert node_b.payloads("chat") == []  # B never subscribed "chat"
 
 
-def test_redis_broker_broadcast_reaches_every_node_once(pair):
+def test_redis_broker_broadcast_reaches_every_node_once(pair: Pair) -> None:
     a, node_a, b, node_b = pair
     a.publish(Publication(None, b'{"all":1}'))
     a.publish(Publication(None, b'{"all":2}'))
@@ -67,7 +67,7 @@ def test_redis_broker_broadcast_reaches_every_node_once(pair):
     assert node_a.payloads() == node_b.payloads() == [b'{"all":1}', b'{"all":2}']
 
 
-def test_redis_broker_counts_are_cluster_wide(pair):
+def test_redis_broker_counts_are_cluster_wide(pair: Pair) -> None:
     a, node_a, b, node_b = pair
     node_a.channels, node_a.connections = {"chat": 2}, 3
     node_b.channels, node_b.connections = {"chat": 1, "news": 4}, 5
@@ -85,7 +85,7 @@ def test_redis_broker_counts_are_cluster_wide(pair):
     wait_in_hub(lambda: a.channels() == ["chat"], what="news gone")
 
 
-def test_redis_broker_dead_node_stops_counting_within_ttl(redis_server: RedisServer, pair):
+def test_redis_broker_dead_node_stops_counting_within_ttl(redis_server: RedisServer, pair: Pair) -> None:
     """A node that stopped refreshing (its presence written by hand, TTL 0.5 s) expires."""
     a, node_a, b, node_b = pair
     ghost = f"{a.prefix}node:ghost"
@@ -106,7 +106,7 @@ def _numsub(server: RedisServer, channel: str) -> int:
     return int(reply.rsplit(b":", 1)[1].strip())
 
 
-def test_redis_broker_unsubscribe_is_delayed_and_absorbs_churn(redis_server: RedisServer):
+def test_redis_broker_unsubscribe_is_delayed_and_absorbs_churn(redis_server: RedisServer) -> None:
     a, node_a, b, node_b = _pair(redis_server.url, unsubscribe_delay="0.3")
     try:
         chan, probe = f"{a.prefix}ch:room", f"{a.prefix}ch:probe"
@@ -126,7 +126,7 @@ def test_redis_broker_unsubscribe_is_delayed_and_absorbs_churn(redis_server: Red
         b.close()
 
 
-def test_redis_broker_ignores_foreign_messages_on_its_channels(redis_server: RedisServer):
+def test_redis_broker_ignores_foreign_messages_on_its_channels(redis_server: RedisServer) -> None:
     a, node_a, b, node_b = _pair(redis_server.url)
     try:
         a.subscribe("chat")
@@ -139,7 +139,7 @@ def test_redis_broker_ignores_foreign_messages_on_its_channels(redis_server: Red
         b.close()
 
 
-def test_redis_broker_survives_outage_and_resumes_within_2s(private_redis: RedisServer):
+def test_redis_broker_survives_outage_and_resumes_within_2s(private_redis: RedisServer) -> None:
     a, node_a, b, node_b = _pair(private_redis.url)
     try:
         a.subscribe("live")
@@ -150,7 +150,8 @@ def test_redis_broker_survives_outage_and_resumes_within_2s(private_redis: Redis
         with pytest.raises(BrokerUnavailable) as info:
             b.publish(Publication("live", b'{"during":1}'))
         assert time.monotonic() - started < 1.5
-        assert info.value.code == -32002 and "Redis" in info.value.data["reason"]
+        data = info.value.data
+        assert info.value.code == -32002 and data is not None and "Redis" in data["reason"]
         with pytest.raises(BrokerUnavailable):
             a.channels()
         started = time.monotonic()
@@ -177,7 +178,7 @@ def test_redis_broker_survives_outage_and_resumes_within_2s(private_redis: Redis
         b.close()
 
 
-def test_redis_broker_slow_redis_fails_publish_without_blocking_hub():
+def test_redis_broker_slow_redis_fails_publish_without_blocking_hub() -> None:
     """A server that accepts but never answers: publish gives up after the timeout."""
     silent = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, addr: gevent.sleep(30))
     silent.start()
@@ -206,7 +207,7 @@ def test_redis_broker_slow_redis_fails_publish_without_blocking_hub():
         silent.stop()
 
 
-def test_redis_broker_bad_url_and_missing_redis_py_are_config_errors(monkeypatch):
+def test_redis_broker_bad_url_and_missing_redis_py_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="presence_ttl"):
         create_broker("redis://127.0.0.1:6379/0?presence_ttl=soon")
     with pytest.raises(ValueError, match="unsupported broker"):
@@ -217,7 +218,7 @@ def test_redis_broker_bad_url_and_missing_redis_py_are_config_errors(monkeypatch
         create_broker("redis://127.0.0.1:6379/0")
 
 
-def test_redis_broker_start_with_redis_down_does_not_block_long():
+def test_redis_broker_start_with_redis_down_does_not_block_long() -> None:
     port = free_port()  # nothing listens here
     broker = RedisBroker(f"redis://127.0.0.1:{port}/0?timeout=0.3")
     started = time.monotonic()

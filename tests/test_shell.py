@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,12 @@ def test_shell_prompts_for_missing_emit_arguments_with_default_data(
             pipe.send_text("\r")  # accept the default data
             wait_until(lambda: "delivered" in out.getvalue())
 
+        before = time.time()
         shell_console.run(script)
-        assert recv_json(ws)["params"] == {
-            "channel": "pipe-ask",
-            "data": {"message": "test"},
-            "ts": pytest.approx(0, abs=1e10),
-        }
+        params = recv_json(ws)["params"]
+        received = time.time()
+    assert params == {"channel": "pipe-ask", "data": {"message": "test"}, "ts": params["ts"]}
+    assert before <= params["ts"] <= received  # stamped by the server during the emit
     assert {"channel": "pipe-ask", "delivered": 1} in results(out.getvalue())
     assert err.getvalue() == ""
 
@@ -322,9 +323,11 @@ def test_shell_stdin_script_runs_each_line_and_exits_zero(
 def test_shell_stdin_script_exits_one_when_a_command_fails(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    done = run_shell(
-        tmp_path, *server_args(server), stdin='emit "" {"a": 1}\nnotify_all [1]\nbogus\n'
-    )
+    with ws_connect(server.ws_url) as ws:
+        done = run_shell(
+            tmp_path, *server_args(server), stdin='emit "" {"a": 1}\nnotify_all [1]\nbogus\n'
+        )
+        broadcast = recv_json(ws)
     assert done.returncode == EXIT_FAILED
     assert done.stderr.splitlines()[0] == "error -32602: Invalid params"
     assert json.loads("\n".join(done.stderr.splitlines()[1:5])) == {
@@ -332,7 +335,9 @@ def test_shell_stdin_script_exits_one_when_a_command_fails(
         "reason": "must not be empty",
     }
     assert "unknown command 'bogus'; type `help` for the list" in done.stderr
-    assert results(done.stdout)[0]["delivered"] >= 0  # later commands still ran
+    # later commands still ran: the notify_all after the failed emit reached our socket
+    assert results(done.stdout)[0]["delivered"] >= 1
+    assert (broadcast["method"], broadcast["params"]["data"]) == ("broadcast", [1])
 
 
 def test_shell_c_runs_one_command_and_exits_zero(server: ServerProcess, tmp_path: Path) -> None:
@@ -484,15 +489,18 @@ def test_shell_pty_emit_reaches_websocket_subscriber_exactly(
         child = pty_shell(*server_args(server))
         child.expect_exact(f'"pong" from {server.ms_url}')
         child.expect_exact(PROMPT)
+        before = time.time()
         child.sendline('emit chat {"message": "hi"}')
         child.expect_exact('"delivered": 1')
         push = recv_json(ws)
+        received = time.time()
         assert set(push) == {"jsonrpc", "method", "params"}
         assert (push["jsonrpc"], push["method"]) == ("2.0", "message")
         assert set(push["params"]) == {"channel", "data", "ts"}
         assert push["params"]["channel"] == "chat"
         assert push["params"]["data"] == {"message": "hi"}
         assert isinstance(push["params"]["ts"], float)
+        assert before <= push["params"]["ts"] <= received
         # Nothing else was pushed in between: the next frame is our marker.
         Client(server.ms_url).emit("chat", "marker")
         assert recv_json(ws)["params"]["data"] == "marker"
