@@ -25,6 +25,7 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.shortcuts import PromptSession
 from prompt_toolkit.validation import ValidationError
 
 from rocketws.client import Client
@@ -122,11 +123,11 @@ def test_shell_prompts_for_missing_emit_arguments_with_default_data(
 
         def script(terminal: Terminal, pipe: PipeInput) -> None:
             pipe.send_text("emit\r")
-            asking_channel = wait_until(lambda: terminal.asking)
+            asking_channel: PromptSession[str] = wait_until(lambda: terminal.asking)
             assert asking_channel.message == [("class:prompt", "channel: ")]
             pipe.send_text("pipe-ask\r")
-            asking_data = wait_until(
-                lambda: terminal.asking not in (None, asking_channel) and terminal.asking
+            asking_data: PromptSession[str] = wait_until(
+                lambda: terminal.asking if terminal.asking not in (None, asking_channel) else None
             )
             assert asking_data.message == [("class:prompt", "data: ")]
             wait_until(lambda: asking_data.default_buffer.text)
@@ -199,11 +200,10 @@ def test_shell_data_prompt_reprompts_until_json_is_valid(
 
         def script(terminal: Terminal, pipe: PipeInput) -> None:
             pipe.send_text("emit pipe-reask\r")
-            wait_until(lambda: terminal.asking is not None)
-            asking = terminal.asking
+            asking: PromptSession[str] = wait_until(lambda: terminal.asking)
             pipe.send_text(CTRL_U + '{"b": [1,\r')  # replace the default with bad JSON
-            wait_until(lambda: asking.default_buffer.validation_error is not None)
-            assert asking.default_buffer.validation_error.message.startswith(
+            error = wait_until(lambda: asking.default_buffer.validation_error)
+            assert error.message.startswith(
                 "invalid JSON at line 1, column 10:"
             )
             pipe.send_text(" 2]}\r")
@@ -236,10 +236,11 @@ def test_shell_toolbar_shows_url_and_reachability(server: ServerProcess) -> None
     down = Shell(dead_url(), None, io.StringIO(), io.StringIO())
     toolbars = []
     for shell in (up, down):
-        terminal = Terminal(shell, create_pipe_input(), DummyOutput())
-        assert "not checked" in "".join(text for _, text in terminal.toolbar())
-        shell.execute("ping")
-        toolbars.append("".join(text for _, text in terminal.toolbar()))
+        with create_pipe_input() as pipe:
+            terminal = Terminal(shell, pipe, DummyOutput())
+            assert "not checked" in "".join(fragment[1] for fragment in terminal.toolbar())
+            shell.execute("ping")
+            toolbars.append("".join(fragment[1] for fragment in terminal.toolbar()))
     assert server.ms_url in toolbars[0] and "● reachable" in toolbars[0]
     assert down.url in toolbars[1] and "✗ unreachable" in toolbars[1]
 
@@ -645,7 +646,7 @@ def test_completer_offers_commands_channels_and_default_data() -> None:
 
 def test_lexer_styles_command_channel_and_json() -> None:
     fragments = line_fragments('emit chat {"a": true}')
-    styled = [(style, text) for style, text in fragments if text.strip()]
+    styled = [(fragment[0], fragment[1]) for fragment in fragments if fragment[1].strip()]
     assert styled[:2] == [("class:command", "emit"), ("class:channel", " chat ")]
     assert ("class:json.key", '"a"') in styled
     assert ("class:json.keyword", "true") in styled
