@@ -154,24 +154,29 @@ class Client:
 
     def emit(self, channel: str, data: Any) -> dict[str, Any]:
         """Push ``data`` to the subscribers of ``channel``; returns ``{"channel", "delivered"}``."""
-        return self.call("emit", {"channel": channel, "data": data})
+        result: dict[str, Any] = self.call("emit", {"channel": channel, "data": data})
+        return result
 
     def notify_all(self, data: Any) -> dict[str, Any]:
         """Push ``data`` to every open connection; returns ``{"delivered": N}``."""
-        return self.call("notify_all", {"data": data})
+        result: dict[str, Any] = self.call("notify_all", {"data": data})
+        return result
 
     def available_channels(self) -> list[str]:
         """Return the sorted channels that have at least one subscriber."""
-        return self.call("available_channels")
+        channels: list[str] = self.call("available_channels")
+        return channels
 
     def total_subscribers(self, channel: str | None = None) -> int:
         """Return subscribers of ``channel``, or open connections when it is None."""
         params = None if channel is None else {"channel": channel}
-        return self.call("total_subscribers", params)
+        count: int = self.call("total_subscribers", params)
+        return count
 
     def ping(self) -> str:
         """Return ``"pong"``; raises TransportError when the server cannot be reached."""
-        return self.call("ping")
+        pong: str = self.call("ping")
+        return pong
 
     # -- generic calls ------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from .redis_fixtures import private_redis, redis_server  # noqa: F401  (fixtures)
-from .support import ServerProcess
+from .support import ServerProcess, StartServer
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[..., ServerProcess]]:
+def start_server() -> Iterator[StartServer]:
     """Start a server with extra environment variables; killed after the test."""
     started: list[ServerProcess] = []
 

@@ -11,15 +11,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks.redisproc import ping as _ping
-
-from .support import free_port
+from .support import free_port, wait_until
 
 
 class RedisServer:
@@ -51,15 +48,25 @@ class RedisServer:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while not _ping(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}; "
-                                   f"see {self.workdir}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not answer on port {self.port}")
-            time.sleep(0.01)
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {proc.returncode}; see {self.workdir}")
+            return self.ping()
+
+        try:
+            wait_until(answers, timeout, what=f"redis-server to answer PING on port {self.port}")
+        except AssertionError:
+            self.stop()
+            raise
+
+    def ping(self) -> bool:
+        """Whether the server answers PING now."""
+        try:
+            return self.command("PING").startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         """Kill the process this object started (SIGKILL: an abrupt outage) and reap it."""

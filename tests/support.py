@@ -1,4 +1,9 @@
-"""Test support: a real `manage.py runserver` subprocess, and small client helpers."""
+"""Shared test helpers: one wait-until, one free port, a real `manage.py runserver`
+subprocess, and small WebSocket client helpers.
+
+The WebSocket frame codec for raw clients is in ``tests/wsraw.py``; plain test doubles
+of the core's protocols are in ``tests/fakes.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import gevent
 import requests
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 _LISTEN = re.compile(r"(websocket|messages source) listening on (\S+)")
 
 
@@ -29,16 +36,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+def wait_until(
+    predicate: Callable[[], T | None],
+    timeout: float = 10.0,
+    *,
+    interval: float = 0.01,
+    what: str | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value and return that value.
+
+    Raises AssertionError naming ``what`` (or the predicate) after ``timeout`` seconds.
+    Tests that run servers or brokers in this process's gevent hub pass
+    ``sleep=gevent.sleep`` so the hub runs while the test waits.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        sleep(interval)
+
+
+def wait_in_hub(predicate: Callable[[], T | None], timeout: float = 10.0, *,
+                what: str | None = None) -> T:
+    """``wait_until`` that yields to the gevent hub between polls, for tests that run a
+    broker or server in this process."""
+    return wait_until(predicate, timeout, interval=0.002, what=what, sleep=gevent.sleep)
 
 
 class ServerProcess:
@@ -54,7 +80,7 @@ class ServerProcess:
         self.http = requests.Session()
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
-        self.proc = subprocess.Popen(
+        proc = self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "runserver", *self.args],
             cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
@@ -62,7 +88,7 @@ class ServerProcess:
         threading.Thread(target=self._pump, daemon=True).start()
         with self._cond:
             ok = self._cond.wait_for(
-                lambda: len(self.urls) == 2 or self.proc.poll() is not None, timeout
+                lambda: len(self.urls) == 2 or proc.poll() is not None, timeout
             )
         if not ok or len(self.urls) != 2:
             self.kill()
@@ -120,8 +146,9 @@ class ServerProcess:
         assert "result" in resp, resp
         return resp["result"]
 
-    def health(self) -> dict:
-        return self.http.get(self.ms_url + "health", timeout=10).json()
+    def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = self.http.get(self.ms_url + "health", timeout=10).json()
+        return health
 
     def terminate(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
@@ -135,19 +162,25 @@ class ServerProcess:
         self.http.close()
 
 
+StartServer = Callable[..., ServerProcess]
+"""The ``start_server`` fixture: start a server with extra environment variables."""
+
+
 def ws_connect(url: str, **kwargs: Any) -> ClientConnection:
     kwargs.setdefault("open_timeout", 10)
     kwargs.setdefault("close_timeout", 5)
-    return connect(url, compression=None, **kwargs).__enter__()
+    ws: ClientConnection = connect(url, compression=None, **kwargs).__enter__()
+    return ws
 
 
-def request(ws: ClientConnection, method: str, params: Any = None, rid: Any = 1) -> dict:
+def request(ws: ClientConnection, method: str, params: Any = None, rid: Any = 1) -> dict[str, Any]:
     """Send one request on ``ws`` and return its response (pushes in between are kept)."""
     req: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": rid}
     if params is not None:
         req["params"] = params
     ws.send(json.dumps(req))
-    return recv_json(ws)
+    response: dict[str, Any] = recv_json(ws)
+    return response
 
 
 def recv_json(ws: ClientConnection, timeout: float = 10.0) -> Any:

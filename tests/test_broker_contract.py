@@ -15,8 +15,9 @@ import pytest
 
 from rocketws.brokers import Broker, MemoryBroker, Publication, create_broker
 
-from .broker_helpers import FakeNode, wait_for
+from .fakes import FakeNode
 from .redis_fixtures import RedisServer
+from .support import wait_in_hub
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -40,50 +41,50 @@ def _marker(broker: Broker, node: FakeNode, channel: str | None) -> None:
     """Publish a marker on ``channel`` and wait until it is delivered."""
     mark = b'{"marker":"%s"}' % uuid.uuid4().hex.encode()
     broker.publish(Publication(channel, mark))
-    wait_for(lambda: mark in node.payloads(), what="marker delivery")
+    wait_in_hub(lambda: mark in node.payloads(), what="marker delivery")
     node.delivered.remove(next(p for p in node.delivered if p.payload == mark))
 
 
-def test_broker_delivers_channel_publication_exactly_once(broker_and_node):
+def test_broker_delivers_channel_publication_exactly_once(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     broker.subscribe("chat")
     pub = Publication("chat", b'{"n":1}')
     broker.publish(pub)
-    wait_for(lambda: node.delivered, what="delivery")
+    wait_in_hub(lambda: node.delivered, what="delivery")
     _marker(broker, node, "chat")
     assert node.delivered == [pub]
 
 
-def test_broker_delivers_broadcast_exactly_once(broker_and_node):
+def test_broker_delivers_broadcast_exactly_once(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     pub = Publication(None, b'{"b":1}')
     broker.publish(pub)
-    wait_for(lambda: node.delivered, what="delivery")
+    wait_in_hub(lambda: node.delivered, what="delivery")
     _marker(broker, node, None)
     assert node.delivered == [pub]
 
 
-def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(broker_and_node):
+def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     channel = "caf\u00e9 room:*?[x] \U0001f680"
     payload = '{"data":"line\\nbreak \u00e9 \U0001f600","ts":1.5}'.encode()
     broker.subscribe(channel)
     broker.publish(Publication(channel, payload, skip="session-1"))
-    wait_for(lambda: node.delivered, what="delivery")
+    wait_in_hub(lambda: node.delivered, what="delivery")
     assert node.delivered == [Publication(channel, payload, "session-1")]
 
 
-def test_broker_keeps_publication_order_per_channel(broker_and_node):
+def test_broker_keeps_publication_order_per_channel(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     broker.subscribe("order")
     payloads = [b'{"i":%d}' % i for i in range(200)]
     for payload in payloads:
         broker.publish(Publication("order", payload))
-    wait_for(lambda: len(node.delivered) >= len(payloads), what="200 deliveries")
+    wait_in_hub(lambda: len(node.delivered) >= len(payloads), what="200 deliveries")
     assert node.payloads("order") == payloads
 
 
-def test_broker_publish_counts_subscribers_reached(broker_and_node):
+def test_broker_publish_counts_subscribers_reached(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     node.channels = {"chat": 3}
     node.connections = 5
@@ -94,7 +95,7 @@ def test_broker_publish_counts_subscribers_reached(broker_and_node):
     assert broker.publish(Publication("nobody", b"{}")) == 0
 
 
-def test_broker_counts_reflect_local_subscribers(broker_and_node):
+def test_broker_counts_reflect_local_subscribers(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     node.channels = {"b": 1, "a": 2}
     node.connections = 4
@@ -106,13 +107,22 @@ def test_broker_counts_reflect_local_subscribers(broker_and_node):
     assert broker.subscribers() == 4
 
 
-def test_broker_resubscribe_after_unsubscribe_still_delivers(broker_and_node):
+def test_broker_resubscribe_after_unsubscribe_still_delivers(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, node = broker_and_node
     broker.subscribe("churn")
     broker.unsubscribe("churn")
     broker.subscribe("churn")
     pub = Publication("churn", b'{"again":true}')
     broker.publish(pub)
-    wait_for(lambda: node.delivered, what="delivery")
+    wait_in_hub(lambda: node.delivered, what="delivery")
     _marker(broker, node, "churn")
     assert node.delivered == [pub]
+
+
+# -- create_broker (rocketws/brokers/__init__.py) ---------------------------------------
+
+
+def test_create_broker_rejects_unknown() -> None:
+    assert isinstance(create_broker("memory"), MemoryBroker)
+    with pytest.raises(ValueError, match="unsupported broker"):
+        create_broker("nats://x")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from .browser import Browser
-from .support import ServerProcess, wait_until
+from .support import ServerProcess, StartServer, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_browser_sees_real_close_codes_and_reasons(
     assert out == {"code": code, "reason": reason, "clean": True}
 
 
-def test_browser_sees_1001_when_the_server_shuts_down(browser: Browser, start_server) -> None:
+def test_browser_sees_1001_when_the_server_shuts_down(browser: Browser, start_server: StartServer) -> None:
     srv = start_server()
     rid = browser.start_eval(f"""
       new Promise((resolve, reject) => {{

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests.adapters
 
 from rocketws.client import (
     BadResponse,
@@ -21,7 +22,7 @@ from rocketws.client import (
 )
 from rocketws.core.exceptions import RocketWSError
 
-from .support import ServerProcess, free_port, recv_json, subscribe, wait_until, ws_connect
+from .support import ServerProcess, StartServer, free_port, recv_json, subscribe, wait_until, ws_connect
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ def test_client_batch_not_sent_when_block_raises(server: ServerProcess, client: 
         assert recv_json(ws)["params"]["data"] == "marker"
 
 
-def test_client_batch_over_limit_raises_rpc_error(start_server) -> None:  # type: ignore[no-untyped-def]
+def test_client_batch_over_limit_raises_rpc_error(start_server: StartServer) -> None:
     srv = start_server(ROCKETWS_MAX_BATCH_SIZE="2")
     with Client(srv.ms_url) as c:
         batch = c.batch()
@@ -213,7 +214,9 @@ class OneConnectionPeer:
         with conn, conn.makefile("rb") as stream:
             for n in range(1, count + 1):
                 head = b"".join(iter(stream.readline, b"\r\n"))
-                length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+                found = re.search(rb"Content-Length: (\d+)", head)
+                assert found is not None, head
+                length = int(found[1])
                 self.requests.append((head, stream.read(length)))
                 body = b'{"jsonrpc":"2.0","result":"pong","id":%d}' % n
                 conn.sendall(
@@ -259,7 +262,9 @@ def test_client_calls_reuse_one_keep_alive_connection() -> None:
 
 
 def test_client_connections_set_tcp_nodelay(server: ServerProcess, client: Client) -> None:
-    pool = client._session.get_adapter(client.url).poolmanager.connection_from_url(client.url)
+    adapter = client._session.get_adapter(client.url)
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    pool = adapter.poolmanager.connection_from_url(client.url)
     conn = pool._get_conn()
     try:
         conn.connect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,12 @@ import settings
 from rocketws.config import Address, Config, load_config, parse_address
 from rocketws.core.exceptions import ConfigError
 
+
+def settings_module(**values: Any) -> types.ModuleType:
+    """A settings module holding ``values``, as load_config reads one."""
+    module = types.ModuleType("test_settings")
+    vars(module).update(values)
+    return module
 
 def test_settings_py_spells_out_the_builtin_defaults() -> None:
     assert load_config(settings, {}) == Config()
@@ -31,7 +38,7 @@ def test_parse_address_rejects(text: str) -> None:
 
 
 def test_precedence_flag_over_env_over_settings() -> None:
-    mod = types.SimpleNamespace(WEBSOCKETS={"HOST": "10.0.0.1", "PORT": 1, "MAX_MESSAGE_SIZE": 10})
+    mod = settings_module(WEBSOCKETS={"HOST": "10.0.0.1", "PORT": 1, "MAX_MESSAGE_SIZE": 10})
     cfg = load_config(mod, {"ROCKETWS_WS_CONN": "127.0.0.1:2"})
     assert cfg.ws == Address("127.0.0.1", 2) and cfg.max_message_size == 10
     assert load_config(mod, {"ROCKETWS_WS_CONN": "127.0.0.1:2"}, ws_conn=":3").ws == Address("0.0.0.0", 3)
@@ -51,16 +58,16 @@ def test_precedence_flag_over_env_over_settings() -> None:
         ({}, {"ROCKETWS_LOG_LEVEL": "LOUD"}, "ROCKETWS_LOG_LEVEL"),
     ],
 )
-def test_bad_values_name_themselves(mod: dict, env: dict, needle: str) -> None:
+def test_bad_values_name_themselves(mod: dict[str, Any], env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(types.SimpleNamespace(**mod), env)
+        load_config(settings_module(**mod), env)
     assert needle in str(info.value)
 
 
 def test_allowed_origins_are_validated_and_normalised() -> None:
     cfg = load_config(None, {"ROCKETWS_ALLOWED_ORIGINS": "https://A.example.com/, http://x:8000"})
     assert cfg.allowed_origins == ("https://a.example.com", "http://x:8000")
-    mod = types.SimpleNamespace(WEBSOCKETS={"ALLOWED_ORIGINS": ["*"]})
+    mod = settings_module(WEBSOCKETS={"ALLOWED_ORIGINS": ["*"]})
     assert load_config(mod, {}).allowed_origins == ("*",)
     for bad in ("example.com", "https://x/path", ","):
         with pytest.raises(ConfigError):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -15,9 +16,10 @@ import requests
 from .support import ROOT, free_port, wait_until
 
 
-def _health(port: int) -> dict | None:
+def _health(port: int) -> dict[str, Any] | None:
     try:
-        return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+        health: dict[str, Any] = requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+        return health
     except requests.RequestException:
         return None
 

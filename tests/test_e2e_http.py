@@ -6,11 +6,12 @@ import json
 import socket
 import statistics
 import time
+from typing import Any
 
 import pytest
 import requests
 
-from .support import ServerProcess, recv_json, request, subscribe, ws_connect
+from .support import ServerProcess, StartServer, recv_json, request, subscribe, ws_connect
 
 # -- backend methods ----------------------------------------------------------------
 
@@ -46,12 +47,14 @@ def test_backend_notify_all_reaches_every_connection_once(server: ServerProcess)
         subscribe(a, "x1")
         subscribe(a, "x2")  # two subscriptions, still one broadcast
         n = server.health()["connections"]
+        before = time.time()
         assert server.call("notify_all", {"data": "hello"})["result"] == {"delivered": n}
         for ws in (a, b):
             push = recv_json(ws)
             assert push["method"] == "broadcast"
             assert push["params"]["data"] == "hello"
             assert isinstance(push["params"]["ts"], float)
+            assert before <= push["params"]["ts"] <= time.time()
             assert set(push["params"]) == {"data", "ts"}
             assert request(ws, "ping", rid=2)["id"] == 2  # nothing else was queued
 
@@ -85,7 +88,7 @@ def test_backend_available_channels_and_total_subscribers(server: ServerProcess)
         ("ping", {"x": 1}),
     ],
 )
-def test_backend_bad_params_is_32602_with_data(server: ServerProcess, method: str, params: dict) -> None:
+def test_backend_bad_params_is_32602_with_data(server: ServerProcess, method: str, params: dict[str, Any]) -> None:
     error = server.call(method, params)["error"]
     assert error["code"] == -32602
     assert isinstance(error["data"], dict) and error["data"]
@@ -148,7 +151,7 @@ def test_http_unknown_path_is_404(server: ServerProcess) -> None:
     assert resp.headers["Content-Type"] == "application/json"
 
 
-def test_http_body_over_limit_is_413(start_server) -> None:
+def test_http_body_over_limit_is_413(start_server: StartServer) -> None:
     srv = start_server(ROCKETWS_MAX_REQUEST_BODY="1000")
     big = json.dumps({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "a", "data": "x" * 1000}, "id": 1})
     resp = requests.post(srv.ms_url, data=big, timeout=10)
@@ -181,7 +184,7 @@ def test_http_batch_of_emits(server: ServerProcess) -> None:
         assert [recv_json(ws)["params"]["data"] for _ in range(50)] == list(range(50))
 
 
-def test_http_batch_over_limit_is_32003(start_server) -> None:
+def test_http_batch_over_limit_is_32003(start_server: StartServer) -> None:
     srv = start_server(ROCKETWS_MAX_BATCH_SIZE="3")
     resp = srv.post([{"jsonrpc": "2.0", "method": "ping", "id": i} for i in range(4)]).json()
     assert resp["error"]["code"] == -32003 and resp["id"] is None
@@ -252,7 +255,7 @@ SPEC_EXAMPLES = [
 ]
 
 
-def _without_data(obj):
+def _without_data(obj: Any) -> Any:
     """The spec's examples omit the optional error ``data`` member; so do we, to compare."""
     if isinstance(obj, list):
         return [_without_data(o) for o in obj]

@@ -8,12 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection
 
-from .support import ROOT, ServerProcess, recv_json, subscribe, ws_connect
+from .support import ROOT, ServerProcess, StartServer, recv_json, subscribe, ws_connect
 
 
 def _manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -23,7 +25,7 @@ def _manage(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def test_sigterm_closes_every_websocket_1001_and_exits_0(start_server) -> None:
+def test_sigterm_closes_every_websocket_1001_and_exits_0(start_server: StartServer) -> None:
     srv = start_server()
     conns = [ws_connect(srv.ws_url) for _ in range(3)]
     for ws in conns:
@@ -31,7 +33,7 @@ def test_sigterm_closes_every_websocket_1001_and_exits_0(start_server) -> None:
     srv.call("emit", {"channel": "bye", "data": "last"})
     codes: list[int | None] = []
 
-    def watch(ws) -> None:
+    def watch(ws: ClientConnection) -> None:
         try:
             while True:
                 ws.recv(timeout=15)
@@ -48,16 +50,17 @@ def test_sigterm_closes_every_websocket_1001_and_exits_0(start_server) -> None:
     assert "Traceback" not in srv.log()
 
 
-def test_sigterm_delivers_queued_pushes_before_1001(start_server) -> None:
+def test_sigterm_delivers_queued_pushes_before_1001(start_server: StartServer) -> None:
     srv = start_server()
     with ws_connect(srv.ws_url) as ws:
         subscribe(ws, "q")
         srv.call("emit", {"channel": "q", "data": 1})
+        assert srv.proc is not None
         srv.proc.terminate()
         assert recv_json(ws)["params"]["data"] == 1
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=15)
-        assert info.value.rcvd.code == 1001
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
     assert srv.proc.wait(15) == 0
 
 
@@ -74,7 +77,7 @@ def test_ws_upgrade_on_other_path_is_refused(server: ServerProcess) -> None:
     assert info.value.response.status_code == 404
 
 
-def test_handshake_timeout_drops_silent_clients(start_server) -> None:
+def test_handshake_timeout_drops_silent_clients(start_server: StartServer) -> None:
     srv = start_server(ROCKETWS_HANDSHAKE_TIMEOUT="0.5")
     with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n")  # never finishes the request
@@ -85,7 +88,7 @@ def test_handshake_timeout_drops_silent_clients(start_server) -> None:
     assert srv.result("ping") == "pong"
 
 
-def test_handshake_timeout_is_total_not_per_read(start_server) -> None:
+def test_handshake_timeout_is_total_not_per_read(start_server: StartServer) -> None:
     srv = start_server(ROCKETWS_HANDSHAKE_TIMEOUT="1")
     with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=10) as sock:
         start = time.monotonic()
@@ -109,7 +112,7 @@ def test_handshake_timeout_is_total_not_per_read(start_server) -> None:
     assert srv.result("ping") == "pong"
 
 
-def test_client_errors_log_no_traceback(start_server) -> None:
+def test_client_errors_log_no_traceback(start_server: StartServer) -> None:
     srv = start_server()
     with ws_connect(srv.ws_url) as ws:
         ws.send("{bad json")
@@ -152,7 +155,7 @@ def test_ipv6_loopback_listen() -> None:
         (["runserver", "--nope"], {}, "--nope"),
     ],
 )
-def test_cli_bad_input_is_one_line_exit_2(args: list[str], env: dict, needle: str) -> None:
+def test_cli_bad_input_is_one_line_exit_2(args: list[str], env: dict[str, str], needle: str) -> None:
     result = _manage(*args, env=env)
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
@@ -177,7 +180,7 @@ def test_cli_help_and_version() -> None:
     assert version.returncode == 0 and version.stdout.startswith("RocketWS ")
 
 
-def test_cli_env_overrides_settings(start_server) -> None:
+def test_cli_env_overrides_settings(start_server: StartServer) -> None:
     srv = start_server(ROCKETWS_MAX_CHANNEL_LENGTH="4")
     with ws_connect(srv.ws_url) as ws:
         subscribe(ws, "abcd")
@@ -186,7 +189,7 @@ def test_cli_env_overrides_settings(start_server) -> None:
         assert request(ws, "subscribe", {"channel": "abcde"})["error"]["code"] == -32602
 
 
-def test_settings_module_logging_is_applied(start_server, tmp_path) -> None:
+def test_settings_module_logging_is_applied(start_server: StartServer, tmp_path: Path) -> None:
     (tmp_path / "custom_settings.py").write_text(
         "LOGGING = {'version': 1, 'disable_existing_loggers': False,\n"
         "  'formatters': {'f': {'format': 'CUSTOM|%(levelname)s|%(name)s|%(message)s'}},\n"

@@ -10,7 +10,7 @@ import pytest
 from rocketws.core import framing
 from rocketws.core.exceptions import ProtocolViolation
 
-from .wsraw import client_frame
+from .wsraw import client_frame, close_payload
 
 
 @pytest.mark.parametrize(("n", "header_len"), [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)])
@@ -36,12 +36,12 @@ def test_close_frame_has_code_and_utf8_reason_cut_to_fit() -> None:
 
 def test_parse_close_payloads() -> None:
     assert framing.parse_close(b"") == (None, "")
-    assert framing.parse_close(struct.pack("!H", 1000) + b"ok") == (1000, "ok")
-    for bad in (b"\x03", struct.pack("!H", 1005), struct.pack("!H", 999), struct.pack("!H", 2000)):
+    assert framing.parse_close(close_payload(1000) + b"ok") == (1000, "ok")
+    for bad in (b"\x03", close_payload(1005), close_payload(999), close_payload(2000)):
         with pytest.raises(ProtocolViolation):
             framing.parse_close(bad)
     with pytest.raises(ProtocolViolation) as info:
-        framing.parse_close(struct.pack("!H", 1000) + b"\xff")
+        framing.parse_close(close_payload(1000) + b"\xff")
     assert info.value.close_code == 1007
 
 
@@ -105,7 +105,7 @@ def test_reader_close_frame_is_an_event_and_clear_drops_what_follows() -> None:
     # Reading no further after a close frame is the connection's decision
     # (tests/test_connection.py); the reader yields the Close and can be cleared.
     reader = framing.FrameReader()
-    reader.feed(client_frame(0x1, b"last") + client_frame(0x8, struct.pack("!H", 4321) + b"bye")
+    reader.feed(client_frame(0x1, b"last") + client_frame(0x8, close_payload(4321, "bye"))
                 + client_frame(0x1, b"ignored"))
     assert reader.next_event() == framing.TextMessage("last")
     assert reader.next_event() == framing.Close(4321, "bye")
@@ -144,8 +144,8 @@ def test_reader_returns_events_before_a_bad_frame() -> None:
         (client_frame(0x1, b"\xff\xfe"), 1007, "UTF-8"),
         (client_frame(0x1, b"a\xc3", fin=False) + client_frame(0x0, b"(\xa1"), 1007, "UTF-8"),
         (client_frame(0x8, b"\x03"), 1002, "1 byte"),
-        (client_frame(0x8, struct.pack("!H", 1005)), 1002, "invalid close code"),
-        (client_frame(0x8, struct.pack("!H", 1000) + b"\xff"), 1007, "UTF-8"),
+        (client_frame(0x8, close_payload(1005)), 1002, "invalid close code"),
+        (client_frame(0x8, close_payload(1000) + b"\xff"), 1007, "UTF-8"),
     ],
 )
 def test_reader_refuses_bad_frames_with_their_close_code(data: bytes, code: int, words: str) -> None:

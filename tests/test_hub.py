@@ -1,21 +1,15 @@
-"""Unit tests of the Hub and Session (pure core, plain objects)."""
+"""Unit tests of the Hub (rocketws/core/hub.py; pure core, plain objects)."""
 
 from __future__ import annotations
 
 from rocketws.core.hub import Hub
 from rocketws.core.session import Session
 
-
-class Outlet:
-    def __init__(self) -> None:
-        self.wakes = 0
-
-    def wake(self) -> None:
-        self.wakes += 1
+from .fakes import RecordingOutlet
 
 
-def make(limit: int = 1 << 20) -> tuple[Session, Outlet]:
-    outlet = Outlet()
+def make(limit: int = 1 << 20) -> tuple[Session, RecordingOutlet]:
+    outlet = RecordingOutlet()
     return Session(outlet, limit), outlet
 
 
@@ -57,25 +51,3 @@ def test_hub_fan_out_queues_same_bytes_and_skips_sender() -> None:
     assert all(s.take() is frame for s in sessions[1:])  # the very same object
     assert hub.fan_out("nobody", frame) == 0
     assert hub.broadcast(b"all") == 3
-
-
-def test_session_wakes_once_per_batch_and_coalesces() -> None:
-    s, outlet = make()
-    s.push(b"a")
-    s.push(b"b")
-    assert outlet.wakes == 1 and s.pending == 2
-    assert s.take() == b"ab"
-    s.sent(2)
-    assert s.pending == 0
-    s.push(b"c")
-    assert outlet.wakes == 2
-
-
-def test_session_over_limit_and_closed() -> None:
-    s, _ = make(limit=3)
-    s.push(b"ab")
-    assert not s.over_limit
-    s.push(b"cd")
-    assert s.over_limit
-    s.close()
-    assert s.push(b"x") is False and s.take() == b""

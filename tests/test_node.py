@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from rocketws.brokers import MemoryBroker, Publication, create_broker
+from rocketws.brokers import MemoryBroker, Publication
 from rocketws.core import rpc
 from rocketws.core.exceptions import LimitExceeded, NotSubscribed
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.session import Session
 
-from .test_hub import Outlet
+from .fakes import RecordingOutlet
+from .wsraw import split_frames
 
 
 class RecordingBroker(MemoryBroker):
@@ -40,21 +42,16 @@ def node() -> Node:
 
 
 def session(node: Node) -> Session:
-    s = Session(Outlet(), 1 << 20)
+    s = Session(RecordingOutlet(), 1 << 20)
     node.connect(s)
     return s
 
 
-def frames(s: Session) -> list[dict]:
-    data, out = s.take(), []
-    while data:
-        n = data[1] & 0x7F
-        start = 2 if n < 126 else 4
-        if n == 126:
-            n = int.from_bytes(data[2:4], "big")
-        out.append(json.loads(data[start:start + n]))
-        data = data[start + n:]
-    return out
+def frames(s: Session) -> list[Any]:
+    """The JSON documents of the text frames queued on ``s``."""
+    parsed, rest = split_frames(s.take())
+    assert rest == b"" and all(opcode == 0x1 for opcode, _ in parsed)
+    return [json.loads(payload) for _, payload in parsed]
 
 
 def test_node_broker_subscribe_on_first_unsubscribe_on_last(node: Node) -> None:
@@ -63,6 +60,7 @@ def test_node_broker_subscribe_on_first_unsubscribe_on_last(node: Node) -> None:
     node.subscribe(b, "c")
     node.unsubscribe(a, "c")
     node.disconnect(b)
+    assert isinstance(node.broker, RecordingBroker)
     assert node.broker.calls == [("subscribe", "c"), ("unsubscribe", "c")]
 
 
@@ -104,6 +102,7 @@ def test_rpc_dispatch_client_methods(node: Node) -> None:
     out = rpc.dispatch('[{"jsonrpc":"2.0","method":"subscribe","params":["c"],"id":1},'
                        '{"jsonrpc":"2.0","method":"subscriptions","id":2},'
                        '{"jsonrpc":"2.0","method":"heartbeat"}]', rpc.client_methods, ctx)
+    assert out is not None
     assert json.loads(out) == [
         {"jsonrpc": "2.0", "result": {"channel": "c", "subscribed": True}, "id": 1},
         {"jsonrpc": "2.0", "result": ["c"], "id": 2},
@@ -111,17 +110,16 @@ def test_rpc_dispatch_client_methods(node: Node) -> None:
     assert rpc.dispatch('{"jsonrpc":"2.0","method":"ping"}', rpc.client_methods, ctx) is None
 
 
-def test_rpc_dispatch_internal_error_is_32603_without_details(node: Node, caplog) -> None:
+def test_rpc_dispatch_internal_error_is_32603_without_details(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
     @rpc.rpc_method
-    def broken(_ctx):
+    def broken(_ctx: object) -> None:
         raise KeyError("secret detail")
 
-    out = json.loads(rpc.dispatch('{"jsonrpc":"2.0","method":"broken","id":1}', {"broken": broken}, None))
+    reply = rpc.dispatch('{"jsonrpc":"2.0","method":"broken","id":1}', {"broken": broken}, None)
+    assert reply is not None
+    out = json.loads(reply)
     assert out["error"]["code"] == -32603 and "secret" not in json.dumps(out)
     assert "Traceback" in caplog.text and "secret detail" in caplog.text
 
-
-def test_create_broker_rejects_unknown() -> None:
-    assert isinstance(create_broker("memory"), MemoryBroker)
-    with pytest.raises(ValueError, match="unsupported broker"):
-        create_broker("nats://x")

@@ -60,7 +60,7 @@ def _per_worker_connections(url: str, prefix: str) -> list[int]:
     client = redis.Redis.from_url(url)
     try:
         ids = client.smembers(f"{prefix}nodes")
-        counts = [client.get(f"{prefix}node:{i.decode()}") for i in ids]
+        counts = [client.get(f"{prefix}node:{i.decode() if isinstance(i, bytes) else i}") for i in ids]
         return sorted(int(c) for c in counts if c is not None)
     finally:
         client.close()
@@ -92,18 +92,18 @@ async def _receive(ws: ClientConnection, count: int) -> list[Any]:
 
 def test_workers_spread_1000_connections_and_every_client_gets_every_emit(
     workers: tuple[ServerProcess, str], redis_server: RedisServer
-):
+) -> None:
     srv, prefix = workers
 
     async def scenario() -> None:
         clients = await _connect_all(srv.ws_url, CLIENTS)
         try:
-            counts = await asyncio.to_thread(
-                wait_until,
-                lambda: (c := _per_worker_connections(redis_server.url, prefix))
-                and sum(c) == CLIENTS and len(c) == 2 and c,
-                10,
-            )
+            def spread() -> list[int] | None:
+                """Per-worker counts once both workers report all the clients."""
+                c = _per_worker_connections(redis_server.url, prefix)
+                return c if sum(c) == CLIENTS and len(c) == 2 else None
+
+            counts = await asyncio.to_thread(wait_until, spread, 10)
             assert all(c > 0 for c in counts), counts  # both workers took connections
             print(f"connections per worker: {counts}")
             await asyncio.to_thread(wait_until, lambda: srv.result(
@@ -120,7 +120,7 @@ def test_workers_spread_1000_connections_and_every_client_gets_every_emit(
     asyncio.run(scenario())
 
 
-def test_workers_restart_a_crashed_worker(workers: tuple[ServerProcess, str]):
+def test_workers_restart_a_crashed_worker(workers: tuple[ServerProcess, str]) -> None:
     srv, _ = workers
     victim = _worker_pids(srv)[0]
     os.kill(victim, signal.SIGKILL)
@@ -129,7 +129,7 @@ def test_workers_restart_a_crashed_worker(workers: tuple[ServerProcess, str]):
     assert srv.result("ping") == "pong"
 
 
-def test_workers_sigterm_drains_and_stops_every_worker(workers: tuple[ServerProcess, str]):
+def test_workers_sigterm_drains_and_stops_every_worker(workers: tuple[ServerProcess, str]) -> None:
     srv, _ = workers
     pids = _worker_pids(srv)
     client = ws_connect(srv.ws_url)
@@ -145,7 +145,7 @@ def test_workers_sigterm_drains_and_stops_every_worker(workers: tuple[ServerProc
     assert srv.log().count("INFO rocketws.server: stopped") == 2
 
 
-def test_workers_without_redis_broker_are_refused():
+def test_workers_without_redis_broker_are_refused() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "runserver", "--workers=2",
          "--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0"],

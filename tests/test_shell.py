@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.shortcuts import PromptSession
 from prompt_toolkit.validation import ValidationError
 
 from rocketws.client import Client
@@ -121,11 +123,11 @@ def test_shell_prompts_for_missing_emit_arguments_with_default_data(
 
         def script(terminal: Terminal, pipe: PipeInput) -> None:
             pipe.send_text("emit\r")
-            asking_channel = wait_until(lambda: terminal.asking)
+            asking_channel: PromptSession[str] = wait_until(lambda: terminal.asking)
             assert asking_channel.message == [("class:prompt", "channel: ")]
             pipe.send_text("pipe-ask\r")
-            asking_data = wait_until(
-                lambda: terminal.asking not in (None, asking_channel) and terminal.asking
+            asking_data: PromptSession[str] = wait_until(
+                lambda: terminal.asking if terminal.asking not in (None, asking_channel) else None
             )
             assert asking_data.message == [("class:prompt", "data: ")]
             wait_until(lambda: asking_data.default_buffer.text)
@@ -133,12 +135,12 @@ def test_shell_prompts_for_missing_emit_arguments_with_default_data(
             pipe.send_text("\r")  # accept the default data
             wait_until(lambda: "delivered" in out.getvalue())
 
+        before = time.time()
         shell_console.run(script)
-        assert recv_json(ws)["params"] == {
-            "channel": "pipe-ask",
-            "data": {"message": "test"},
-            "ts": pytest.approx(0, abs=1e10),
-        }
+        params = recv_json(ws)["params"]
+        received = time.time()
+    assert params == {"channel": "pipe-ask", "data": {"message": "test"}, "ts": params["ts"]}
+    assert before <= params["ts"] <= received  # stamped by the server during the emit
     assert {"channel": "pipe-ask", "delivered": 1} in results(out.getvalue())
     assert err.getvalue() == ""
 
@@ -198,11 +200,10 @@ def test_shell_data_prompt_reprompts_until_json_is_valid(
 
         def script(terminal: Terminal, pipe: PipeInput) -> None:
             pipe.send_text("emit pipe-reask\r")
-            wait_until(lambda: terminal.asking is not None)
-            asking = terminal.asking
+            asking: PromptSession[str] = wait_until(lambda: terminal.asking)
             pipe.send_text(CTRL_U + '{"b": [1,\r')  # replace the default with bad JSON
-            wait_until(lambda: asking.default_buffer.validation_error is not None)
-            assert asking.default_buffer.validation_error.message.startswith(
+            error = wait_until(lambda: asking.default_buffer.validation_error)
+            assert error.message.startswith(
                 "invalid JSON at line 1, column 10:"
             )
             pipe.send_text(" 2]}\r")
@@ -235,10 +236,11 @@ def test_shell_toolbar_shows_url_and_reachability(server: ServerProcess) -> None
     down = Shell(dead_url(), None, io.StringIO(), io.StringIO())
     toolbars = []
     for shell in (up, down):
-        terminal = Terminal(shell, create_pipe_input(), DummyOutput())
-        assert "not checked" in "".join(text for _, text in terminal.toolbar())
-        shell.execute("ping")
-        toolbars.append("".join(text for _, text in terminal.toolbar()))
+        with create_pipe_input() as pipe:
+            terminal = Terminal(shell, pipe, DummyOutput())
+            assert "not checked" in "".join(fragment[1] for fragment in terminal.toolbar())
+            shell.execute("ping")
+            toolbars.append("".join(fragment[1] for fragment in terminal.toolbar()))
     assert server.ms_url in toolbars[0] and "● reachable" in toolbars[0]
     assert down.url in toolbars[1] and "✗ unreachable" in toolbars[1]
 
@@ -322,9 +324,11 @@ def test_shell_stdin_script_runs_each_line_and_exits_zero(
 def test_shell_stdin_script_exits_one_when_a_command_fails(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    done = run_shell(
-        tmp_path, *server_args(server), stdin='emit "" {"a": 1}\nnotify_all [1]\nbogus\n'
-    )
+    with ws_connect(server.ws_url) as ws:
+        done = run_shell(
+            tmp_path, *server_args(server), stdin='emit "" {"a": 1}\nnotify_all [1]\nbogus\n'
+        )
+        broadcast = recv_json(ws)
     assert done.returncode == EXIT_FAILED
     assert done.stderr.splitlines()[0] == "error -32602: Invalid params"
     assert json.loads("\n".join(done.stderr.splitlines()[1:5])) == {
@@ -332,7 +336,9 @@ def test_shell_stdin_script_exits_one_when_a_command_fails(
         "reason": "must not be empty",
     }
     assert "unknown command 'bogus'; type `help` for the list" in done.stderr
-    assert results(done.stdout)[0]["delivered"] >= 0  # later commands still ran
+    # later commands still ran: the notify_all after the failed emit reached our socket
+    assert results(done.stdout)[0]["delivered"] >= 1
+    assert (broadcast["method"], broadcast["params"]["data"]) == ("broadcast", [1])
 
 
 def test_shell_c_runs_one_command_and_exits_zero(server: ServerProcess, tmp_path: Path) -> None:
@@ -484,15 +490,18 @@ def test_shell_pty_emit_reaches_websocket_subscriber_exactly(
         child = pty_shell(*server_args(server))
         child.expect_exact(f'"pong" from {server.ms_url}')
         child.expect_exact(PROMPT)
+        before = time.time()
         child.sendline('emit chat {"message": "hi"}')
         child.expect_exact('"delivered": 1')
         push = recv_json(ws)
+        received = time.time()
         assert set(push) == {"jsonrpc", "method", "params"}
         assert (push["jsonrpc"], push["method"]) == ("2.0", "message")
         assert set(push["params"]) == {"channel", "data", "ts"}
         assert push["params"]["channel"] == "chat"
         assert push["params"]["data"] == {"message": "hi"}
         assert isinstance(push["params"]["ts"], float)
+        assert before <= push["params"]["ts"] <= received
         # Nothing else was pushed in between: the next frame is our marker.
         Client(server.ms_url).emit("chat", "marker")
         assert recv_json(ws)["params"]["data"] == "marker"
@@ -637,7 +646,7 @@ def test_completer_offers_commands_channels_and_default_data() -> None:
 
 def test_lexer_styles_command_channel_and_json() -> None:
     fragments = line_fragments('emit chat {"a": true}')
-    styled = [(style, text) for style, text in fragments if text.strip()]
+    styled = [(fragment[0], fragment[1]) for fragment in fragments if fragment[1].strip()]
     assert styled[:2] == [("class:command", "emit"), ("class:channel", " chat ")]
     assert ("class:json.key", '"a"') in styled
     assert ("class:json.keyword", "true") in styled

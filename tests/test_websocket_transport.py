@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
-import os
 import socket
-import struct
-import time
 
 import gevent
 import gevent.socket
@@ -18,23 +14,15 @@ import pytest
 from rocketws.config import Address, Config
 from rocketws.process.server import Server
 
-from .support import ServerProcess
-from .test_framing import client_frame
-from .wsraw import RawWebSocket
-
-
-def rpc(method: str, rid: int, params: object = None) -> bytes:
-    req: dict[str, object] = {"jsonrpc": "2.0", "method": method, "id": rid}
-    if params is not None:
-        req["params"] = params
-    return client_frame(0x1, json.dumps(req).encode())
+from .support import ServerProcess, wait_in_hub
+from .wsraw import RawWebSocket, client_frame, close_payload, rpc_frame
 
 
 def test_frames_pipelined_with_the_upgrade_request_are_served(server: ServerProcess) -> None:
     # Three small frames fit in the handshake's read buffer; the big one does not, so it
     # is split between that buffer and the socket.
     big = {"jsonrpc": "2.0", "method": "ping", "id": 4, "pad": "x" * 2000}
-    pipelined = (rpc("ping", 1) + rpc("subscribe", 2, ["piped"]) + rpc("ping", 3)
+    pipelined = (rpc_frame("ping", 1) + rpc_frame("subscribe", 2, ["piped"]) + rpc_frame("ping", 3)
                  + client_frame(0x1, json.dumps(big).encode()))
     raw = RawWebSocket(server.ws_port, pipelined=pipelined)
     replies = [json.loads(raw.read_frame()[1]) for _ in range(4)]
@@ -46,7 +34,7 @@ def test_frames_pipelined_with_the_upgrade_request_are_served(server: ServerProc
 
 def test_reply_is_sent_before_the_pong_of_a_later_ping(server: ServerProcess) -> None:
     raw = RawWebSocket(server.ws_port)
-    raw.sock.sendall(rpc("ping", 1) + client_frame(0x9, b"after"))
+    raw.sock.sendall(rpc_frame("ping", 1) + client_frame(0x9, b"after"))
     opcode, payload = raw.read_frame()
     assert opcode == 0x1 and json.loads(payload)["id"] == 1
     assert raw.read_frame() == (0xA, b"after")
@@ -55,7 +43,7 @@ def test_reply_is_sent_before_the_pong_of_a_later_ping(server: ServerProcess) ->
 
 def test_requests_before_a_close_frame_are_answered_first(server: ServerProcess) -> None:
     raw = RawWebSocket(server.ws_port)
-    raw.sock.sendall(rpc("ping", 1) + rpc("ping", 2) + client_frame(0x8, struct.pack("!H", 1000)))
+    raw.sock.sendall(rpc_frame("ping", 1) + rpc_frame("ping", 2) + client_frame(0x8, close_payload(1000)))
     texts, code, _reason = raw.read_until_close()
     assert [json.loads(t)["id"] for t in texts] == [1, 2]
     assert code == 1000
@@ -66,7 +54,7 @@ def test_requests_before_a_close_frame_are_answered_first(server: ServerProcess)
 
 def test_bytes_after_a_bad_frame_do_not_lose_the_close_frame(server: ServerProcess) -> None:
     raw = RawWebSocket(server.ws_port)
-    raw.sock.sendall(client_frame(0x1, b"{}", mask=False) + rpc("ping", 1) * 50)
+    raw.sock.sendall(client_frame(0x1, b"{}", mask=False) + rpc_frame("ping", 1) * 50)
     assert raw.read_until_close()[1] == 1002
     raw.close()
 
@@ -79,63 +67,26 @@ def _live_greenlets() -> int:
     return sum(1 for obj in gc.get_objects() if issubclass(type(obj), greenlet.greenlet) and obj)
 
 
-def _poll(predicate, timeout: float = 10.0) -> None:
-    """Let the hub run until ``predicate()`` holds (fails after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        gevent.sleep(0.001)
-
-
-class GeventClient:
+def gevent_client(port: int) -> RawWebSocket:
     """A raw client on gevent sockets, so it can share the hub with an in-process server."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=10)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        self.buf = b""
-        head = self._until(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def _until(self, marker: bytes) -> bytes:
-        while marker not in self.buf:
-            chunk = self.sock.recv(65536)
-            assert chunk, "connection closed"
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(marker)
-        return head
-
-    def call(self, method: str, rid: int, params: object = None) -> dict:
-        self.sock.sendall(rpc(method, rid, params))
-        while len(self.buf) < 2 or len(self.buf) < 2 + (self.buf[1] & 0x7F):
-            chunk = self.sock.recv(65536)
-            assert chunk, "connection closed"
-            self.buf += chunk
-        n = self.buf[1] & 0x7F
-        assert n < 126, "test replies are short"
-        payload, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
-        return json.loads(payload)
+    return RawWebSocket(port, connect=gevent.socket.create_connection)
 
 
 def test_idle_subscribed_connections_hold_no_greenlet() -> None:
     server = Server(Config(ws=Address("127.0.0.1", 0), ms=Address("127.0.0.1", 0)))
     server.start()
-    clients: list[GeventClient] = []
+    clients: list[RawWebSocket] = []
     try:
         before = _live_greenlets()
         for i in range(20):
-            client = GeventClient(server.ws_server.server_port)
+            client = gevent_client(server.ws_server.server_port)
             assert client.call("subscribe", i, ["idle"])["result"]["subscribed"] is True
             clients.append(client)
         # the handshake and dispatch greenlets end; the connections stay open and served
-        _poll(lambda: _live_greenlets() <= before)
+        wait_in_hub(lambda: _live_greenlets() <= before)
         assert server.hub.count("idle") == 20
         assert clients[7].call("ping", 99)["result"] == "pong"
-        _poll(lambda: _live_greenlets() <= before)
+        wait_in_hub(lambda: _live_greenlets() <= before)
     finally:
         for client in clients:
             client.sock.close()
@@ -150,7 +101,7 @@ def test_websocket_sockets_have_tcp_nodelay() -> None:
     server = Server(Config(ws=Address("127.0.0.1", 0), ms=Address("127.0.0.1", 0)))
     server.start()
     try:
-        client = GeventClient(server.ws_server.server_port)
+        client = gevent_client(server.ws_server.server_port)
         assert client.call("ping", 1)["result"] == "pong"
         (conn,) = server.ws_app.connections
         assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

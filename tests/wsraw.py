@@ -1,16 +1,29 @@
-"""A raw WebSocket client for tests that must send what a real client library won't."""
+"""The one WebSocket frame codec of the tests, and a raw client built on it.
+
+``client_frame`` builds what a browser sends (RFC 6455 section 5.2, masked unless told
+otherwise); ``split_frames`` parses what the server sends; ``RawWebSocket`` does the
+handshake by hand for tests that must send what a real client library won't.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import struct
+from collections.abc import Callable
+from typing import Any
+
+TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 
 
 def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True,
                  rsv: int = 0, length: int | None = None) -> bytes:
-    """A client frame as a browser would send it (masked unless told otherwise)."""
+    """A client frame as a browser would send it (masked unless told otherwise).
+
+    ``length`` announces a payload length other than ``len(payload)``.
+    """
     n = len(payload) if length is None else length
     first = (0x80 if fin else 0) | rsv | opcode
     mbit = 0x80 if mask else 0
@@ -26,18 +39,60 @@ def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: b
     return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def close_payload(code: int, reason: str = "") -> bytes:
+    """The payload of a close frame: a 2-byte code, then the UTF-8 reason (section 5.5.1)."""
+    return struct.pack("!H", code) + reason.encode()
+
+
+def rpc_frame(method: str, rid: int, params: object = None) -> bytes:
+    """A masked text frame holding one JSON-RPC request."""
+    req: dict[str, object] = {"jsonrpc": "2.0", "method": method, "id": rid}
+    if params is not None:
+        req["params"] = params
+    return client_frame(TEXT, json.dumps(req).encode())
+
+
+def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Parse unmasked server frames: ``([(opcode, payload), ...], bytes left over)``."""
+    frames: list[tuple[int, bytes]] = []
+    while len(data) >= 2:
+        b1, b2 = data[0], data[1]
+        assert not b2 & 0x80, "server frames must not be masked"
+        n, start = b2 & 0x7F, 2
+        if n == 126:
+            if len(data) < 4:
+                break
+            (n,), start = struct.unpack("!H", data[2:4]), 4
+        elif n == 127:
+            if len(data) < 10:
+                break
+            (n,), start = struct.unpack("!Q", data[2:10]), 10
+        if len(data) < start + n:
+            break
+        frames.append((b1 & 0x0F, data[start:start + n]))
+        data = data[start + n:]
+    return frames, data
+
 
 class RawWebSocket:
-    """Handshake done by hand; frames sent and read as bytes."""
+    """Handshake done by hand; frames sent and read as bytes.
+
+    ``connect`` makes the TCP socket: ``gevent.socket.create_connection`` lets the client
+    share the gevent hub with a server running in the test process.
+    """
 
     def __init__(self, port: int, rcvbuf: int | None = None, timeout: float = 10.0,
-                 pipelined: bytes = b"") -> None:
+                 pipelined: bytes = b"",
+                 connect: Callable[..., socket.socket] | None = None) -> None:
         """Connect and upgrade; ``pipelined``: bytes sent in the same write as the request."""
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
+        if connect is None:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if rcvbuf is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect(("127.0.0.1", port))
+        else:
+            self.sock = connect(("127.0.0.1", port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (
@@ -55,45 +110,43 @@ class RawWebSocket:
             head += chunk
         assert head.startswith(b"HTTP/1.1 101"), head
         self.buf = b""
+        self._frames: list[tuple[int, bytes]] = []
 
     def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
                    length: int | None = None) -> None:
         self.sock.sendall(client_frame(opcode, payload, fin=fin, mask=mask, length=length))
 
     def send_text(self, text: str) -> None:
-        self.send_frame(0x1, text.encode())
-
-    def _need(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        self.send_frame(TEXT, text.encode())
 
     def read_frame(self) -> tuple[int, bytes]:
         """(opcode, payload) of the next frame; EOFError when the TCP stream ends."""
-        b1, b2 = self._need(2)
-        n = b2 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", self._need(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", self._need(8))
-        assert not b2 & 0x80, "server frames must not be masked"
-        return b1 & 0x0F, self._need(n)
+        while not self._frames:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            frames, self.buf = split_frames(self.buf + chunk)
+            self._frames.extend(frames)
+        return self._frames.pop(0)
+
+    def call(self, method: str, rid: int, params: object = None) -> Any:
+        """Send one JSON-RPC request; return the decoded next text frame."""
+        self.sock.sendall(rpc_frame(method, rid, params))
+        opcode, payload = self.read_frame()
+        assert opcode == TEXT, (opcode, payload)
+        return json.loads(payload)
 
     def read_until_close(self) -> tuple[list[bytes], int | None, str]:
         """Read frames until a close frame; return (text payloads, code, reason)."""
         texts: list[bytes] = []
         while True:
             opcode, payload = self.read_frame()
-            if opcode == 0x8:
+            if opcode == CLOSE:
                 if len(payload) >= 2:
                     (code,) = struct.unpack("!H", payload[:2])
                     return texts, code, payload[2:].decode()
                 return texts, None, ""
-            if opcode == 0x1:
+            if opcode == TEXT:
                 texts.append(payload)
 
     def close(self) -> None:

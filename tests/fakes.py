@@ -1,13 +1,18 @@
-"""Test doubles and polling helpers for broker tests (run inside the gevent hub)."""
+"""Plain test doubles for the core's protocols (no I/O, no gevent)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
-import gevent
-
 from rocketws.brokers.base import Publication
+
+
+class RecordingOutlet:
+    """A session Outlet that counts its wakes."""
+
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
 
 
 class FakeNode:
@@ -35,14 +40,3 @@ class FakeNode:
 
     def payloads(self, channel: str | None = "*") -> list[bytes]:
         return [p.payload for p in self.delivered if channel == "*" or p.channel == channel]
-
-
-def wait_for(
-    condition: Callable[[], object], timeout: float = 5.0, what: str = "condition"
-) -> None:
-    """Yield to the hub until ``condition()`` is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(0.005)
