@@ -24,7 +24,7 @@ from rocketws.core.connection import (
     Step,
 )
 
-from .wsraw import client_frame
+from .wsraw import client_frame, close_payload
 
 MAX = 1024
 
@@ -42,7 +42,7 @@ FEED: dict[Input, Callable[[ConnectionProtocol], Step | None]] = {
     Input.TEXT: _frame_input(client_frame(framing.OP_TEXT, b'{"x": 1}')),
     Input.PING: _frame_input(client_frame(framing.OP_PING, b"hi")),
     Input.PONG: _frame_input(client_frame(framing.OP_PONG, b"ho")),
-    Input.PEER_CLOSE: _frame_input(client_frame(framing.OP_CLOSE, struct.pack("!H", 4001) + b"bye")),
+    Input.PEER_CLOSE: _frame_input(client_frame(framing.OP_CLOSE, close_payload(4001, "bye"))),
     Input.VIOLATION: _frame_input(client_frame(framing.OP_TEXT, b"{}", mask=False)),
     Input.SERVER_CLOSE: lambda p: p.server_close(disconnect.SHUTDOWN, keep_queue=True),
     Input.FAILED: lambda p: p.failed("boom"),
@@ -119,7 +119,7 @@ def test_requests_before_acceptance_are_dispatched_too() -> None:
 
 def test_peer_close_is_echoed_after_queued_frames_and_reading_stops() -> None:
     proto = in_state(State.OPEN)
-    proto.receive_data(client_frame(framing.OP_CLOSE, struct.pack("!H", 4001) + b"bye")
+    proto.receive_data(client_frame(framing.OP_CLOSE, close_payload(4001, "bye"))
                        + client_frame(framing.OP_TEXT, b"after the close"))
     step = proto.next_step()
     assert step is not None
@@ -162,7 +162,7 @@ def test_frames_before_a_violation_are_stepped_first() -> None:
 def test_text_and_pings_after_our_close_are_ignored_until_the_peer_answers() -> None:
     proto = in_state(State.CLOSING)
     proto.receive_data(client_frame(framing.OP_TEXT, b"late") + client_frame(framing.OP_PING, b"p")
-                       + client_frame(framing.OP_CLOSE, struct.pack("!H", 1001)))
+                       + client_frame(framing.OP_CLOSE, close_payload(1001)))
     assert proto.next_step() == NOTHING
     assert proto.next_step() == NOTHING
     step = proto.next_step()

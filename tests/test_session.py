@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rocketws.core.session import Session, State
+from rocketws.core.session import Session
 
 from .fakes import RecordingOutlet
 
@@ -24,7 +24,7 @@ def test_session_ids_are_unique_unless_given() -> None:
 
 def test_session_starts_open_clean_and_empty() -> None:
     s, outlet = make()
-    assert s.state is State.OPEN and not s.dirty and s.pending == 0 and s.channels == set()
+    assert not s.closed and not s.dirty and s.pending == 0 and s.channels == set()
     assert s.take() == b"" and outlet.wakes == 0
     assert repr(s) == f"<Session {s.id} open channels=0>"
 
@@ -121,7 +121,7 @@ def test_session_close_drops_queue_and_refuses_pushes_without_waking() -> None:
     s, outlet = make()
     s.push(b"queued")
     s.close()
-    assert s.state is State.CLOSED and not s.dirty
+    assert s.closed and not s.dirty
     assert s.take() == b""
     assert s.push(b"late") is False
     assert outlet.wakes == 1 and s.take() == b""
@@ -132,4 +132,4 @@ def test_session_close_is_idempotent() -> None:
     s, _ = make()
     s.close()
     s.close()
-    assert s.state is State.CLOSED and s.push(b"x") is False
+    assert s.closed and s.push(b"x") is False
