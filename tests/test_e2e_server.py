@@ -147,6 +147,8 @@ def test_ipv6_loopback_listen() -> None:
         (["runserver", "--ms-conn=1.2.3.4:99999"], {}, "port must be 0-65535"),
         (["runserver"], {"ROCKETWS_MAX_OUTBOX_BYTES": "lots"}, "ROCKETWS_MAX_OUTBOX_BYTES='lots'"),
         (["runserver"], {"ROCKETWS_BROKER": "kafka://x"}, "kafka://x"),
+        (["runserver"], {"ROCKETWS_NAMESPACES": '[{"name": "a:b"}]'},
+         "ROCKETWS_NAMESPACES[0]['name']='a:b': must not contain ':'"),
         (["runserver"], {"ROCKETWS_SETTINGS": "no_such_settings_module"}, "no_such_settings_module"),
         (["frobnicate"], {}, "frobnicate"),
         (["runserver", "--nope"], {}, "--nope"),
