@@ -382,7 +382,7 @@ def _from_env(spec: Setting, env: Mapping[str, str]) -> tuple[str, str] | None:
     given = [(name, env[name]) for name in (spec.env, *spec.aliases) if name and env.get(name)]
     if len({text for _, text in given}) > 1:
         (name, text), (other, other_text) = given[0], given[1]
-        raise ConfigError(other, other_text, f"conflicts with {name}={text!r} (an older name for it)")
+        raise ConfigError(other, other_text, f"an older name of {name}, which is set to {text!r}")
     return given[0] if given else None
 
 

@@ -110,7 +110,7 @@ def test_alias_conflicting_with_the_derived_name_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, {"ROCKETWS_IDLE_TIMEOUT": "7", "ROCKETWS_MS_IDLE_TIMEOUT": "8"})
     assert str(info.value) == (
-        "invalid ROCKETWS_MS_IDLE_TIMEOUT='8': conflicts with ROCKETWS_IDLE_TIMEOUT='7' (an older name for it)"
+        "invalid ROCKETWS_MS_IDLE_TIMEOUT='8': an older name of ROCKETWS_IDLE_TIMEOUT, which is set to '7'"
     )
 
 
