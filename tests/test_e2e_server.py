@@ -179,6 +179,14 @@ def test_cli_help_and_version() -> None:
     assert version.returncode == 0 and version.stdout.startswith("RocketWS ")
 
 
+def test_cli_help_shows_the_declared_default_addresses() -> None:
+    from rocketws.config import DEFAULTS
+
+    text = _manage("--help").stdout
+    assert f"[default from settings: {DEFAULTS.websocket}]" in text
+    assert f"{DEFAULTS.backend}]; :PORT means {DEFAULTS.backend.host}." in text
+
+
 def test_cli_env_overrides_settings(start_server) -> None:
     srv = start_server(ROCKETWS_MAX_CHANNEL_LENGTH="4")
     with ws_connect(srv.ws_url) as ws:
