@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-WS_CONN ?= 0.0.0.0:58000
-MS_CONN ?= 127.0.0.1:59999
+# Addresses: empty = as settings say (defaults in rocketws/config.py); e.g. WS_CONN=:8000.
+WS_CONN ?=
+MS_CONN ?=
+CONN_FLAGS = $(strip $(if $(MS_CONN),--ms-conn=$(MS_CONN)) $(if $(WS_CONN),--ws-conn=$(WS_CONN)))
 
 .PHONY: run run_bg stop shell test lint docker sysdeps clean
 
@@ -20,10 +22,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) manage.py runserver --ws-conn=$(WS_CONN) --ms-conn=$(MS_CONN)
+	$(PY) manage.py runserver $(CONN_FLAGS)
 
 run_bg: $(STAMP)
-	@nohup $(PY) manage.py runserver --ws-conn=$(WS_CONN) --ms-conn=$(MS_CONN) >rocketws.log 2>&1 & echo $$! > rocketws.pid
+	@nohup $(PY) manage.py runserver $(CONN_FLAGS) >rocketws.log 2>&1 & echo $$! > rocketws.pid
 	@echo "RocketWS started (pid $$(cat rocketws.pid), log rocketws.log); stop with: make stop"
 
 stop:
@@ -31,7 +33,7 @@ stop:
 
 # Backend console against the local server (`make run` or `make run_bg` first).
 shell: $(STAMP)
-	$(PY) manage.py shell --ms-conn=$(MS_CONN) --ws-conn=$(WS_CONN)
+	$(PY) manage.py shell $(CONN_FLAGS)
 
 test: $(STAMP) sysdeps
 	$(PY) manage.py tests

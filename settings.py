@@ -1,8 +1,8 @@
 """RocketWS settings: the defaults, spelled out.  Edit to change them.
 
-Environment variables override these (ROCKETWS_WS_CONN=HOST:PORT, ROCKETWS_MS_CONN,
-ROCKETWS_MAX_MESSAGE_SIZE, ... : see docs/configuration.md), and command-line flags
-override both.  Values are validated once at start.
+Environment variables override these (ROCKETWS_ + the key: ROCKETWS_MAX_MESSAGE_SIZE, ...;
+addresses ROCKETWS_WS_CONN=HOST:PORT and ROCKETWS_MS_CONN: see docs/configuration.md), and
+command-line flags override both.  Values are validated once at start.
 """
 
 # Browser-facing WebSocket endpoint.
@@ -27,8 +27,12 @@ MESSAGES_SOURCE = {
     "REDIS": None,  # or "redis://127.0.0.1:6379/0?channel=rocketws:messages" (docs/scaling.md)
 }
 
+# A channel "ns:room" is in namespace "ns"; a channel without ":" in the default one ("").
 CHANNELS = {
     "MAX_NAME_LENGTH": 255,
+    # e.g. [{"name": "news", "allow_send_data": False}]: clients only listen on news:*
+    "NAMESPACES": [],
+    "ALLOW_UNKNOWN_NAMESPACES": True,  # False: subscribe to an undeclared x:room answers -32005
 }
 
 RPC = {

@@ -11,6 +11,7 @@ from rocketws.core.exceptions import (
     ConfigError,
     InvalidParams,
     LimitExceeded,
+    NotAllowed,
     NotSubscribed,
     RocketWSError,
     RpcError,
@@ -29,4 +30,5 @@ __all__ = [
     "NotSubscribed",
     "BrokerUnavailable",
     "LimitExceeded",
+    "NotAllowed",
 ]

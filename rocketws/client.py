@@ -33,6 +33,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 
+from rocketws.config import DEFAULTS
 from rocketws.core.exceptions import RocketWSError, RpcError
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
     "normalize_url",
 ]
 
-DEFAULT_URL = "http://127.0.0.1:59999/"
+DEFAULT_URL = f"http://{DEFAULTS.backend}/"
 DEFAULT_TIMEOUT = 5.0
 
 Params = dict[str, Any] | list[Any] | None

@@ -1,31 +1,31 @@
 """Typed, validated settings: built-in defaults < settings module < ROCKETWS_* env < flags.
 
-Validated once at start; any bad value raises ConfigError naming it.
+Each setting is declared once, as a field of ``Config`` made by ``setting()``: its place
+in settings.py, default, parser and doc line.  Its environment variable is derived:
+``ROCKETWS_`` + the name of its ``runserver`` flag when it has one (``--ws-conn`` ->
+``ROCKETWS_WS_CONN``), else ``ROCKETWS_`` + its settings key (``MAX_MESSAGE_SIZE`` ->
+``ROCKETWS_MAX_MESSAGE_SIZE``).  Names used before that rule still work as declared
+aliases.  Everything is validated once at start; a bad value raises ConfigError naming it.
+``python -m rocketws.config`` prints the table in docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
+from rocketws.core.channels import Namespace, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
 
-DEFAULT_LOGGING: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-    },
-    "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
-    },
-    "root": {"handlers": ["stderr"], "level": "INFO"},
-}
+T = TypeVar("T")
+Parser = Callable[[str, Any], Any]
+ENV_PREFIX = "ROCKETWS_"
 
 
 @dataclass(frozen=True)
@@ -38,29 +38,65 @@ class Address:
 
 
 @dataclass(frozen=True)
-class Config:
-    """Every setting RocketWS reads, with its default."""
+class Setting:
+    """One declared setting: where it lives, its default, how it is parsed, what it means.
 
-    ws: Address = Address("0.0.0.0", 58000)
-    ms: Address = Address("127.0.0.1", 59999)
-    broker: str = "memory"
-    redis_source: str | None = None
-    max_message_size: int = 64 * 1024
-    max_outbox_bytes: int = 1024 * 1024
-    max_channels_per_connection: int = 128
-    max_connections: int = 16000
-    allowed_origins: tuple[str, ...] = ("*",)
-    max_channel_length: int = 255
-    max_request_body: int = 1024 * 1024
-    ms_idle_timeout: float = 60.0
-    max_batch_size: int = 1000
-    handshake_timeout: float = 10.0
-    close_timeout: float = 5.0
-    shutdown_timeout: float = 5.0
-    spec_example_methods: bool = False
-    log_level: str | None = None
-    logging: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_LOGGING))
+    ``keys`` is one key of the settings dict ``section``, two for an address (HOST, PORT),
+    or none when the setting is the whole module attribute ``section`` (LOGGING).
+    """
 
+    section: str
+    keys: tuple[str, ...]
+    default: Any
+    parse: Parser
+    doc: str
+    flag: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str | None:
+        """The derived environment variable (None for a whole-module setting)."""
+        if not self.keys:
+            return None
+        name = self.flag.removeprefix("--") if self.flag else self.keys[0]
+        return ENV_PREFIX + name.upper().replace("-", "_")
+
+    @property
+    def location(self) -> str:
+        """Where it is in settings.py: ``WEBSOCKETS["HOST"], ["PORT"]``."""
+        return self.section + ", ".join(f'["{key}"]' for key in self.keys)
+
+    def settings_name(self) -> str:
+        """How errors name its settings.py value."""
+        key = f"[{self.keys[0]!r}]" if len(self.keys) == 1 else ""
+        return f"settings.{self.section}{key}"
+
+    def read(self, settings: ModuleType | None) -> Any:
+        """Its raw value in the settings module (a dict of the keys given, for an
+        address), or None when not set there."""
+        if not self.keys:
+            return getattr(settings, self.section, None) if settings is not None else None
+        section = _section(settings, self.section)
+        if len(self.keys) == 1:
+            return section.get(self.keys[0])
+        given = {key: section[key] for key in self.keys if key in section}
+        return given or None
+
+
+def setting(
+    section: str, key: str | tuple[str, ...], default: T, parse: Parser, doc: str, *,
+    flag: str | None = None, aliases: tuple[str, ...] = (),
+) -> T:
+    """Declare a Config field (see Setting); mutable defaults are copied per Config."""
+    keys = (key,) if isinstance(key, str) else key
+    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases)}
+    if isinstance(default, (dict, list)):
+        factory: Callable[[], T] = lambda: copy.deepcopy(default)  # noqa: E731
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+# -- parsers: (name for errors, raw value) -> typed value, or ConfigError ------------------
 
 _CONN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
 
@@ -75,6 +111,25 @@ def parse_address(text: str, default_host: str, name: str = "address") -> Addres
         raise ConfigError(name, text, "port must be 0-65535")
     host = m["v6"] or m["host"] or default_host
     return Address(host, port)
+
+
+def _address(default: Address) -> Parser:
+    """A parser of ``HOST:PORT`` text, or of settings' ``{"HOST": ..., "PORT": ...}``."""
+
+    def parse(name: str, value: Any) -> Address:
+        if not isinstance(value, Mapping):
+            return parse_address(value, default.host, name)
+        host, port = value.get("HOST", default.host), value.get("PORT", default.port)
+        if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+            raise ConfigError(f"{name} HOST/PORT", (host, port), "expected a str host and an int port")
+        return parse_address(str(Address(host, port)), default.host, name)
+
+    return parse
+
+
+def _address_setting(section: str, default: Address, flag: str, doc: str) -> Address:
+    """Declare an address kept as ``HOST`` and ``PORT`` in settings, ``HOST:PORT`` elsewhere."""
+    return setting(section, ("HOST", "PORT"), default, _address(default), doc, flag=flag)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -143,33 +198,170 @@ def _redis_source(name: str, value: Any) -> str | None:
     return value
 
 
-# field -> (settings dict, key, environment variable, parser)
-_SIMPLE: dict[str, tuple[str, str, str, Callable[[str, Any], Any]]] = {
-    "max_message_size": ("WEBSOCKETS", "MAX_MESSAGE_SIZE", "ROCKETWS_MAX_MESSAGE_SIZE", _positive_int),
-    "max_outbox_bytes": ("WEBSOCKETS", "MAX_OUTBOX_BYTES", "ROCKETWS_MAX_OUTBOX_BYTES", _positive_int),
-    "max_connections": ("WEBSOCKETS", "MAX_CONNECTIONS", "ROCKETWS_MAX_CONNECTIONS", _positive_int),
-    "allowed_origins": ("WEBSOCKETS", "ALLOWED_ORIGINS", "ROCKETWS_ALLOWED_ORIGINS", _origins),
-    "max_channels_per_connection": (
-        "WEBSOCKETS", "MAX_CHANNELS_PER_CONNECTION", "ROCKETWS_MAX_CHANNELS_PER_CONNECTION", _positive_int,
-    ),
-    "handshake_timeout": ("WEBSOCKETS", "HANDSHAKE_TIMEOUT", "ROCKETWS_HANDSHAKE_TIMEOUT", _positive_float),
-    "close_timeout": ("WEBSOCKETS", "CLOSE_TIMEOUT", "ROCKETWS_CLOSE_TIMEOUT", _positive_float),
-    "max_request_body": ("MESSAGES_SOURCE", "MAX_REQUEST_BODY", "ROCKETWS_MAX_REQUEST_BODY", _positive_int),
-    "ms_idle_timeout": ("MESSAGES_SOURCE", "IDLE_TIMEOUT", "ROCKETWS_MS_IDLE_TIMEOUT", _positive_float),
-    "max_channel_length": ("CHANNELS", "MAX_NAME_LENGTH", "ROCKETWS_MAX_CHANNEL_LENGTH", _positive_int),
-    "max_batch_size": ("RPC", "MAX_BATCH_SIZE", "ROCKETWS_MAX_BATCH_SIZE", _positive_int),
-    "spec_example_methods": ("RPC", "SPEC_EXAMPLE_METHODS", "ROCKETWS_SPEC_EXAMPLE_METHODS", _bool),
-    "shutdown_timeout": ("SERVER", "SHUTDOWN_TIMEOUT", "ROCKETWS_SHUTDOWN_TIMEOUT", _positive_float),
-    "broker": ("SERVER", "BROKER", "ROCKETWS_BROKER", _broker),
-    "redis_source": ("MESSAGES_SOURCE", "REDIS", "ROCKETWS_REDIS_SOURCE", _redis_source),
-    "log_level": ("SERVER", "LOG_LEVEL", "ROCKETWS_LOG_LEVEL", _log_level),
-}
-_KNOWN_KEYS: dict[str, set[str]] = {
-    "WEBSOCKETS": {"HOST", "PORT"},
-    "MESSAGES_SOURCE": {"HOST", "PORT"},
-}
-for _spec in _SIMPLE.values():
-    _KNOWN_KEYS.setdefault(_spec[0], set()).add(_spec[1])
+def _logging(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or "version" not in value:
+        raise ConfigError(name, "...", "expected a logging.config.dictConfig dict")
+    return copy.deepcopy(dict(value))
+
+
+_NAMESPACE_FIELDS = {f.name: f for f in dataclasses.fields(Namespace)}
+_NAMESPACE_TYPES = get_type_hints(Namespace)
+_OPTION_PARSERS: dict[Any, Parser] = {bool: _bool}
+
+
+def _namespace_name(name: str, value: Any) -> str:
+    try:
+        return validate_namespace_name(value)
+    except ValueError as exc:
+        raise ConfigError(name, value, str(exc)) from None
+
+
+def _namespace(name: str, entry: Any) -> Namespace:
+    """One ``{"name": ..., option: value}`` dict; options are Namespace's fields."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(name, entry, 'expected a dict such as {"name": "chat"}')
+    unknown = sorted(set(entry) - set(_NAMESPACE_FIELDS), key=str)
+    if unknown:
+        raise ConfigError(name, entry, f"unknown key(s) {unknown}; known: {sorted(_NAMESPACE_FIELDS)}")
+    if "name" not in entry:
+        raise ConfigError(name, entry, 'missing "name"')
+    options: dict[str, Any] = {"name": _namespace_name(f"{name}['name']", entry["name"])}
+    for key, value in entry.items():
+        if key != "name":
+            options[key] = _OPTION_PARSERS[_NAMESPACE_TYPES[key]](f"{name}[{key!r}]", value)
+    return Namespace(**options)
+
+
+def _namespaces(name: str, value: Any) -> tuple[Namespace, ...]:
+    """A list of namespace dicts; from the environment, that list as JSON."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(name, value, f"expected a JSON list of dicts: {exc}") from None
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(name, value, 'expected a list of dicts such as [{"name": "chat"}]')
+    namespaces = tuple(_namespace(f"{name}[{i}]", entry) for i, entry in enumerate(value))
+    seen: set[str] = set()
+    for i, ns in enumerate(namespaces):
+        if ns.name in seen:
+            raise ConfigError(f"{name}[{i}]['name']", ns.name, "declared twice")
+        seen.add(ns.name)
+    return namespaces
+
+
+# -- the declarations --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting RocketWS reads; each field is its declaration (see ``setting``)."""
+
+    websocket: Address = _address_setting(
+        "WEBSOCKETS", Address("0.0.0.0", 58000), "--ws-conn",
+        "WebSocket endpoint (`HOST:PORT`, `:PORT` = all interfaces, `[::1]:PORT`); port 0 = any free port",
+    )
+    max_message_size: int = setting(
+        "WEBSOCKETS", "MAX_MESSAGE_SIZE", 64 * 1024, _positive_int,
+        "bytes per received message; larger: close 1009",
+    )
+    max_outbox_bytes: int = setting(
+        "WEBSOCKETS", "MAX_OUTBOX_BYTES", 1024 * 1024, _positive_int,
+        "unsent bytes per connection; more: close 4008",
+    )
+    max_channels_per_connection: int = setting(
+        "WEBSOCKETS", "MAX_CHANNELS_PER_CONNECTION", 128, _positive_int,
+        "channels one connection may subscribe to; then `subscribe` answers -32003",
+    )
+    max_connections: int = setting(
+        "WEBSOCKETS", "MAX_CONNECTIONS", 16000, _positive_int,
+        "open WebSockets per process; an upgrade beyond it is answered HTTP 503 with `Retry-After` "
+        "(keep it under the open-files limit; use `--workers` for more)",
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        "WEBSOCKETS", "ALLOWED_ORIGINS", ("*",), _origins,
+        "browser origins that may connect (`https://example.com`; comma-separated in the environment); "
+        "an upgrade with another `Origin` gets 403; clients that send no `Origin` are always allowed",
+    )
+    handshake_timeout: float = setting(
+        "WEBSOCKETS", "HANDSHAKE_TIMEOUT", 10.0, _positive_float,
+        "seconds, in total, to send the whole HTTP upgrade request (a slow drip does not extend it)",
+    )
+    close_timeout: float = setting(
+        "WEBSOCKETS", "CLOSE_TIMEOUT", 5.0, _positive_float,
+        "seconds to flush and finish a closing handshake before dropping TCP",
+    )
+    backend: Address = _address_setting(
+        "MESSAGES_SOURCE", Address("127.0.0.1", 59999), "--ms-conn",
+        "MessagesSource (backend HTTP API) endpoint; `:PORT` = 127.0.0.1",
+    )
+    max_request_body: int = setting(
+        "MESSAGES_SOURCE", "MAX_REQUEST_BODY", 1024 * 1024, _positive_int, "bytes; larger: HTTP 413",
+    )
+    backend_idle_timeout: float = setting(
+        "MESSAGES_SOURCE", "IDLE_TIMEOUT", 60.0, _positive_float,
+        "seconds a keep-alive HTTP connection may sit idle", aliases=("ROCKETWS_MS_IDLE_TIMEOUT",),
+    )
+    redis_source: str | None = setting(
+        "MESSAGES_SOURCE", "REDIS", None, _redis_source,
+        "`redis://host:port/db?channel=NAME`: also serve `emit`/`notify_all` PUBLISHed to that "
+        "Redis channel ([scaling.md](scaling.md))", aliases=("ROCKETWS_REDIS_SOURCE",),
+    )
+    max_channel_length: int = setting(
+        "CHANNELS", "MAX_NAME_LENGTH", 255, _positive_int, "characters in a channel name",
+        aliases=("ROCKETWS_MAX_CHANNEL_LENGTH",),
+    )
+    namespaces: tuple[Namespace, ...] = setting(
+        "CHANNELS", "NAMESPACES", (), _namespaces,
+        "channel namespaces, a list of dicts (keys below; JSON in the environment); "
+        "a channel `ns:room` is in namespace `ns`, one without `:` in the default namespace `\"\"`",
+    )
+    allow_unknown_namespaces: bool = setting(
+        "CHANNELS", "ALLOW_UNKNOWN_NAMESPACES", True, _bool,
+        "false: `subscribe` to `x:room` with `x` not in `NAMESPACES` answers -32005",
+    )
+    max_batch_size: int = setting(
+        "RPC", "MAX_BATCH_SIZE", 1000, _positive_int, "requests per batch; more: -32003",
+    )
+    spec_example_methods: bool = setting(
+        "RPC", "SPEC_EXAMPLE_METHODS", False, _bool,
+        "add the JSON-RPC spec's section 7 example methods to the MessagesSource (conformance testing)",
+    )
+    broker: str = setting(
+        "SERVER", "BROKER", "memory", _broker,
+        "`memory` (one process) or `redis://host:port/db[?options]` to join nodes through Redis "
+        "([scaling.md](scaling.md))", flag="--broker",
+    )
+    shutdown_timeout: float = setting(
+        "SERVER", "SHUTDOWN_TIMEOUT", 5.0, _positive_float,
+        "seconds to wait for WebSockets to close on SIGTERM/SIGINT",
+    )
+    log_level: str | None = setting(
+        "SERVER", "LOG_LEVEL", None, _log_level,
+        "overrides the root level of `LOGGING` (DEBUG, INFO, WARNING, ERROR)",
+    )
+    logging: dict[str, Any] = setting(
+        "LOGGING", (), {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+            "handlers": {
+                "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+            },
+            "root": {"handlers": ["stderr"], "level": "INFO"},
+        }, _logging, "a `logging.config.dictConfig` dict, applied at start (default: stderr, INFO)",
+    )
+
+
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(Config)}
+"""Config field name -> its declaration, in declaration order."""
+DEFAULTS = Config()
+"""The built-in defaults; other modules read defaults from here."""
+
+_KNOWN_KEYS: dict[str, set[str]] = {}
+for _spec in SETTINGS.values():
+    if _spec.keys:
+        _KNOWN_KEYS.setdefault(_spec.section, set()).update(_spec.keys)
 
 
 def _section(settings: ModuleType | None, name: str) -> Mapping[str, Any]:
@@ -184,19 +376,14 @@ def _section(settings: ModuleType | None, name: str) -> Mapping[str, Any]:
     return value
 
 
-def _address(
-    section: Mapping[str, Any], env: Mapping[str, str], env_name: str, flag: str | None,
-    flag_name: str, default: Address,
-) -> Address:
-    if flag is not None:
-        return parse_address(flag, default.host, flag_name)
-    if env.get(env_name):
-        return parse_address(env[env_name], default.host, env_name)
-    host = section.get("HOST", default.host)
-    port = section.get("PORT", default.port)
-    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
-        raise ConfigError("settings HOST/PORT", (host, port), "expected a str host and an int port")
-    return parse_address(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", default.host, "settings")
+def _from_env(spec: Setting, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(name, text) of the variable that sets ``spec``, or None; a derived name and an
+    alias that disagree are an error."""
+    given = [(name, env[name]) for name in (spec.env, *spec.aliases) if name and env.get(name)]
+    if len({text for _, text in given}) > 1:
+        (name, text), (other, other_text) = given[0], given[1]
+        raise ConfigError(other, other_text, f"an older name of {name}, which is set to {text!r}")
+    return given[0] if given else None
 
 
 def load_config(
@@ -209,25 +396,47 @@ def load_config(
 ) -> Config:
     """Build the Config.  Raises ConfigError naming the first bad value."""
     env = environ if environ is not None else {}
-    defaults = Config()
+    flags = {"--ws-conn": ws_conn, "--ms-conn": ms_conn, "--broker": broker}
+    for name in _KNOWN_KEYS:
+        _section(settings, name)  # unknown keys are refused even where no setting is read
     values: dict[str, Any] = {}
-    sections = {name: _section(settings, name) for name in _KNOWN_KEYS}
-    values["ws"] = _address(
-        sections["WEBSOCKETS"], env, "ROCKETWS_WS_CONN", ws_conn, "--ws-conn", defaults.ws
-    )
-    values["ms"] = _address(
-        sections["MESSAGES_SOURCE"], env, "ROCKETWS_MS_CONN", ms_conn, "--ms-conn", defaults.ms
-    )
-    for name, (section, key, env_name, parse) in _SIMPLE.items():
-        if env.get(env_name):
-            values[name] = parse(env_name, env[env_name])
-        elif sections[section].get(key) is not None:
-            values[name] = parse(f"settings.{section}[{key!r}]", sections[section][key])
-    if broker is not None:
-        values["broker"] = _broker("--broker", broker)
-    logging_conf = getattr(settings, "LOGGING", None) if settings is not None else None
-    if logging_conf is not None:
-        if not isinstance(logging_conf, Mapping) or "version" not in logging_conf:
-            raise ConfigError("settings.LOGGING", "...", "expected a logging.config.dictConfig dict")
-        values["logging"] = copy.deepcopy(dict(logging_conf))
-    return dataclasses.replace(defaults, **values)
+    for field_name, spec in SETTINGS.items():
+        flag = flags.get(spec.flag) if spec.flag else None
+        from_env = _from_env(spec, env)
+        if flag is not None:
+            values[field_name] = spec.parse(str(spec.flag), flag)
+        elif from_env is not None:
+            values[field_name] = spec.parse(*from_env)
+        elif (raw := spec.read(settings)) is not None:
+            values[field_name] = spec.parse(spec.settings_name(), raw)
+    return dataclasses.replace(DEFAULTS, **values)
+
+
+# -- the documentation table ---------------------------------------------------------------
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "see `settings.py`"
+    if isinstance(value, tuple):
+        return f"`{json.dumps(list(value))}`"
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as docs/configuration.md has it."""
+    rows = ["| setting (`settings.py`) | environment / flag | default | meaning |", "|---|---|---|---|"]
+    for spec in SETTINGS.values():
+        names = [f"`{name}`" for name in (spec.env, spec.flag) if name]
+        names += [f"`{alias}` (older name)" for alias in spec.aliases]
+        env = ", ".join(names) or "settings module only"
+        rows.append(f"| `{spec.location}` | {env} | {_shown(spec.default)} | {spec.doc} |")
+    for name, option in _NAMESPACE_FIELDS.items():
+        default = "required" if option.default is dataclasses.MISSING else _shown(option.default)
+        rows.append(f'| `CHANNELS["NAMESPACES"][i]["{name}"]` | in `{SETTINGS["namespaces"].env}` '
+                    f'| {default} | {option.metadata["doc"]} |')
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -1,15 +1,77 @@
-"""Unit tests of channel-name validation (rocketws/core/channels.py)."""
+"""Unit tests of channel names and namespaces (rocketws/core/channels.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rocketws.core.channels import DEFAULT_MAX_CHANNEL_LENGTH, validate_channel
+from rocketws.config import DEFAULTS
+from rocketws.core.channels import (
+    ANY_NAMESPACE,
+    Namespace,
+    Namespaces,
+    namespace_of,
+    validate_channel,
+    validate_namespace_name,
+)
 from rocketws.core.codes import RpcCode
-from rocketws.core.exceptions import InvalidParams
+from rocketws.core.exceptions import InvalidParams, NotAllowed
+
+LIMIT = DEFAULTS.max_channel_length
 
 
-def refusal(value: object, max_length: int = DEFAULT_MAX_CHANNEL_LENGTH) -> InvalidParams:
+@pytest.mark.parametrize(
+    ("channel", "namespace"),
+    [("chat", ""), ("news:sport", "news"), ("a:b:c", "a"), (":x", ""), ("x:", "x")],
+)
+def test_channel_namespace_is_the_prefix_before_the_first_colon(channel: str, namespace: str) -> None:
+    assert namespace_of(channel) == namespace
+
+
+def test_channel_validation_takes_the_limit_given() -> None:
+    assert validate_channel("abcd", 4) == "abcd"
+    with pytest.raises(InvalidParams) as info:
+        validate_channel("abcde", 4)
+    assert info.value.data == {"param": "channel", "reason": "longer than 4 characters"}
+
+
+def test_namespaces_lookup_declared_default_and_unknown() -> None:
+    news = Namespace("news", allow_send_data=False)
+    rules = Namespaces([news], allow_unknown=True)
+    assert rules.lookup("news:sport") is news
+    assert rules.lookup("chat") == Namespace("")
+    assert rules.lookup("other:x") == Namespace("other")
+    assert rules.lookup("other:x").allow_send_data is True
+
+
+def test_namespaces_default_namespace_can_be_declared() -> None:
+    quiet = Namespace("", allow_send_data=False)
+    assert Namespaces([quiet], allow_unknown=False).lookup("lobby") is quiet
+
+
+def test_namespaces_unknown_refused_names_the_namespace() -> None:
+    rules = Namespaces([Namespace("news")], allow_unknown=False)
+    assert rules.lookup("lobby") == Namespace("")  # no colon: the default namespace is always known
+    with pytest.raises(NotAllowed) as info:
+        rules.lookup("x:y")
+    assert info.value.code == -32005
+    assert info.value.data == {
+        "channel": "x:y", "namespace": "x", "reason": "unknown namespace 'x' (declared: 'news')",
+    }
+    with pytest.raises(NotAllowed, match="declared: none"):
+        Namespaces((), allow_unknown=False).lookup("x:y")
+
+
+def test_any_namespace_allows_everything() -> None:
+    assert ANY_NAMESPACE.lookup("x:y") == Namespace("x")
+
+
+@pytest.mark.parametrize(("value", "reason"), [(1, "string"), ("a:b", "':'"), ("a\nb", "control")])
+def test_namespace_name_validation_says_why(value: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        validate_namespace_name(value)
+
+
+def refusal(value: object, max_length: int = LIMIT) -> InvalidParams:
     with pytest.raises(InvalidParams) as info:
         validate_channel(value, max_length)
     assert info.value.code == RpcCode.INVALID_PARAMS
@@ -18,7 +80,7 @@ def refusal(value: object, max_length: int = DEFAULT_MAX_CHANNEL_LENGTH) -> Inva
 
 @pytest.mark.parametrize("name", ["c", "chat", "news:sport/2026", "é€😀", " spaced ", "a" * 255])
 def test_validate_channel_returns_valid_names_unchanged(name: str) -> None:
-    assert validate_channel(name) is name
+    assert validate_channel(name, LIMIT) is name
 
 
 @pytest.mark.parametrize("value", [None, 1, 1.5, b"chat", ["chat"], {"channel": "c"}, True])
@@ -31,8 +93,8 @@ def test_validate_channel_refuses_empty() -> None:
 
 
 def test_validate_channel_default_limit_is_255_characters_not_bytes() -> None:
-    assert DEFAULT_MAX_CHANNEL_LENGTH == 255
-    assert validate_channel("é" * 255) == "é" * 255  # 510 bytes in UTF-8
+    assert LIMIT == 255
+    assert validate_channel("é" * 255, LIMIT) == "é" * 255  # 510 bytes in UTF-8
     assert refusal("a" * 256).data == {"param": "channel", "reason": "longer than 255 characters"}
 
 
@@ -53,7 +115,7 @@ def test_validate_channel_refuses_c0_del_and_c1_controls(char: str) -> None:
 
 @pytest.mark.parametrize("char", [" ", "~", "\xa0", "\u2028", "\ufeff"])
 def test_validate_channel_accepts_printable_neighbours_of_the_control_ranges(char: str) -> None:
-    assert validate_channel(f"a{char}b") == f"a{char}b"
+    assert validate_channel(f"a{char}b", LIMIT) == f"a{char}b"
 
 
 def test_validate_channel_checks_length_before_control_characters() -> None:

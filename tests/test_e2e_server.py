@@ -150,6 +150,8 @@ def test_ipv6_loopback_listen() -> None:
         (["runserver", "--ms-conn=1.2.3.4:99999"], {}, "port must be 0-65535"),
         (["runserver"], {"ROCKETWS_MAX_OUTBOX_BYTES": "lots"}, "ROCKETWS_MAX_OUTBOX_BYTES='lots'"),
         (["runserver"], {"ROCKETWS_BROKER": "kafka://x"}, "kafka://x"),
+        (["runserver"], {"ROCKETWS_NAMESPACES": '[{"name": "a:b"}]'},
+         "ROCKETWS_NAMESPACES[0]['name']='a:b': must not contain ':'"),
         (["runserver"], {"ROCKETWS_SETTINGS": "no_such_settings_module"}, "no_such_settings_module"),
         (["frobnicate"], {}, "frobnicate"),
         (["runserver", "--nope"], {}, "--nope"),
@@ -178,6 +180,14 @@ def test_cli_help_and_version() -> None:
     assert "runserver" in _manage("--help").stdout
     version = _manage("--version")
     assert version.returncode == 0 and version.stdout.startswith("RocketWS ")
+
+
+def test_cli_help_shows_the_declared_default_addresses() -> None:
+    from rocketws.config import DEFAULTS
+
+    text = _manage("--help").stdout
+    assert f"[default from settings: {DEFAULTS.websocket}]" in text
+    assert f"{DEFAULTS.backend}]; :PORT means {DEFAULTS.backend.host}." in text
 
 
 def test_cli_env_overrides_settings(start_server: StartServer) -> None:

@@ -370,3 +370,37 @@ def test_client_from_a_disallowed_origin_gets_403(start_server: StartServer) -> 
     for origin in ("https://app.example.com", "http://LOCALHOST:8000", None):  # None: no header
         with ws_connect(srv.ws_url, origin=origin) as ws:
             assert request(ws, "ping")["result"] == "pong"
+
+
+# -- channel namespaces -------------------------------------------------------------
+
+
+def test_client_namespace_rules_refuse_with_32005(start_server) -> None:
+    srv = start_server(
+        ROCKETWS_NAMESPACES='[{"name": "news", "allow_send_data": false}, {"name": "chat"}]',
+        ROCKETWS_ALLOW_UNKNOWN_NAMESPACES="false",
+    )
+    with ws_connect(srv.ws_url) as ws, ws_connect(srv.ws_url) as peer:
+        for conn in (ws, peer):
+            subscribe(conn, "news:sport")
+            subscribe(conn, "chat:room")
+        refused = request(ws, "send_data", {"channel": "news:sport", "data": "hi"})
+        assert refused["error"] == {"code": -32005, "message": "Not allowed", "data": {
+            "channel": "news:sport", "namespace": "news",
+            "reason": "send_data is disabled in namespace 'news'",
+        }}
+        unknown = request(ws, "subscribe", {"channel": "x:y"}, rid=2)
+        assert unknown == {"jsonrpc": "2.0", "id": 2, "error": {
+            "code": -32005, "message": "Not allowed", "data": {
+                "channel": "x:y", "namespace": "x",
+                "reason": "unknown namespace 'x' (declared: 'chat', 'news')",
+            }}}
+        assert request(ws, "subscriptions")["result"] == ["chat:room", "news:sport"]
+        subscribe(ws, "lobby")  # no colon: the default namespace always exists
+        sent = request(ws, "send_data", {"channel": "chat:room", "data": "hello"})
+        assert sent["result"] == {"channel": "chat:room", "delivered": 1}
+        assert recv_json(peer)["params"]["data"] == "hello"  # nothing from the refused send came first
+        assert srv.result("emit", {"channel": "news:sport", "data": "scores"})["delivered"] == 2
+        push = recv_json(peer)["params"]  # backends may emit anywhere
+        assert (push["channel"], push["data"]) == ("news:sport", "scores")
+        assert recv_json(ws)["params"] == push

@@ -9,7 +9,8 @@ import pytest
 
 from rocketws.brokers import MemoryBroker, Publication
 from rocketws.core import rpc
-from rocketws.core.exceptions import LimitExceeded, NotSubscribed
+from rocketws.core.channels import Namespace, Namespaces
+from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.session import Session
@@ -123,3 +124,33 @@ def test_rpc_dispatch_internal_error_is_32603_without_details(
     assert out["error"]["code"] == -32603 and "secret" not in json.dumps(out)
     assert "Traceback" in caplog.text and "secret detail" in caplog.text
 
+
+
+def test_node_namespace_without_send_data_refuses_it_before_the_subscription_check() -> None:
+    rules = Namespaces([Namespace("news", allow_send_data=False)], allow_unknown=True)
+    node = Node(Hub(), RecordingBroker(), namespaces=rules)
+    node.start()
+    s = session(node)
+    node.subscribe(s, "news:sport")
+    with pytest.raises(NotAllowed) as info:
+        node.send_data(s, "news:sport", "hi")
+    assert info.value.data == {
+        "channel": "news:sport", "namespace": "news",
+        "reason": "send_data is disabled in namespace 'news'",
+    }
+    with pytest.raises(NotAllowed):
+        node.send_data(s, "news:other", "hi")  # not subscribed: the namespace rule answers first
+    node.subscribe(s, "chat")
+    assert node.send_data(s, "chat", "hi") == 0  # other namespaces keep send_data
+
+
+def test_node_unknown_namespace_refused_on_subscribe() -> None:
+    broker = RecordingBroker()
+    node = Node(Hub(), broker, namespaces=Namespaces([Namespace("news")], allow_unknown=False))
+    s = session(node)
+    with pytest.raises(NotAllowed):
+        node.subscribe(s, "x:y")
+    assert s.channels == set() and broker.calls == []
+    node.subscribe(s, "news:a")
+    node.subscribe(s, "lobby")
+    assert s.channels == {"news:a", "lobby"}

@@ -73,7 +73,7 @@ def gevent_client(port: int) -> RawWebSocket:
 
 
 def test_idle_subscribed_connections_hold_no_greenlet() -> None:
-    server = Server(Config(ws=Address("127.0.0.1", 0), ms=Address("127.0.0.1", 0)))
+    server = Server(Config(websocket=Address("127.0.0.1", 0), backend=Address("127.0.0.1", 0)))
     server.start()
     clients: list[RawWebSocket] = []
     try:
@@ -98,7 +98,7 @@ def test_idle_subscribed_connections_hold_no_greenlet() -> None:
 def test_websocket_sockets_have_tcp_nodelay() -> None:
     """No Nagle delay on pushes (the MessagesSource's is shown by test_e2e_http's
     keep-alive latency test)."""
-    server = Server(Config(ws=Address("127.0.0.1", 0), ms=Address("127.0.0.1", 0)))
+    server = Server(Config(websocket=Address("127.0.0.1", 0), backend=Address("127.0.0.1", 0)))
     server.start()
     try:
         client = gevent_client(server.ws_server.server_port)

@@ -24,6 +24,7 @@ class RpcCode(IntEnum):
     BROKER_UNAVAILABLE = -32002
     LIMIT_EXCEEDED = -32003
     REQUEST_TOO_LARGE = -32004
+    NOT_ALLOWED = -32005  # valid params, refused by a channel namespace rule
 
 
 RPC_MESSAGES: dict[int, str] = {
@@ -36,6 +37,7 @@ RPC_MESSAGES: dict[int, str] = {
     RpcCode.BROKER_UNAVAILABLE: "Broker unavailable",
     RpcCode.LIMIT_EXCEEDED: "Limit exceeded",
     RpcCode.REQUEST_TOO_LARGE: "Request too large",
+    RpcCode.NOT_ALLOWED: "Not allowed",
 }
 
 

@@ -8,7 +8,8 @@
     │   ├── InvalidParams         -32602
     │   ├── NotSubscribed         -32001
     │   ├── BrokerUnavailable     -32002
-    │   └── LimitExceeded         -32003
+    │   ├── LimitExceeded         -32003
+    │   └── NotAllowed            -32005 (a channel namespace rule refuses it)
     └── WebSocketClosing          the connection must close (has .close_code)
         ├── PeerClosed            the client sent a close frame
         └── ProtocolViolation     the client broke RFC 6455 or a limit
@@ -72,6 +73,10 @@ class BrokerUnavailable(RpcError):
 
 class LimitExceeded(RpcError):
     code = RpcCode.LIMIT_EXCEEDED
+
+
+class NotAllowed(RpcError):
+    code = RpcCode.NOT_ALLOWED
 
 
 class WebSocketClosing(RocketWSError):

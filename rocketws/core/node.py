@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rocketws.brokers.base import Broker, Publication
-from rocketws.core.exceptions import LimitExceeded, NotSubscribed
+from rocketws.core.channels import ANY_NAMESPACE, Namespaces
+from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push
@@ -20,6 +21,9 @@ class Node:
     Every publication, local or remote, reaches subscribers through ``deliver``: the push
     is encoded once by the publisher, framed once per node, and the same bytes are queued
     to every local subscriber.
+
+    ``max_channels_per_connection`` (None: no limit) and ``namespaces`` (the channel
+    namespace rules) bound what clients may do; the server passes both from its Config.
     """
 
     def __init__(
@@ -27,12 +31,14 @@ class Node:
         hub: Hub,
         broker: Broker,
         *,
-        max_channels_per_connection: int = 128,
+        max_channels_per_connection: int | None = None,
+        namespaces: Namespaces = ANY_NAMESPACE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.hub = hub
         self.broker = broker
         self.max_channels_per_connection = max_channels_per_connection
+        self.namespaces = namespaces
         self._clock = clock
 
     def start(self) -> None:
@@ -52,14 +58,20 @@ class Node:
             self.broker.unsubscribe(channel)
 
     def subscribe(self, session: Session, channel: str) -> None:
-        """Subscribe (idempotent).  Raises LimitExceeded past the per-connection limit."""
+        """Subscribe (idempotent).
+
+        Raises NotAllowed for a channel in an unknown namespace (when those are refused),
+        LimitExceeded past the per-connection limit.
+        """
+        self.namespaces.lookup(channel)
         if channel in session.channels:
             return
-        if len(session.channels) >= self.max_channels_per_connection:
+        limit = self.max_channels_per_connection
+        if limit is not None and len(session.channels) >= limit:
             raise LimitExceeded(
                 {
                     "limit": "max_channels_per_connection",
-                    "max": self.max_channels_per_connection,
+                    "max": limit,
                     "reason": "too many channels on this connection",
                 }
             )
@@ -79,7 +91,17 @@ class Node:
         return self.broker.publish(Publication(channel, payload))
 
     def send_data(self, session: Session, channel: str, data: Any) -> int:
-        """Publish from a client to the other subscribers of a channel it is in."""
+        """Publish from a client to the other subscribers of a channel it is in.
+
+        Raises NotAllowed where the channel's namespace disallows ``send_data`` (checked
+        first), NotSubscribed when the sender is not subscribed.
+        """
+        namespace = self.namespaces.lookup(channel)
+        if not namespace.allow_send_data:
+            raise NotAllowed({
+                "channel": channel, "namespace": namespace.name,
+                "reason": f"send_data is disabled in namespace {namespace.name!r}",
+            })
         if channel not in session.channels:
             raise NotSubscribed({"channel": channel, "reason": "subscribe to the channel first"})
         payload = encode_message_push(channel, data, self._clock())

@@ -13,11 +13,11 @@ Commands:
   tests       Run the test suite with pytest; ARGS go to pytest (put them after --).
 
 Options:
-  --ws-conn=HOST:PORT  WebSocket endpoint [default from settings: 0.0.0.0:58000].
-                       Also :PORT (all interfaces) or [::1]:PORT.
+  --ws-conn=HOST:PORT  WebSocket endpoint [default from settings: {d.websocket}].
+                       Also :PORT (host {d.websocket.host}) or [::1]:PORT.
   --ms-conn=HOST:PORT  MessagesSource (backend HTTP API) [default from settings:
-                       127.0.0.1:59999]; :PORT means 127.0.0.1.
-  --broker=URL         memory (default) or redis://host:port/db to join other
+                       {d.backend}]; :PORT means {d.backend.host}.
+  --broker=URL         {d.broker} (default) or redis://host:port/db to join other
                        nodes through Redis (see docs/scaling.md).
   --workers=N          Run N worker processes sharing both ports (SO_REUSEPORT);
                        N > 1 needs a Redis broker [default: 1].
@@ -42,11 +42,15 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from docopt import DocoptExit, docopt
 
 from rocketws import __version__
+from rocketws.config import DEFAULTS, load_config
 from rocketws.core.exceptions import ConfigError
+
+USAGE = (__doc__ or "").format(d=DEFAULTS)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -78,9 +82,7 @@ def _workers(value: str) -> int:
     return int(value)
 
 
-def _runserver(args: dict) -> int:
-    from rocketws.config import load_config
-
+def _runserver(args: dict[str, Any]) -> int:
     config = load_config(
         load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"],
         broker=args["--broker"],
@@ -121,17 +123,17 @@ def _runserver(args: dict) -> int:
     return EXIT_OK
 
 
-def _shell(args: dict) -> int:
-    from rocketws.config import load_config
+def _shell(args: dict[str, Any]) -> int:
     from rocketws.shell import main as shell_main
 
     config = load_config(load_settings_module(), os.environ)
     return shell_main(
-        args["--ms-conn"] or str(config.ms), args["--ws-conn"], args["-c"], ws_port=config.ws.port
+        args["--ms-conn"] or str(config.backend), args["--ws-conn"], args["-c"],
+        ws_port=config.websocket.port,
     )
 
 
-def _tests(args: dict) -> int:
+def _tests(args: dict[str, Any]) -> int:
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "pytest", *args["ARGS"]]
     return subprocess.call(cmd, cwd=root if (root / "tests").is_dir() else None)
@@ -140,7 +142,7 @@ def _tests(args: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``manage.py`` and the ``rocketws`` console script."""
     try:
-        args = docopt(__doc__, argv=argv, version=f"RocketWS {__version__}")
+        args = docopt(USAGE, argv=argv, version=f"RocketWS {__version__}")
     except DocoptExit as exc:
         usage = str(exc).strip().splitlines()
         return _fail(f"bad arguments: {' '.join(argv if argv is not None else sys.argv[1:])!r}"

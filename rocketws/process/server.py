@@ -16,6 +16,7 @@ from gevent.server import StreamServer
 from rocketws.brokers import create_broker
 from rocketws.config import Address, Config
 from rocketws.core import disconnect
+from rocketws.core.channels import Namespaces
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.rpc import backend_methods
@@ -68,7 +69,8 @@ class Server:
         self.hub = Hub()
         self.broker = create_broker(config.broker)
         self.node = Node(
-            self.hub, self.broker, max_channels_per_connection=config.max_channels_per_connection
+            self.hub, self.broker, max_channels_per_connection=config.max_channels_per_connection,
+            namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
         )
         self.ws_app = WebSocketApp(self.node, config)
         methods = dict(backend_methods)
@@ -79,14 +81,14 @@ class Server:
             config.redis_source, self.node, max_channel_length=config.max_channel_length,
             max_batch_size=config.max_batch_size,
         )
-        self.ws_server = _listen(config.ws, "websocket", reuse_port, lambda listener: WSGIServer(
+        self.ws_server = _listen(config.websocket, "websocket", reuse_port, lambda listener: WSGIServer(
             listener, self.ws_app, handler_class=RocketWebSocketHandler,
             log=None, error_log=logging.getLogger("rocketws.websocket"),
         ))
         self.ws_server.max_message_size = config.max_message_size
         self.ws_server.handshake_timeout = config.handshake_timeout
-        self.ms_server = _listen(config.ms, "messages source", reuse_port, lambda listener: (
-            MessagesSourceServer(listener, self.ms_app, config.ms_idle_timeout)
+        self.ms_server = _listen(config.backend, "messages source", reuse_port, lambda listener: (
+            MessagesSourceServer(listener, self.ms_app, config.backend_idle_timeout)
         ))
         self._stop = Event()
 

@@ -100,8 +100,8 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status (1 if workers cannot start)."""
-        ws, ws_sock = reserve_port(self.config.ws)
-        ms, ms_sock = reserve_port(self.config.ms)
+        ws, ws_sock = reserve_port(self.config.websocket)
+        ms, ms_sock = reserve_port(self.config.backend)
         self._reserved = [ws_sock, ms_sock]
         self._args = [f"--ws-conn={ws}", f"--ms-conn={ms}", f"--broker={self.config.broker}"]
         for sig in (signal.SIGTERM, signal.SIGINT):

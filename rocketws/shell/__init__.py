@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from rocketws.config import DEFAULTS
 from rocketws.shell.commands import Outcome, Shell
 from rocketws.shell.parsing import DEFAULT_WS_PORT, InputError
 
@@ -36,7 +37,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 
-DEFAULT_MS = "127.0.0.1:59999"
+DEFAULT_MS = str(DEFAULTS.backend)
 
 
 def run_script(shell: Shell, lines: Iterable[str]) -> int:

@@ -100,7 +100,7 @@ COMMANDS: dict[str, Command] = {
             "use another server",
             "URL is the MessagesSource (http://host:port/path or host:port); WS_URL the\n"
             "WebSocket endpoint used by watch (default: the same host, the configured\n"
-            "WebSocket port, 58000 unless settings say otherwise).",
+            f"WebSocket port, {DEFAULT_WS_PORT} unless settings say otherwise).",
         ),
         Command(
             "watch",

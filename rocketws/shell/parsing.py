@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rocketws.client import normalize_url
+from rocketws.config import DEFAULTS
 
 DEFAULT_DATA = '{"message": "test"}'
-DEFAULT_WS_PORT = 58000
+DEFAULT_WS_PORT = DEFAULTS.websocket.port
 
 # Other names accepted for commands.
 ALIASES = {"quit": "exit", "?": "help", "notify": "notify_all"}
