@@ -145,9 +145,7 @@ class Client:
         self._session = requests.Session()
         self._session.mount("http://", _NoDelayAdapter())
         self._session.mount("https://", _NoDelayAdapter())
-        self._session.headers.update(
-            {"Content-Type": "application/json", "Accept": "application/json"}
-        )
+        self._session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
         if api_key is not None:
             self._session.headers["Authorization"] = f"Bearer {api_key}"
 
@@ -226,9 +224,7 @@ class Client:
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise BadResponse(
-                self.url, f"HTTP {response.status_code} with a non-JSON body"
-            ) from None
+            raise BadResponse(self.url, f"HTTP {response.status_code} with a non-JSON body") from None
         # HTTP 413 carries a JSON-RPC error body; any other non-200 is not ours.
         if response.status_code != 200 and not _is_error_answer(answer):
             raise BadResponse(self.url, f"HTTP {response.status_code}")

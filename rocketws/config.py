@@ -84,8 +84,14 @@ class Setting:
 
 
 def setting(
-    section: str, key: str | tuple[str, ...], default: T, parse: Parser, doc: str, *,
-    flag: str | None = None, aliases: tuple[str, ...] = (),
+    section: str,
+    key: str | tuple[str, ...],
+    default: T,
+    parse: Parser,
+    doc: str,
+    *,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> T:
     """Declare a Config field (see Setting); mutable defaults are copied per Config."""
     keys = (key,) if isinstance(key, str) else key
@@ -258,98 +264,170 @@ class Config:
     """Every setting RocketWS reads; each field is its declaration (see ``setting``)."""
 
     websocket: Address = _address_setting(
-        "WEBSOCKETS", Address("0.0.0.0", 58000), "--ws-conn",
+        "WEBSOCKETS",
+        Address("0.0.0.0", 58000),
+        "--ws-conn",
         "WebSocket endpoint (`HOST:PORT`, `:PORT` = all interfaces, `[::1]:PORT`); port 0 = any free port",
     )
     max_message_size: int = setting(
-        "WEBSOCKETS", "MAX_MESSAGE_SIZE", 64 * 1024, _positive_int,
+        "WEBSOCKETS",
+        "MAX_MESSAGE_SIZE",
+        64 * 1024,
+        _positive_int,
         "bytes per received message; larger: close 1009",
     )
     max_outbox_bytes: int = setting(
-        "WEBSOCKETS", "MAX_OUTBOX_BYTES", 1024 * 1024, _positive_int,
+        "WEBSOCKETS",
+        "MAX_OUTBOX_BYTES",
+        1024 * 1024,
+        _positive_int,
         "unsent bytes per connection; more: close 4008",
     )
     max_channels_per_connection: int = setting(
-        "WEBSOCKETS", "MAX_CHANNELS_PER_CONNECTION", 128, _positive_int,
+        "WEBSOCKETS",
+        "MAX_CHANNELS_PER_CONNECTION",
+        128,
+        _positive_int,
         "channels one connection may subscribe to; then `subscribe` answers -32003",
     )
     max_connections: int = setting(
-        "WEBSOCKETS", "MAX_CONNECTIONS", 16000, _positive_int,
+        "WEBSOCKETS",
+        "MAX_CONNECTIONS",
+        16000,
+        _positive_int,
         "open WebSockets per process; an upgrade beyond it is answered HTTP 503 with `Retry-After` "
         "(keep it under the open-files limit; use `--workers` for more)",
     )
     allowed_origins: tuple[str, ...] = setting(
-        "WEBSOCKETS", "ALLOWED_ORIGINS", ("*",), _origins,
+        "WEBSOCKETS",
+        "ALLOWED_ORIGINS",
+        ("*",),
+        _origins,
         "browser origins that may connect (`https://example.com`; comma-separated in the environment); "
         "an upgrade with another `Origin` gets 403; clients that send no `Origin` are always allowed",
     )
     handshake_timeout: float = setting(
-        "WEBSOCKETS", "HANDSHAKE_TIMEOUT", 10.0, _positive_float,
+        "WEBSOCKETS",
+        "HANDSHAKE_TIMEOUT",
+        10.0,
+        _positive_float,
         "seconds, in total, to send the whole HTTP upgrade request (a slow drip does not extend it)",
     )
     close_timeout: float = setting(
-        "WEBSOCKETS", "CLOSE_TIMEOUT", 5.0, _positive_float,
+        "WEBSOCKETS",
+        "CLOSE_TIMEOUT",
+        5.0,
+        _positive_float,
         "seconds to flush and finish a closing handshake before dropping TCP",
     )
     backend: Address = _address_setting(
-        "MESSAGES_SOURCE", Address("127.0.0.1", 59999), "--ms-conn",
+        "MESSAGES_SOURCE",
+        Address("127.0.0.1", 59999),
+        "--ms-conn",
         "MessagesSource (backend HTTP API) endpoint; `:PORT` = 127.0.0.1",
     )
     max_request_body: int = setting(
-        "MESSAGES_SOURCE", "MAX_REQUEST_BODY", 1024 * 1024, _positive_int, "bytes; larger: HTTP 413",
+        "MESSAGES_SOURCE",
+        "MAX_REQUEST_BODY",
+        1024 * 1024,
+        _positive_int,
+        "bytes; larger: HTTP 413",
     )
     backend_idle_timeout: float = setting(
-        "MESSAGES_SOURCE", "IDLE_TIMEOUT", 60.0, _positive_float,
-        "seconds a keep-alive HTTP connection may sit idle", aliases=("ROCKETWS_MS_IDLE_TIMEOUT",),
+        "MESSAGES_SOURCE",
+        "IDLE_TIMEOUT",
+        60.0,
+        _positive_float,
+        "seconds a keep-alive HTTP connection may sit idle",
+        aliases=("ROCKETWS_MS_IDLE_TIMEOUT",),
     )
     redis_source: str | None = setting(
-        "MESSAGES_SOURCE", "REDIS", None, _redis_source,
+        "MESSAGES_SOURCE",
+        "REDIS",
+        None,
+        _redis_source,
         "`redis://host:port/db?channel=NAME`: also serve `emit`/`notify_all` PUBLISHed to that "
-        "Redis channel ([scaling.md](scaling.md))", aliases=("ROCKETWS_REDIS_SOURCE",),
+        "Redis channel ([scaling.md](scaling.md))",
+        aliases=("ROCKETWS_REDIS_SOURCE",),
     )
     max_channel_length: int = setting(
-        "CHANNELS", "MAX_NAME_LENGTH", 255, _positive_int, "characters in a channel name",
+        "CHANNELS",
+        "MAX_NAME_LENGTH",
+        255,
+        _positive_int,
+        "characters in a channel name",
         aliases=("ROCKETWS_MAX_CHANNEL_LENGTH",),
     )
     namespaces: tuple[Namespace, ...] = setting(
-        "CHANNELS", "NAMESPACES", (), _namespaces,
+        "CHANNELS",
+        "NAMESPACES",
+        (),
+        _namespaces,
         "channel namespaces, a list of dicts (keys below; JSON in the environment); "
-        "a channel `ns:room` is in namespace `ns`, one without `:` in the default namespace `\"\"`",
+        'a channel `ns:room` is in namespace `ns`, one without `:` in the default namespace `""`',
     )
     allow_unknown_namespaces: bool = setting(
-        "CHANNELS", "ALLOW_UNKNOWN_NAMESPACES", True, _bool,
+        "CHANNELS",
+        "ALLOW_UNKNOWN_NAMESPACES",
+        True,
+        _bool,
         "false: `subscribe` to `x:room` with `x` not in `NAMESPACES` answers -32005",
     )
     max_batch_size: int = setting(
-        "RPC", "MAX_BATCH_SIZE", 1000, _positive_int, "requests per batch; more: -32003",
+        "RPC",
+        "MAX_BATCH_SIZE",
+        1000,
+        _positive_int,
+        "requests per batch; more: -32003",
     )
     spec_example_methods: bool = setting(
-        "RPC", "SPEC_EXAMPLE_METHODS", False, _bool,
+        "RPC",
+        "SPEC_EXAMPLE_METHODS",
+        False,
+        _bool,
         "add the JSON-RPC spec's section 7 example methods to the MessagesSource (conformance testing)",
     )
     broker: str = setting(
-        "SERVER", "BROKER", "memory", _broker,
+        "SERVER",
+        "BROKER",
+        "memory",
+        _broker,
         "`memory` (one process) or `redis://host:port/db[?options]` to join nodes through Redis "
-        "([scaling.md](scaling.md))", flag="--broker",
+        "([scaling.md](scaling.md))",
+        flag="--broker",
     )
     shutdown_timeout: float = setting(
-        "SERVER", "SHUTDOWN_TIMEOUT", 5.0, _positive_float,
+        "SERVER",
+        "SHUTDOWN_TIMEOUT",
+        5.0,
+        _positive_float,
         "seconds to wait for WebSockets to close on SIGTERM/SIGINT",
     )
     log_level: str | None = setting(
-        "SERVER", "LOG_LEVEL", None, _log_level,
+        "SERVER",
+        "LOG_LEVEL",
+        None,
+        _log_level,
         "overrides the root level of `LOGGING` (DEBUG, INFO, WARNING, ERROR)",
     )
     logging: dict[str, Any] = setting(
-        "LOGGING", (), {
+        "LOGGING",
+        (),
+        {
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
             "handlers": {
-                "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "plain",
+                    "stream": "ext://sys.stderr",
+                },
             },
             "root": {"handlers": ["stderr"], "level": "INFO"},
-        }, _logging, "a `logging.config.dictConfig` dict, applied at start (default: stderr, INFO)",
+        },
+        _logging,
+        "a `logging.config.dictConfig` dict, applied at start (default: stderr, INFO)",
     )
 
 
@@ -433,8 +511,10 @@ def settings_table() -> str:
         rows.append(f"| `{spec.location}` | {env} | {_shown(spec.default)} | {spec.doc} |")
     for name, option in _NAMESPACE_FIELDS.items():
         default = "required" if option.default is dataclasses.MISSING else _shown(option.default)
-        rows.append(f'| `CHANNELS["NAMESPACES"][i]["{name}"]` | in `{SETTINGS["namespaces"].env}` '
-                    f'| {default} | {option.metadata["doc"]} |')
+        rows.append(
+            f'| `CHANNELS["NAMESPACES"][i]["{name}"]` | in `{SETTINGS["namespaces"].env}` '
+            f"| {default} | {option.metadata['doc']} |"
+        )
     return "\n".join(rows) + "\n"
 
 

@@ -21,9 +21,16 @@ import requests
 from websockets.sync.client import connect
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
 ]
 
 
@@ -43,7 +50,10 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="rocketws-chromium-")
         self.proc = subprocess.Popen(
             [chromium_binary(), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         port = self._devtools_port()
         pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
@@ -73,8 +83,15 @@ class Browser:
     def start_eval(self, expression: str) -> int:
         """Send a Runtime.evaluate that awaits a promise; collect it with ``result``."""
         rid = next(self._ids)
-        self.cdp.send(json.dumps({"id": rid, "method": "Runtime.evaluate", "params": {
-            "expression": expression, "awaitPromise": True, "returnByValue": True}}))
+        self.cdp.send(
+            json.dumps(
+                {
+                    "id": rid,
+                    "method": "Runtime.evaluate",
+                    "params": {"expression": expression, "awaitPromise": True, "returnByValue": True},
+                }
+            )
+        )
         return rid
 
     def result(self, rid: int, timeout: float = 20.0) -> Any:

@@ -60,8 +60,7 @@ def wait_until(
         sleep(interval)
 
 
-def wait_in_hub(predicate: Callable[[], T | None], timeout: float = 10.0, *,
-                what: str | None = None) -> T:
+def wait_in_hub(predicate: Callable[[], T | None], timeout: float = 10.0, *, what: str | None = None) -> T:
     """``wait_until`` that yields to the gevent hub between polls, for tests that run a
     broker or server in this process."""
     return wait_until(predicate, timeout, interval=0.002, what=what, sleep=gevent.sleep)
@@ -82,14 +81,16 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         proc = self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "runserver", *self.args],
-            cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         with self._cond:
-            ok = self._cond.wait_for(
-                lambda: len(self.urls) == 2 or proc.poll() is not None, timeout
-            )
+            ok = self._cond.wait_for(lambda: len(self.urls) == 2 or proc.poll() is not None, timeout)
         if not ok or len(self.urls) != 2:
             self.kill()
             raise RuntimeError("server did not start:\n" + self.log())
@@ -189,5 +190,6 @@ def recv_json(ws: ClientConnection, timeout: float = 10.0) -> Any:
 
 def subscribe(ws: ClientConnection, channel: str) -> None:
     assert request(ws, "subscribe", {"channel": channel})["result"] == {
-        "channel": channel, "subscribed": True,
+        "channel": channel,
+        "subscribed": True,
     }

@@ -64,7 +64,9 @@ def test_broker_delivers_broadcast_exactly_once(broker_and_node: tuple[Broker, F
     assert node.delivered == [pub]
 
 
-def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(broker_and_node: tuple[Broker, FakeNode]) -> None:
+def test_broker_keeps_payload_bytes_skip_and_channel_name_exact(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
     broker, node = broker_and_node
     channel = "caf\u00e9 room:*?[x] \U0001f680"
     payload = '{"data":"line\\nbreak \u00e9 \U0001f600","ts":1.5}'.encode()
@@ -107,7 +109,9 @@ def test_broker_counts_reflect_local_subscribers(broker_and_node: tuple[Broker, 
     assert broker.subscribers() == 4
 
 
-def test_broker_resubscribe_after_unsubscribe_still_delivers(broker_and_node: tuple[Broker, FakeNode]) -> None:
+def test_broker_resubscribe_after_unsubscribe_still_delivers(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
     broker, node = broker_and_node
     broker.subscribe("churn")
     broker.unsubscribe("churn")

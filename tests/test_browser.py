@@ -52,7 +52,11 @@ def test_browser_readme_example_subscribes_and_receives_emit(browser: Browser, s
     ("send", "code", "reason"),
     [
         ("ws.send('x'.repeat(70000))", 1009, "message over 65536 bytes"),
-        ("ws.send(new Uint8Array([1, 2, 3]))", 1003, "binary frames are not supported; send JSON-RPC as text"),
+        (
+            "ws.send(new Uint8Array([1, 2, 3]))",
+            1003,
+            "binary frames are not supported; send JSON-RPC as text",
+        ),
     ],
 )
 def test_browser_sees_real_close_codes_and_reasons(

@@ -55,7 +55,9 @@ def test_namespaces_unknown_refused_names_the_namespace() -> None:
         rules.lookup("x:y")
     assert info.value.code == -32005
     assert info.value.data == {
-        "channel": "x:y", "namespace": "x", "reason": "unknown namespace 'x' (declared: 'news')",
+        "channel": "x:y",
+        "namespace": "x",
+        "reason": "unknown namespace 'x' (declared: 'news')",
     }
     with pytest.raises(NotAllowed, match="declared: none"):
         Namespaces((), allow_unknown=False).lookup("x:y")
@@ -105,9 +107,7 @@ def test_validate_channel_honours_max_length_at_its_boundary(limit: int) -> None
     assert reason == {"param": "channel", "reason": f"longer than {limit} characters"}
 
 
-@pytest.mark.parametrize(
-    "char", ["\x00", "\t", "\n", "\r", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f"]
-)
+@pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\r", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f"])
 def test_validate_channel_refuses_c0_del_and_c1_controls(char: str) -> None:
     for name in (char, f"a{char}", f"{char}b", f"a{char}b"):
         assert refusal(name).data == {"param": "channel", "reason": "contains control characters"}

@@ -31,7 +31,6 @@ def client(server: ServerProcess) -> Iterator[Client]:
         yield c
 
 
-
 # -- every method -------------------------------------------------------------------
 
 
@@ -52,9 +51,7 @@ def test_client_emit_to_empty_channel_delivers_zero(client: Client) -> None:
     assert client.emit("client-nobody", [1, 2]) == {"channel": "client-nobody", "delivered": 0}
 
 
-def test_client_notify_all_reaches_unsubscribed_connection(
-    server: ServerProcess, client: Client
-) -> None:
+def test_client_notify_all_reaches_unsubscribed_connection(server: ServerProcess, client: Client) -> None:
     with ws_connect(server.ws_url) as ws:
         result = client.notify_all({"maintenance": True})
         push = recv_json(ws)
@@ -63,9 +60,7 @@ def test_client_notify_all_reaches_unsubscribed_connection(
     assert push["params"]["data"] == {"maintenance": True}
 
 
-def test_client_available_channels_lists_subscribed_channels(
-    server: ServerProcess, client: Client
-) -> None:
+def test_client_available_channels_lists_subscribed_channels(server: ServerProcess, client: Client) -> None:
     with ws_connect(server.ws_url) as ws:
         subscribe(ws, "client-b")
         subscribe(ws, "client-a")

@@ -21,14 +21,19 @@ def settings_module(**values: Any) -> types.ModuleType:
     vars(module).update(values)
     return module
 
+
 def test_settings_py_spells_out_the_builtin_defaults() -> None:
     assert load_config(settings, {}) == Config()
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [(":58000", Address("0.0.0.0", 58000)), ("0.0.0.0:1", Address("0.0.0.0", 1)),
-     ("[::1]:58000", Address("::1", 58000)), ("localhost:0", Address("localhost", 0))],
+    [
+        (":58000", Address("0.0.0.0", 58000)),
+        ("0.0.0.0:1", Address("0.0.0.0", 1)),
+        ("[::1]:58000", Address("::1", 58000)),
+        ("localhost:0", Address("localhost", 0)),
+    ],
 )
 def test_parse_address(text: str, expected: Address) -> None:
     assert parse_address(text, "0.0.0.0") == expected
@@ -44,7 +49,9 @@ def test_precedence_flag_over_env_over_settings() -> None:
     mod = settings_module(WEBSOCKETS={"HOST": "10.0.0.1", "PORT": 1, "MAX_MESSAGE_SIZE": 10})
     cfg = load_config(mod, {"ROCKETWS_WS_CONN": "127.0.0.1:2"})
     assert cfg.websocket == Address("127.0.0.1", 2) and cfg.max_message_size == 10
-    assert load_config(mod, {"ROCKETWS_WS_CONN": "127.0.0.1:2"}, ws_conn=":3").websocket == Address("0.0.0.0", 3)
+    assert load_config(mod, {"ROCKETWS_WS_CONN": "127.0.0.1:2"}, ws_conn=":3").websocket == Address(
+        "0.0.0.0", 3
+    )
     assert load_config(mod, {"ROCKETWS_MAX_MESSAGE_SIZE": "20"}).max_message_size == 20
     assert load_config(None, {}, ms_conn=":9").backend == Address("127.0.0.1", 9)
 
@@ -106,7 +113,9 @@ def test_env_names_and_aliases_are_unique() -> None:
         ("redis_source", "ROCKETWS_REDIS", "ROCKETWS_REDIS_SOURCE", "redis://h:1/0", "redis://h:1/0"),
     ],
 )
-def test_older_env_names_are_declared_aliases(field: str, derived: str, alias: str, text: str, value: object) -> None:
+def test_older_env_names_are_declared_aliases(
+    field: str, derived: str, alias: str, text: str, value: object
+) -> None:
     assert SETTINGS[field].env == derived and alias in SETTINGS[field].aliases
     assert getattr(load_config(None, {derived: text}), field) == value
     assert getattr(load_config(None, {alias: text}), field) == value
@@ -132,10 +141,12 @@ def test_settings_address_keys_default_separately() -> None:
 
 
 def test_namespaces_from_settings_and_from_env_json() -> None:
-    mod = types.SimpleNamespace(CHANNELS={
-        "NAMESPACES": [{"name": "news", "allow_send_data": False}, {"name": "chat"}],
-        "ALLOW_UNKNOWN_NAMESPACES": False,
-    })
+    mod = types.SimpleNamespace(
+        CHANNELS={
+            "NAMESPACES": [{"name": "news", "allow_send_data": False}, {"name": "chat"}],
+            "ALLOW_UNKNOWN_NAMESPACES": False,
+        }
+    )
     cfg = load_config(mod, {})
     assert cfg.namespaces == (Namespace("news", allow_send_data=False), Namespace("chat"))
     assert cfg.allow_unknown_namespaces is False
@@ -147,16 +158,28 @@ def test_namespaces_from_settings_and_from_env_json() -> None:
 @pytest.mark.parametrize(
     ("namespaces", "message"),
     [
-        ([{"name": "news"}, {"name": "a:b"}],
-         "invalid settings.CHANNELS['NAMESPACES'][1]['name']='a:b': must not contain ':'"),
+        (
+            [{"name": "news"}, {"name": "a:b"}],
+            "invalid settings.CHANNELS['NAMESPACES'][1]['name']='a:b': must not contain ':'",
+        ),
         ([{"name": 5}], "invalid settings.CHANNELS['NAMESPACES'][0]['name']=5: expected a string"),
-        ([{"name": "n", "allow_send_data": "maybe"}],
-         "invalid settings.CHANNELS['NAMESPACES'][0]['allow_send_data']='maybe': expected true or false"),
-        ([{"name": "n"}, {"name": "n"}], "invalid settings.CHANNELS['NAMESPACES'][1]['name']='n': declared twice"),
-        ([{"allow_send_data": True}], "invalid settings.CHANNELS['NAMESPACES'][0]={'allow_send_data': True}: "
-         "missing \"name\""),
-        ([{"name": "n", "history": 5}], "invalid settings.CHANNELS['NAMESPACES'][0]={'name': 'n', 'history': 5}: "
-         "unknown key(s) ['history']; known: ['allow_send_data', 'name']"),
+        (
+            [{"name": "n", "allow_send_data": "maybe"}],
+            "invalid settings.CHANNELS['NAMESPACES'][0]['allow_send_data']='maybe': expected true or false",
+        ),
+        (
+            [{"name": "n"}, {"name": "n"}],
+            "invalid settings.CHANNELS['NAMESPACES'][1]['name']='n': declared twice",
+        ),
+        (
+            [{"allow_send_data": True}],
+            "invalid settings.CHANNELS['NAMESPACES'][0]={'allow_send_data': True}: missing \"name\"",
+        ),
+        (
+            [{"name": "n", "history": 5}],
+            "invalid settings.CHANNELS['NAMESPACES'][0]={'name': 'n', 'history': 5}: "
+            "unknown key(s) ['history']; known: ['allow_send_data', 'name']",
+        ),
         (["news"], "invalid settings.CHANNELS['NAMESPACES'][0]='news': expected a dict"),
         ({"name": "n"}, "invalid settings.CHANNELS['NAMESPACES']={'name': 'n'}: expected a list"),
     ],

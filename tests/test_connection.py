@@ -70,8 +70,9 @@ def in_state(state: State) -> ConnectionProtocol:
     return proto
 
 
-@pytest.mark.parametrize(("state", "event"), sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value)),
-                         ids=lambda v: v.value)
+@pytest.mark.parametrize(
+    ("state", "event"), sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value)), ids=lambda v: v.value
+)
 def test_protocol_takes_each_transition_of_the_table(state: State, event: Input) -> None:
     proto = in_state(state)
     step = FEED[event](proto)
@@ -119,8 +120,10 @@ def test_requests_before_acceptance_are_dispatched_too() -> None:
 
 def test_peer_close_is_echoed_after_queued_frames_and_reading_stops() -> None:
     proto = in_state(State.OPEN)
-    proto.receive_data(client_frame(framing.OP_CLOSE, close_payload(4001, "bye"))
-                       + client_frame(framing.OP_TEXT, b"after the close"))
+    proto.receive_data(
+        client_frame(framing.OP_CLOSE, close_payload(4001, "bye"))
+        + client_frame(framing.OP_TEXT, b"after the close")
+    )
     step = proto.next_step()
     assert step is not None
     assert step.actions == (Do.STOP_READING, Do.CLOSE)
@@ -136,12 +139,15 @@ def test_peer_close_without_a_code_is_answered_with_1000() -> None:
     assert step is not None and step.frame == framing.close_frame(1000, "")
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (client_frame(framing.OP_TEXT, b"{}", mask=False), 1002),
-    (client_frame(framing.OP_BINARY, b"\x00"), 1003),
-    (client_frame(framing.OP_TEXT, b"\xff"), 1007),
-    (client_frame(framing.OP_TEXT, b"x" * (MAX + 1)), 1009),
-])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (client_frame(framing.OP_TEXT, b"{}", mask=False), 1002),
+        (client_frame(framing.OP_BINARY, b"\x00"), 1003),
+        (client_frame(framing.OP_TEXT, b"\xff"), 1007),
+        (client_frame(framing.OP_TEXT, b"x" * (MAX + 1)), 1009),
+    ],
+)
 def test_violation_closes_with_its_code_after_queued_frames(data: bytes, code: int) -> None:
     proto = in_state(State.OPEN)
     step = _frame_input(data)(proto)
@@ -161,8 +167,11 @@ def test_frames_before_a_violation_are_stepped_first() -> None:
 
 def test_text_and_pings_after_our_close_are_ignored_until_the_peer_answers() -> None:
     proto = in_state(State.CLOSING)
-    proto.receive_data(client_frame(framing.OP_TEXT, b"late") + client_frame(framing.OP_PING, b"p")
-                       + client_frame(framing.OP_CLOSE, close_payload(1001)))
+    proto.receive_data(
+        client_frame(framing.OP_TEXT, b"late")
+        + client_frame(framing.OP_PING, b"p")
+        + client_frame(framing.OP_CLOSE, close_payload(1001))
+    )
     assert proto.next_step() == NOTHING
     assert proto.next_step() == NOTHING
     step = proto.next_step()
@@ -220,7 +229,11 @@ def test_exit_records_who_closed_and_how_it_ended() -> None:
     FEED[Input.PEER_CLOSE](proto)
     proto.sent()
     assert proto.exit is not None
-    assert (proto.exit.initiator, proto.exit.sent, proto.exit.ended) == ("server", disconnect.SHUTDOWN, Input.SENT)
+    assert (proto.exit.initiator, proto.exit.sent, proto.exit.ended) == (
+        "server",
+        disconnect.SHUTDOWN,
+        Input.SENT,
+    )
 
     peer = in_state(State.OPEN)
     FEED[Input.VIOLATION](peer)

@@ -14,7 +14,10 @@ import sys
 from .support import ROOT
 
 CORE = [f"core.{path.stem}" for path in sorted((ROOT / "rocketws" / "core").glob("[!_]*.py"))] + [
-    "config", "brokers.base", "brokers.memory"]
+    "config",
+    "brokers.base",
+    "brokers.memory",
+]
 
 
 def test_core_modules_load_no_gevent_redis_or_adapters() -> None:

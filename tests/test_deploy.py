@@ -49,8 +49,12 @@ def test_supervisor_program_runs_restarts_and_stops_with_term(tmp_path: Path) ->
         f"[supervisorctl]\nserverurl=unix://{sock}\n" + section
     )
     ctl = [str(supervisord.with_name("supervisorctl")), "-c", str(conf)]
-    proc = subprocess.Popen([str(supervisord), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [str(supervisord), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         wait_until(lambda: _health(ms_port), timeout=30, interval=0.1)
 
@@ -64,7 +68,9 @@ def test_supervisor_program_runs_restarts_and_stops_with_term(tmp_path: Path) ->
         stop = subprocess.run([*ctl, "stop", "rocketws"], capture_output=True, text=True, timeout=30)
         assert "stopped" in stop.stdout, stop.stdout
         log = (tmp_path / "supervisord.log").read_text()
-        assert "exited: rocketws (exit status 0; expected)" in log or "stopped: rocketws (exit status 0)" in log, log
+        assert (
+            "exited: rocketws (exit status 0; expected)" in log or "stopped: rocketws (exit status 0)" in log
+        ), log
         stderr_log = (tmp_path / "stderr.log").read_text()
         assert "websocket listening on" in stderr_log and "stopped" in stderr_log
     finally:

@@ -9,12 +9,25 @@ from rocketws.core.codes import CloseCode
 from rocketws.core.disconnect import Disconnect, reconnect_allowed
 
 
-@pytest.mark.parametrize(("code", "allowed"), [
-    (4000, True), (4008, True), (4499, True),
-    (4500, False), (4999, False),
-    (1000, False), (1001, True), (1002, False), (1003, False), (1006, True),
-    (1007, False), (1009, False), (1011, True), (3000, True),
-])
+@pytest.mark.parametrize(
+    ("code", "allowed"),
+    [
+        (4000, True),
+        (4008, True),
+        (4499, True),
+        (4500, False),
+        (4999, False),
+        (1000, False),
+        (1001, True),
+        (1002, False),
+        (1003, False),
+        (1006, True),
+        (1007, False),
+        (1009, False),
+        (1011, True),
+        (3000, True),
+    ],
+)
 def test_reconnect_follows_the_range_rule(code: int, allowed: bool) -> None:
     assert reconnect_allowed(code) is allowed
 

@@ -20,8 +20,12 @@ from .support import ROOT, ServerProcess, StartServer, recv_json, subscribe, ws_
 
 def _manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, capture_output=True,
-        text=True, timeout=60, env={**os.environ, **(env or {})},
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -150,8 +154,11 @@ def test_ipv6_loopback_listen() -> None:
         (["runserver", "--ms-conn=1.2.3.4:99999"], {}, "port must be 0-65535"),
         (["runserver"], {"ROCKETWS_MAX_OUTBOX_BYTES": "lots"}, "ROCKETWS_MAX_OUTBOX_BYTES='lots'"),
         (["runserver"], {"ROCKETWS_BROKER": "kafka://x"}, "kafka://x"),
-        (["runserver"], {"ROCKETWS_NAMESPACES": '[{"name": "a:b"}]'},
-         "ROCKETWS_NAMESPACES[0]['name']='a:b': must not contain ':'"),
+        (
+            ["runserver"],
+            {"ROCKETWS_NAMESPACES": '[{"name": "a:b"}]'},
+            "ROCKETWS_NAMESPACES[0]['name']='a:b': must not contain ':'",
+        ),
         (["runserver"], {"ROCKETWS_SETTINGS": "no_such_settings_module"}, "no_such_settings_module"),
         (["frobnicate"], {}, "frobnicate"),
         (["runserver", "--nope"], {}, "--nope"),

@@ -135,12 +135,16 @@ def test_client_parse_error_has_null_id(server: ServerProcess) -> None:
 
 def test_client_batch_and_notifications(server: ServerProcess) -> None:
     with ws_connect(server.ws_url) as ws:
-        ws.send(json.dumps([
-            {"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": "b1"}, "id": "s"},
-            {"jsonrpc": "2.0", "method": "ping"},
-            {"jsonrpc": "2.0", "method": "nope", "id": 2},
-            1,
-        ]))
+        ws.send(
+            json.dumps(
+                [
+                    {"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": "b1"}, "id": "s"},
+                    {"jsonrpc": "2.0", "method": "ping"},
+                    {"jsonrpc": "2.0", "method": "nope", "id": 2},
+                    1,
+                ]
+            )
+        )
         resp = recv_json(ws)
         assert [r.get("id") for r in resp] == ["s", 2, None]
         assert resp[0]["result"]["subscribed"] is True
@@ -274,8 +278,11 @@ def test_client_connect_cycles_leave_registry_empty(start_server: StartServer) -
     srv = start_server()
     for i in range(1000):
         raw = RawWebSocket(srv.ws_port)
-        raw.send_text(json.dumps(
-            {"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": f"leak{i % 7}"}, "id": i}))
+        raw.send_text(
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": f"leak{i % 7}"}, "id": i}
+            )
+        )
         assert raw.read_frame()[0] == 0x1
         if i % 3 == 0:
             _reset(raw.sock)  # abrupt TCP reset
@@ -306,8 +313,15 @@ def test_slow_consumer_is_closed_4008_and_others_keep_receiving(start_server: St
         # 5 x 4 KB per request stays under the 64 KiB limit for a reader that keeps up
         while srv.result("total_subscribers", {"channel": "flood"}) == 2:
             assert sent < 4000, "slow consumer was never disconnected"
-            batch = [{"jsonrpc": "2.0", "method": "emit", "params": {"channel": "flood", "data": [sent + k, payload]},
-                      "id": k} for k in range(5)]
+            batch = [
+                {
+                    "jsonrpc": "2.0",
+                    "method": "emit",
+                    "params": {"channel": "flood", "data": [sent + k, payload]},
+                    "id": k,
+                }
+                for k in range(5)
+            ]
             assert http.post(srv.ms_url, data=json.dumps(batch), timeout=10).status_code == 200
             sent += 5
         for k in range(sent):  # the fast subscriber got every message, in order
@@ -331,7 +345,9 @@ def test_slow_consumer_is_closed_4008_and_others_keep_receiving(start_server: St
         ([(0x8, close_payload(1005))], 1002),  # a close code that must not be sent
     ],
 )
-def test_client_protocol_errors_close_1002(server: ServerProcess, frames: list[tuple[int, bytes]], code: int) -> None:
+def test_client_protocol_errors_close_1002(
+    server: ServerProcess, frames: list[tuple[int, bytes]], code: int
+) -> None:
     raw = RawWebSocket(server.ws_port)
     for opcode, payload in frames:
         raw.send_frame(opcode, payload)
@@ -385,16 +401,29 @@ def test_client_namespace_rules_refuse_with_32005(start_server) -> None:
             subscribe(conn, "news:sport")
             subscribe(conn, "chat:room")
         refused = request(ws, "send_data", {"channel": "news:sport", "data": "hi"})
-        assert refused["error"] == {"code": -32005, "message": "Not allowed", "data": {
-            "channel": "news:sport", "namespace": "news",
-            "reason": "send_data is disabled in namespace 'news'",
-        }}
+        assert refused["error"] == {
+            "code": -32005,
+            "message": "Not allowed",
+            "data": {
+                "channel": "news:sport",
+                "namespace": "news",
+                "reason": "send_data is disabled in namespace 'news'",
+            },
+        }
         unknown = request(ws, "subscribe", {"channel": "x:y"}, rid=2)
-        assert unknown == {"jsonrpc": "2.0", "id": 2, "error": {
-            "code": -32005, "message": "Not allowed", "data": {
-                "channel": "x:y", "namespace": "x",
-                "reason": "unknown namespace 'x' (declared: 'chat', 'news')",
-            }}}
+        assert unknown == {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "error": {
+                "code": -32005,
+                "message": "Not allowed",
+                "data": {
+                    "channel": "x:y",
+                    "namespace": "x",
+                    "reason": "unknown namespace 'x' (declared: 'chat', 'news')",
+                },
+            },
+        }
         assert request(ws, "subscriptions")["result"] == ["chat:room", "news:sport"]
         subscribe(ws, "lobby")  # no colon: the default namespace always exists
         sent = request(ws, "send_data", {"channel": "chat:room", "data": "hello"})

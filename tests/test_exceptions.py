@@ -13,8 +13,13 @@ from rocketws.core.codes import RPC_MESSAGES, CloseCode, RpcCode
 
 def test_rpc_codes_are_the_spec_values_and_the_application_range() -> None:
     """JSON-RPC 2.0 section 5.1; application errors lie in -32000..-32099."""
-    assert (RpcCode.PARSE_ERROR, RpcCode.INVALID_REQUEST, RpcCode.METHOD_NOT_FOUND,
-            RpcCode.INVALID_PARAMS, RpcCode.INTERNAL_ERROR) == (-32700, -32600, -32601, -32602, -32603)
+    assert (
+        RpcCode.PARSE_ERROR,
+        RpcCode.INVALID_REQUEST,
+        RpcCode.METHOD_NOT_FOUND,
+        RpcCode.INVALID_PARAMS,
+        RpcCode.INTERNAL_ERROR,
+    ) == (-32700, -32600, -32601, -32602, -32603)
     spec = {-32700, -32600, -32601, -32602, -32603}
     assert all(-32099 <= code <= -32000 for code in RpcCode if code not in spec)
 
@@ -68,7 +73,9 @@ def test_exception_tree_has_one_root_and_no_oserror(cls: type[Exception], parent
         (exc.LimitExceeded, -32003, "Limit exceeded"),
     ],
 )
-def test_rpc_error_carries_its_code_message_and_data(cls: type[exc.RpcError], code: int, message: str) -> None:
+def test_rpc_error_carries_its_code_message_and_data(
+    cls: type[exc.RpcError], code: int, message: str
+) -> None:
     err = cls({"reason": "why"})
     assert (err.code, err.message, err.data) == (code, message, {"reason": "why"})
     assert str(err) == f"{code} {message}: {{'reason': 'why'}}"

@@ -65,8 +65,7 @@ def violation(reader: framing.FrameReader, data: bytes) -> ProtocolViolation:
 def test_reader_yields_text_messages_in_order() -> None:
     reader = framing.FrameReader()
     reader.feed(client_frame(0x1, b"one") + client_frame(0x1, "två".encode()) + client_frame(0x1))
-    assert events(reader) == [framing.TextMessage("one"), framing.TextMessage("två"),
-                              framing.TextMessage("")]
+    assert events(reader) == [framing.TextMessage("one"), framing.TextMessage("två"), framing.TextMessage("")]
     assert reader.buffered == 0
 
 
@@ -83,7 +82,7 @@ def test_reader_waits_for_bytes_fed_one_at_a_time() -> None:
     reader = framing.FrameReader()
     got: list[framing.Event] = []
     for i in range(len(data)):
-        reader.feed(data[i:i + 1])
+        reader.feed(data[i : i + 1])
         got += events(reader)
         if i < len(text) - 1:
             assert got == []
@@ -95,9 +94,13 @@ def test_reader_waits_for_bytes_fed_one_at_a_time() -> None:
 
 def test_reader_reassembles_fragments_around_control_frames() -> None:
     reader = framing.FrameReader()
-    reader.feed(client_frame(0x1, b"he", fin=False) + client_frame(0x9, b"mid")
-                + client_frame(0x0, b"ll", fin=False) + client_frame(0xA, b"po")
-                + client_frame(0x0, b"o"))
+    reader.feed(
+        client_frame(0x1, b"he", fin=False)
+        + client_frame(0x9, b"mid")
+        + client_frame(0x0, b"ll", fin=False)
+        + client_frame(0xA, b"po")
+        + client_frame(0x0, b"o")
+    )
     assert events(reader) == [framing.Ping(b"mid"), framing.Pong(b"po"), framing.TextMessage("hello")]
 
 
@@ -105,8 +108,11 @@ def test_reader_close_frame_is_an_event_and_clear_drops_what_follows() -> None:
     # Reading no further after a close frame is the connection's decision
     # (tests/test_connection.py); the reader yields the Close and can be cleared.
     reader = framing.FrameReader()
-    reader.feed(client_frame(0x1, b"last") + client_frame(0x8, close_payload(4321, "bye"))
-                + client_frame(0x1, b"ignored"))
+    reader.feed(
+        client_frame(0x1, b"last")
+        + client_frame(0x8, close_payload(4321, "bye"))
+        + client_frame(0x1, b"ignored")
+    )
     assert reader.next_event() == framing.TextMessage("last")
     assert reader.next_event() == framing.Close(4321, "bye")
     reader.clear()
@@ -178,6 +184,5 @@ def test_reader_refuses_fragments_over_the_limit_from_the_header() -> None:
 
 def test_reader_limit_does_not_count_control_frames() -> None:
     reader = framing.FrameReader(max_message_size=10)
-    reader.feed(client_frame(0x1, b"x" * 10, fin=False) + client_frame(0x9, b"p" * 100)
-                + client_frame(0x0))
+    reader.feed(client_frame(0x1, b"x" * 10, fin=False) + client_frame(0x9, b"p" * 100) + client_frame(0x0))
     assert events(reader) == [framing.Ping(b"p" * 100), framing.TextMessage("x" * 10)]

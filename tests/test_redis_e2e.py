@@ -39,7 +39,8 @@ def test_cluster_emit_on_b_reaches_client_on_a(redis_server: RedisServer, start_
         subscribe(ws, "chat")
         wait_until(lambda: b.result("total_subscribers", {"channel": "chat"}) == 1, timeout=5)
         assert b.result("emit", {"channel": "chat", "data": {"x": 1}}) == {
-            "channel": "chat", "delivered": 1,
+            "channel": "chat",
+            "delivered": 1,
         }
         push = _push(ws)
         assert push["method"] == "message"
@@ -47,13 +48,14 @@ def test_cluster_emit_on_b_reaches_client_on_a(redis_server: RedisServer, start_
         _no_more_pushes(ws)
 
 
-def test_cluster_notify_all_reaches_every_client_once(redis_server: RedisServer, start_server: StartServer) -> None:
+def test_cluster_notify_all_reaches_every_client_once(
+    redis_server: RedisServer, start_server: StartServer
+) -> None:
     a, b = _cluster(start_server, redis_server.url)
     clients = [ws_connect(a.ws_url), ws_connect(a.ws_url), ws_connect(b.ws_url)]
     try:
         # b answers notify_all from its own view of the cluster: wait until b sees all 3
-        wait_until(lambda: a.result("total_subscribers") == b.result("total_subscribers") == 3,
-                   timeout=5)
+        wait_until(lambda: a.result("total_subscribers") == b.result("total_subscribers") == 3, timeout=5)
         assert b.result("notify_all", {"data": "hello"}) == {"delivered": 3}
         for ws in clients:
             push = _push(ws)
@@ -64,10 +66,11 @@ def test_cluster_notify_all_reaches_every_client_once(redis_server: RedisServer,
             ws.close()
 
 
-def test_cluster_send_data_crosses_nodes_and_skips_sender(redis_server: RedisServer, start_server: StartServer) -> None:
+def test_cluster_send_data_crosses_nodes_and_skips_sender(
+    redis_server: RedisServer, start_server: StartServer
+) -> None:
     a, b = _cluster(start_server, redis_server.url)
-    with ws_connect(a.ws_url) as sender, ws_connect(a.ws_url) as peer_a, \
-            ws_connect(b.ws_url) as peer_b:
+    with ws_connect(a.ws_url) as sender, ws_connect(a.ws_url) as peer_a, ws_connect(b.ws_url) as peer_b:
         for ws in (sender, peer_a, peer_b):
             subscribe(ws, "room")
         wait_until(lambda: a.result("total_subscribers", {"channel": "room"}) == 3, timeout=5)
@@ -142,8 +145,9 @@ def test_cluster_survives_redis_outage_and_resumes_within_2s(
             except TimeoutError:
                 return None
 
-        received = wait_until(emit_and_receive, timeout=2.0, interval=0.02,
-                              what="delivery resumed after Redis restarted")
+        received = wait_until(
+            emit_and_receive, timeout=2.0, interval=0.02, what="delivery resumed after Redis restarted"
+        )
         resumed = time.monotonic() - back
         params = received["params"]
         assert (params["channel"], params["data"]) == ("late", "after")
@@ -177,7 +181,8 @@ def test_redis_source_delivers_once_per_client_and_survives_garbage(
 ) -> None:
     channel = f"source-{uuid.uuid4().hex[:8]}"
     a, b = _cluster(
-        start_server, redis_server.url,
+        start_server,
+        redis_server.url,
         ROCKETWS_REDIS_SOURCE=f"{redis_server.url}?channel={channel}",
     )
     wait_until(lambda: _source_subscribed(redis_server, channel, 2), timeout=5)
@@ -190,8 +195,13 @@ def test_redis_source_delivers_once_per_client_and_survives_garbage(
             assert _push(ws)["params"]["data"] == 1
             _no_more_pushes(ws)  # once per client, although both nodes read the source
 
-        for garbage in (b"not json", b"[1, 2]", b'{"jsonrpc": "2.0", "method": "emit"}',
-                        b'{"jsonrpc": "2.0", "method": "total_subscribers"}', b"\xff\xfe"):
+        for garbage in (
+            b"not json",
+            b"[1, 2]",
+            b'{"jsonrpc": "2.0", "method": "emit"}',
+            b'{"jsonrpc": "2.0", "method": "total_subscribers"}',
+            b"\xff\xfe",
+        ):
             redis_server.command("PUBLISH", channel, garbage)
         batch = [
             {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "chat", "data": 2}},

@@ -29,10 +29,14 @@ EMITS = 3
 @pytest.fixture
 def workers(redis_server: RedisServer) -> Iterator[tuple[ServerProcess, str]]:
     prefix = f"w-{uuid.uuid4().hex[:8]}:"
-    srv = ServerProcess(args=[
-        "--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0", "--workers=2",
-        f"--broker={redis_server.url}?prefix={prefix}&presence_ttl=2",
-    ]).start()
+    srv = ServerProcess(
+        args=[
+            "--ws-conn=127.0.0.1:0",
+            "--ms-conn=127.0.0.1:0",
+            "--workers=2",
+            f"--broker={redis_server.url}?prefix={prefix}&presence_ttl=2",
+        ]
+    ).start()
     try:
         srv.wait_log(r"all 2 workers ready", timeout=20)
         yield srv, prefix
@@ -68,8 +72,9 @@ def _per_worker_connections(url: str, prefix: str) -> list[int]:
 
 async def _client(url: str, ready: asyncio.Queue[ClientConnection]) -> ClientConnection:
     ws = await connect(url, compression=None, open_timeout=20, max_queue=None)
-    await ws.send(json.dumps({"jsonrpc": "2.0", "method": "subscribe",
-                              "params": {"channel": "fan"}, "id": 1}))
+    await ws.send(
+        json.dumps({"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": "fan"}, "id": 1})
+    )
     reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
     assert reply["result"] == {"channel": "fan", "subscribed": True}
     return ws
@@ -86,8 +91,7 @@ async def _connect_all(url: str, n: int) -> list[ClientConnection]:
 
 
 async def _receive(ws: ClientConnection, count: int) -> list[Any]:
-    return [json.loads(await asyncio.wait_for(ws.recv(), 20))["params"]["data"]
-            for _ in range(count)]
+    return [json.loads(await asyncio.wait_for(ws.recv(), 20))["params"]["data"] for _ in range(count)]
 
 
 def test_workers_spread_1000_connections_and_every_client_gets_every_emit(
@@ -98,6 +102,7 @@ def test_workers_spread_1000_connections_and_every_client_gets_every_emit(
     async def scenario() -> None:
         clients = await _connect_all(srv.ws_url, CLIENTS)
         try:
+
             def spread() -> list[int] | None:
                 """Per-worker counts once both workers report all the clients."""
                 c = _per_worker_connections(redis_server.url, prefix)
@@ -106,11 +111,11 @@ def test_workers_spread_1000_connections_and_every_client_gets_every_emit(
             counts = await asyncio.to_thread(wait_until, spread, 10)
             assert all(c > 0 for c in counts), counts  # both workers took connections
             print(f"connections per worker: {counts}")
-            await asyncio.to_thread(wait_until, lambda: srv.result(
-                "total_subscribers", {"channel": "fan"}) == CLIENTS, 10)
+            await asyncio.to_thread(
+                wait_until, lambda: srv.result("total_subscribers", {"channel": "fan"}) == CLIENTS, 10
+            )
             for i in range(EMITS):
-                result = await asyncio.to_thread(srv.result, "emit",
-                                                 {"channel": "fan", "data": i})
+                result = await asyncio.to_thread(srv.result, "emit", {"channel": "fan", "data": i})
                 assert result == {"channel": "fan", "delivered": CLIENTS}
             received = await asyncio.gather(*(_receive(ws, EMITS) for ws in clients))
             assert all(r == list(range(EMITS)) for r in received)
@@ -147,9 +152,18 @@ def test_workers_sigterm_drains_and_stops_every_worker(workers: tuple[ServerProc
 
 def test_workers_without_redis_broker_are_refused() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "runserver", "--workers=2",
-         "--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0"],
-        capture_output=True, text=True, timeout=30, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "runserver",
+            "--workers=2",
+            "--ws-conn=127.0.0.1:0",
+            "--ms-conn=127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
         env={**os.environ, "ROCKETWS_BROKER": "memory"},
     )
     assert proc.returncode == 2

@@ -54,7 +54,6 @@ from .support import ROOT, ServerProcess, free_port, recv_json, subscribe, wait_
 CTRL_C, CTRL_D, CTRL_U, TAB = "\x03", "\x04", "\x15", "\t"
 
 
-
 def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}/"
 
@@ -203,9 +202,7 @@ def test_shell_data_prompt_reprompts_until_json_is_valid(
             asking: PromptSession[str] = wait_until(lambda: terminal.asking)
             pipe.send_text(CTRL_U + '{"b": [1,\r')  # replace the default with bad JSON
             error = wait_until(lambda: asking.default_buffer.validation_error)
-            assert error.message.startswith(
-                "invalid JSON at line 1, column 10:"
-            )
+            assert error.message.startswith("invalid JSON at line 1, column 10:")
             pipe.send_text(" 2]}\r")
             wait_until(lambda: "delivered" in out.getvalue())
 
@@ -276,8 +273,7 @@ def test_shell_greeting_says_unreachable_in_one_line_with_hint() -> None:
     lines = err.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0] == (
-        f"cannot reach MessagesSource at {shell.url}: connection refused "
-        "(the server may not be running)"
+        f"cannot reach MessagesSource at {shell.url}: connection refused (the server may not be running)"
     )
     assert lines[1].startswith("hint: start the server with `manage.py runserver`")
 
@@ -294,8 +290,12 @@ def run_shell(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "shell", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout,
-        cwd=ROOT, env=shell_env(tmp_path),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=shell_env(tmp_path),
     )
 
 
@@ -303,13 +303,12 @@ def server_args(server: ServerProcess) -> list[str]:
     return [f"--ms-conn={server.ms_url}", f"--ws-conn={server.ws_url}"]
 
 
-def test_shell_stdin_script_runs_each_line_and_exits_zero(
-    server: ServerProcess, tmp_path: Path
-) -> None:
+def test_shell_stdin_script_runs_each_line_and_exits_zero(server: ServerProcess, tmp_path: Path) -> None:
     with ws_connect(server.ws_url) as ws:
         subscribe(ws, "script-chat")
         done = run_shell(
-            tmp_path, *server_args(server),
+            tmp_path,
+            *server_args(server),
             stdin='emit script-chat {"a": 1}\n# a comment\n\nsubscribers script-chat\nchannels\n',
         )
         push = recv_json(ws)
@@ -321,13 +320,9 @@ def test_shell_stdin_script_runs_each_line_and_exits_zero(
     assert push["params"]["data"] == {"a": 1}
 
 
-def test_shell_stdin_script_exits_one_when_a_command_fails(
-    server: ServerProcess, tmp_path: Path
-) -> None:
+def test_shell_stdin_script_exits_one_when_a_command_fails(server: ServerProcess, tmp_path: Path) -> None:
     with ws_connect(server.ws_url) as ws:
-        done = run_shell(
-            tmp_path, *server_args(server), stdin='emit "" {"a": 1}\nnotify_all [1]\nbogus\n'
-        )
+        done = run_shell(tmp_path, *server_args(server), stdin='emit "" {"a": 1}\nnotify_all [1]\nbogus\n')
         broadcast = recv_json(ws)
     assert done.returncode == EXIT_FAILED
     assert done.stderr.splitlines()[0] == "error -32602: Invalid params"
@@ -347,9 +342,7 @@ def test_shell_c_runs_one_command_and_exits_zero(server: ServerProcess, tmp_path
     assert done.stdout.startswith(f'"pong" from {server.ms_url} in ')
 
 
-def test_shell_c_invalid_json_exits_one_with_position(
-    server: ServerProcess, tmp_path: Path
-) -> None:
+def test_shell_c_invalid_json_exits_one_with_position(server: ServerProcess, tmp_path: Path) -> None:
     done = run_shell(tmp_path, *server_args(server), "-c", 'emit chat {"a": tru}')
     assert done.returncode == EXIT_FAILED
     assert done.stderr == "emit: invalid JSON at line 1, column 7: Expecting value\n"
@@ -367,8 +360,7 @@ def test_shell_unreachable_server_exits_three_with_one_line(tmp_path: Path) -> N
         done = run_shell(tmp_path, f"--ms-conn={url}", *args, stdin=stdin)
         assert done.returncode == EXIT_UNREACHABLE
         assert done.stderr == (
-            f"cannot reach MessagesSource at {url}: connection refused "
-            "(the server may not be running)\n"
+            f"cannot reach MessagesSource at {url}: connection refused (the server may not be running)\n"
         )
         assert done.stdout == ""
 
@@ -379,14 +371,22 @@ def test_shell_bad_url_exits_two(tmp_path: Path) -> None:
     assert done.stderr == "shell: not an http(s) URL: 'ftp://example.com/'\n"
 
 
-def test_shell_watch_prints_push_emitted_while_watching(
-    server: ServerProcess, tmp_path: Path
-) -> None:
+def test_shell_watch_prints_push_emitted_while_watching(server: ServerProcess, tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "shell", *server_args(server),
-         "-c", "watch -n 2 script-watch other"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        text=True, cwd=ROOT, env=shell_env(tmp_path),
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "shell",
+            *server_args(server),
+            "-c",
+            "watch -n 2 script-watch other",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=shell_env(tmp_path),
     )
     try:
         assert proc.stdout is not None
@@ -410,10 +410,13 @@ def test_shell_watch_reports_server_shutdown_in_one_line(
 ) -> None:
     srv = start_server()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "shell", *server_args(srv),
-         "-c", "watch script-shutdown"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        text=True, cwd=ROOT, env=shell_env(tmp_path),
+        [sys.executable, str(ROOT / "manage.py"), "shell", *server_args(srv), "-c", "watch script-shutdown"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=shell_env(tmp_path),
     )
     try:
         assert proc.stdout is not None
@@ -430,25 +433,22 @@ def test_shell_watch_reports_server_shutdown_in_one_line(
 def test_make_shell_runs_manage_shell_with_the_addresses() -> None:
     dry = subprocess.run(
         ["make", "--no-print-directory", "-n", "shell", "MS_CONN=10.0.0.1:1", "WS_CONN=10.0.0.1:2"],
-        capture_output=True, text=True, cwd=ROOT, timeout=30,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
     )
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines()[-1].endswith(
-        "manage.py shell --ms-conn=10.0.0.1:1 --ws-conn=10.0.0.1:2"
-    )
+    assert dry.stdout.splitlines()[-1].endswith("manage.py shell --ms-conn=10.0.0.1:1 --ws-conn=10.0.0.1:2")
 
 
-def test_shell_watch_refused_subscription_exits_one(
-    server: ServerProcess, tmp_path: Path
-) -> None:
+def test_shell_watch_refused_subscription_exits_one(server: ServerProcess, tmp_path: Path) -> None:
     done = run_shell(tmp_path, *server_args(server), "-c", "watch ''")
     assert done.returncode == EXIT_FAILED
     assert done.stderr.startswith("subscribe '': error -32602: Invalid params")
 
 
-def test_shell_watch_unreachable_websocket_exits_three(
-    server: ServerProcess, tmp_path: Path
-) -> None:
+def test_shell_watch_unreachable_websocket_exits_three(server: ServerProcess, tmp_path: Path) -> None:
     ws = f"ws://127.0.0.1:{free_port()}/"
     done = run_shell(tmp_path, f"--ms-conn={server.ms_url}", f"--ws-conn={ws}", "-c", "watch x")
     assert done.returncode == EXIT_UNREACHABLE
@@ -460,16 +460,18 @@ def test_shell_watch_unreachable_websocket_exits_three(
 
 
 @pytest.fixture
-def pty_shell(
-    server: ServerProcess, tmp_path: Path
-) -> Iterator[Callable[..., pexpect.spawn]]:
+def pty_shell(server: ServerProcess, tmp_path: Path) -> Iterator[Callable[..., pexpect.spawn]]:
     spawned: list[pexpect.spawn] = []
 
     def spawn(*args: str) -> pexpect.spawn:
         child = pexpect.spawn(
-            sys.executable, [str(ROOT / "manage.py"), "shell", *args],
-            cwd=str(ROOT), env={**shell_env(tmp_path), "TERM": "xterm"},
-            dimensions=(30, 160), encoding="utf-8", timeout=15,
+            sys.executable,
+            [str(ROOT / "manage.py"), "shell", *args],
+            cwd=str(ROOT),
+            env={**shell_env(tmp_path), "TERM": "xterm"},
+            dimensions=(30, 160),
+            encoding="utf-8",
+            timeout=15,
         )
         spawned.append(child)
         return child
@@ -573,9 +575,7 @@ def test_parse_json_reports_line_and_column() -> None:
         ("'' 1", ("", "1", 3)),
     ],
 )
-def test_take_word_splits_first_shell_word(
-    text: str, expected: tuple[str | None, str, int]
-) -> None:
+def test_take_word_splits_first_shell_word(text: str, expected: tuple[str | None, str, int]) -> None:
     assert take_word(text) == expected
 
 
@@ -654,8 +654,9 @@ def test_lexer_styles_command_channel_and_json() -> None:
 
 
 def test_push_parsing_and_formatting() -> None:
-    push = parse_push('{"jsonrpc":"2.0","method":"message","params":'
-                      '{"channel":"c","data":{"x":"é"},"ts":0.5}}')
+    push = parse_push(
+        '{"jsonrpc":"2.0","method":"message","params":{"channel":"c","data":{"x":"é"},"ts":0.5}}'
+    )
     assert push is not None and format_push(push).endswith(' c {"x": "é"}')
     assert parse_push('{"jsonrpc":"2.0","result":"pong","id":1}') is None
     assert parse_push("not json") is None
@@ -667,7 +668,7 @@ def test_push_parsing_and_formatting() -> None:
         ("watch -n 0 x", "watch: -n needs a positive count, got '0'"),
         ("ping extra", "ping: takes no arguments, got 'extra'"),
         ("subscribers a b", "subscribers: unexpected 'b'; usage: subscribers [CHANNEL]"),
-        ("emit 'open 1", "emit: cannot read \"'open 1\": No closing quotation"),
+        ("emit 'open 1", 'emit: cannot read "\'open 1": No closing quotation'),
         ("help nope", "help: no command 'nope'; type `help` for the list"),
         ("connect a b c", "connect: too many arguments; usage: connect URL [WS_URL]"),
         ("connect ftp://x", "connect: not an http(s) URL: 'ftp://x'"),

@@ -22,8 +22,12 @@ def test_frames_pipelined_with_the_upgrade_request_are_served(server: ServerProc
     # Three small frames fit in the handshake's read buffer; the big one does not, so it
     # is split between that buffer and the socket.
     big = {"jsonrpc": "2.0", "method": "ping", "id": 4, "pad": "x" * 2000}
-    pipelined = (rpc_frame("ping", 1) + rpc_frame("subscribe", 2, ["piped"]) + rpc_frame("ping", 3)
-                 + client_frame(0x1, json.dumps(big).encode()))
+    pipelined = (
+        rpc_frame("ping", 1)
+        + rpc_frame("subscribe", 2, ["piped"])
+        + rpc_frame("ping", 3)
+        + client_frame(0x1, json.dumps(big).encode())
+    )
     raw = RawWebSocket(server.ws_port, pipelined=pipelined)
     replies = [json.loads(raw.read_frame()[1]) for _ in range(4)]
     assert [r["id"] for r in replies] == [1, 2, 3, 4]

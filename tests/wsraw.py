@@ -18,8 +18,15 @@ from typing import Any
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 
 
-def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True,
-                 rsv: int = 0, length: int | None = None) -> bytes:
+def client_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    mask: bool = True,
+    rsv: int = 0,
+    length: int | None = None,
+) -> bytes:
     """A client frame as a browser would send it (masked unless told otherwise).
 
     ``length`` announces a payload length other than ``len(payload)``.
@@ -69,8 +76,8 @@ def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
             (n,), start = struct.unpack("!Q", data[2:10]), 10
         if len(data) < start + n:
             break
-        frames.append((b1 & 0x0F, data[start:start + n]))
-        data = data[start + n:]
+        frames.append((b1 & 0x0F, data[start : start + n]))
+        data = data[start + n :]
     return frames, data
 
 
@@ -81,9 +88,14 @@ class RawWebSocket:
     share the gevent hub with a server running in the test process.
     """
 
-    def __init__(self, port: int, rcvbuf: int | None = None, timeout: float = 10.0,
-                 pipelined: bytes = b"",
-                 connect: Callable[..., socket.socket] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        rcvbuf: int | None = None,
+        timeout: float = 10.0,
+        pipelined: bytes = b"",
+        connect: Callable[..., socket.socket] | None = None,
+    ) -> None:
         """Connect and upgrade; ``pipelined``: bytes sent in the same write as the request."""
         if connect is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -112,8 +124,9 @@ class RawWebSocket:
         self.buf = b""
         self._frames: list[tuple[int, bytes]] = []
 
-    def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
-                   length: int | None = None) -> None:
+    def send_frame(
+        self, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, length: int | None = None
+    ) -> None:
         self.sock.sendall(client_frame(opcode, payload, fin=fin, mask=mask, length=length))
 
     def send_text(self, text: str) -> None:

@@ -75,9 +75,7 @@ class RedisBroker:
         self.url = url
         self.prefix = options.get("prefix", "rocketws:")
         self.presence_ttl = _seconds(url, "presence_ttl", options.get("presence_ttl"), 5.0)
-        self.unsubscribe_delay = _seconds(
-            url, "unsubscribe_delay", options.get("unsubscribe_delay"), 0.5
-        )
+        self.unsubscribe_delay = _seconds(url, "unsubscribe_delay", options.get("unsubscribe_delay"), 0.5)
         self.timeout = _seconds(url, "timeout", options.get("timeout"), 1.0)
         if self.presence_ttl <= 0 or self.timeout <= 0:
             raise ConfigError("broker", url, "presence_ttl and timeout must be above 0")
@@ -88,7 +86,9 @@ class RedisBroker:
         self._client = Client(kwargs, timeout=self.timeout, connect_timeout=self.timeout)
         self._presence = Presence(self._client, self.prefix, self.node_id, self.presence_ttl)
         self._subscriber = Subscriber(
-            kwargs, self._on_message, name=f"redis broker {self.node_id}",
+            kwargs,
+            self._on_message,
+            name=f"redis broker {self.node_id}",
             connect_timeout=self.timeout,
         )
         self._handler: BrokerHandler | None = None
@@ -113,8 +113,7 @@ class RedisBroker:
         deadline = time.monotonic() + self.timeout
         while not self._subscriber.is_subscribed(self._broadcast):
             if time.monotonic() >= deadline:
-                logger.warning("Redis broker %s: Redis not reachable yet; will keep trying",
-                               self.node_id)
+                logger.warning("Redis broker %s: Redis not reachable yet; will keep trying", self.node_id)
                 break
             gevent.sleep(0.005)
 
@@ -134,9 +133,7 @@ class RedisBroker:
         try:
             remote = self._presence.publish(redis_channel, envelope.encode(publication), channel)
         except RedisDown as exc:
-            raise BrokerUnavailable(
-                {"broker": "redis", "reason": f"Redis is unreachable: {exc}"}
-            ) from None
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
         local = handler.local_subscribers(channel)
         if publication.skip is not None and local:
             local -= 1  # the sender is a local subscriber (send_data requires it)
@@ -190,23 +187,25 @@ class RedisBroker:
         try:
             return self._presence.others()
         except RedisDown as exc:
-            raise BrokerUnavailable(
-                {"broker": "redis", "reason": f"Redis is unreachable: {exc}"}
-            ) from None
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
 
     def _on_message(self, redis_channel: bytes, data: bytes) -> None:
         if redis_channel == self._broadcast:
             channel = None
         elif redis_channel.startswith(self._channel_prefix):
-            channel = redis_channel[len(self._channel_prefix):].decode("utf-8", "replace")
+            channel = redis_channel[len(self._channel_prefix) :].decode("utf-8", "replace")
         else:
             return
         try:
             publication = envelope.decode(data, channel)
         except envelope.EnvelopeError as exc:
             self.bad_messages += 1
-            logger.warning("Redis broker: dropped a message on %r that is not a RocketWS "
-                           "envelope (%s); %d so far", redis_channel, exc, self.bad_messages)
+            logger.warning(
+                "Redis broker: dropped a message on %r that is not a RocketWS envelope (%s); %d so far",
+                redis_channel,
+                exc,
+                self.bad_messages,
+            )
             return
         handler = self._handler
         if handler is not None:
@@ -240,4 +239,3 @@ class RedisBroker:
             self._presence_wake.wait(poll)
             self._presence_wake.clear()
             gevent.sleep(0.01)  # coalesce bursts of (un)subscribes into one write
-

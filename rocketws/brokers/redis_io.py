@@ -56,9 +56,7 @@ def connection_class() -> Any:
             """A redis-py connection whose socket is a gevent socket."""
 
             def _connect(self) -> Any:
-                sock = gsocket.create_connection(
-                    (self.host, self.port), timeout=self.socket_connect_timeout
-                )
+                sock = gsocket.create_connection((self.host, self.port), timeout=self.socket_connect_timeout)
                 sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
                 if self.socket_keepalive:
                     sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_KEEPALIVE, 1)
@@ -121,8 +119,9 @@ class Client:
     and redis-py's ResponseError when Redis rejects a command.
     """
 
-    def __init__(self, kwargs: dict[str, Any], *, timeout: float, connect_timeout: float,
-                 max_idle: int = 8) -> None:
+    def __init__(
+        self, kwargs: dict[str, Any], *, timeout: float, connect_timeout: float, max_idle: int = 8
+    ) -> None:
         self._kwargs = kwargs
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -143,8 +142,10 @@ class Client:
 
         A command that Redis rejects makes its reply the ResponseError instance.
         """
-        conn = self._idle.pop() if self._idle else make_connection(
-            self._kwargs, self._timeout, self._connect_timeout
+        conn = (
+            self._idle.pop()
+            if self._idle
+            else make_connection(self._kwargs, self._timeout, self._connect_timeout)
         )
         redis = import_redis()
         try:
@@ -277,8 +278,9 @@ class Subscriber:
                 writer = gevent.spawn(self._write_loop, conn)
                 self.connected.set()
                 if down_since is not None:
-                    logger.info("%s: reconnected to Redis after %.2f s",
-                                self._name, time.monotonic() - down_since)
+                    logger.info(
+                        "%s: reconnected to Redis after %.2f s", self._name, time.monotonic() - down_since
+                    )
                     self.reconnects += 1
                     down_since = None
                 attempt = 0

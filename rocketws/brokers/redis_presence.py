@@ -107,7 +107,11 @@ class Presence:
         """
         return int(
             self._client.script(
-                PUBLISH_AND_COUNT, self._prefix, self._node_id, redis_channel, message,
+                PUBLISH_AND_COUNT,
+                self._prefix,
+                self._node_id,
+                redis_channel,
+                message,
                 "" if channel is None else channel,
             )
         )
@@ -115,7 +119,5 @@ class Presence:
     def others(self) -> tuple[int, dict[str, int]]:
         """The other live nodes' (connections, channel -> subscribers), summed."""
         reply = self._client.script(READ_OTHERS, self._prefix, self._node_id)
-        counts = {
-            reply[i].decode(): int(reply[i + 1]) for i in range(1, len(reply) - 1, 2)
-        }
+        counts = {reply[i].decode(): int(reply[i + 1]) for i in range(1, len(reply) - 1, 2)}
         return int(reply[0]), counts

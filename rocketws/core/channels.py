@@ -28,9 +28,7 @@ def validate_channel(value: Any, max_length: int) -> str:
     if not value:
         raise InvalidParams({"param": "channel", "reason": "must not be empty"})
     if len(value) > max_length:
-        raise InvalidParams(
-            {"param": "channel", "reason": f"longer than {max_length} characters"}
-        )
+        raise InvalidParams({"param": "channel", "reason": f"longer than {max_length} characters"})
     if _CONTROL.search(value):
         raise InvalidParams({"param": "channel", "reason": "contains control characters"})
     return value
@@ -89,10 +87,13 @@ class Namespaces:
         if found is not None:
             return found
         if not self.allow_unknown:
-            raise NotAllowed({
-                "channel": channel, "namespace": name,
-                "reason": f"unknown namespace {name!r} (declared: {self._declared()})",
-            })
+            raise NotAllowed(
+                {
+                    "channel": channel,
+                    "namespace": name,
+                    "reason": f"unknown namespace {name!r} (declared: {self._declared()})",
+                }
+            )
         return Namespace(name)
 
     def _declared(self) -> str:

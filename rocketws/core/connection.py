@@ -199,9 +199,7 @@ class ConnectionProtocol:
         try:
             event = self.reader.next_event()
         except ProtocolViolation as exc:  # the reader has dropped its buffer
-            return self._go(
-                Input.VIOLATION, Disconnect.for_code(exc.close_code, exc.reason), str(exc)
-            )
+            return self._go(Input.VIOLATION, Disconnect.for_code(exc.close_code, exc.reason), str(exc))
         if event is None:
             return None
         if isinstance(event, framing.TextMessage):
@@ -254,8 +252,12 @@ class ConnectionProtocol:
         return actions
 
     def _go(
-        self, event: Input, why: Disconnect | None = None, detail: str = "",
-        *, keep_queue: bool = True,
+        self,
+        event: Input,
+        why: Disconnect | None = None,
+        detail: str = "",
+        *,
+        keep_queue: bool = True,
     ) -> Step:
         """Take the transition for ``event``; record a close or the exit it makes."""
         actions = self._move(event)

@@ -57,9 +57,7 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     if not n:
         return b""
     key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        n, "little"
-    )
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
 def _valid_close_code(code: int) -> bool:
@@ -84,9 +82,7 @@ def parse_close(payload: bytes) -> tuple[int | None, str]:
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolViolation(
-            "close reason is not UTF-8", close_code=CloseCode.INVALID_PAYLOAD
-        ) from None
+        raise ProtocolViolation("close reason is not UTF-8", close_code=CloseCode.INVALID_PAYLOAD) from None
     return code, reason
 
 
@@ -200,8 +196,8 @@ class FrameReader:
             end = start + 4 + length
             if have < end:
                 return None
-            mask = bytes(buf[start:start + 4])
-            payload = unmask(bytes(buf[start + 4:end]), mask) if length else b""
+            mask = bytes(buf[start : start + 4])
+            payload = unmask(bytes(buf[start + 4 : end]), mask) if length else b""
             if end == have:
                 self._buf = bytearray()  # an idle reader keeps no buffer
             else:

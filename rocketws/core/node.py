@@ -98,10 +98,13 @@ class Node:
         """
         namespace = self.namespaces.lookup(channel)
         if not namespace.allow_send_data:
-            raise NotAllowed({
-                "channel": channel, "namespace": namespace.name,
-                "reason": f"send_data is disabled in namespace {namespace.name!r}",
-            })
+            raise NotAllowed(
+                {
+                    "channel": channel,
+                    "namespace": namespace.name,
+                    "reason": f"send_data is disabled in namespace {namespace.name!r}",
+                }
+            )
         if channel not in session.channels:
             raise NotSubscribed({"channel": channel, "reason": "subscribe to the channel first"})
         payload = encode_message_push(channel, data, self._clock())

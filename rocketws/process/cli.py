@@ -84,15 +84,22 @@ def _workers(value: str) -> int:
 
 def _runserver(args: dict[str, Any]) -> int:
     config = load_config(
-        load_settings_module(), os.environ, ws_conn=args["--ws-conn"], ms_conn=args["--ms-conn"],
+        load_settings_module(),
+        os.environ,
+        ws_conn=args["--ws-conn"],
+        ms_conn=args["--ms-conn"],
         broker=args["--broker"],
     )
     workers = _workers(args["--workers"])
     if workers > 1:
         if not config.broker.startswith("redis://"):
-            raise ConfigError("--workers", workers, "more than 1 worker needs a Redis broker "
-                              "(--broker=redis://host:port/db); with the memory broker "
-                              "each worker would reach only its own clients")
+            raise ConfigError(
+                "--workers",
+                workers,
+                "more than 1 worker needs a Redis broker "
+                "(--broker=redis://host:port/db); with the memory broker "
+                "each worker would reach only its own clients",
+            )
         from rocketws.brokers import create_broker
         from rocketws.process.server import configure_logging
         from rocketws.process.supervisor import Supervisor
@@ -128,7 +135,9 @@ def _shell(args: dict[str, Any]) -> int:
 
     config = load_config(load_settings_module(), os.environ)
     return shell_main(
-        args["--ms-conn"] or str(config.backend), args["--ws-conn"], args["-c"],
+        args["--ms-conn"] or str(config.backend),
+        args["--ws-conn"],
+        args["-c"],
         ws_port=config.websocket.port,
     )
 
@@ -145,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         args = docopt(USAGE, argv=argv, version=f"RocketWS {__version__}")
     except DocoptExit as exc:
         usage = str(exc).strip().splitlines()
-        return _fail(f"bad arguments: {' '.join(argv if argv is not None else sys.argv[1:])!r}"
-                     f" (see --help)" if usage else "bad arguments")
+        return _fail(
+            f"bad arguments: {' '.join(argv if argv is not None else sys.argv[1:])!r} (see --help)"
+            if usage
+            else "bad arguments"
+        )
     try:
         if args["runserver"]:
             return _runserver(args)

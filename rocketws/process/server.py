@@ -69,7 +69,9 @@ class Server:
         self.hub = Hub()
         self.broker = create_broker(config.broker)
         self.node = Node(
-            self.hub, self.broker, max_channels_per_connection=config.max_channels_per_connection,
+            self.hub,
+            self.broker,
+            max_channels_per_connection=config.max_channels_per_connection,
             namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
         )
         self.ws_app = WebSocketApp(self.node, config)
@@ -77,19 +79,36 @@ class Server:
         if config.spec_example_methods:
             methods.update(spec_example_methods)
         self.ms_app = MessagesSourceApp(self.node, config, methods)
-        self.redis_source = None if config.redis_source is None else RedisSource(
-            config.redis_source, self.node, max_channel_length=config.max_channel_length,
-            max_batch_size=config.max_batch_size,
+        self.redis_source = (
+            None
+            if config.redis_source is None
+            else RedisSource(
+                config.redis_source,
+                self.node,
+                max_channel_length=config.max_channel_length,
+                max_batch_size=config.max_batch_size,
+            )
         )
-        self.ws_server = _listen(config.websocket, "websocket", reuse_port, lambda listener: WSGIServer(
-            listener, self.ws_app, handler_class=RocketWebSocketHandler,
-            log=None, error_log=logging.getLogger("rocketws.websocket"),
-        ))
+        self.ws_server = _listen(
+            config.websocket,
+            "websocket",
+            reuse_port,
+            lambda listener: WSGIServer(
+                listener,
+                self.ws_app,
+                handler_class=RocketWebSocketHandler,
+                log=None,
+                error_log=logging.getLogger("rocketws.websocket"),
+            ),
+        )
         self.ws_server.max_message_size = config.max_message_size
         self.ws_server.handshake_timeout = config.handshake_timeout
-        self.ms_server = _listen(config.backend, "messages source", reuse_port, lambda listener: (
-            MessagesSourceServer(listener, self.ms_app, config.backend_idle_timeout)
-        ))
+        self.ms_server = _listen(
+            config.backend,
+            "messages source",
+            reuse_port,
+            lambda listener: MessagesSourceServer(listener, self.ms_app, config.backend_idle_timeout),
+        )
         self._stop = Event()
 
     @property
@@ -140,8 +159,11 @@ class Server:
         self.ms_server.close()
         self.ws_app.close_all(disconnect.SHUTDOWN)
         if not self.ws_app.wait_closed(self.config.shutdown_timeout):
-            logger.warning("%d connection(s) still open after %.1f s; dropping them",
-                           len(self.ws_app.connections), self.config.shutdown_timeout)
+            logger.warning(
+                "%d connection(s) still open after %.1f s; dropping them",
+                len(self.ws_app.connections),
+                self.config.shutdown_timeout,
+            )
         self.ws_server.stop(timeout=0)
         self.ms_server.stop(timeout=1.0)
         if self.redis_source is not None:

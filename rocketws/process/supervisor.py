@@ -113,8 +113,14 @@ class Supervisor:
                 return 1
             host = f"[{ws.host}]" if ":" in ws.host else ws.host
             mhost = f"[{ms.host}]" if ":" in ms.host else ms.host
-            logger.info("all %d workers ready; websocket on ws://%s:%d/, messages source "
-                        "on http://%s:%d/", self.count, host, ws.port, mhost, ms.port)
+            logger.info(
+                "all %d workers ready; websocket on ws://%s:%d/, messages source on http://%s:%d/",
+                self.count,
+                host,
+                ws.port,
+                mhost,
+                ms.port,
+            )
             self._watch()
             return 0
         finally:
@@ -130,16 +136,22 @@ class Supervisor:
         env["PYTHONPATH"] = path
         worker.ready.clear()
         worker.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from rocketws.process.cli import main; "
-             "sys.exit(main(sys.argv[1:]))", "runserver", *self._args],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from rocketws.process.cli import main; sys.exit(main(sys.argv[1:]))",
+                "runserver",
+                *self._args,
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         worker.started_at = time.monotonic()
         logger.info("worker %d started (pid %d)", worker.index, worker.proc.pid)
         assert worker.proc.stdout is not None
-        worker.relay = threading.Thread(
-            target=self._relay, args=(worker, worker.proc.stdout), daemon=True
-        )
+        worker.relay = threading.Thread(target=self._relay, args=(worker, worker.proc.stdout), daemon=True)
         worker.relay.start()
 
     def _relay(self, worker: _Worker, stream: IO[bytes]) -> None:
@@ -161,8 +173,11 @@ class Supervisor:
             while not worker.ready.wait(0.05):
                 assert worker.proc is not None
                 if worker.proc.poll() is not None or time.monotonic() > deadline:
-                    logger.error("worker %d failed to start (exit status %s); stopping",
-                                 worker.index, worker.proc.poll())
+                    logger.error(
+                        "worker %d failed to start (exit status %s); stopping",
+                        worker.index,
+                        worker.proc.poll(),
+                    )
                     return False
                 if self._stop.is_set():
                     return False
@@ -188,8 +203,13 @@ class Supervisor:
                 worker.restarts += 1
                 worker.proc, worker.restart_at = None, now + delay
                 how = f"signal {-status}" if status < 0 else f"status {status}"
-                logger.error("worker %d (pid %d) exited with %s; restarting in %.1f s",
-                             worker.index, proc.pid, how, delay)
+                logger.error(
+                    "worker %d (pid %d) exited with %s; restarting in %.1f s",
+                    worker.index,
+                    proc.pid,
+                    how,
+                    delay,
+                )
 
     def _shutdown(self) -> None:
         live = [w.proc for w in self._workers if w.proc is not None and w.proc.poll() is None]

@@ -77,9 +77,7 @@ COMMANDS: dict[str, Command] = {
             "emit CHANNEL JSON",
             "push JSON to the subscribers of CHANNEL",
             'Example: emit chat {"message": "hi"}\nQuote a CHANNEL that has spaces: '
-            "emit 'my room' 1\nWithout JSON, asks for it (default "
-            + DEFAULT_DATA
-            + ").",
+            "emit 'my room' 1\nWithout JSON, asks for it (default " + DEFAULT_DATA + ").",
         ),
         Command(
             "notify_all",

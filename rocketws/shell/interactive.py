@@ -72,9 +72,7 @@ class ShellCompleter(Completer):
     def __init__(self, channels: Callable[[], list[str]]) -> None:
         self.channels = channels
 
-    def get_completions(
-        self, document: Document, complete_event: CompleteEvent
-    ) -> Iterable[Completion]:
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor.lstrip()
         if " " not in text:
             yield from _complete_commands(text)
@@ -284,9 +282,7 @@ class Terminal:
         )
         self.asking = session
         try:
-            return session.prompt(
-                [("class:prompt", f"{question.label}: ")], default=question.default
-            )
+            return session.prompt([("class:prompt", f"{question.label}: ")], default=question.default)
         except (KeyboardInterrupt, EOFError):
             raise Cancelled from None
         finally:

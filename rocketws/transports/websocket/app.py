@@ -35,13 +35,18 @@ class WebSocketApp:
             body = b"This is a WebSocket endpoint: connect with a WebSocket client.\n"
             start_response(
                 "426 Upgrade Required",
-                [("Upgrade", "websocket"), ("Content-Type", "text/plain; charset=utf-8"),
-                 ("Content-Length", str(len(body)))],
+                [
+                    ("Upgrade", "websocket"),
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ],
             )
             return [body]
         body = b"Not found\n"
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
-                                         ("Content-Length", str(len(body)))])
+        start_response(
+            "404 Not Found",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
         return [body]
 
     def origin_allowed(self, origin: str | None) -> bool:

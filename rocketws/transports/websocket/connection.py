@@ -83,13 +83,29 @@ class Connection:
     """
 
     __slots__ = (
-        "sock", "fd", "node", "flusher", "config", "session", "context", "protocol",
-        "_on_closed", "_loop", "_reader_watch", "_writer_watch", "_timer", "_backlog",
+        "sock",
+        "fd",
+        "node",
+        "flusher",
+        "config",
+        "session",
+        "context",
+        "protocol",
+        "_on_closed",
+        "_loop",
+        "_reader_watch",
+        "_writer_watch",
+        "_timer",
+        "_backlog",
         "_dispatcher",
     )
 
     def __init__(
-        self, sock: socket.socket, node: Node, flusher: Flusher, config: Config,
+        self,
+        sock: socket.socket,
+        node: Node,
+        flusher: Flusher,
+        config: Config,
         on_closed: Callable[[Connection], None],
     ) -> None:
         """``sock`` must be non-blocking; the connection owns it from now on."""
@@ -165,8 +181,11 @@ class Connection:
         self._write()
 
     def _on_close_timeout(self) -> None:
-        logger.debug("connection %s: closing handshake not finished within %.1f s",
-                     self.session.id, self.config.close_timeout)
+        logger.debug(
+            "connection %s: closing handshake not finished within %.1f s",
+            self.session.id,
+            self.config.close_timeout,
+        )
         self._run(self.protocol.timeout())
 
     def _release(self) -> None:
@@ -265,8 +284,12 @@ class Connection:
         else:
             self._write()
         if session.over_limit:
-            logger.info("closing %s: slow consumer (%d bytes unsent, limit %d)",
-                        session.id, session.pending, session.max_pending)
+            logger.info(
+                "closing %s: slow consumer (%d bytes unsent, limit %d)",
+                session.id,
+                session.pending,
+                session.max_pending,
+            )
             self._run(self.protocol.server_close(disconnect.SLOW_CONSUMER, keep_queue=False))
 
     def _write(self) -> None:

@@ -46,8 +46,11 @@ class RocketWebSocketHandler(WebSocketHandler):
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
-            logger.info("handshake from %s not finished in %.1f s: dropped",
-                        self.client_address, self.server.handshake_timeout)
+            logger.info(
+                "handshake from %s not finished in %.1f s: dropped",
+                self.client_address,
+                self.server.handshake_timeout,
+            )
             if self.socket is not None:  # not handed over: it is still ours to close
                 self.socket.close()
         finally:
@@ -58,20 +61,31 @@ class RocketWebSocketHandler(WebSocketHandler):
             return None  # not ours: the WSGI app answers 404
         if not self.application.origin_allowed(self.environ.get("HTTP_ORIGIN")):
             body = b"This origin may not open WebSockets here.\n"
-            self.start_response("403 Forbidden", [
-                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-            ])
-            logger.info("refused a WebSocket from origin %r (ALLOWED_ORIGINS)",
-                        self.environ.get("HTTP_ORIGIN"))
+            self.start_response(
+                "403 Forbidden",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
+            logger.info(
+                "refused a WebSocket from origin %r (ALLOWED_ORIGINS)", self.environ.get("HTTP_ORIGIN")
+            )
             return [body]
         if self.application.full():
             body = b"Too many connections on this server; retry later.\n"
-            self.start_response("503 Service Unavailable", [
-                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-                ("Retry-After", "5"),
-            ])
-            logger.warning("refused a WebSocket: %d connections open (MAX_CONNECTIONS)",
-                           len(self.application.connections))
+            self.start_response(
+                "503 Service Unavailable",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("Retry-After", "5"),
+                ],
+            )
+            logger.warning(
+                "refused a WebSocket: %d connections open (MAX_CONNECTIONS)",
+                len(self.application.connections),
+            )
             return [body]
         return super().upgrade_websocket()
 
