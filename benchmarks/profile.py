@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import httpload
-from .bench import CHANNEL, Subscribers, emit_body
+from .harness import CHANNEL, Subscribers, emit_bodies
 from .servers import Server, cpu_plan
 from .wsclient import raise_nofile_limit
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             res = httpload.run_requests(
                 srv.host,
                 srv.http_port,
-                lambda i: emit_body(channel, data, i, a.batch),
+                emit_bodies(channel, data, a.batch),
                 50,
                 concurrency=a.concurrency,
             )

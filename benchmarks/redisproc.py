@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from .procstat import CLK_TCK, schedstat_ns, stat_ticks, stop_process
 
 
 def free_port() -> int:
@@ -33,35 +34,20 @@ def ping(port: int) -> bool:
         return False
 
 
-def schedstat_ns(pid: int) -> int:
-    """CPU ns so far of every thread of ``pid`` (/proc schedstat; 0 if unavailable)."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    except FileNotFoundError:
-        return 0
-    return total
-
-
-def stop_process(proc: subprocess.Popen | None, timeout: float) -> None:
-    """SIGTERM a process this benchmark started (by PID); SIGKILL it after ``timeout``."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
+
+
+def redis_version() -> str | None:
+    """``redis-server --version`` of the binary on PATH (None without one)."""
+    binary = redis_server_binary()
+    if binary is None:
+        return None
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
 
 
 class RedisProcess:
@@ -90,9 +76,7 @@ class RedisProcess:
                 "rocketws-redis needs a redis-server binary on PATH "
                 "(bash scripts/sysdeps.sh, or apt-get install redis-server)"
             )
-        self.version = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+        self.version = redis_version() or ""
         self.workdir = tempfile.mkdtemp(prefix="bench-redis-")
         cpus = self.cpus
 
@@ -105,11 +89,25 @@ class RedisProcess:
             log = open(Path(self.workdir) / "redis.log", "ab")  # noqa: SIM115
             self.proc = subprocess.Popen(
                 [
-                    binary, "--bind", "127.0.0.1", "--port", str(self.port),
-                    "--save", "", "--appendonly", "no", "--dir", self.workdir,
-                    "--daemonize", "no", "--protected-mode", "yes",
+                    binary,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self.workdir,
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "yes",
                 ],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 preexec_fn=pin,
             )
             log.close()
@@ -128,9 +126,7 @@ class RedisProcess:
         total = schedstat_ns(self.pid)
         if total:
             return total
-        with open(f"/proc/{self.pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return (int(rest[11]) + int(rest[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        return stat_ticks(self.pid) * 1_000_000_000 // CLK_TCK
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the redis-server this object started (by PID), SIGKILL if it lingers."""

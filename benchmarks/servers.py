@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import httpload
-from .redisproc import RedisProcess, schedstat_ns, stop_process
+from .procstat import CLK_TCK, rss_kb, schedstat_ns, stat_ticks, stop_process
+from .redisproc import RedisProcess
 
 REPO = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 _WS_RE = re.compile(r"listening on ws://\[?([^\]\s/]+?)\]?:(\d+)")
 _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
@@ -164,23 +164,14 @@ class Server:
         return self.proc.pid
 
     def cpu(self) -> CpuSample:
-        total = schedstat_ns(self.pid)
-        with open(f"/proc/{self.pid}/stat") as f:
-            # fields after the ")" of comm: utime and stime are fields 14 and 15 (1-based)
-            rest = f.read().rsplit(")", 1)[1].split()
-        ticks = int(rest[11]) + int(rest[12])
-        return CpuSample(total, ticks)
+        return CpuSample(schedstat_ns(self.pid), stat_ticks(self.pid))
 
     def redis_cpu_ns(self) -> int | None:
         """CPU ns so far of this server's redis-server (None when it has none)."""
         return None if self.redis is None else self.redis.cpu_ns()
 
     def rss_kb(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS in /proc status")
+        return rss_kb(self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM this server (by PID), SIGKILL it if it has not exited in ``timeout``."""

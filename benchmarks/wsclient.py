@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from rocketws.core.framing import unmask
+
 HANDSHAKE_TEMPLATE = (
     "GET / HTTP/1.1\r\n"
     "Host: {host}:{port}\r\n"
@@ -39,8 +41,11 @@ OP_PONG = 0xA
 _LATENCY_RE = re.compile(rb'"i":(\d+),"t":(\d+)')
 
 
-def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """A masked client frame; the zero mask key leaves the payload bytes unchanged."""
+ZERO_KEY = b"\0\0\0\0"
+
+
+def client_frame(payload: bytes, opcode: int = OP_TEXT, key: bytes = ZERO_KEY) -> bytes:
+    """A masked client frame; the zero mask ``key`` (default) leaves the payload unchanged."""
     n = len(payload)
     first = bytes((0x80 | opcode,))
     if n < 126:
@@ -49,7 +54,7 @@ def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
         head = first + bytes((0x80 | 126,)) + n.to_bytes(2, "big")
     else:
         head = first + bytes((0x80 | 127,)) + n.to_bytes(8, "big")
-    return head + b"\0\0\0\0" + payload
+    return head + key + (payload if key == ZERO_KEY else unmask(payload, key))  # XOR both ways
 
 
 def subscribe_frame(channel: str, rid: int = 1) -> bytes:
@@ -236,21 +241,8 @@ class SubscriberPool:
             self.connect_reply = {"ok": 0, "failed": 0, "target": count}
             self.pending = [(group, host, port, channel, stalled, count)]
             return None
-        if op == "stats":  # -> frames, ready, closed-by-server, close codes
-            conns = self.groups.get(cmd[1], [])
-            codes: dict[str, int] = {}  # str keys: the report is JSON
-            for c in conns:
-                if c.close_code is not None:
-                    key = str(c.close_code)
-                    codes[key] = codes.get(key, 0) + 1
-            return {
-                "frames": sum(c.frames for c in conns if not c.stalled),
-                "stalled_frames": sum(c.frames for c in conns if c.stalled),
-                "ready": sum(1 for c in conns if c.state == "ready"),
-                "closed": sum(1 for c in conns if c.state == "closed"),
-                "close_codes": codes,
-                "last_frame_ns": self.last_frame_ns.get(cmd[1], 0),
-            }
+        if op == "stats":
+            return self._stats(cmd[1])
         if op == "reset":
             for c in self.groups.get(cmd[1], []):
                 c.frames = 0
@@ -285,6 +277,23 @@ class SubscriberPool:
             return True
         raise ValueError(f"unknown command {op!r}")
 
+    def _stats(self, group: str) -> dict[str, Any]:
+        """Frames, ready, closed-by-server and close codes of ``group``."""
+        conns = self.groups.get(group, [])
+        codes: dict[str, int] = {}  # str keys: the report is JSON
+        for c in conns:
+            if c.close_code is not None:
+                key = str(c.close_code)
+                codes[key] = codes.get(key, 0) + 1
+        return {
+            "frames": sum(c.frames for c in conns if not c.stalled),
+            "stalled_frames": sum(c.frames for c in conns if c.stalled),
+            "ready": sum(1 for c in conns if c.state == "ready"),
+            "closed": sum(1 for c in conns if c.state == "closed"),
+            "close_codes": codes,
+            "last_frame_ns": self.last_frame_ns.get(group, 0),
+        }
+
     def _drain_stalled(self, group: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         for c in self.groups.get(group, []):
@@ -305,7 +314,7 @@ class SubscriberPool:
                 self._feed(c, data, time.monotonic_ns())
                 if c.close_code is not None:
                     break
-        return self.handle(("stats", group))
+        return self._stats(group)
 
     def pump(self, timeout: float) -> None:
         """Start queued connects (bounded in flight) and process socket events once."""

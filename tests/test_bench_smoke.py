@@ -13,6 +13,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,13 @@ import pytest
 if os.environ.get("CI"):  # `make test` installs the bench extras: never skip in CI
     import aiohttp  # noqa: F401
 else:
-    pytest.importorskip("aiohttp", reason="the websockets peer needs the bench extras: pip install -e '.[bench]'")
+    pytest.importorskip(
+        "aiohttp", reason="the websockets peer needs the bench extras: pip install -e '.[bench]'"
+    )
 
-from benchmarks import bench  # noqa: E402
+from benchmarks import bench, runner  # noqa: E402
+from benchmarks.config import SCENARIOS, Config  # noqa: E402
+from benchmarks.report import pct  # noqa: E402
 
 SERVERS = ["rocketws", "peer"]
 
@@ -32,9 +38,9 @@ SERVERS = ["rocketws", "peer"]
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
-    cfg = bench.Config.quick(out=str(out), quiet=True)
+    cfg = Config.quick(out=str(out), quiet=True)
     started = time.monotonic()
-    rep = bench.run(cfg)
+    rep = runner.run(cfg)
     rep["_elapsed"] = time.monotonic() - started
     rep["_out"] = out
     return rep
@@ -97,7 +103,7 @@ def test_bench_summary_has_medians_and_ratios(report: dict[str, Any]) -> None:
     row = next(r for r in report["summary"] if r["scenario"] == "fanout" and r["b"] == 10)
     assert set(row["us_per_delivery"]["median"]) == set(SERVERS)
     assert row["us_per_delivery"]["ratio"] > 0
-    assert {s for s, _ in rows} == set(bench.SCENARIOS)
+    assert {s for s, _ in rows} == set(SCENARIOS)
     assert report["machine"]["nproc"] >= 1 and report["machine"]["python"]
 
 
@@ -111,16 +117,58 @@ def test_bench_writes_results_file_and_plot(report: dict[str, Any]) -> None:
 
 def test_bench_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert bench.pct(values, 50) == 50.0
-    assert bench.pct(values, 99) == 99.0
-    assert bench.pct([], 50) is None
+    assert pct(values, 50) == 50.0
+    assert pct(values, 99) == 99.0
+    assert pct([], 50) is None
 
 
 def test_bench_quick_flag_keeps_explicit_options() -> None:
     cfg = bench.parse_args(["--quick", "--fanout-n", "7", "--batches", "1,5", "--no-plot"])
     assert cfg.fanout_n == 7 and cfg.batches == [1, 5] and cfg.plot is False
-    assert cfg.fanout_concurrency == bench.Config.quick().fanout_concurrency
-    assert cfg.idle_n == bench.Config.quick().idle_n
+    assert cfg.fanout_concurrency == Config.quick().fanout_concurrency
+    assert cfg.idle_n == Config.quick().idle_n
+
+
+# -- micro-benchmarks of the core -------------------------------------------------------
+
+MICRO_OPERATIONS = {
+    "framing.read_text_frame",
+    "hub.fan_out_1000",
+    "rpc.dispatch_emit",
+    "rpc.dispatch_batch_100",
+}
+
+
+def run_micro(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.micro", "--quick", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_micro_quick_json_has_a_positive_figure_per_operation() -> None:
+    doc = json.loads(run_micro("--json"))
+    assert {r["name"] for r in doc["results"]} == MICRO_OPERATIONS
+    for r in doc["results"]:
+        figures = [r["us_per_op"], r["us_per_item"], *r["repeats_us"]]
+        assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in figures), r
+        assert len(r["repeats_us"]) == doc["repeat"] and r["loops"] >= 1
+    assert doc["setup"]["python"] and doc["setup"]["commit"]
+
+
+def test_micro_quick_table_lists_every_operation_with_positive_figures() -> None:
+    lines = run_micro().splitlines()
+    assert lines[0].startswith("machine: ") and "Python " in lines[0]
+    rows = {line.split()[0]: line.split()[1:5] for line in lines[2:] if line.split()[0] in MICRO_OPERATIONS}
+    assert set(rows) == MICRO_OPERATIONS
+    for name, (median, low, high, loops) in rows.items():
+        assert 0 < float(low) <= float(median) <= float(high), name
+        assert int(loops) >= 1
 
 
 # -- RocketWS on the Redis broker ---------------------------------------------------------
@@ -134,7 +182,7 @@ needs_redis = pytest.mark.skipif(  # never skipped in CI, where `make test` inst
 @pytest.fixture(scope="module")
 def redis_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench-redis")
-    cfg = bench.Config.quick(
+    cfg = Config.quick(
         out=str(out),
         quiet=True,
         plot=False,
@@ -144,7 +192,7 @@ def redis_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ingress_m=100,
     )
     started = time.monotonic()
-    rep = bench.run(cfg)
+    rep = runner.run(cfg)
     rep["_elapsed"] = time.monotonic() - started
     return rep
 

@@ -1,0 +1,64 @@
+"""What one benchmark invocation runs: the scenarios, the servers and every size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .servers import SERVER_NAMES
+
+# in the order they run and are reported; each is a module in benchmarks/scenarios/
+SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow")
+
+
+@dataclass
+class Config:
+    servers: list[str] = field(default_factory=lambda: list(SERVER_NAMES))
+    scenarios: list[str] = field(default_factory=lambda: ["fanout", "idle", "ingress", "latency"])
+    repeat: int = 3
+    workers: int = 2
+    size: int = 100  # bytes of the emitted data string (~184-byte push frame at 100)
+    fanout_n: int = 1000
+    fanout_m: int = 1000
+    batches: list[int] = field(default_factory=lambda: [1, 10])
+    fanout_concurrency: list[int] = field(default_factory=lambda: [1, 4])
+    idle_n: int = 10000
+    ingress_m: int = 20000
+    ingress_batch: int = 100
+    ingress_concurrency: int = 4
+    latency_n: list[int] = field(default_factory=lambda: [1000, 10000])
+    latency_rate: float = 50.0  # emits/s, capped by latency_budget / N
+    latency_budget: float = 20000.0  # deliveries/s the subscriber processes can take in
+    latency_m: int = 40
+    slow_n: int = 100
+    slow_m: int = 4000
+    slow_size: int = 2000
+    timeout: float = 120.0  # seconds without progress before a run is given up
+    out: str | None = "benchmarks/results"
+    plot: bool = True
+    pin: bool = True
+    quiet: bool = False
+
+    @classmethod
+    def quick(cls, **kw: Any) -> Config:
+        """Tiny sizes: every scenario, both servers, in well under a minute."""
+        base: dict[str, Any] = dict(
+            repeat=1,
+            workers=1,
+            fanout_n=20,
+            fanout_m=40,
+            fanout_concurrency=[1, 2],
+            idle_n=50,
+            ingress_m=200,
+            ingress_batch=20,
+            latency_n=[20],
+            latency_rate=200.0,
+            latency_m=20,
+            slow_n=5,
+            slow_m=200,
+            slow_size=200,
+            timeout=20.0,
+            scenarios=list(SCENARIOS),
+        )
+        base.update(kw)
+        return replace(cls(), **base)

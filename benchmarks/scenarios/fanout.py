@@ -1,0 +1,127 @@
+"""``fanout``: N subscribers on one channel, M emits of S bytes, B emits per request,
+C requests in flight; server CPU µs per delivery and deliveries/s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .. import httpload
+from ..harness import (
+    CHANNEL,
+    Bench,
+    RunResult,
+    Subscribers,
+    check_emit_response,
+    emit_bodies,
+    push_frame_bytes,
+    redis_seconds,
+)
+from ..servers import Server
+
+
+@dataclass
+class FanoutRun(RunResult):
+    SCENARIO: ClassVar[str] = "fanout"
+    CASE: ClassVar[tuple[str, ...]] = ("n", "m", "b", "c", "size")
+    REPORTS_COMPLETE: ClassVar[bool] = True
+    METRICS: ClassVar[tuple[str, ...]] = (
+        "us_per_delivery",
+        "redis_us_per_delivery",
+        "total_us_per_delivery",
+        "deliveries_per_s",
+        "wall_s",
+    )
+
+    n: int
+    m: int
+    b: int
+    c: int
+    size: int
+    frame_bytes: int
+    expected: int
+    deliveries: int
+    complete: bool
+    http_errors: int
+    emit_wall_s: float
+    wall_s: float
+    cpu_s: float
+    cpu_stat_s: float
+    us_per_delivery: float
+    # rocketws-redis: its redis-server's CPU, and the sum
+    redis_cpu_s: float | None
+    redis_us_per_delivery: float | None
+    total_us_per_delivery: float
+    deliveries_per_s: float
+
+
+def run(bench: Bench) -> list[FanoutRun]:
+    cfg = bench.cfg
+    results: list[FanoutRun] = []
+
+    def body(servers: dict[str, Server], subs: Subscribers) -> None:
+        for name, srv in servers.items():
+            bench.progress.step(f"fanout: connecting {cfg.fanout_n:,} subscribers to {name}")
+            subs.connect(name, srv, cfg.fanout_n)
+        data = "x" * cfg.size
+        frame = push_frame_bytes(CHANNEL, data)
+        cases = [(c, b) for c in cfg.fanout_concurrency for b in cfg.batches]
+        for rep in range(cfg.repeat):
+            for c, b in cases:
+                requests = max(1, -(-cfg.fanout_m // b))
+                m = requests * b
+                for name, srv in servers.items():
+                    bench.progress.step(
+                        f"fanout {name} N={cfg.fanout_n:,} M={m:,} B={b} C={c} rep {rep + 1}/{cfg.repeat}"
+                    )
+                    subs.ask("reset", name)
+                    cpu0, redis0 = srv.cpu(), srv.redis_cpu_ns()
+                    t0 = time.monotonic_ns()
+                    res = httpload.run_requests(
+                        srv.host,
+                        srv.http_port,
+                        emit_bodies(CHANNEL, data, b),
+                        requests,
+                        concurrency=c,
+                        timeout=cfg.timeout * 10,
+                    )
+                    expected = cfg.fanout_n * m
+                    st = subs.wait_frames(name, expected, cfg.timeout, bench.progress)
+                    cpu = srv.cpu() - cpu0
+                    redis_s = redis_seconds(srv, redis0)
+                    check_emit_response(res.first_body, b, cfg.fanout_n)
+                    wall = max(1, st["last_frame_ns"] - t0) / 1e9
+                    delivered = st["frames"]
+                    per = 1e6 / max(1, delivered)
+                    results.append(
+                        FanoutRun(
+                            server=name,
+                            rep=rep,
+                            n=cfg.fanout_n,
+                            m=m,
+                            b=b,
+                            c=c,
+                            size=cfg.size,
+                            frame_bytes=frame,
+                            expected=expected,
+                            deliveries=delivered,
+                            complete=delivered == expected,
+                            http_errors=res.errors,
+                            emit_wall_s=res.elapsed,
+                            wall_s=wall,
+                            cpu_s=cpu.seconds,
+                            cpu_stat_s=cpu.stat_seconds,
+                            us_per_delivery=cpu.seconds * per,
+                            redis_cpu_s=redis_s,
+                            redis_us_per_delivery=None if redis_s is None else redis_s * per,
+                            total_us_per_delivery=(cpu.seconds + (redis_s or 0.0)) * per,
+                            deliveries_per_s=delivered / wall,
+                        )
+                    )
+        for name in servers:
+            subs.ask("close", name)
+
+    bench.with_servers(body)
+    return results
