@@ -35,7 +35,11 @@ stop:
 shell: $(STAMP)
 	$(PY) manage.py shell $(CONN_FLAGS)
 
-test: $(STAMP) sysdeps
+# Node.js clients of the e2e tests (tests/node/package-lock.json), when not installed yet.
+tests/node/node_modules:
+	cd tests/node && npm ci
+
+test: $(STAMP) sysdeps | tests/node/node_modules
 	$(PY) manage.py tests
 
 lint: $(STAMP)

@@ -320,6 +320,14 @@ class Config:
         _positive_float,
         "seconds to flush and finish a closing handshake before dropping TCP",
     )
+    compression: bool = setting(
+        "WEBSOCKETS",
+        "COMPRESSION",
+        False,
+        _bool,
+        "permessage-deflate (RFC 7692) with clients that offer it: each publication is compressed "
+        "once for all of them ([protocol.md](protocol.md#compression))",
+    )
     backend: Address = _address_setting(
         "MESSAGES_SOURCE",
         Address("127.0.0.1", 59999),

@@ -84,3 +84,34 @@ def test_browser_sees_1001_when_the_server_shuts_down(browser: Browser, start_se
     wait_until(lambda: srv.result("total_subscribers", {"channel": "bye"}) == 1, timeout=15)
     assert srv.terminate() == 0
     assert browser.result(rid) == {"code": 1001, "reason": "server shutting down"}
+
+
+BROWSER_PUSH = """
+  new Promise((resolve, reject) => {{
+    const ws = new WebSocket({url});
+    ws.onopen = () => ws.send(JSON.stringify({{ jsonrpc: "2.0", method: "subscribe", params: ["{channel}"], id: 1 }}));
+    ws.onmessage = (event) => {{
+      const msg = JSON.parse(event.data);
+      if (msg.method === "message") {{ ws.close(1000, "done"); resolve({{ extensions: ws.extensions, data: msg.params.data }}); }}
+    }};
+    ws.onclose = (event) => reject(new Error("closed before a push: " + event.code));
+    setTimeout(() => reject(new Error("no push within 15 s")), 15000);
+  }})"""
+
+
+@pytest.mark.parametrize("compression", [True, False])
+def test_browser_receives_pushes_with_compression_on_and_off(
+    browser: Browser, start_server: StartServer, compression: bool
+) -> None:
+    # Chromium offers permessage-deflate on every WebSocket; ws.extensions is what the
+    # server accepted.
+    srv = start_server(ROCKETWS_COMPRESSION="1" if compression else "0")
+    channel = f"browser-deflate-{compression}"
+    rid = browser.start_eval(BROWSER_PUSH.format(url=json.dumps(srv.ws_url), channel=channel))
+    wait_until(lambda: srv.result("total_subscribers", {"channel": channel}) == 1, timeout=15)
+    data = {"rows": [{"id": i, "text": "hi ü " * 5} for i in range(20)]}
+    srv.call("emit", {"channel": channel, "data": data})
+    out = browser.result(rid)
+    expected = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    assert out == {"extensions": expected if compression else "", "data": data}
+    assert "Traceback" not in srv.log()

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from .support import ServerProcess, StartServer, recv_json, request, subscribe, wait_until, ws_connect
-from .wsraw import RawWebSocket, close_payload
+from .wsraw import RawWebSocket, client_frame, close_payload
 
 # -- client methods -----------------------------------------------------------------
 
@@ -229,6 +229,33 @@ def test_client_fragments_over_limit_close_1009(server: ServerProcess) -> None:
     for _ in range(3):
         raw.send_frame(0x1 if _ == 0 else 0x0, b"x" * 30000, fin=False)
     assert raw.read_until_close()[1] == 1009
+    raw.close()
+
+
+def test_client_message_in_1024_fragments_is_served(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    msg = json.dumps({"jsonrpc": "2.0", "method": "ping", "id": 1024}).encode()
+    frames = [client_frame(0x1, msg, fin=False)] + [client_frame(0x0, b"", fin=False) for _ in range(1022)]
+    raw.sock.sendall(b"".join(frames) + client_frame(0x0, b""))  # 1 + 1022 + 1 = 1,024 fragments
+    assert raw.read_frame() == (0x1, b'{"jsonrpc":"2.0","result":"pong","id":1024}')
+    raw.close()
+
+
+def test_client_message_in_1025_fragments_closes_1009(server: ServerProcess) -> None:
+    raw = RawWebSocket(server.ws_port)
+    frames = [client_frame(0x1, b"[]", fin=False)] + [client_frame(0x0, b"", fin=False) for _ in range(1023)]
+    raw.sock.sendall(b"".join(frames) + client_frame(0x0, b""))  # the 1,025th, final, is refused
+    assert raw.read_until_close()[1:] == (1009, "message in more than 1024 fragments")
+    raw.close()
+
+
+def test_client_invalid_utf8_fragment_closes_1007_before_the_message_ends(server: ServerProcess) -> None:
+    # RFC 6455 8.1: the first fragment that cannot be UTF-8 fails the connection; the
+    # final fragment is never sent.
+    raw = RawWebSocket(server.ws_port)
+    raw.send_frame(0x1, b'{"jsonrpc": "2.0", "method": "ping", "x": "', fin=False)
+    raw.send_frame(0x0, b"\xc3(", fin=False)
+    assert raw.read_until_close()[1:] == (1007, "text message is not valid UTF-8")
     raw.close()
 
 

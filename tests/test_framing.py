@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 
@@ -186,3 +187,78 @@ def test_reader_limit_does_not_count_control_frames() -> None:
     reader = framing.FrameReader(max_message_size=10)
     reader.feed(client_frame(0x1, b"x" * 10, fin=False) + client_frame(0x9, b"p" * 100) + client_frame(0x0))
     assert events(reader) == [framing.Ping(b"p" * 100), framing.TextMessage("x" * 10)]
+
+
+# -- fragment count and UTF-8 across fragments ----------------------------------------------
+
+
+def fragmented(n: int, text: bytes = b"") -> bytes:
+    """A text message in ``n`` frames (the first carries ``text``; the rest are empty)."""
+    frames = [client_frame(0x1, text, fin=n == 1)]
+    frames += [client_frame(0x0, b"", fin=i == n - 1) for i in range(1, n)]
+    return b"".join(frames)
+
+
+def test_reader_accepts_a_message_in_1024_fragments() -> None:
+    reader = framing.FrameReader()
+    reader.feed(fragmented(framing.MAX_FRAGMENTS, b"ok"))
+    assert events(reader) == [framing.TextMessage("ok")]
+
+
+def test_reader_refuses_fragment_1025_from_its_header() -> None:
+    reader = framing.FrameReader()
+    reader.feed(fragmented(framing.MAX_FRAGMENTS + 1)[:-6])  # no final frame yet
+    assert events(reader) == []
+    exc = violation(reader, client_frame(0x0)[:2])  # the 1,025th fragment's header alone
+    assert exc.close_code == 1009 and "more than 1024 fragments" in exc.reason
+
+
+@pytest.mark.parametrize(
+    "first_fragments",
+    [
+        [b"\xff"],  # never valid anywhere
+        [b"a\xc3", b"("],  # a lead byte followed by a non-continuation byte
+        [b"ok", b"\xed\xa0\x80"],  # an encoded surrogate (U+D800)
+        [b"\xf4\x90"],  # above U+10FFFF
+    ],
+)
+def test_reader_refuses_invalid_utf8_at_the_first_bad_fragment(first_fragments: list[bytes]) -> None:
+    # RFC 6455 8.1: fail as soon as the bytes cannot be UTF-8, not when the message ends.
+    reader = framing.FrameReader()
+    head, *rest = first_fragments
+    data = client_frame(0x1, head, fin=False) + b"".join(client_frame(0x0, f, fin=False) for f in rest)
+    exc = violation(reader, data)
+    assert exc.close_code == 1007 and "UTF-8" in exc.reason
+
+
+def test_reader_joins_a_character_split_across_fragments() -> None:
+    reader = framing.FrameReader()
+    euro = "€".encode()
+    reader.feed(
+        client_frame(0x1, euro[:1], fin=False)
+        + client_frame(0x0, euro[1:2], fin=False)
+        + client_frame(0x0, euro[2:])
+    )
+    assert events(reader) == [framing.TextMessage("€")]
+
+
+def test_reader_refuses_a_character_cut_by_the_final_fragment() -> None:
+    exc = violation(
+        framing.FrameReader(), client_frame(0x1, b"a", fin=False) + client_frame(0x0, b"\xe2\x82")
+    )
+    assert exc.close_code == 1007
+
+
+def held_objects(reader: framing.FrameReader) -> list[str]:
+    """Type names of the decoder / zlib objects ``reader`` refers to."""
+    names = {type(obj).__name__ for obj in gc.get_referents(reader)}
+    return sorted(n for n in names if "Decoder" in n or "Decompress" in n or n == "Inflater")
+
+
+def test_reader_holds_a_decoder_only_while_a_fragmented_message_is_in_progress() -> None:
+    reader = framing.FrameReader()
+    assert held_objects(reader) == []
+    reader.feed(client_frame(0x1, b"a", fin=False))
+    assert events(reader) == [] and held_objects(reader) == ["IncrementalDecoder"]
+    reader.feed(client_frame(0x0, b"b"))
+    assert events(reader) == [framing.TextMessage("ab")] and held_objects(reader) == []

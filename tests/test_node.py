@@ -10,13 +10,15 @@ import pytest
 from rocketws.brokers import MemoryBroker, Publication
 from rocketws.core import rpc
 from rocketws.core.channels import Namespace, Namespaces
+from rocketws.core.deflate import Deflater
 from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
+from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.session import Session
 
 from .fakes import RecordingOutlet
-from .wsraw import split_frames
+from .wsraw import inflate_message, split_frames, split_frames_with_bits
 
 
 class RecordingBroker(MemoryBroker):
@@ -79,8 +81,9 @@ def test_node_emit_and_send_data(node: Node) -> None:
     node.subscribe(a, "c")
     node.subscribe(b, "c")
     assert node.emit("c", {"x": 1}) == 2
-    assert frames(a) == [{"jsonrpc": "2.0", "method": "message",
-                          "params": {"channel": "c", "data": {"x": 1}, "ts": 42.0}}]
+    assert frames(a) == [
+        {"jsonrpc": "2.0", "method": "message", "params": {"channel": "c", "data": {"x": 1}, "ts": 42.0}}
+    ]
     assert node.send_data(a, "c", "hi") == 1
     assert frames(a) == [] and frames(b)[-1]["params"]["data"] == "hi"
     with pytest.raises(NotSubscribed):
@@ -100,9 +103,13 @@ def test_node_notify_all_and_stats(node: Node) -> None:
 def test_rpc_dispatch_client_methods(node: Node) -> None:
     s = session(node)
     ctx = rpc.ClientContext(node, s)
-    out = rpc.dispatch('[{"jsonrpc":"2.0","method":"subscribe","params":["c"],"id":1},'
-                       '{"jsonrpc":"2.0","method":"subscriptions","id":2},'
-                       '{"jsonrpc":"2.0","method":"heartbeat"}]', rpc.client_methods, ctx)
+    out = rpc.dispatch(
+        '[{"jsonrpc":"2.0","method":"subscribe","params":["c"],"id":1},'
+        '{"jsonrpc":"2.0","method":"subscriptions","id":2},'
+        '{"jsonrpc":"2.0","method":"heartbeat"}]',
+        rpc.client_methods,
+        ctx,
+    )
     assert out is not None
     assert json.loads(out) == [
         {"jsonrpc": "2.0", "result": {"channel": "c", "subscribed": True}, "id": 1},
@@ -125,7 +132,6 @@ def test_rpc_dispatch_internal_error_is_32603_without_details(
     assert "Traceback" in caplog.text and "secret detail" in caplog.text
 
 
-
 def test_node_namespace_without_send_data_refuses_it_before_the_subscription_check() -> None:
     rules = Namespaces([Namespace("news", allow_send_data=False)], allow_unknown=True)
     node = Node(Hub(), RecordingBroker(), namespaces=rules)
@@ -135,7 +141,8 @@ def test_node_namespace_without_send_data_refuses_it_before_the_subscription_che
     with pytest.raises(NotAllowed) as info:
         node.send_data(s, "news:sport", "hi")
     assert info.value.data == {
-        "channel": "news:sport", "namespace": "news",
+        "channel": "news:sport",
+        "namespace": "news",
         "reason": "send_data is disabled in namespace 'news'",
     }
     with pytest.raises(NotAllowed):
@@ -154,3 +161,105 @@ def test_node_unknown_namespace_refused_on_subscribe() -> None:
     node.subscribe(s, "news:a")
     node.subscribe(s, "lobby")
     assert s.channels == {"news:a", "lobby"}
+
+
+# -- permessage-deflate: a publication is compressed once, and only when someone can use it --
+
+
+class CountingDeflater(Deflater):
+    """The real Deflater, counting the messages it compresses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compressed = 0
+
+    def compress(self, payload: bytes) -> bytes:
+        self.compressed += 1
+        return super().compress(payload)
+
+
+def deflate_node() -> tuple[Node, CountingDeflater]:
+    deflater = CountingDeflater()
+    n = Node(Hub(), RecordingBroker(), max_channels_per_connection=2, clock=lambda: 42.0, deflater=deflater)
+    n.start()
+    return n, deflater
+
+
+def sessions(node: Node, count: int, *, deflate: bool, channel: str | None = "c") -> list[Session]:
+    out = []
+    for _ in range(count):
+        s = Session(RecordingOutlet(), 1 << 20, deflate=deflate)
+        node.connect(s)
+        if channel is not None:
+            node.subscribe(s, channel)
+        out.append(s)
+    return out
+
+
+BIG = {"rows": [{"id": i, "name": f"item {i}", "price": 10.5 + i} for i in range(30)]}
+
+
+def test_node_compresses_a_publication_once_for_1000_compressed_subscribers() -> None:
+    node, deflater = deflate_node()
+    subs = sessions(node, 1000, deflate=True)
+    assert node.emit("c", BIG) == 1000
+    assert deflater.compressed == 1
+    queued = [s.take() for s in subs]
+    assert len({id(frame) for frame in queued}) == 1  # the very same bytes in every outbox
+    ((first, payload),), _ = split_frames_with_bits(queued[0])
+    assert first == 0xC1 and json.loads(inflate_message(payload))["params"]["data"] == BIG
+
+
+def test_node_never_compresses_for_uncompressed_subscribers() -> None:
+    node, deflater = deflate_node()
+    plain = sessions(node, 1000, deflate=False)
+    sessions(node, 3, deflate=True, channel="other")  # compressed, but not subscribed to c
+    assert node.emit("c", BIG) == 1000
+    assert deflater.compressed == 0
+    assert frames(plain[0])[0]["params"]["data"] == BIG
+
+
+def test_node_mixed_subscribers_get_the_frame_they_negotiated() -> None:
+    node, deflater = deflate_node()
+    (plain,) = sessions(node, 1, deflate=False)
+    (packed,) = sessions(node, 1, deflate=True)
+    assert node.emit("c", BIG) == 2
+    assert deflater.compressed == 1
+    assert frames(plain)[0]["params"]["data"] == BIG
+    ((first, payload),), rest = split_frames_with_bits(packed.take())
+    assert first == 0xC1 and rest == b""  # FIN, RSV1 (RFC 7692 6), text
+    assert json.loads(inflate_message(payload))["params"]["data"] == BIG
+
+
+def test_node_notify_all_compresses_once_and_only_with_compressed_sessions() -> None:
+    node, deflater = deflate_node()
+    plain = sessions(node, 5, deflate=False, channel=None)
+    assert node.notify_all(BIG) == 5 and deflater.compressed == 0
+    packed = sessions(node, 5, deflate=True, channel=None)
+    assert node.notify_all(BIG) == 10 and deflater.compressed == 1
+    assert split_frames_with_bits(packed[0].take())[0][0][0] == 0xC1
+    assert all(opcode == 0x1 for opcode, _ in split_frames(plain[0].take())[0])
+    for s in packed:
+        node.disconnect(s)
+    assert node.notify_all(BIG) == 5 and deflater.compressed == 1  # none left: not compressed
+
+
+def test_node_stops_compressing_when_the_last_compressed_subscriber_leaves() -> None:
+    node, deflater = deflate_node()
+    sessions(node, 2, deflate=False)
+    packed = sessions(node, 2, deflate=True)
+    node.unsubscribe(packed[0], "c")
+    node.disconnect(packed[1])
+    node.subscribe(packed[0], "c")
+    node.unsubscribe(packed[0], "c")
+    assert node.emit("c", BIG) == 2 and deflater.compressed == 0
+
+
+def test_node_reply_frame_is_compressed_for_compressed_sessions_only() -> None:
+    node, deflater = deflate_node()
+    (plain,) = sessions(node, 1, deflate=False)
+    (packed,) = sessions(node, 1, deflate=True)
+    body = json.dumps({"jsonrpc": "2.0", "result": BIG, "id": 1}).encode()
+    assert node.reply_frame(plain, body) == text_frame(body)
+    first, payload = split_frames_with_bits(node.reply_frame(packed, body))[0][0]
+    assert first == 0xC1 and inflate_message(payload) == body

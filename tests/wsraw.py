@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import struct
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,12 @@ def rpc_frame(method: str, rid: int, params: object = None) -> bytes:
 
 def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     """Parse unmasked server frames: ``([(opcode, payload), ...], bytes left over)``."""
+    frames, rest = split_frames_with_bits(data)
+    return [(first & 0x0F, payload) for first, payload in frames], rest
+
+
+def split_frames_with_bits(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """``split_frames`` with each frame's whole first byte (FIN, RSV1-3, opcode)."""
     frames: list[tuple[int, bytes]] = []
     while len(data) >= 2:
         b1, b2 = data[0], data[1]
@@ -76,7 +83,7 @@ def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
             (n,), start = struct.unpack("!Q", data[2:10]), 10
         if len(data) < start + n:
             break
-        frames.append((b1 & 0x0F, data[start : start + n]))
+        frames.append((b1, data[start : start + n]))
         data = data[start + n :]
     return frames, data
 
@@ -95,8 +102,10 @@ class RawWebSocket:
         timeout: float = 10.0,
         pipelined: bytes = b"",
         connect: Callable[..., socket.socket] | None = None,
+        extensions: str | None = None,
     ) -> None:
-        """Connect and upgrade; ``pipelined``: bytes sent in the same write as the request."""
+        """Connect and upgrade; ``pipelined``: bytes sent in the same write as the request;
+        ``extensions``: a ``Sec-WebSocket-Extensions`` offer (the response is ``head``)."""
         if connect is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if rcvbuf is not None:
@@ -110,7 +119,9 @@ class RawWebSocket:
             (
                 "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
+                "Sec-WebSocket-Version: 13\r\n"
+                + (f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else "")
+                + "\r\n"
             ).encode()
             + pipelined
         )
@@ -121,6 +132,7 @@ class RawWebSocket:
                 raise ConnectionError("closed during handshake")
             head += chunk
         assert head.startswith(b"HTTP/1.1 101"), head
+        self.head = head.decode("latin-1")
         self.buf = b""
         self._frames: list[tuple[int, bytes]] = []
 
@@ -134,11 +146,16 @@ class RawWebSocket:
 
     def read_frame(self) -> tuple[int, bytes]:
         """(opcode, payload) of the next frame; EOFError when the TCP stream ends."""
+        first, payload = self.read_frame_with_bits()
+        return first & 0x0F, payload
+
+    def read_frame_with_bits(self) -> tuple[int, bytes]:
+        """(first byte: FIN, RSV1-3, opcode; payload) of the next frame."""
         while not self._frames:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise EOFError("connection closed")
-            frames, self.buf = split_frames(self.buf + chunk)
+            frames, self.buf = split_frames_with_bits(self.buf + chunk)
             self._frames.extend(frames)
         return self._frames.pop(0)
 
@@ -164,3 +181,18 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def deflate_message(payload: bytes) -> bytes:
+    """A message compressed as a permessage-deflate client does it (RFC 7692 7.2.1):
+    DEFLATE, flushed with an empty stored block, its last 4 octets removed; written
+    with zlib directly, independently of the server's code."""
+    z = zlib.compressobj(wbits=-15)
+    data = z.compress(payload) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+def inflate_message(data: bytes) -> bytes:
+    """A received compressed message's payload (RFC 7692 7.2.2: append 00 00 ff ff)."""
+    return zlib.decompressobj(wbits=-15).decompress(data + b"\x00\x00\xff\xff")

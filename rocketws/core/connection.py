@@ -24,7 +24,7 @@ closes the socket only on ``Do.RELEASE``, which happens once; ``exit`` records w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -160,13 +160,17 @@ class ConnectionProtocol:
     Feed received bytes with ``receive_data`` and take steps with ``next_step`` until it
     returns None; report everything else with the methods named for the input.  Read
     ``state``, ``reading`` and, once CLOSED, ``exit``.
+
+    ``inflater``: given when permessage-deflate was negotiated (see ``FrameReader``).
     """
 
     __slots__ = ("state", "reader", "exit", "_sent", "_initiator", "_detail")
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(
+        self, max_message_size: int, inflater: Callable[[int], framing.Inflate] | None = None
+    ) -> None:
         self.state = State.CONNECTING
-        self.reader = framing.FrameReader(max_message_size)
+        self.reader = framing.FrameReader(max_message_size, inflater)
         self.exit: Exit | None = None
         self._sent: Disconnect | None = None  # the close frame we queued
         self._initiator = ""

@@ -2,13 +2,18 @@
 
 Server frames are never masked (5.1), so a frame is encoded once and its bytes can be
 queued to any number of connections.  ``FrameReader`` parses what a client sends into
-events (whole text messages, pings, pongs, close), incrementally, with no I/O.
+events (whole text messages, pings, pongs, close), incrementally, with no I/O; with
+permessage-deflate negotiated (RFC 7692, ``core.deflate``) it inflates compressed
+messages too.
 """
 
 from __future__ import annotations
 
+import codecs
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from rocketws.core.codes import CloseCode
 from rocketws.core.exceptions import ProtocolViolation
@@ -21,15 +26,17 @@ OP_PING = 0x9
 OP_PONG = 0xA
 
 _FIN = 0x80
+_RSV1 = 0x40  # RFC 7692 6: the "Per-Message Compressed" bit
 MAX_FRAGMENTS = 1024  # per message; browsers do not fragment text messages at all
 _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
 
-def encode_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """One unmasked, final frame carrying ``payload``."""
+def encode_frame(payload: bytes, opcode: int = OP_TEXT, *, compressed: bool = False) -> bytes:
+    """One unmasked, final frame carrying ``payload``; ``compressed``: RSV1 set (RFC
+    7692 6), for a text message compressed with permessage-deflate."""
     n = len(payload)
-    first = _FIN | opcode
+    first = _FIN | _RSV1 | opcode if compressed else _FIN | opcode
     if n < 126:
         return bytes((first, n)) + payload
     if n <= 0xFFFF:
@@ -124,6 +131,16 @@ _CONTROL = 0x8
 _KNOWN_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
 
 
+class Inflate(Protocol):
+    """Inflates one compressed message (``core.deflate.Inflater``)."""
+
+    def inflate(self, data: bytes, final: bool) -> bytes:
+        """The next fragment's payload, inflated; raises ProtocolViolation."""
+
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
 class FrameReader:
     """Incremental parser of a client's frames into events (RFC 6455 5.2-5.6), no I/O.
 
@@ -135,15 +152,26 @@ class FrameReader:
     frame are returned first.  Whether to read on after a Close event or a violation
     (RFC 6455 says not) is the connection's decision (``core.connection``), which then
     calls ``clear``.
+
+    ``inflater``: given when permessage-deflate was negotiated (``core.deflate.Inflater``);
+    called with ``max_message_size`` for each compressed message, which may then inflate
+    to at most that many bytes.  A fragmented message is checked as UTF-8 fragment by
+    fragment (RFC 6455 8.1), with a decoder (and an inflater) that exist only while it
+    is in progress: an idle reader holds neither.
     """
 
-    __slots__ = ("max_message_size", "_buf", "_parts", "_size")
+    __slots__ = ("max_message_size", "_inflater", "_buf", "_parts", "_size", "_decoder", "_inflate")
 
-    def __init__(self, max_message_size: int = 64 * 1024) -> None:
+    def __init__(
+        self, max_message_size: int = 64 * 1024, inflater: Callable[[int], Inflate] | None = None
+    ) -> None:
         self.max_message_size = max_message_size
+        self._inflater = inflater
         self._buf = bytearray()
-        self._parts: list[bytes] | None = None  # fragments of an unfinished text message
-        self._size = 0  # bytes in _parts
+        self._parts: list[str] | None = None  # decoded fragments of an unfinished message
+        self._size = 0  # bytes on the wire in _parts
+        self._decoder: codecs.IncrementalDecoder | None = None  # with _parts only
+        self._inflate: Inflate | None = None  # with _parts, for a compressed message
 
     @property
     def buffered(self) -> int:
@@ -170,9 +198,11 @@ class FrameReader:
         """Parse the next event.
 
         Raises ProtocolViolation: 1002 for malformed framing (unmasked frame, reserved
-        bits, unknown opcode, bad fragmentation, bad control frame or close payload), 1003
-        for a binary frame, 1007 for a text message that is not UTF-8, 1009 for a
-        message over ``max_message_size`` bytes (whole, or summed across fragments).
+        bits, unknown opcode, bad fragmentation, bad control frame or close payload, bad
+        compressed data), 1003 for a binary frame, 1007 for a text message that is not
+        UTF-8 (at its first fragment that cannot be), 1009 for a message over
+        ``max_message_size`` bytes (whole, summed across fragments, or once inflated) or
+        in more than MAX_FRAGMENTS fragments.
         """
         while True:
             buf = self._buf
@@ -202,7 +232,7 @@ class FrameReader:
                 self._buf = bytearray()  # an idle reader keeps no buffer
             else:
                 del buf[:end]
-            event = self._event(first & _FIN, opcode, payload)
+            event = self._event(first, opcode, payload)
             if event is not None:
                 return event
 
@@ -216,7 +246,7 @@ class FrameReader:
             if length > 125:
                 raise ProtocolViolation("control frame payload over 125 bytes")
         if first & 0x70:
-            raise ProtocolViolation("reserved bits set (no extension was negotiated)")
+            self._check_reserved_bits(first & 0x70, opcode)
         if not second & 0x80:
             raise ProtocolViolation("client frames must be masked (RFC 6455 5.1)")
         if opcode == OP_BINARY:
@@ -226,10 +256,19 @@ class FrameReader:
             )
         if opcode not in _KNOWN_OPCODES:  # 5.2: reserved opcodes
             raise ProtocolViolation(f"unknown opcode {opcode}")
-        if opcode == OP_TEXT and self._parts is not None:
+        parts = self._parts
+        if opcode == OP_TEXT and parts is not None:
             raise ProtocolViolation("new message inside a fragmented message")  # 5.4
-        if opcode == OP_CONTINUATION and self._parts is None:
-            raise ProtocolViolation("continuation frame without a message")  # 5.4
+        if opcode == OP_CONTINUATION:
+            if parts is None:
+                raise ProtocolViolation("continuation frame without a message")  # 5.4
+            if len(parts) >= MAX_FRAGMENTS:
+                # Refused at the header of fragment MAX_FRAGMENTS + 1: empty fragments add
+                # nothing to the size, but each costs memory and time.
+                raise ProtocolViolation(
+                    f"message in more than {MAX_FRAGMENTS} fragments",
+                    close_code=CloseCode.MESSAGE_TOO_BIG,
+                )
         if not opcode & _CONTROL and self._size + length > self.max_message_size:
             raise ProtocolViolation(
                 f"message over {self.max_message_size} bytes",
@@ -237,7 +276,20 @@ class FrameReader:
             )
         return opcode
 
-    def _event(self, fin: int, opcode: int, payload: bytes) -> Event | None:
+    def _check_reserved_bits(self, rsv: int, opcode: int) -> None:
+        """RFC 6455 5.2: reserved bits fail the connection unless an extension gives them
+        a meaning; permessage-deflate gives RSV1 one, on a message's first frame only
+        (RFC 7692 6)."""
+        if self._inflater is None:
+            raise ProtocolViolation("reserved bits set (no extension was negotiated)")
+        if rsv != _RSV1:
+            raise ProtocolViolation("reserved bits RSV2/RSV3 set (permessage-deflate uses RSV1 only)")
+        if opcode & _CONTROL:
+            raise ProtocolViolation("RSV1 set on a control frame (RFC 7692 6: never compressed)")
+        if opcode == OP_CONTINUATION:
+            raise ProtocolViolation("RSV1 set on a continuation frame (RFC 7692 6: first frame only)")
+
+    def _event(self, first: int, opcode: int, payload: bytes) -> Event | None:
         """Turn one checked, unmasked frame into an event (None: a non-final fragment)."""
         if opcode == OP_PING:
             return Ping(payload)
@@ -246,34 +298,47 @@ class FrameReader:
         if opcode == OP_CLOSE:
             code, reason = parse_close(payload)
             return Close(code, reason)
+        fin = first & _FIN
         parts = self._parts
-        if not fin:
-            if parts is None:
-                self._parts = [payload]
-            elif len(parts) >= MAX_FRAGMENTS:
-                # Empty fragments add nothing to the size, but each costs memory.
-                raise ProtocolViolation(
-                    f"message in more than {MAX_FRAGMENTS} fragments",
-                    close_code=CloseCode.MESSAGE_TOO_BIG,
-                )
-            else:
-                parts.append(payload)
-            self._size += len(payload)
-            return None
-        if parts is not None:
-            parts.append(payload)
-            payload = b"".join(parts)
-            self._parts = None
-            self._size = 0
+        if parts is None:  # the first frame of a text message
+            inflater = self._inflater if first & _RSV1 else None
+            if fin:  # the whole message: no decoder object needed
+                if inflater is not None:
+                    payload = inflater(self.max_message_size).inflate(payload, True)
+                try:
+                    return TextMessage(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise _not_utf8() from None
+            self._parts = parts = []
+            self._decoder = _utf8_decoder()
+            self._inflate = None if inflater is None else inflater(self.max_message_size)
+        wire = len(payload)
+        if self._inflate is not None:
+            payload = self._inflate.inflate(payload, bool(fin))
+        assert self._decoder is not None
         try:
-            return TextMessage(payload.decode("utf-8"))
+            # RFC 6455 8.1: fail as soon as the bytes so far cannot be UTF-8.
+            parts.append(self._decoder.decode(payload, bool(fin)))
         except UnicodeDecodeError:
-            raise ProtocolViolation(
-                "text message is not valid UTF-8", close_code=CloseCode.INVALID_PAYLOAD
-            ) from None
+            raise _not_utf8() from None
+        if not fin:
+            self._size += wire
+            return None
+        text = "".join(parts)
+        self._end_message()
+        return TextMessage(text)
+
+    def _end_message(self) -> None:
+        self._parts = None
+        self._size = 0
+        self._decoder = None
+        self._inflate = None
 
     def clear(self) -> None:
         """Drop everything buffered (after a close frame or a violation: 5.5.1, 7.1.7)."""
         self._buf = bytearray()
-        self._parts = None
-        self._size = 0
+        self._end_message()
+
+
+def _not_utf8() -> ProtocolViolation:
+    return ProtocolViolation("text message is not valid UTF-8", close_code=CloseCode.INVALID_PAYLOAD)

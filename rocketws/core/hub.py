@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from rocketws.core.session import Session
+
+Deflated = Callable[[], bytes]
+"""Makes a publication's frame for sessions with ``deflate`` (called at most once)."""
 
 
 class Hub:
@@ -10,19 +15,28 @@ class Hub:
 
     ``subscribe``/``unsubscribe``/``disconnect`` report when a channel gains its first
     or loses its last local subscriber, so the node can (un)subscribe its broker.
-    ``fan_out``/``broadcast`` only queue the same frame bytes to each session.
+    ``fan_out``/``broadcast`` only queue the same frame bytes to each session: one
+    frame for every session, or, when some sessions negotiated permessage-deflate
+    (``Session.deflate``), a second frame made once for all of those.  The hub counts
+    such sessions per channel, so a publication nobody compressed can use is never
+    compressed.
     """
 
     def __init__(self) -> None:
         self._channels: dict[str, set[Session]] = {}
         self._sessions: dict[str, Session] = {}
+        self._deflating: dict[str, int] = {}  # channel -> subscribers with deflate
+        self._deflate_sessions = 0  # open sessions with deflate
 
     def connect(self, session: Session) -> None:
+        if session.id not in self._sessions and session.deflate:
+            self._deflate_sessions += 1
         self._sessions[session.id] = session
 
     def disconnect(self, session: Session) -> list[str]:
         """Forget ``session`` and all its subscriptions; return channels now empty."""
-        self._sessions.pop(session.id, None)
+        if self._sessions.pop(session.id, None) is not None and session.deflate:
+            self._deflate_sessions -= 1
         emptied = [ch for ch in session.channels if self._remove(session, ch)]
         session.channels.clear()
         return emptied
@@ -31,11 +45,16 @@ class Hub:
         """Add the subscription; return True if it is the channel's first subscriber."""
         session.channels.add(channel)
         subs = self._channels.get(channel)
+        first = subs is None
         if subs is None:
             self._channels[channel] = {session}
-            return True
-        subs.add(session)
-        return False
+        elif session in subs:
+            return False
+        else:
+            subs.add(session)
+        if session.deflate:
+            self._deflating[channel] = self._deflating.get(channel, 0) + 1
+        return first
 
     def unsubscribe(self, session: Session, channel: str) -> bool:
         """Remove the subscription; return True if the channel has no subscriber left."""
@@ -46,19 +65,31 @@ class Hub:
 
     def _remove(self, session: Session, channel: str) -> bool:
         subs = self._channels.get(channel)
-        if subs is None:
+        if subs is None or session not in subs:
             return False
         subs.discard(session)
+        if session.deflate:
+            left = self._deflating.pop(channel) - 1
+            if left:
+                self._deflating[channel] = left
         if subs:
             return False
         del self._channels[channel]
         return True
 
-    def fan_out(self, channel: str, frame: bytes, skip: str | None = None) -> int:
-        """Queue ``frame`` to every subscriber of ``channel`` but ``skip``; return count."""
+    def fan_out(
+        self, channel: str, frame: bytes, skip: str | None = None, deflated: Deflated | None = None
+    ) -> int:
+        """Queue ``frame`` to every subscriber of ``channel`` but ``skip``; return count.
+
+        ``deflated``: makes the frame for subscribers with ``deflate``; called once, and
+        only when the channel has such subscribers (else they get ``frame``).
+        """
         subs = self._channels.get(channel)
         if not subs:
             return 0
+        if deflated is not None and channel in self._deflating:
+            return _push_mixed(subs, frame, deflated(), skip)
         n = 0
         if skip is None:
             for session in subs:
@@ -69,8 +100,11 @@ class Hub:
                     n += session.push(frame)
         return n
 
-    def broadcast(self, frame: bytes) -> int:
-        """Queue ``frame`` to every open session; return count."""
+    def broadcast(self, frame: bytes, deflated: Deflated | None = None) -> int:
+        """Queue ``frame`` to every open session; return count (``deflated``: as for
+        ``fan_out``)."""
+        if deflated is not None and self._deflate_sessions:
+            return _push_mixed(self._sessions.values(), frame, deflated(), None)
         n = 0
         for session in self._sessions.values():
             n += session.push(frame)
@@ -91,3 +125,12 @@ class Hub:
     @property
     def connections(self) -> int:
         return len(self._sessions)
+
+
+def _push_mixed(sessions: Iterable[Session], frame: bytes, deflated: bytes, skip: str | None) -> int:
+    """Queue ``deflated`` to sessions with ``deflate``, ``frame`` to the others."""
+    n = 0
+    for session in sessions:
+        if session.id != skip:
+            n += session.push(deflated if session.deflate else frame)
+    return n

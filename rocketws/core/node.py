@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from rocketws.brokers.base import Broker, Publication
 from rocketws.core.channels import ANY_NAMESPACE, Namespaces
@@ -13,6 +13,14 @@ from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push
 from rocketws.core.session import Session
+
+
+class FrameDeflater(Protocol):
+    """Compresses a message for connections with permessage-deflate (``core.deflate``)."""
+
+    def frame(self, payload: bytes, plain: bytes) -> bytes:
+        """The frame carrying ``payload`` compressed, or ``plain`` (its uncompressed
+        frame) when compressing does not pay; must not depend on any connection."""
 
 
 class Node:
@@ -24,6 +32,8 @@ class Node:
 
     ``max_channels_per_connection`` (None: no limit) and ``namespaces`` (the channel
     namespace rules) bound what clients may do; the server passes both from its Config.
+    ``deflater`` (None: compression off) compresses a publication once, and only when a
+    subscriber reached negotiated permessage-deflate (RFC 7692).
     """
 
     def __init__(
@@ -34,12 +44,14 @@ class Node:
         max_channels_per_connection: int | None = None,
         namespaces: Namespaces = ANY_NAMESPACE,
         clock: Callable[[], float] = time.time,
+        deflater: FrameDeflater | None = None,
     ) -> None:
         self.hub = hub
         self.broker = broker
         self.max_channels_per_connection = max_channels_per_connection
         self.namespaces = namespaces
         self._clock = clock
+        self.deflater = deflater
 
     def start(self) -> None:
         self.broker.start(self)
@@ -118,10 +130,20 @@ class Node:
     # -- BrokerHandler --------------------------------------------------------------
 
     def deliver(self, publication: Publication) -> int:
-        frame = text_frame(publication.payload)
+        payload = publication.payload
+        frame = text_frame(payload)
+        deflater = self.deflater
+        deflated = None if deflater is None else lambda: deflater.frame(payload, frame)
         if publication.channel is None:
-            return self.hub.broadcast(frame)
-        return self.hub.fan_out(publication.channel, frame, publication.skip)
+            return self.hub.broadcast(frame, deflated)
+        return self.hub.fan_out(publication.channel, frame, publication.skip, deflated)
+
+    def reply_frame(self, session: Session, payload: bytes) -> bytes:
+        """The frame of a reply to ``session`` (compressed if it negotiated that)."""
+        frame = text_frame(payload)
+        if session.deflate and self.deflater is not None:
+            return self.deflater.frame(payload, frame)
+        return frame
 
     def local_channels(self) -> dict[str, int]:
         return self.hub.channels()

@@ -23,12 +23,19 @@ class Session:
     the bound is ``max_pending`` plus what one turn publishes.  Whether the connection is
     open is its transport's state (``core.connection``); the session only knows whether
     it still takes frames (``closed``).
+
+    ``deflate``: the connection negotiated permessage-deflate (RFC 7692), so fan-out
+    queues it the compressed frame of a publication (``Hub.fan_out``).  Fixed for the
+    session's life.
     """
 
-    __slots__ = ("id", "channels", "_outbox", "pending", "max_pending", "dirty", "_outlet")
+    __slots__ = ("id", "channels", "_outbox", "pending", "max_pending", "dirty", "_outlet", "deflate")
 
-    def __init__(self, outlet: Outlet, max_pending: int, session_id: str | None = None) -> None:
+    def __init__(
+        self, outlet: Outlet, max_pending: int, session_id: str | None = None, *, deflate: bool = False
+    ) -> None:
         self.id = session_id or uuid.uuid4().hex
+        self.deflate = deflate
         self.channels: set[str] = set()
         self._outbox: list[bytes] | None = []  # None once closed
         self.pending = 0

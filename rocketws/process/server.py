@@ -17,6 +17,7 @@ from rocketws.brokers import create_broker
 from rocketws.config import Address, Config
 from rocketws.core import disconnect
 from rocketws.core.channels import Namespaces
+from rocketws.core.deflate import Deflater
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.rpc import backend_methods
@@ -73,6 +74,7 @@ class Server:
             self.broker,
             max_channels_per_connection=config.max_channels_per_connection,
             namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
+            deflater=Deflater() if config.compression else None,
         )
         self.ws_app = WebSocketApp(self.node, config)
         methods = dict(backend_methods)

@@ -10,6 +10,7 @@ from typing import Any
 from gevent.event import Event
 
 from rocketws.config import Config
+from rocketws.core.deflate import Agreement
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.node import Node
 from rocketws.transports.websocket.connection import Connection, Flusher
@@ -29,7 +30,7 @@ class WebSocketApp:
         self._idle.set()
         self._close_all: Disconnect | None = None  # set by close_all (shutdown)
 
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         """The WSGI app for requests that are not WebSocket upgrades."""
         if environ.get("PATH_INFO") == "/":
             body = b"This is a WebSocket endpoint: connect with a WebSocket client.\n"
@@ -61,9 +62,14 @@ class WebSocketApp:
         """True when ``max_connections`` WebSockets are open: new upgrades get 503."""
         return len(self.connections) >= self.config.max_connections
 
-    def accept(self, sock: socket.socket, received: bytes, peer: Any) -> None:
-        """Serve an upgraded, non-blocking socket (and the bytes already read from it)."""
-        conn = Connection(sock, self.node, self.flusher, self.config, self._closed)
+    def accept(
+        self, sock: socket.socket, received: bytes, peer: Any, agreement: Agreement | None = None
+    ) -> None:
+        """Serve an upgraded, non-blocking socket (and the bytes already read from it);
+        ``agreement``: the permessage-deflate the handshake accepted, if any."""
+        conn = Connection(
+            sock, self.node, self.flusher, self.config, self._closed, compressed=agreement is not None
+        )
         self.connections.add(conn)
         self._idle.clear()
         logger.debug("connection %s opened from %s", conn.session.id, peer)
@@ -86,4 +92,4 @@ class WebSocketApp:
 
     def wait_closed(self, timeout: float) -> bool:
         """Wait until no connection is open; return whether that happened in time."""
-        return self._idle.wait(timeout)
+        return bool(self._idle.wait(timeout))

@@ -25,7 +25,7 @@ from typing import Any
 import gevent
 
 from rocketws.config import Config
-from rocketws.core import disconnect, framing, rpc
+from rocketws.core import deflate, disconnect, rpc
 from rocketws.core.connection import ConnectionProtocol, Do, State, Step
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.node import Node
@@ -107,16 +107,19 @@ class Connection:
         flusher: Flusher,
         config: Config,
         on_closed: Callable[[Connection], None],
+        *,
+        compressed: bool = False,
     ) -> None:
-        """``sock`` must be non-blocking; the connection owns it from now on."""
+        """``sock`` must be non-blocking; the connection owns it from now on.
+        ``compressed``: permessage-deflate was negotiated in the handshake."""
         self.sock = sock
         self.fd = sock.fileno()
         self.node = node
         self.flusher = flusher
         self.config = config
-        self.session = Session(self, config.max_outbox_bytes)
+        self.session = Session(self, config.max_outbox_bytes, deflate=compressed)
         self.context = rpc.ClientContext(node, self.session, config.max_channel_length)
-        self.protocol = ConnectionProtocol(config.max_message_size)
+        self.protocol = ConnectionProtocol(config.max_message_size, deflate.Inflater if compressed else None)
         self._on_closed = on_closed
         self._loop = gevent.get_hub().loop
         self._reader_watch = self._loop.io(self.fd, _READ)
@@ -261,7 +264,7 @@ class Connection:
     def _dispatch(self, text: str) -> None:
         response = rpc.dispatch(text, rpc.client_methods, self.context, self.config.max_batch_size)
         if response is not None:
-            self.session.push(framing.text_frame(response))
+            self.session.push(self.node.reply_frame(self.session, response))
         self._run(self.protocol.served())
 
     # -- writing ------------------------------------------------------------------------

@@ -4,6 +4,10 @@ gevent-websocket 0.10.1 is kept for the HTTP upgrade only.  Once the 101 respons
 written, the handler hands the socket over to ``WebSocketApp.accept`` and its greenlet
 ends, so an idle connection holds no greenlet, no pywsgi request state and no read
 buffer.
+
+Extensions: the offers in ``Sec-WebSocket-Extensions`` go to ``core.deflate.negotiate``
+(interim: gevent-websocket knows no extensions, so the response header is added in
+``start_response``; the handshake of our own replaces both).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 import gevent
 from geventwebsocket.handler import WebSocketHandler
 
+from rocketws.core import deflate
+
 logger = logging.getLogger("rocketws.transports.websocket")
 
 # pywsgi's default read buffer is 8 KiB per connection; the upgrade request reads fine
@@ -22,13 +28,14 @@ logger = logging.getLogger("rocketws.transports.websocket")
 READ_BUFFER = 1024
 
 
-class RocketWebSocketHandler(WebSocketHandler):
+class RocketWebSocketHandler(WebSocketHandler):  # type: ignore[misc,unused-ignore]  # untyped library
     """gevent-websocket's handler with TCP_NODELAY, a handshake timeout, ``/`` only and a
     small read buffer; after the upgrade it hands the socket to ``WebSocketApp.accept``
     and ends."""
 
     socket: Any  # gevent's socket until run_websocket takes the file descriptor over
     websocket: Any
+    agreement: deflate.Agreement | None = None  # permessage-deflate, once negotiated
 
     def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
         super().__init__(sock, address, server, rfile or sock.makefile("rb", READ_BUFFER))
@@ -87,7 +94,17 @@ class RocketWebSocketHandler(WebSocketHandler):
                 len(self.application.connections),
             )
             return [body]
+        self.agreement = deflate.negotiate(
+            deflate.parse_offers(self.environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")),
+            self.application.config.compression,
+        )
         return super().upgrade_websocket()
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        """Add the accepted extension to the 101 response (RFC 6455 9.1, RFC 7692 5)."""
+        if self.agreement is not None and status.startswith("101"):
+            headers = [*headers, ("Sec-WebSocket-Extensions", self.agreement.response)]
+        return super().start_response(status, headers, exc_info)
 
     def run_websocket(self) -> None:
         """Called once the 101 response is written: give the socket to the app.
@@ -108,7 +125,7 @@ class RocketWebSocketHandler(WebSocketHandler):
         sock = socket.socket(fileno=gsock.detach())
         sock.setblocking(False)
         self.socket = None
-        self.application.accept(sock, received, self.client_address)
+        self.application.accept(sock, received, self.client_address, self.agreement)
 
     def log_request(self) -> None:
         return None  # access logging for WebSockets is noise; connects are DEBUG-logged
