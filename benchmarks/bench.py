@@ -10,6 +10,8 @@ Scenarios (``--scenarios``, comma-separated):
   time until the last subscriber has an emit (fan-out completion).
 - ``slow``    N reading subscribers plus one that never reads: everyone else still gets
   every push, and the server's RSS growth stays bounded.
+- ``compression`` RocketWS with permessage-deflate on vs off (``rocketws-deflate`` vs
+  ``rocketws``), ~1 KB JSON pushes: CPU and bytes on the wire per delivery, idle RSS.
 
 This module is the command line only: each scenario is a module of
 ``benchmarks/scenarios/`` with its typed result, ``runner.run`` runs them, ``report``
@@ -97,6 +99,9 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--slow-n", type=int, help=f"reading subscribers (default {d.slow_n})")
     p.add_argument("--slow-m", type=int, help=f"emits (default {d.slow_m})")
     p.add_argument("--slow-size", type=int, help=f"data bytes (default {d.slow_size})")
+    p.add_argument("--compression-n", type=int, help=f"subscribers (default {d.compression_n})")
+    p.add_argument("--compression-m", type=int, help=f"emits per run (default {d.compression_m})")
+    p.add_argument("--compression-idle-n", type=int, help=f"connections (default {d.compression_idle_n})")
     p.add_argument("--timeout", type=float, help="seconds without progress before giving up")
     p.add_argument("--out", help=f"directory for results.json and bench.png (default {d.out})")
     p.add_argument("--no-plot", dest="plot", action="store_false")

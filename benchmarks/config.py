@@ -8,7 +8,7 @@ from typing import Any
 from .servers import SERVER_NAMES
 
 # in the order they run and are reported; each is a module in benchmarks/scenarios/
-SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow")
+SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression")
 
 
 @dataclass
@@ -33,6 +33,9 @@ class Config:
     slow_n: int = 100
     slow_m: int = 4000
     slow_size: int = 2000
+    compression_n: int = 1000  # subscribers (fan-out part, compression on vs off)
+    compression_m: int = 500  # emits of a ~1 KB JSON push per run
+    compression_idle_n: int = 5000  # connections (idle part)
     timeout: float = 120.0  # seconds without progress before a run is given up
     out: str | None = "benchmarks/results"
     plot: bool = True
@@ -57,6 +60,9 @@ class Config:
             slow_n=5,
             slow_m=200,
             slow_size=200,
+            compression_n=20,
+            compression_m=40,
+            compression_idle_n=50,
             timeout=20.0,
             scenarios=list(SCENARIOS),
         )

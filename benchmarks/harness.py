@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from . import httpload
 from .config import Config
 from .servers import Server
 from .wsclient import subscriber_main
@@ -143,11 +144,15 @@ class Subscribers:
         channel: str = CHANNEL,
         stalled: int = 0,
         timeout: float = 300.0,
+        extensions: str = "",
     ) -> None:
-        """Open ``n`` subscribed connections (plus ``stalled`` that never read) or raise."""
+        """Open ``n`` subscribed connections (plus ``stalled`` that never read) or raise;
+        ``extensions``: a ``Sec-WebSocket-Extensions`` offer each one sends."""
         k = len(self.pipes)
         shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
-        cmds = [("connect", group, server.host, server.ws_port, s, channel, False) for s in shares]
+        cmds = [
+            ("connect", group, server.host, server.ws_port, s, channel, False, extensions) for s in shares
+        ]
         replies = self._ask_all(cmds, timeout)
         if stalled:
             self.pipes[0].send(("connect", group, server.host, server.ws_port, stalled, channel, True))
@@ -165,6 +170,7 @@ class Subscribers:
         rs = self.ask("stats", group)
         return {
             "frames": sum(r["frames"] for r in rs),
+            "wire_bytes": sum(r["wire_bytes"] for r in rs),
             "stalled_frames": sum(r["stalled_frames"] for r in rs),
             "ready": sum(r["ready"] for r in rs),
             "closed": sum(r["closed"] for r in rs),
@@ -232,6 +238,21 @@ def emit_bodies(channel: str, data: Any, batch: int) -> Callable[[int], bytes]:
         return emit_body(channel, data, i, batch)
 
     return body
+
+
+def send_emits(
+    srv: Server, data: Any, batch: int, requests: int, concurrency: int, timeout: float
+) -> httpload.LoadResult:
+    """Send ``requests`` emit requests to ``srv`` (each ``batch`` emits of ``data`` to
+    CHANNEL), ``concurrency`` in flight."""
+    return httpload.run_requests(
+        srv.host,
+        srv.http_port,
+        emit_bodies(CHANNEL, data, batch),
+        requests,
+        concurrency=concurrency,
+        timeout=timeout,
+    )
 
 
 def push_frame_bytes(channel: str, data: Any) -> int:

@@ -20,13 +20,15 @@ _WS_RE = re.compile(r"listening on ws://\[?([^\]\s/]+?)\]?:(\d+)")
 _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
 SERVER_NAMES = ("rocketws", "peer")  # the default set
-# rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts
-KNOWN_SERVERS = ("rocketws", "rocketws-redis", "peer")
+# rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts;
+# rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario)
+KNOWN_SERVERS = ("rocketws", "rocketws-redis", "rocketws-deflate", "peer")
+SERVER_ENV: dict[str, dict[str, str]] = {"rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"}}
 
 
 def server_command(name: str, python: str = sys.executable, broker: str | None = None) -> list[str]:
     """The command line that starts server ``name`` on ephemeral loopback ports."""
-    if name in ("rocketws", "rocketws-redis"):
+    if name in ("rocketws", "rocketws-redis", "rocketws-deflate"):
         cmd = [
             python,
             str(REPO / "manage.py"),
@@ -104,7 +106,7 @@ class Server:
             broker = self.redis.url
         fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")
         cpus = self.cpus
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **SERVER_ENV.get(self.name, {}), **self.env}
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
 
         def pin() -> None:  # runs in the child before exec; the open-files limit is inherited

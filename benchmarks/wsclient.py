@@ -5,8 +5,9 @@ connections, grouped by name (one group per server under test). It is driven ove
 ``multiprocessing`` pipe with small command tuples; see ``SubscriberPool.handle``.
 
 Frames from the server are unmasked (RFC 6455 5.1), so counting them only needs each
-frame's header; client frames are masked with the all-zero key, which makes masking a
-no-op (5.3) and keeps the subscriber cheap.
+frame's header (a compressed one, RFC 7692, is counted and never inflated); client
+frames are masked with the all-zero key, which makes masking a no-op (5.3) and keeps the
+subscriber cheap.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ HANDSHAKE_TEMPLATE = (
     "Connection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     "Sec-WebSocket-Version: 13\r\n"
+    "{extensions}"
     "\r\n"
 )
 OP_TEXT = 0x1
@@ -82,6 +84,7 @@ class Conn:
     state: str = "connecting"  # connecting -> handshake -> subscribing -> ready | closed
     buf: bytes = b""
     frames: int = 0
+    wire_bytes: int = 0  # of the text frames counted in ``frames``, headers included
     close_code: int | None = None
     stalled: bool = False
     latencies: list[tuple[int, int]] | None = field(default=None)
@@ -94,7 +97,7 @@ class SubscriberPool:
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.groups: dict[str, list[Conn]] = {}
-        self.pending: list[tuple[str, str, int, str, bool, int]] = []  # connect jobs
+        self.pending: list[tuple[str, str, int, str, bool, int, str]] = []  # connect jobs
         self.inflight = 0
         self.connect_reply: Any = None
         self.last_frame_ns: dict[str, int] = {}
@@ -102,7 +105,9 @@ class SubscriberPool:
 
     # -- connection state machine --------------------------------------------------
 
-    def _start_connect(self, group: str, host: str, port: int, channel: str, stalled: bool) -> None:
+    def _start_connect(
+        self, group: str, host: str, port: int, channel: str, stalled: bool, extensions: str = ""
+    ) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if stalled:  # a consumer that never reads: keep its receive window small
@@ -118,7 +123,8 @@ class SubscriberPool:
         self.groups.setdefault(group, []).append(conn)
         self.ep.register(sock.fileno(), select.EPOLLOUT)
         self.inflight += 1
-        conn.buf = HANDSHAKE_TEMPLATE.format(host=host, port=port).encode()
+        offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
+        conn.buf = HANDSHAKE_TEMPLATE.format(host=host, port=port, extensions=offer).encode()
 
     def _failed(self, group: str) -> None:
         self.connect_reply["failed"] += 1
@@ -179,6 +185,7 @@ class SubscriberPool:
         self._feed(conn, buf, now_ns)
         if conn.frames:
             conn.frames -= 1  # the subscribe reply itself
+            conn.wire_bytes = 0
             conn.state = "ready"
             self.inflight -= 1
             self.connect_reply["ok"] += 1
@@ -191,6 +198,7 @@ class SubscriberPool:
         n = len(buf)
         i = 0
         count = 0
+        wire = 0
         keep = conn.group in self.latency_groups and conn.state == "ready"
         while n - i >= 2:
             b1 = buf[i + 1] & 0x7F
@@ -212,6 +220,7 @@ class SubscriberPool:
             op = buf[i] & 0x0F
             if op == OP_TEXT:
                 count += 1
+                wire += end - i
                 if keep:
                     m = _LATENCY_RE.search(buf, start, end)
                     if m is not None:
@@ -229,6 +238,7 @@ class SubscriberPool:
         conn.buf = buf[i:] if i < n else b""
         if count:
             conn.frames += count
+            conn.wire_bytes += wire
             self.last_frame_ns[conn.group] = now_ns
 
     # -- commands --------------------------------------------------------------------
@@ -236,16 +246,17 @@ class SubscriberPool:
     def handle(self, cmd: tuple[Any, ...]) -> Any:
         """Run one command; returns the reply, or None when the reply comes later."""
         op = cmd[0]
-        if op == "connect":  # ("connect", group, host, port, count, channel, stalled)
-            _, group, host, port, count, channel, stalled = cmd
+        if op == "connect":  # ("connect", group, host, port, count, channel, stalled[, extensions])
+            _, group, host, port, count, channel, stalled, *rest = cmd
             self.connect_reply = {"ok": 0, "failed": 0, "target": count}
-            self.pending = [(group, host, port, channel, stalled, count)]
+            self.pending = [(group, host, port, channel, stalled, count, rest[0] if rest else "")]
             return None
         if op == "stats":
             return self._stats(cmd[1])
         if op == "reset":
             for c in self.groups.get(cmd[1], []):
                 c.frames = 0
+                c.wire_bytes = 0
                 c.latencies = None
             self.last_frame_ns.pop(cmd[1], None)
             return True
@@ -287,6 +298,7 @@ class SubscriberPool:
                 codes[key] = codes.get(key, 0) + 1
         return {
             "frames": sum(c.frames for c in conns if not c.stalled),
+            "wire_bytes": sum(c.wire_bytes for c in conns if not c.stalled),
             "stalled_frames": sum(c.frames for c in conns if c.stalled),
             "ready": sum(1 for c in conns if c.state == "ready"),
             "closed": sum(1 for c in conns if c.state == "closed"),
@@ -319,12 +331,12 @@ class SubscriberPool:
     def pump(self, timeout: float) -> None:
         """Start queued connects (bounded in flight) and process socket events once."""
         while self.pending and self.inflight < 64:
-            group, host, port, channel, stalled, left = self.pending[0]
-            self._start_connect(group, host, port, channel, stalled)
+            group, host, port, channel, stalled, left, extensions = self.pending[0]
+            self._start_connect(group, host, port, channel, stalled, extensions)
             if left <= 1:
                 self.pending.pop(0)
             else:
-                self.pending[0] = (group, host, port, channel, stalled, left - 1)
+                self.pending[0] = (group, host, port, channel, stalled, left - 1, extensions)
         events = self.ep.poll(timeout, 4096)
         if not events:
             return

@@ -237,3 +237,22 @@ def test_bench_redis_server_is_stopped_afterwards(tmp_path: Path) -> None:
     assert srv.redis is None
     with pytest.raises(ProcessLookupError):
         os.kill(redis_pid, 0)  # reaped: the PID no longer exists
+
+
+def test_bench_compression_compares_deflate_on_and_off(report: dict[str, Any]) -> None:
+    on, off = runs(report, "compression", "rocketws-deflate"), runs(report, "compression", "rocketws")
+    fanout = {
+        s: sorted((r["b"], r) for r in rs if r["part"] == "fanout") for s, rs in (("on", on), ("off", off))
+    }
+    assert [b for b, _ in fanout["on"]] == [b for b, _ in fanout["off"]] == [1, 10]
+    for (_, r_on), (_, r_off) in zip(fanout["on"], fanout["off"], strict=True):
+        assert r_on["complete"] and r_off["complete"] and r_on["deliveries"] == r_on["n"] * r_on["m"]
+        assert 900 < r_on["payload_bytes"] < 1200  # a ~1 KB JSON push
+        assert r_off["wire_bytes_per_delivery"] > r_off["payload_bytes"]  # plain: payload + header
+        assert r_on["wire_bytes_per_delivery"] < r_off["wire_bytes_per_delivery"] * 0.7  # compressed
+        assert 0 < r_on["us_per_delivery"] < 10_000 and 0 < r_off["us_per_delivery"] < 10_000
+    for rs in (on, off):
+        (idle,) = [r for r in rs if r["part"] == "idle"]
+        assert idle["complete"] and math.isfinite(idle["bytes_per_connection"])
+    row = next(r for r in report["summary"] if r["scenario"] == "compression" and r["part"] == "fanout")
+    assert row["wire_bytes_per_delivery"]["ratios"]["rocketws-deflate/rocketws"] < 0.7

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import struct
+import types
 
 import pytest
 
@@ -250,8 +251,18 @@ def test_reader_refuses_a_character_cut_by_the_final_fragment() -> None:
 
 
 def held_objects(reader: framing.FrameReader) -> list[str]:
-    """Type names of the decoder / zlib objects ``reader`` refers to."""
-    names = {type(obj).__name__ for obj in gc.get_referents(reader)}
+    """Type names of the decoder / inflater objects reachable from ``reader`` (classes
+    and functions, such as the inflater factory, are not followed)."""
+    seen: set[int] = set()
+    names: set[str] = set()
+    todo: list[object] = [reader]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (type, types.FunctionType, types.ModuleType)):
+            continue
+        seen.add(id(obj))
+        names.add(type(obj).__name__)
+        todo.extend(gc.get_referents(obj))
     return sorted(n for n in names if "Decoder" in n or "Decompress" in n or n == "Inflater")
 
 

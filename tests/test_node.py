@@ -15,7 +15,7 @@ from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
-from rocketws.core.session import Session
+from rocketws.core.session import DeflateSession, Session
 
 from .fakes import RecordingOutlet
 from .wsraw import inflate_message, split_frames, split_frames_with_bits
@@ -188,7 +188,7 @@ def deflate_node() -> tuple[Node, CountingDeflater]:
 def sessions(node: Node, count: int, *, deflate: bool, channel: str | None = "c") -> list[Session]:
     out = []
     for _ in range(count):
-        s = Session(RecordingOutlet(), 1 << 20, deflate=deflate)
+        s = (DeflateSession if deflate else Session)(RecordingOutlet(), 1 << 20)
         node.connect(s)
         if channel is not None:
             node.subscribe(s, channel)

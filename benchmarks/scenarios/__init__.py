@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .. import config
 from ..harness import Bench, RunResult
-from . import fanout, idle, ingress, latency, slow_consumer
+from . import compression, fanout, idle, ingress, latency, slow_consumer
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(ingress.IngressRun, ingress.run),
         Scenario(latency.LatencyRun, latency.run),
         Scenario(slow_consumer.SlowConsumerRun, slow_consumer.run),
+        Scenario(compression.CompressionRun, compression.run),
     )
 }
 if tuple(SCENARIOS) != config.SCENARIOS:  # one list of names, checked at import

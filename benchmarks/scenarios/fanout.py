@@ -8,16 +8,15 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .. import httpload
 from ..harness import (
     CHANNEL,
     Bench,
     RunResult,
     Subscribers,
     check_emit_response,
-    emit_bodies,
     push_frame_bytes,
     redis_seconds,
+    send_emits,
 )
 from ..servers import Server
 
@@ -79,14 +78,7 @@ def run(bench: Bench) -> list[FanoutRun]:
                     subs.ask("reset", name)
                     cpu0, redis0 = srv.cpu(), srv.redis_cpu_ns()
                     t0 = time.monotonic_ns()
-                    res = httpload.run_requests(
-                        srv.host,
-                        srv.http_port,
-                        emit_bodies(CHANNEL, data, b),
-                        requests,
-                        concurrency=c,
-                        timeout=cfg.timeout * 10,
-                    )
+                    res = send_emits(srv, data, b, requests, c, cfg.timeout * 10)
                     expected = cfg.fanout_n * m
                     st = subs.wait_frames(name, expected, cfg.timeout, bench.progress)
                     cpu = srv.cpu() - cpu0

@@ -141,6 +141,19 @@ class Inflate(Protocol):
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
+class _Fragments:
+    """A fragmented text message in progress: its text so far, decoded fragment by
+    fragment, and the decoder (and inflater) that carry over between fragments."""
+
+    __slots__ = ("parts", "size", "decoder", "inflate")
+
+    def __init__(self, inflate: Inflate | None) -> None:
+        self.parts: list[str] = []
+        self.size = 0  # bytes on the wire so far
+        self.decoder = _utf8_decoder()
+        self.inflate = inflate
+
+
 class FrameReader:
     """Incremental parser of a client's frames into events (RFC 6455 5.2-5.6), no I/O.
 
@@ -160,7 +173,7 @@ class FrameReader:
     is in progress: an idle reader holds neither.
     """
 
-    __slots__ = ("max_message_size", "_inflater", "_buf", "_parts", "_size", "_decoder", "_inflate")
+    __slots__ = ("max_message_size", "_inflater", "_buf", "_fragments")
 
     def __init__(
         self, max_message_size: int = 64 * 1024, inflater: Callable[[int], Inflate] | None = None
@@ -168,10 +181,7 @@ class FrameReader:
         self.max_message_size = max_message_size
         self._inflater = inflater
         self._buf = bytearray()
-        self._parts: list[str] | None = None  # decoded fragments of an unfinished message
-        self._size = 0  # bytes on the wire in _parts
-        self._decoder: codecs.IncrementalDecoder | None = None  # with _parts only
-        self._inflate: Inflate | None = None  # with _parts, for a compressed message
+        self._fragments: _Fragments | None = None  # an unfinished message
 
     @property
     def buffered(self) -> int:
@@ -256,20 +266,21 @@ class FrameReader:
             )
         if opcode not in _KNOWN_OPCODES:  # 5.2: reserved opcodes
             raise ProtocolViolation(f"unknown opcode {opcode}")
-        parts = self._parts
-        if opcode == OP_TEXT and parts is not None:
+        fragments = self._fragments
+        if opcode == OP_TEXT and fragments is not None:
             raise ProtocolViolation("new message inside a fragmented message")  # 5.4
         if opcode == OP_CONTINUATION:
-            if parts is None:
+            if fragments is None:
                 raise ProtocolViolation("continuation frame without a message")  # 5.4
-            if len(parts) >= MAX_FRAGMENTS:
+            if len(fragments.parts) >= MAX_FRAGMENTS:
                 # Refused at the header of fragment MAX_FRAGMENTS + 1: empty fragments add
                 # nothing to the size, but each costs memory and time.
                 raise ProtocolViolation(
                     f"message in more than {MAX_FRAGMENTS} fragments",
                     close_code=CloseCode.MESSAGE_TOO_BIG,
                 )
-        if not opcode & _CONTROL and self._size + length > self.max_message_size:
+        size = fragments.size if fragments is not None and opcode == OP_CONTINUATION else 0
+        if not opcode & _CONTROL and size + length > self.max_message_size:
             raise ProtocolViolation(
                 f"message over {self.max_message_size} bytes",
                 close_code=CloseCode.MESSAGE_TOO_BIG,
@@ -299,8 +310,8 @@ class FrameReader:
             code, reason = parse_close(payload)
             return Close(code, reason)
         fin = first & _FIN
-        parts = self._parts
-        if parts is None:  # the first frame of a text message
+        fragments = self._fragments
+        if fragments is None:  # the first frame of a text message
             inflater = self._inflater if first & _RSV1 else None
             if fin:  # the whole message: no decoder object needed
                 if inflater is not None:
@@ -309,35 +320,26 @@ class FrameReader:
                     return TextMessage(payload.decode("utf-8"))
                 except UnicodeDecodeError:
                     raise _not_utf8() from None
-            self._parts = parts = []
-            self._decoder = _utf8_decoder()
-            self._inflate = None if inflater is None else inflater(self.max_message_size)
+            fragments = _Fragments(None if inflater is None else inflater(self.max_message_size))
+            self._fragments = fragments
         wire = len(payload)
-        if self._inflate is not None:
-            payload = self._inflate.inflate(payload, bool(fin))
-        assert self._decoder is not None
+        if fragments.inflate is not None:
+            payload = fragments.inflate.inflate(payload, bool(fin))
         try:
             # RFC 6455 8.1: fail as soon as the bytes so far cannot be UTF-8.
-            parts.append(self._decoder.decode(payload, bool(fin)))
+            fragments.parts.append(fragments.decoder.decode(payload, bool(fin)))
         except UnicodeDecodeError:
             raise _not_utf8() from None
         if not fin:
-            self._size += wire
+            fragments.size += wire
             return None
-        text = "".join(parts)
-        self._end_message()
-        return TextMessage(text)
-
-    def _end_message(self) -> None:
-        self._parts = None
-        self._size = 0
-        self._decoder = None
-        self._inflate = None
+        self._fragments = None
+        return TextMessage("".join(fragments.parts))
 
     def clear(self) -> None:
         """Drop everything buffered (after a close frame or a violation: 5.5.1, 7.1.7)."""
         self._buf = bytearray()
-        self._end_message()
+        self._fragments = None
 
 
 def _not_utf8() -> ProtocolViolation:

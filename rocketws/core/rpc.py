@@ -50,9 +50,7 @@ def rpc_method(func: Callable[..., Any]) -> Callable[..., Any]:
             return Error(exc.code, exc.message, exc.data)
         except Exception:
             logger.exception("internal error in JSON-RPC method %r", func.__name__)
-            return Error(
-                RpcCode.INTERNAL_ERROR, "Internal error", {"reason": "internal server error"}
-            )
+            return Error(RpcCode.INTERNAL_ERROR, "Internal error", {"reason": "internal server error"})
 
     # jsonrpcserver checks params with inspect.signature(method).bind() on every call;
     # computing the signature once here makes that lookup free (about 60% of its cost).
@@ -189,13 +187,9 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch: int =
     try:
         parsed = jsonrpc.parse(data)
     except jsonrpc.ParseError as exc:
-        return jsonrpc.dumps(
-            jsonrpc.error_response(None, RpcCode.PARSE_ERROR, {"reason": str(exc)})
-        )
+        return jsonrpc.dumps(jsonrpc.error_response(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
     if parsed.batch and len(parsed.entries) > max_batch:
-        exc_ = LimitExceeded(
-            {"limit": "max_batch_size", "max": max_batch, "reason": "batch too large"}
-        )
+        exc_ = LimitExceeded({"limit": "max_batch_size", "max": max_batch, "reason": "batch too large"})
         return jsonrpc.dumps(jsonrpc.error_response(None, exc_.code, exc_.data))
     calls = [e for e in parsed.entries if isinstance(e, jsonrpc.Call)]
     answers: Any = None
@@ -224,8 +218,10 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch: int =
         return jsonrpc.dumps(responses if parsed.batch else responses[0])
     except (TypeError, ValueError):  # a result we cannot encode: our bug, not the caller's
         logger.exception("cannot encode a JSON-RPC response")
-        return jsonrpc.dumps(jsonrpc.error_response(
-            None, RpcCode.INTERNAL_ERROR, {"reason": "internal server error"}))
+        return jsonrpc.dumps(
+            jsonrpc.error_response(None, RpcCode.INTERNAL_ERROR, {"reason": "internal server error"})
+        )
+
 
 __all__ = [
     "ClientContext",

@@ -29,7 +29,7 @@ from rocketws.core import deflate, disconnect, rpc
 from rocketws.core.connection import ConnectionProtocol, Do, State, Step
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.node import Node
-from rocketws.core.session import Session
+from rocketws.core.session import DeflateSession, Session
 
 logger = logging.getLogger("rocketws.transports.websocket")
 
@@ -117,7 +117,7 @@ class Connection:
         self.node = node
         self.flusher = flusher
         self.config = config
-        self.session = Session(self, config.max_outbox_bytes, deflate=compressed)
+        self.session = (DeflateSession if compressed else Session)(self, config.max_outbox_bytes)
         self.context = rpc.ClientContext(node, self.session, config.max_channel_length)
         self.protocol = ConnectionProtocol(config.max_message_size, deflate.Inflater if compressed else None)
         self._on_closed = on_closed
