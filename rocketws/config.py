@@ -17,7 +17,6 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, TypeVar, get_type_hints
 
 from rocketws.core.channels import Namespace, validate_namespace_name
@@ -71,7 +70,7 @@ class Setting:
         key = f"[{self.keys[0]!r}]" if len(self.keys) == 1 else ""
         return f"settings.{self.section}{key}"
 
-    def read(self, settings: ModuleType | None) -> Any:
+    def read(self, settings: object | None) -> Any:
         """Its raw value in the settings module (a dict of the keys given, for an
         address), or None when not set there."""
         if not self.keys:
@@ -442,7 +441,7 @@ for _spec in SETTINGS.values():
         _KNOWN_KEYS.setdefault(_spec.section, set()).update(_spec.keys)
 
 
-def _section(settings: ModuleType | None, name: str) -> Mapping[str, Any]:
+def _section(settings: object | None, name: str) -> Mapping[str, Any]:
     value = getattr(settings, name, None) if settings is not None else None
     if value is None:
         return {}
@@ -465,7 +464,7 @@ def _from_env(spec: Setting, env: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def load_config(
-    settings: ModuleType | None = None,
+    settings: object | None = None,
     environ: Mapping[str, str] | None = None,
     *,
     ws_conn: str | None = None,
