@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from .support import ROOT, ServerProcess, StartServer, free_port, request, wait_until, ws_connect
 from .wsraw import rpc_frame, split_frames
@@ -214,9 +215,8 @@ def test_websockets_client_gets_the_first_offered_subprotocol(
 
 
 def test_websockets_client_deflate_offer_is_declined(server: ServerProcess) -> None:
-    with connect(
-        server.ws_url, subprotocols=["rocketws"], open_timeout=10
-    ) as ws:  # offers permessage-deflate
+    # compression left at its default: the client offers permessage-deflate
+    with connect(server.ws_url, subprotocols=[Subprotocol("rocketws")], open_timeout=10) as ws:
         assert (
             ws.request is not None and "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
         )
