@@ -99,7 +99,7 @@ def read_head(sock: Any) -> tuple[handshake.Request, bytes] | Reject:
     return request, bytes(buf[end:])
 
 
-class WebSocketServer(StreamServer):  # type: ignore[misc]  # gevent is untyped
+class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # gevent is untyped
     """Accepts TCP connections, does the opening handshake, gives upgraded sockets to
     ``app``.  Every refusal is a complete HTTP response, then the connection is closed."""
 
