@@ -21,6 +21,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from rocketws.core.channels import Namespace, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
+from rocketws.core.handshake import is_token
 
 T = TypeVar("T")
 Parser = Callable[[str, Any], Any]
@@ -189,6 +190,18 @@ def _origins(name: str, value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _subprotocols(name: str, value: Any) -> tuple[str, ...]:
+    """Subprotocol names, tokens (RFC 6455 section 4.1); a list, or comma-separated."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(name, value, "expected a list of subprotocol names")
+    names = tuple(i.strip() for i in items if i.strip())
+    for item in names:
+        if not is_token(item):
+            raise ConfigError(name, value, f"{item!r} is not a token (RFC 6455 section 4.1)")
+    return names
+
+
 def _broker(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(name, value, "expected a broker URL such as memory")
@@ -318,6 +331,15 @@ class Config:
         5.0,
         _positive_float,
         "seconds to flush and finish a closing handshake before dropping TCP",
+    )
+    subprotocols: tuple[str, ...] = setting(
+        "WEBSOCKETS",
+        "SUBPROTOCOLS",
+        ("jsonrpc", "rocketws"),
+        _subprotocols,
+        "`Sec-WebSocket-Protocol` names the server agrees to (the first one the client offered that is "
+        "listed; comma-separated in the environment); the protocol spoken is the same "
+        "([protocol.md](protocol.md#handshake))",
     )
     backend: Address = _address_setting(
         "MESSAGES_SOURCE",

@@ -82,6 +82,9 @@ def test_idle_subscribed_connections_hold_no_greenlet() -> None:
     server.start()
     clients: list[RawWebSocket] = []
     try:
+        # The hub and the resolver's thread (used by the client's create_connection) start
+        # on first use; pywsgi's start used to start them. They are not per connection.
+        gevent.socket.getaddrinfo("127.0.0.1", server.ws_server.server_port)
         before = _live_greenlets()
         for i in range(20):
             client = gevent_client(server.ws_server.server_port)

@@ -28,6 +28,7 @@ from rocketws.config import Config
 from rocketws.core import disconnect, framing, rpc
 from rocketws.core.connection import ConnectionProtocol, Do, State, Step
 from rocketws.core.disconnect import Disconnect
+from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
 from rocketws.core.session import Session
 
@@ -89,6 +90,8 @@ class Connection:
         "flusher",
         "config",
         "session",
+        "subprotocol",
+        "extensions",
         "context",
         "protocol",
         "_on_closed",
@@ -107,14 +110,20 @@ class Connection:
         flusher: Flusher,
         config: Config,
         on_closed: Callable[[Connection], None],
+        *,
+        subprotocol: str | None = None,
+        extensions: tuple[Extension, ...] = (),
     ) -> None:
-        """``sock`` must be non-blocking; the connection owns it from now on."""
+        """``sock`` must be non-blocking; the connection owns it from now on.
+        ``subprotocol`` and ``extensions``: what the opening handshake agreed."""
         self.sock = sock
         self.fd = sock.fileno()
         self.node = node
         self.flusher = flusher
         self.config = config
         self.session = Session(self, config.max_outbox_bytes)
+        self.subprotocol = subprotocol
+        self.extensions = extensions
         self.context = rpc.ClientContext(node, self.session, config.max_channel_length)
         self.protocol = ConnectionProtocol(config.max_message_size)
         self._on_closed = on_closed
