@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NODE_STAMP := tests/node/node_modules/.package-lock.json
 # Addresses: empty = as settings say (defaults in rocketws/config.py); e.g. WS_CONN=:8000.
 WS_CONN ?=
 MS_CONN ?=
@@ -35,11 +36,11 @@ stop:
 shell: $(STAMP)
 	$(PY) manage.py shell $(CONN_FLAGS)
 
-# Node.js clients of the e2e tests (tests/node/package-lock.json), when not installed yet.
-tests/node/node_modules:
-	cd tests/node && npm ci
+# Node.js clients of the handshake tests (the `ws` package), installed from the lockfile.
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json | sysdeps
+	cd tests/node && npm ci --no-audit --no-fund
 
-test: $(STAMP) sysdeps | tests/node/node_modules
+test: $(STAMP) sysdeps $(NODE_STAMP)
 	$(PY) manage.py tests
 
 lint: $(STAMP)

@@ -16,6 +16,7 @@ WEBSOCKETS = {
     "ALLOWED_ORIGINS": ["*"],  # or ["https://example.com", ...]: other browser pages get 403
     "HANDSHAKE_TIMEOUT": 10.0,  # seconds to send the HTTP upgrade request
     "CLOSE_TIMEOUT": 5.0,  # seconds to flush and finish a closing handshake
+    "SUBPROTOCOLS": ["jsonrpc", "rocketws"],  # Sec-WebSocket-Protocol names we agree to
     "COMPRESSION": False,  # permessage-deflate (RFC 7692) with clients that offer it
 }
 

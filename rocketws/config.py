@@ -17,11 +17,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, TypeVar, get_type_hints
 
 from rocketws.core.channels import Namespace, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
+from rocketws.core.handshake import is_token
 
 T = TypeVar("T")
 Parser = Callable[[str, Any], Any]
@@ -71,7 +71,7 @@ class Setting:
         key = f"[{self.keys[0]!r}]" if len(self.keys) == 1 else ""
         return f"settings.{self.section}{key}"
 
-    def read(self, settings: ModuleType | None) -> Any:
+    def read(self, settings: object | None) -> Any:
         """Its raw value in the settings module (a dict of the keys given, for an
         address), or None when not set there."""
         if not self.keys:
@@ -188,6 +188,18 @@ def _origins(name: str, value: Any) -> tuple[str, ...]:
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ConfigError(name, value, f"{origin!r} is not an origin like https://example.com")
     return origins
+
+
+def _subprotocols(name: str, value: Any) -> tuple[str, ...]:
+    """Subprotocol names, tokens (RFC 6455 section 4.1); a list, or comma-separated."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(name, value, "expected a list of subprotocol names")
+    names = tuple(i.strip() for i in items if i.strip())
+    for item in names:
+        if not is_token(item):
+            raise ConfigError(name, value, f"{item!r} is not a token (RFC 6455 section 4.1)")
+    return names
 
 
 def _broker(name: str, value: Any) -> str:
@@ -320,6 +332,15 @@ class Config:
         _positive_float,
         "seconds to flush and finish a closing handshake before dropping TCP",
     )
+    subprotocols: tuple[str, ...] = setting(
+        "WEBSOCKETS",
+        "SUBPROTOCOLS",
+        ("jsonrpc", "rocketws"),
+        _subprotocols,
+        "`Sec-WebSocket-Protocol` names the server agrees to (the first one the client offered that is "
+        "listed; comma-separated in the environment); the protocol spoken is the same "
+        "([protocol.md](protocol.md#handshake))",
+    )
     compression: bool = setting(
         "WEBSOCKETS",
         "COMPRESSION",
@@ -450,7 +471,7 @@ for _spec in SETTINGS.values():
         _KNOWN_KEYS.setdefault(_spec.section, set()).update(_spec.keys)
 
 
-def _section(settings: ModuleType | None, name: str) -> Mapping[str, Any]:
+def _section(settings: object | None, name: str) -> Mapping[str, Any]:
     value = getattr(settings, name, None) if settings is not None else None
     if value is None:
         return {}
@@ -473,7 +494,7 @@ def _from_env(spec: Setting, env: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def load_config(
-    settings: ModuleType | None = None,
+    settings: object | None = None,
     environ: Mapping[str, str] | None = None,
     *,
     ws_conn: str | None = None,

@@ -67,7 +67,11 @@ def wait_in_hub(predicate: Callable[[], T | None], timeout: float = 10.0, *, wha
 
 
 class ServerProcess:
-    """`manage.py runserver` on 127.0.0.1 ephemeral ports, its stderr captured."""
+    """`manage.py runserver` on 127.0.0.1 ephemeral ports, its stderr captured.
+
+    Nothing a test sends may put a traceback in the server log (tracebacks are for our
+    bugs): ``kill`` and ``terminate`` fail the test that stops a server whose log has one.
+    """
 
     def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -151,16 +155,24 @@ class ServerProcess:
         health: dict[str, Any] = self.http.get(self.ms_url + "health", timeout=10).json()
         return health
 
+    def assert_no_traceback(self) -> None:
+        """Fail when the server has logged a traceback."""
+        log = self.log()
+        assert "Traceback (most recent call last)" not in log, f"traceback in the server log:\n{log}"
+
     def terminate(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        status = self.proc.wait(timeout)
+        self.assert_no_traceback()
+        return status
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
         self.http.close()
+        self.assert_no_traceback()
 
 
 StartServer = Callable[..., ServerProcess]

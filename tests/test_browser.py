@@ -86,6 +86,41 @@ def test_browser_sees_1001_when_the_server_shuts_down(browser: Browser, start_se
     assert browser.result(rid) == {"code": 1001, "reason": "server shutting down"}
 
 
+def test_browser_offering_rocketws_gets_it_and_pings(browser: Browser, server: ServerProcess) -> None:
+    out = browser.evaluate(f"""
+      new Promise((resolve, reject) => {{
+        const ws = new WebSocket({json.dumps(server.ws_url)}, ["rocketws"]);
+        ws.onopen = () => ws.send(JSON.stringify({{ jsonrpc: "2.0", method: "ping", id: 1 }}));
+        ws.onmessage = (event) => {{
+          resolve({{ reply: JSON.parse(event.data), protocol: ws.protocol, extensions: ws.extensions }});
+          ws.close(1000);
+        }};
+        ws.onerror = () => reject(new Error("connection failed"));
+        setTimeout(() => reject(new Error("no reply within 15 s")), 15000);
+      }})""")
+    # Chromium offers permessage-deflate; it is declined: COMPRESSION is off by default
+    assert out == {
+        "reply": {"jsonrpc": "2.0", "result": "pong", "id": 1},
+        "protocol": "rocketws",
+        "extensions": "",
+    }
+
+
+def test_browser_offering_only_unknown_subprotocols_fails(browser: Browser, server: ServerProcess) -> None:
+    # Accepted without Sec-WebSocket-Protocol (RFC 6455 4.2.2); a browser then fails the
+    # connection, as protocol.md's Handshake section says.
+    out = browser.evaluate(f"""
+      new Promise((resolve, reject) => {{
+        const ws = new WebSocket({json.dumps(server.ws_url)}, ["x-unknown"]);
+        let opened = false, errored = false;
+        ws.onopen = () => {{ opened = true; }};
+        ws.onerror = () => {{ errored = true; }};
+        ws.onclose = (event) => resolve({{ opened, errored, code: event.code }});
+        setTimeout(() => reject(new Error("not closed within 15 s")), 15000);
+      }})""")
+    assert out == {"opened": False, "errored": True, "code": 1006}
+
+
 BROWSER_PUSH = """
   new Promise((resolve, reject) => {{
     const ws = new WebSocket({url});

@@ -70,9 +70,14 @@ def in_state(state: State) -> ConnectionProtocol:
     return proto
 
 
-@pytest.mark.parametrize(
-    ("state", "event"), sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value)), ids=lambda v: v.value
-)
+def _by_name(pair: tuple[State, Input]) -> tuple[str, str]:
+    return pair[0].value, pair[1].value
+
+
+ROWS = sorted(TRANSITIONS, key=_by_name)
+
+
+@pytest.mark.parametrize(("state", "event"), ROWS, ids=lambda v: v.value)
 def test_protocol_takes_each_transition_of_the_table(state: State, event: Input) -> None:
     proto = in_state(state)
     step = FEED[event](proto)

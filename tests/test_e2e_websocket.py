@@ -418,7 +418,7 @@ def test_client_from_a_disallowed_origin_gets_403(start_server: StartServer) -> 
 # -- channel namespaces -------------------------------------------------------------
 
 
-def test_client_namespace_rules_refuse_with_32005(start_server) -> None:
+def test_client_namespace_rules_refuse_with_32005(start_server: StartServer) -> None:
     srv = start_server(
         ROCKETWS_NAMESPACES='[{"name": "news", "allow_send_data": false}, {"name": "chat"}]',
         ROCKETWS_ALLOW_UNKNOWN_NAMESPACES="false",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import socket
+import time
 
 import gevent
 import gevent.socket
@@ -14,7 +15,7 @@ import pytest
 from rocketws.config import Address, Config
 from rocketws.process.server import Server
 
-from .support import ServerProcess, wait_in_hub
+from .support import ServerProcess, StartServer, wait_in_hub
 from .wsraw import RawWebSocket, client_frame, close_payload, rpc_frame
 
 
@@ -81,6 +82,9 @@ def test_idle_subscribed_connections_hold_no_greenlet() -> None:
     server.start()
     clients: list[RawWebSocket] = []
     try:
+        # The hub and the resolver's thread (used by the client's create_connection) start
+        # on first use; pywsgi's start used to start them. They are not per connection.
+        gevent.socket.getaddrinfo("127.0.0.1", server.ws_server.server_port)
         before = _live_greenlets()
         for i in range(20):
             client = gevent_client(server.ws_server.server_port)
@@ -113,3 +117,17 @@ def test_websocket_sockets_have_tcp_nodelay() -> None:
     finally:
         assert server.ws_app.wait_closed(10)
         server.shutdown()
+
+
+def test_refused_frame_drops_tcp_once_the_close_frame_is_written(start_server: StartServer) -> None:
+    # RFC 6455 7.1.7: after failing the connection the server reads nothing more, so it
+    # does not wait CLOSE_TIMEOUT for a close frame the client will never be asked for.
+    srv = start_server(ROCKETWS_CLOSE_TIMEOUT="60")
+    raw = RawWebSocket(srv.ws_port, timeout=10.0)
+    started = time.monotonic()
+    raw.sock.sendall(client_frame(0x1, b"{}", mask=False))
+    assert raw.read_until_close()[1] == 1002
+    with pytest.raises(EOFError):
+        raw.read_frame()  # the server closes TCP without waiting for our close frame
+    assert time.monotonic() - started < 10.0
+    raw.close()

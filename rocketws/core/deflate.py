@@ -17,6 +17,7 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from rocketws.core import framing
 from rocketws.core.codes import CloseCode
@@ -29,9 +30,17 @@ WINDOW_BITS = 15  # the server's LZ77 window (7.1.2.1): 32 KiB, zlib's largest
 TRAILER = b"\x00\x00\xff\xff"
 
 ExtensionParam = tuple[str, str | None]
-"""One parameter of an offer: name, and its value (None when it has none)."""
-ExtensionOffer = tuple[str, Sequence[ExtensionParam]]
-"""One offered extension (RFC 6455 9.1): its token and its parameters, in order."""
+"""One extension parameter: name, and its value (None when it has none)."""
+
+
+class Offer(Protocol):
+    """One offered extension (``core.handshake.Extension``, RFC 6455 9.1)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params(self) -> Sequence[ExtensionParam]: ...
 
 
 # -- negotiation (RFC 7692 section 7.1) ---------------------------------------------------
@@ -39,9 +48,14 @@ ExtensionOffer = tuple[str, Sequence[ExtensionParam]]
 
 @dataclass(frozen=True, slots=True)
 class Agreement:
-    """permessage-deflate as accepted: the ``Sec-WebSocket-Extensions`` response value."""
+    """permessage-deflate as accepted: the parameters of the response, in order."""
 
-    response: str
+    params: tuple[ExtensionParam, ...]
+
+    @property
+    def response(self) -> str:
+        """The ``Sec-WebSocket-Extensions`` response value."""
+        return "; ".join([NAME, *(key if value is None else f"{key}={value}" for key, value in self.params)])
 
 
 _BITS = re.compile(r"[1-9][0-9]?")  # 7.1.2.1/7.1.2.2: a decimal integer, no leading zero
@@ -88,15 +102,18 @@ def accept_offer(params: Sequence[ExtensionParam]) -> Agreement | None:
                 return None
         elif value is not None and _window_bits(value) is None:  # client_max_window_bits
             return None
-    response = [NAME, "server_no_context_takeover", "client_no_context_takeover"]
+    agreed: list[ExtensionParam] = [
+        ("server_no_context_takeover", None),
+        ("client_no_context_takeover", None),
+    ]
     if server_bits is not None:
         # An offer with server_max_window_bits expects it back (clients such as the
         # websockets library fail the handshake otherwise); 15 is what we use.
-        response.append(f"server_max_window_bits={WINDOW_BITS}")
-    return Agreement("; ".join(response))
+        agreed.append(("server_max_window_bits", str(WINDOW_BITS)))
+    return Agreement(tuple(agreed))
 
 
-def negotiate(offers: Sequence[ExtensionOffer], enabled: bool) -> Agreement | None:
+def negotiate(offers: Sequence[Offer], enabled: bool) -> Agreement | None:
     """The first acceptable permessage-deflate offer (RFC 7692 5: offers are in the
     client's order of preference), or None: the extension is not used.
 
@@ -105,52 +122,10 @@ def negotiate(offers: Sequence[ExtensionOffer], enabled: bool) -> Agreement | No
     """
     if not enabled:
         return None
-    for name, params in offers:
-        if name == NAME and (agreement := accept_offer(params)) is not None:
+    for offer in offers:
+        if offer.name == NAME and (agreement := accept_offer(offer.params)) is not None:
             return agreement
     return None
-
-
-# Interim, until the handshake parses offers itself (branch hs): RFC 6455 9.1's grammar.
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
-_PARAM = re.compile(rf"\s*({_TOKEN})\s*(?:=\s*({_TOKEN}|{_QUOTED}))?\s*")
-_TOKEN_RE = re.compile(_TOKEN)
-
-
-def parse_offers(header: str | None) -> list[ExtensionOffer]:
-    """``Sec-WebSocket-Extensions`` (repeated headers joined with commas) -> offers.
-
-    RFC 6455 9.1: ``ext ; param ; param=value, ext2 ...``; a quoted value is unquoted
-    and must then be a token.  A malformed header offers nothing (every offer declined).
-    """
-    if not header:
-        return []
-    offers: list[ExtensionOffer] = []
-    pos, n = 0, len(header)
-    while pos < n:
-        m = _PARAM.match(header, pos)
-        if m is None or m.group(2) is not None:
-            return []
-        name, params = m.group(1), []
-        pos = m.end()
-        while pos < n and header[pos] == ";":
-            m = _PARAM.match(header, pos + 1)
-            if m is None:
-                return []
-            value = m.group(2)
-            if value is not None and value.startswith('"'):
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
-                if not _TOKEN_RE.fullmatch(value):
-                    return []
-            params.append((m.group(1), value))
-            pos = m.end()
-        if pos < n:
-            if header[pos] != ",":
-                return []
-            pos += 1
-        offers.append((name, tuple(params)))
-    return offers
 
 
 # -- sending: compress once (RFC 7692 section 7.2.1) ----------------------------------------

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import gevent
 from gevent.event import Event
-from gevent.pywsgi import WSGIServer
 from gevent.server import StreamServer
 
 from rocketws.brokers import create_broker
@@ -25,7 +24,7 @@ from rocketws.core.spec_examples import spec_example_methods
 from rocketws.process.supervisor import reuse_port_listener
 from rocketws.sources.http import MessagesSourceApp, MessagesSourceServer
 from rocketws.sources.redis import RedisSource
-from rocketws.transports.websocket import RocketWebSocketHandler, WebSocketApp
+from rocketws.transports.websocket import WebSocketApp, WebSocketServer
 
 logger = logging.getLogger("rocketws.server")  # the name operators filter on; kept stable
 S = TypeVar("S", bound=StreamServer)
@@ -95,16 +94,8 @@ class Server:
             config.websocket,
             "websocket",
             reuse_port,
-            lambda listener: WSGIServer(
-                listener,
-                self.ws_app,
-                handler_class=RocketWebSocketHandler,
-                log=None,
-                error_log=logging.getLogger("rocketws.websocket"),
-            ),
+            lambda listener: WebSocketServer(listener, self.ws_app, config.handshake_timeout),
         )
-        self.ws_server.max_message_size = config.max_message_size
-        self.ws_server.handshake_timeout = config.handshake_timeout
         self.ms_server = _listen(
             config.backend,
             "messages source",

@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from rocketws.transports.websocket.app import WebSocketApp
 from rocketws.transports.websocket.connection import Connection, Flusher
-from rocketws.transports.websocket.handshake import RocketWebSocketHandler
+from rocketws.transports.websocket.handshake import WebSocketServer
 
-__all__ = ["Connection", "Flusher", "RocketWebSocketHandler", "WebSocketApp"]
+__all__ = ["Connection", "Flusher", "WebSocketServer", "WebSocketApp"]

@@ -1,17 +1,17 @@
-"""The WebSocket endpoint: one ``Connection`` per upgraded socket; plain HTTP gets 426/404."""
+"""The WebSocket endpoint: one ``Connection`` per upgraded socket."""
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from gevent.event import Event
 
 from rocketws.config import Config
-from rocketws.core.deflate import Agreement
+from rocketws.core import handshake
 from rocketws.core.disconnect import Disconnect
+from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
 from rocketws.transports.websocket.connection import Connection, Flusher
 
@@ -19,7 +19,8 @@ logger = logging.getLogger("rocketws.transports.websocket")
 
 
 class WebSocketApp:
-    """The WebSocket endpoint: a Connection per upgraded socket; plain HTTP gets 426/404."""
+    """The WebSocket endpoint: a Connection per upgraded socket (the handshake is
+    ``handshake.WebSocketServer``'s)."""
 
     def __init__(self, node: Node, config: Config) -> None:
         self.node = node
@@ -30,45 +31,34 @@ class WebSocketApp:
         self._idle.set()
         self._close_all: Disconnect | None = None  # set by close_all (shutdown)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        """The WSGI app for requests that are not WebSocket upgrades."""
-        if environ.get("PATH_INFO") == "/":
-            body = b"This is a WebSocket endpoint: connect with a WebSocket client.\n"
-            start_response(
-                "426 Upgrade Required",
-                [
-                    ("Upgrade", "websocket"),
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                ],
-            )
-            return [body]
-        body = b"Not found\n"
-        start_response(
-            "404 Not Found",
-            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
-
     def origin_allowed(self, origin: str | None) -> bool:
         """Whether a browser page of ``origin`` may connect (no Origin header: not a
         browser, always allowed)."""
-        allowed = self.config.allowed_origins
-        if origin is None or "*" in allowed:
-            return True
-        return origin.rstrip("/").lower() in allowed
+        return handshake.origin_allowed(origin, self.config.allowed_origins)
 
     def full(self) -> bool:
         """True when ``max_connections`` WebSockets are open: new upgrades get 503."""
         return len(self.connections) >= self.config.max_connections
 
     def accept(
-        self, sock: socket.socket, received: bytes, peer: Any, agreement: Agreement | None = None
+        self,
+        sock: socket.socket,
+        received: bytes,
+        peer: Any,
+        *,
+        subprotocol: str | None = None,
+        extensions: tuple[Extension, ...] = (),
     ) -> None:
-        """Serve an upgraded, non-blocking socket (and the bytes already read from it);
-        ``agreement``: the permessage-deflate the handshake accepted, if any."""
+        """Serve an upgraded, non-blocking socket (and the bytes already read from it),
+        with the subprotocol and extensions its handshake agreed."""
         conn = Connection(
-            sock, self.node, self.flusher, self.config, self._closed, compressed=agreement is not None
+            sock,
+            self.node,
+            self.flusher,
+            self.config,
+            self._closed,
+            subprotocol=subprotocol,
+            extensions=extensions,
         )
         self.connections.add(conn)
         self._idle.clear()

@@ -28,6 +28,7 @@ from rocketws.config import Config
 from rocketws.core import deflate, disconnect, rpc
 from rocketws.core.connection import ConnectionProtocol, Do, State, Step
 from rocketws.core.disconnect import Disconnect
+from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
 from rocketws.core.session import DeflateSession, Session
 
@@ -89,6 +90,8 @@ class Connection:
         "flusher",
         "config",
         "session",
+        "subprotocol",
+        "extensions",
         "context",
         "protocol",
         "_on_closed",
@@ -108,16 +111,20 @@ class Connection:
         config: Config,
         on_closed: Callable[[Connection], None],
         *,
-        compressed: bool = False,
+        subprotocol: str | None = None,
+        extensions: tuple[Extension, ...] = (),
     ) -> None:
         """``sock`` must be non-blocking; the connection owns it from now on.
-        ``compressed``: permessage-deflate was negotiated in the handshake."""
+        ``subprotocol`` and ``extensions``: what the opening handshake agreed."""
         self.sock = sock
         self.fd = sock.fileno()
         self.node = node
         self.flusher = flusher
         self.config = config
+        compressed = any(ext.name == deflate.NAME for ext in extensions)  # RFC 7692
         self.session = (DeflateSession if compressed else Session)(self, config.max_outbox_bytes)
+        self.subprotocol = subprotocol
+        self.extensions = extensions
         self.context = rpc.ClientContext(node, self.session, config.max_channel_length)
         self.protocol = ConnectionProtocol(config.max_message_size, deflate.Inflater if compressed else None)
         self._on_closed = on_closed

@@ -1,131 +1,191 @@
-"""The WebSocket upgrade: gevent-websocket's handshake under gevent's pywsgi.
+"""The WebSocket upgrade on a gevent StreamServer: read the request head, let
+``core.handshake.decide`` answer, send that answer.
 
-gevent-websocket 0.10.1 is kept for the HTTP upgrade only.  Once the 101 response is
-written, the handler hands the socket over to ``WebSocketApp.accept`` and its greenlet
-ends, so an idle connection holds no greenlet, no pywsgi request state and no read
-buffer.
-
-Extensions: the offers in ``Sec-WebSocket-Extensions`` go to ``core.deflate.negotiate``
-(interim: gevent-websocket knows no extensions, so the response header is added in
-``start_response``; the handshake of our own replaces both).
+Each accepted socket gets a greenlet that reads the head (httptools checks its syntax;
+``MAX_HEAD_BYTES`` bounds it) within ``HANDSHAKE_TIMEOUT`` in total, then either writes
+the refusal and closes, or writes the 101 and hands the socket, with any bytes the client
+sent after its head, to ``WebSocketApp.accept``.  The greenlet then ends, so an idle
+connection holds no greenlet and no buffer of the handshake.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
+from email.utils import formatdate
 from typing import Any
 
 import gevent
-from geventwebsocket.handler import WebSocketHandler
+import httptools
+from gevent.server import StreamServer
 
-from rocketws.core import deflate
+from rocketws.core import handshake
+from rocketws.core.handshake import Accept, Reject
+from rocketws.transports.websocket.app import WebSocketApp
 
 logger = logging.getLogger("rocketws.transports.websocket")
 
-# pywsgi's default read buffer is 8 KiB per connection; the upgrade request reads fine
-# through a small one, and it is released with the handler after the handshake.
-READ_BUFFER = 1024
+_RECV_SIZE = 4096
+_END = b"\r\n\r\n"
+LINGER_SECONDS = 2.0  # after a refusal: time to discard what the client still sends
+LINGER_BYTES = 256 * 1024  # ... and how much of it
 
 
-class RocketWebSocketHandler(WebSocketHandler):  # type: ignore[misc,unused-ignore]  # untyped library
-    """gevent-websocket's handler with TCP_NODELAY, a handshake timeout, ``/`` only and a
-    small read buffer; after the upgrade it hands the socket to ``WebSocketApp.accept``
-    and ends."""
+class _Head:
+    """httptools callbacks: the target and header fields of one request head."""
 
-    socket: Any  # gevent's socket until run_websocket takes the file descriptor over
-    websocket: Any
-    agreement: deflate.Agreement | None = None  # permessage-deflate, once negotiated
+    __slots__ = ("url", "headers", "complete")
 
-    def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
-        super().__init__(sock, address, server, rfile or sock.makefile("rb", READ_BUFFER))
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.complete = False
 
-    def handle(self) -> None:
-        """Serve the upgrade; a client that has not finished it in ``handshake_timeout``
-        (in total, not per read: a slow drip of header bytes does not extend it) is
-        dropped."""
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.socket.settimeout(self.server.handshake_timeout)
-        deadline = gevent.Timeout(self.server.handshake_timeout)
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+class _Closed(Exception):
+    """The client went away before its request head was complete."""
+
+
+def read_head(sock: Any) -> tuple[handshake.Request, bytes] | Reject:
+    """Read one request head from ``sock``: (the request, the bytes after it), or the
+    refusal of a head that is malformed or over ``MAX_HEAD_BYTES``.
+
+    Raises _Closed on EOF before the head ends, OSError on a socket error.  Each chunk is
+    parsed as it arrives, so garbage (a TLS hello on a ws:// port) is refused at once.
+    """
+    head = _Head()
+    parser = httptools.HttpRequestParser(head)
+    buf = bytearray()
+    while True:
+        chunk = sock.recv(_RECV_SIZE)
+        if not chunk:
+            raise _Closed
+        searched = max(0, len(buf) - 3)
+        buf += chunk
+        end = buf.find(_END, searched)
+        if end >= 0:
+            end += len(_END)
+            if end > handshake.MAX_HEAD_BYTES:
+                return handshake.head_too_large()
+            chunk = chunk[: len(chunk) - (len(buf) - end)]
+        elif len(buf) > handshake.MAX_HEAD_BYTES:
+            return handshake.head_too_large()
+        try:
+            parser.feed_data(chunk)
+        except httptools.HttpParserUpgrade:
+            pass  # llhttp stops at the end of an upgrade request's head: it is ours
+        except httptools.HttpParserError as exc:
+            return handshake.bad_request(f"malformed HTTP request ({exc})")
+        if end >= 0:
+            break
+    if not head.complete:  # the bytes up to CRLF CRLF did not end a head for llhttp
+        return handshake.bad_request("malformed HTTP request head")
+    request = handshake.Request(
+        parser.get_method().decode("latin-1"),
+        head.url.decode("latin-1"),
+        parser.get_http_version(),
+        tuple(head.headers),
+    )
+    return request, bytes(buf[end:])
+
+
+class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # gevent is untyped
+    """Accepts TCP connections, does the opening handshake, gives upgraded sockets to
+    ``app``.  Every refusal is a complete HTTP response, then the connection is closed."""
+
+    def __init__(self, listener: Any, app: WebSocketApp, handshake_timeout: float) -> None:
+        super().__init__(listener, self._serve)
+        self.app = app
+        self.handshake_timeout = handshake_timeout
+
+    def _serve(self, sock: Any, address: Any) -> None:
+        try:
+            self._handshake(sock, address)
+        except Exception:
+            logger.exception("bug in the WebSocket handshake with %s", address)
+            sock.close()
+
+    def _handshake(self, sock: Any, address: Any) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # One deadline for the whole head (a slow drip of bytes does not extend it).
+        deadline = gevent.Timeout(self.handshake_timeout)
         deadline.start()
         try:
-            super().handle()
+            outcome = read_head(sock)
+            if isinstance(outcome, Reject):
+                decision: handshake.Decision = outcome
+                received = b""
+            else:
+                request, received = outcome
+                decision = handshake.decide(request, self.app.config, full=self.app.full())
+            if isinstance(decision, Accept):
+                sock.sendall(decision.response)
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
-            logger.info(
-                "handshake from %s not finished in %.1f s: dropped",
-                self.client_address,
-                self.server.handshake_timeout,
-            )
-            if self.socket is not None:  # not handed over: it is still ours to close
-                self.socket.close()
+            logger.info("handshake from %s not finished in %.1f s: dropped", address, self.handshake_timeout)
+            sock.close()
+            return
+        except _Closed:
+            logger.debug("%s closed the connection before finishing its handshake", address)
+            sock.close()
+            return
+        except OSError as exc:
+            logger.debug("handshake with %s failed: %s", address, exc)
+            sock.close()
+            return
         finally:
             deadline.close()
-
-    def upgrade_websocket(self) -> Any:
-        if self.environ.get("PATH_INFO", "") != "/":
-            return None  # not ours: the WSGI app answers 404
-        if not self.application.origin_allowed(self.environ.get("HTTP_ORIGIN")):
-            body = b"This origin may not open WebSockets here.\n"
-            self.start_response(
-                "403 Forbidden",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                ],
-            )
-            logger.info(
-                "refused a WebSocket from origin %r (ALLOWED_ORIGINS)", self.environ.get("HTTP_ORIGIN")
-            )
-            return [body]
-        if self.application.full():
-            body = b"Too many connections on this server; retry later.\n"
-            self.start_response(
-                "503 Service Unavailable",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    ("Retry-After", "5"),
-                ],
-            )
-            logger.warning(
-                "refused a WebSocket: %d connections open (MAX_CONNECTIONS)",
-                len(self.application.connections),
-            )
-            return [body]
-        self.agreement = deflate.negotiate(
-            deflate.parse_offers(self.environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")),
-            self.application.config.compression,
+        if isinstance(decision, Reject):
+            self._refuse(sock, address, decision)
+            return
+        sock.settimeout(0.0)
+        upgraded = socket.socket(fileno=sock.detach())
+        upgraded.setblocking(False)
+        self.app.accept(
+            upgraded,
+            received,
+            address,
+            subprotocol=decision.subprotocol,
+            extensions=decision.extensions,
         )
-        return super().upgrade_websocket()
 
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        """Add the accepted extension to the 101 response (RFC 6455 9.1, RFC 7692 5)."""
-        if self.agreement is not None and status.startswith("101"):
-            headers = [*headers, ("Sec-WebSocket-Extensions", self.agreement.response)]
-        return super().start_response(status, headers, exc_info)
+    def _refuse(self, sock: Any, address: Any, refusal: Reject) -> None:
+        """Send the refusal, then close without losing it to a TCP reset.
 
-    def run_websocket(self) -> None:
-        """Called once the 101 response is written: give the socket to the app.
-
-        Bytes the client sent right after its upgrade request (pipelined frames) may sit
-        in this handler's read buffer; they go along.  pywsgi then finds no socket to
-        close, and this greenlet ends with the handler and its request state.
+        Closing with unread input makes the kernel send a reset, which can destroy the
+        response before the client reads it: so stop writing and discard what the
+        client still sends, for at most LINGER_SECONDS or LINGER_BYTES.
         """
-        ws, self.websocket = self.websocket, None
-        ws.closed = True  # gevent-websocket's __del__ would otherwise write a close frame
-        self.environ["wsgi.websocket"] = None
-        gsock = self.socket
-        gsock.settimeout(0.0)
+        logger.log(
+            refusal.level, "refused a handshake from %s: %d, %s", address, refusal.status, refusal.detail
+        )
         try:
-            received = self.rfile.read1(READ_BUFFER)  # what is buffered; never blocks
+            sock.settimeout(LINGER_SECONDS)
+            sock.sendall(refusal.encode(formatdate(usegmt=True)))
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            discarded = 0
+            while discarded < LINGER_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock.settimeout(remaining)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                discarded += len(chunk)
         except OSError:
-            received = b""  # EOF or reset: the connection's first read sees it again
-        sock = socket.socket(fileno=gsock.detach())
-        sock.setblocking(False)
-        self.socket = None
-        self.application.accept(sock, received, self.client_address, self.agreement)
-
-    def log_request(self) -> None:
-        return None  # access logging for WebSockets is noise; connects are DEBUG-logged
+            pass  # timeout, reset: the client is gone or not listening; nothing to do
+        finally:
+            sock.close()
