@@ -10,9 +10,10 @@ from typing import Any
 from gevent.event import Event
 
 from rocketws.config import Config
+from rocketws.core.connection import Liveness
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.node import Node
-from rocketws.transports.websocket.connection import Connection, Flusher
+from rocketws.transports.websocket.connection import Connection, Flusher, Sweeper, configure_socket
 
 logger = logging.getLogger("rocketws.transports.websocket")
 
@@ -25,11 +26,13 @@ class WebSocketApp:
         self.config = config
         self.flusher = Flusher()
         self.connections: set[Connection] = set()
+        liveness = Liveness.from_seconds(config.ping_interval, config.pong_timeout, config.write_timeout)
+        self.sweeper = Sweeper(liveness, self.connections)  # runs while connections are open
         self._idle = Event()
         self._idle.set()
         self._close_all: Disconnect | None = None  # set by close_all (shutdown)
 
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         """The WSGI app for requests that are not WebSocket upgrades."""
         if environ.get("PATH_INFO") == "/":
             body = b"This is a WebSocket endpoint: connect with a WebSocket client.\n"
@@ -63,9 +66,11 @@ class WebSocketApp:
 
     def accept(self, sock: socket.socket, received: bytes, peer: Any) -> None:
         """Serve an upgraded, non-blocking socket (and the bytes already read from it)."""
-        conn = Connection(sock, self.node, self.flusher, self.config, self._closed)
+        configure_socket(sock, self.config.send_buffer)
+        conn = Connection(sock, self.node, self.flusher, self.sweeper, self.config, self._closed)
         self.connections.add(conn)
         self._idle.clear()
+        self.sweeper.start()
         logger.debug("connection %s opened from %s", conn.session.id, peer)
         conn.start(received)
         if self._close_all is not None:  # an upgrade that finished during shutdown
@@ -75,6 +80,7 @@ class WebSocketApp:
         self.connections.discard(conn)
         if not self.connections:
             self._idle.set()
+            self.sweeper.stop()
         logger.debug("connection %s closed", conn.session.id)
 
     def close_all(self, why: Disconnect) -> None:
@@ -86,4 +92,4 @@ class WebSocketApp:
 
     def wait_closed(self, timeout: float) -> bool:
         """Wait until no connection is open; return whether that happened in time."""
-        return self._idle.wait(timeout)
+        return bool(self._idle.wait(timeout))
