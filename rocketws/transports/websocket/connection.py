@@ -139,6 +139,10 @@ class Sweeper:
         self._connections = connections
         self._timer: Any = None
 
+    @property
+    def running(self) -> bool:
+        return self._timer is not None
+
     def start(self) -> None:
         """Start sweeping (nothing to do when every check is off)."""
         period = self.liveness.period
