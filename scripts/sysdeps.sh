@@ -2,7 +2,7 @@
 # Install the system packages RocketWS's tools need, with apt-get, only when missing.
 # Usage: scripts/sysdeps.sh [venv]   ("venv": only what `python3 -m venv` needs)
 # Without an argument: what the test suite needs (redis-server for the Redis broker tests,
-# chromium for the headless browser tests).
+# chromium for the headless browser tests, nginx for the reverse-proxy tests).
 set -euo pipefail
 need=()
 if [ "${1:-}" = venv ]; then
@@ -10,6 +10,8 @@ if [ "${1:-}" = venv ]; then
 else
   command -v redis-server >/dev/null 2>&1 || need+=("redis-server")
   command -v chromium >/dev/null 2>&1 || need+=("chromium")  # browser tests (headless)
+  # proxy tests; Debian puts nginx in /usr/sbin, which a non-root PATH may lack
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=("nginx")
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
