@@ -255,6 +255,11 @@ class Connection:
 
     def check(self, quiet: int, stalled: int) -> None:
         """The sweep: quiet for ``quiet`` ticks, the socket stuck for ``stalled`` (0: not)."""
+        if self._dispatcher is not None:
+            # Reads pause while a request is served: the peer's silence is ours, and what
+            # it sent (its pong) waits in the kernel.  Count from when reading resumes.
+            self.seen = self.sweeper.tick
+            quiet = 0
         self._run(self.protocol.check(self.sweeper.liveness, quiet, stalled))
 
     # -- running the protocol's actions -------------------------------------------------
@@ -439,7 +444,7 @@ class Connection:
             return
         session, fd = self.session, self.fd
         data = self._backlog
-        moved = not data  # nothing was waiting: a backlog made now starts its stall clock
+        moved = False  # the socket took bytes in this call
         while True:
             if not data:
                 data = session.take()
@@ -458,7 +463,7 @@ class Connection:
             moved = moved or n > 0
             if n < len(data):
                 self._backlog = memoryview(data)[n:] if n else data
-                if moved:
+                if moved or self.stuck_since == _NOT_STUCK:  # (re)start the stall clock
                     self.stuck_since = self.sweeper.tick
                 if self._writer_watch is None:
                     self._writer_watch = self._loop.io(fd, _WRITE)
