@@ -10,9 +10,7 @@ the table changes nothing.
 
     CONNECTING --ACCEPTED--> OPEN --SERVER_CLOSE--> CLOSING --PEER_CLOSE--> DRAINING
          |                    |                       |                        |
-         |                    +--PEER_CLOSE, VIOLATION, FAILED-----------------+
-         |                                                                     |
-         |                    +--PONG_OVERDUE----------------------------------+
+         |                    +--PEER_CLOSE, VIOLATION, FAILED, PONG_OVERDUE---+
          |                                                                     |
          +--------- LOST (any state), TIMEOUT (CLOSING, DRAINING) ---------> CLOSED
          +--------- WRITE_STALLED (any state but CLOSED) ------------------> CLOSED
