@@ -95,8 +95,10 @@ class RawWebSocket:
         timeout: float = 10.0,
         pipelined: bytes = b"",
         connect: Callable[..., socket.socket] | None = None,
+        path: str = "/",
     ) -> None:
-        """Connect and upgrade; ``pipelined``: bytes sent in the same write as the request."""
+        """Connect and upgrade ``path``; ``pipelined``: bytes sent in the same write as the
+        request."""
         if connect is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if rcvbuf is not None:
@@ -108,7 +110,7 @@ class RawWebSocket:
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (
-                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
