@@ -17,6 +17,10 @@ WEBSOCKETS = {
     "HANDSHAKE_TIMEOUT": 10.0,  # seconds to send the HTTP upgrade request
     "CLOSE_TIMEOUT": 5.0,  # seconds to flush and finish a closing handshake
     "SUBPROTOCOLS": ["jsonrpc", "rocketws"],  # Sec-WebSocket-Protocol names we agree to
+    "PING_INTERVAL": 25.0,  # seconds without a received frame before a ping; 0 = no pings
+    "PONG_TIMEOUT": 10.0,  # seconds to answer it (a pong or any frame); then close 4009
+    "WRITE_TIMEOUT": 10.0,  # seconds the socket may take nothing while frames wait; 0 = off
+    "SEND_BUFFER": 0,  # bytes: cap on the kernel send buffer (SO_SNDBUF); 0 = autotuning
     "COMPRESSION": False,  # permessage-deflate (RFC 7692) with clients that offer it
 }
 

@@ -158,6 +158,22 @@ def _positive_float(name: str, value: Any) -> float:
     return number
 
 
+def _seconds_or_off(name: str, value: Any) -> float:
+    """Seconds, or 0 for off."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, value, "expected a number of seconds") from None
+    if isinstance(value, bool) or not 0 <= number < float("inf"):
+        raise ConfigError(name, value, "expected a number of seconds, 0 for off")
+    return number
+
+
+def _bytes_or_off(name: str, value: Any) -> int:
+    """Bytes, or 0 for off."""
+    return 0 if value in (0, "0") and not isinstance(value, bool) else _positive_int(name, value)
+
+
 def _bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -340,6 +356,38 @@ class Config:
         "`Sec-WebSocket-Protocol` names the server agrees to (the first one the client offered that is "
         "listed; comma-separated in the environment); the protocol spoken is the same "
         "([protocol.md](protocol.md#handshake))",
+    )
+    # -- liveness (docs/protocol.md#liveness) --
+    ping_interval: float = setting(
+        "WEBSOCKETS",
+        "PING_INTERVAL",
+        25.0,
+        _seconds_or_off,
+        "seconds without a received frame before the server pings (keeps proxies from cutting "
+        "idle connections); 0 = no pings",
+    )
+    pong_timeout: float = setting(
+        "WEBSOCKETS",
+        "PONG_TIMEOUT",
+        10.0,
+        _positive_float,
+        "seconds after a ping for a pong (or any frame); then close 4009",
+    )
+    write_timeout: float = setting(
+        "WEBSOCKETS",
+        "WRITE_TIMEOUT",
+        10.0,
+        _seconds_or_off,
+        "seconds the socket may take no bytes while frames are pending; then close 4008 "
+        "(`write timeout`) and drop it; 0 = no limit",
+    )
+    send_buffer: int = setting(
+        "WEBSOCKETS",
+        "SEND_BUFFER",
+        0,
+        _bytes_or_off,
+        "bytes: caps each WebSocket's kernel send buffer (SO_SNDBUF; Linux doubles it); "
+        "0 = kernel autotuning (up to `tcp_wmem` max, 4 MiB)",
     )
     compression: bool = setting(
         "WEBSOCKETS",

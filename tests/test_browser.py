@@ -7,12 +7,14 @@ The README's browser example, and close codes as a browser sees them (gevent-web
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from .browser import Browser
 from .support import ServerProcess, StartServer, wait_until
+from .wsraw import RawWebSocket
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,36 @@ def test_browser_offering_only_unknown_subprotocols_fails(browser: Browser, serv
         setTimeout(() => reject(new Error("not closed within 15 s")), 15000);
       }})""")
     assert out == {"opened": False, "errored": True, "code": 1006}
+
+
+def test_browser_answers_server_pings_and_stays_connected(
+    browser: Browser, start_server: StartServer
+) -> None:
+    # A client that does not answer a ping is closed 0.8 s after it goes quiet (4009).
+    srv = start_server(ROCKETWS_PING_INTERVAL="0.3", ROCKETWS_PONG_TIMEOUT="0.5")
+    rid = browser.start_eval(f"""
+      new Promise((resolve, reject) => {{
+        const ws = new WebSocket({json.dumps(srv.ws_url)});
+        ws.onopen = () => ws.send(JSON.stringify({{ jsonrpc: "2.0", method: "subscribe", params: ["tab"], id: 1 }}));
+        ws.onmessage = (event) => {{
+          const msg = JSON.parse(event.data);
+          if (msg.method === "message") resolve({{ closed: false, data: msg.params.data }});
+        }};
+        ws.onclose = (event) => resolve({{ closed: true, code: event.code, reason: event.reason }});
+        setTimeout(() => reject(new Error("no push within 30 s")), 30000);
+      }})""")
+    wait_until(lambda: srv.result("total_subscribers", {"channel": "tab"}) == 1, timeout=15)
+    quiet_since = time.monotonic()
+    # Meanwhile the tab sends nothing; three raw clients that never answer are dropped one
+    # after the other, each after its ping went unanswered: as long again as the tab idles.
+    for _ in range(3):
+        control = RawWebSocket(srv.ws_port)
+        assert control.read_until_close()[1:] == (4009, "no pong")
+        control.close()
+    assert time.monotonic() - quiet_since >= 3 * (0.3 + 0.5) - 0.3
+    assert srv.result("total_subscribers", {"channel": "tab"}) == 1
+    srv.call("emit", {"channel": "tab", "data": "still connected"})
+    assert browser.result(rid) == {"closed": False, "data": "still connected"}
 
 
 BROWSER_PUSH = """

@@ -16,10 +16,12 @@ import pytest
 from rocketws.core import disconnect, framing
 from rocketws.core.connection import (
     NOTHING,
+    PING_FRAME,
     TRANSITIONS,
     ConnectionProtocol,
     Do,
     Input,
+    Liveness,
     State,
     Step,
 )
@@ -27,6 +29,8 @@ from rocketws.core.connection import (
 from .wsraw import client_frame, close_payload
 
 MAX = 1024
+# 1 s sweeps: ping after 4 quiet ticks, give up 2 ticks later, drop after 3 stuck ticks
+LIVE = Liveness(1.0, 4, 2, 3)
 
 
 def _frame_input(data: bytes) -> Callable[[ConnectionProtocol], Step | None]:
@@ -50,6 +54,9 @@ FEED: dict[Input, Callable[[ConnectionProtocol], Step | None]] = {
     Input.SENT: ConnectionProtocol.sent,
     Input.TIMEOUT: ConnectionProtocol.timeout,
     Input.LOST: lambda p: p.lost("EOF"),
+    Input.PING_DUE: lambda p: p.check(LIVE, 4, 0),
+    Input.PONG_OVERDUE: lambda p: p.check(LIVE, 6, 0),
+    Input.WRITE_STALLED: lambda p: p.check(LIVE, 0, 3),
 }
 
 # How to reach each state through inputs only.
@@ -70,11 +77,7 @@ def in_state(state: State) -> ConnectionProtocol:
     return proto
 
 
-def _by_name(pair: tuple[State, Input]) -> tuple[str, str]:
-    return pair[0].value, pair[1].value
-
-
-ROWS = sorted(TRANSITIONS, key=_by_name)
+ROWS: list[tuple[State, Input]] = sorted(TRANSITIONS, key=lambda pair: (pair[0].value, pair[1].value))
 
 
 @pytest.mark.parametrize(("state", "event"), ROWS, ids=lambda v: v.value)
@@ -95,6 +98,10 @@ def test_protocol_ignores_inputs_that_are_not_in_the_table(state: State, event: 
     step = FEED[event](proto)
     assert proto.state is state
     assert step is None or step == NOTHING
+
+
+def test_every_input_can_be_fed() -> None:
+    assert set(FEED) == set(Input)
 
 
 def test_table_has_one_way_out_and_closed_absorbs() -> None:
@@ -284,3 +291,92 @@ def test_data_after_reading_stopped_is_not_buffered() -> None:
     proto = in_state(State.DRAINING)
     proto.receive_data(b"x" * 1000)
     assert proto.reader.buffered == 0 and proto.next_step() is None
+
+
+# -- liveness: pings, the pong timeout, the write timeout -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("quiet", "stalled", "due"),
+    [
+        (0, 0, None),
+        (3, 0, None),
+        (4, 0, Input.PING_DUE),
+        (5, 0, None),  # pinged at 4: one ping per silence
+        (6, 0, Input.PONG_OVERDUE),
+        (60, 0, Input.PONG_OVERDUE),
+        (0, 2, None),
+        (0, 3, Input.WRITE_STALLED),
+        (4, 3, Input.WRITE_STALLED),  # a stuck socket is dropped first: a ping could not leave
+    ],
+)
+def test_liveness_says_what_is_due(quiet: int, stalled: int, due: Input | None) -> None:
+    assert LIVE.due(quiet, stalled) is due
+
+
+def test_liveness_in_ticks_of_a_quarter_of_the_shortest_timeout() -> None:
+    live = Liveness.from_seconds(25.0, 10.0, 10.0)
+    assert live.period == 2.5
+    # the ping is sent within a period before 25 s; nobody is given up early
+    assert (live.ping_after, live.pong_within, live.write_within) == (10, 4, 5)
+    assert live.first == 10
+    fast = Liveness.from_seconds(0.5, 10.0, 10.0)
+    assert (fast.period, fast.ping_after, fast.pong_within, fast.write_within) == (0.125, 4, 80, 81)
+
+
+def test_liveness_checks_can_be_turned_off() -> None:
+    no_pings = Liveness.from_seconds(0.0, 10.0, 2.0)
+    assert (no_pings.period, no_pings.ping_after, no_pings.pong_within) == (0.5, 0, 0)
+    assert no_pings.due(10**6, 0) is None and no_pings.due(0, 5) is Input.WRITE_STALLED
+    nothing = Liveness.from_seconds(0.0, 10.0, 0.0)
+    assert nothing.period == 0 and nothing.due(10**6, 10**6) is None
+
+
+@pytest.mark.parametrize("state", [State.CONNECTING, State.OPEN])
+def test_quiet_peer_is_pinged_once_and_stays_open(state: State) -> None:
+    proto = in_state(state)
+    steps = [proto.check(LIVE, quiet, 0) for quiet in range(1, 6)]
+    pings = [s for s in steps if s.actions]
+    assert pings == [Step((Do.PING,), frame=PING_FRAME)]
+    assert PING_FRAME == bytes([0x89, 0x00])  # FIN + ping, no payload (5.5.2)
+    assert proto.state is state and proto.reading
+
+
+def test_peer_that_answers_nothing_is_failed_with_4009() -> None:
+    proto = in_state(State.OPEN)
+    proto.check(LIVE, 4, 0)
+    step = proto.check(LIVE, 6, 0)
+    assert step.actions == (Do.STOP_READING, Do.CLOSE) and not step.keep_queue
+    assert step.frame == framing.close_frame(4009, "no pong")
+    assert proto.state is State.DRAINING and not proto.reading
+    assert proto.sent().actions == (Do.RELEASE,)
+    assert proto.exit is not None
+    assert (proto.exit.initiator, proto.exit.sent) == ("server", disconnect.NO_PONG)
+    assert disconnect.NO_PONG.reconnect and disconnect.reconnect_allowed(4009)
+
+
+def test_stalled_socket_is_dropped_at_once_with_4008_write_timeout() -> None:
+    proto = in_state(State.OPEN)
+    step = proto.check(LIVE, 0, 3)
+    assert step.actions == (Do.CLOSE_NOW, Do.RELEASE)  # no waiting behind what cannot leave
+    assert step.frame == framing.close_frame(4008, "write timeout")
+    assert proto.state is State.CLOSED and proto.exit is not None
+    assert (proto.exit.initiator, proto.exit.sent, proto.exit.ended) == (
+        "server",
+        disconnect.WRITE_STALLED,
+        Input.WRITE_STALLED,
+    )
+
+
+@pytest.mark.parametrize("state", [State.CLOSING, State.DRAINING])
+def test_close_stuck_behind_a_stalled_socket_is_released(state: State) -> None:
+    proto = in_state(state)
+    assert proto.check(LIVE, 100, 0) == NOTHING  # no pings, no 4009 while closing
+    step = proto.check(LIVE, 0, 3)
+    assert step.actions == (Do.RELEASE,) and proto.state is State.CLOSED
+    assert proto.exit is not None and proto.exit.sent is not None and proto.exit.sent.code != 4008
+
+
+def test_closed_connection_is_not_swept() -> None:
+    proto = in_state(State.CLOSED)
+    assert proto.check(LIVE, 4, 0) == NOTHING and proto.check(LIVE, 0, 3) == NOTHING

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from .support import ServerProcess, StartServer, recv_json, request, subscribe, wait_until, ws_connect
-from .wsraw import RawWebSocket, client_frame, close_payload
+from .wsraw import PING, PONG, RawWebSocket, client_frame, close_payload
 
 # -- client methods -----------------------------------------------------------------
 
@@ -460,3 +460,109 @@ def test_client_namespace_rules_refuse_with_32005(start_server: StartServer) -> 
         push = recv_json(peer)["params"]  # backends may emit anywhere
         assert (push["channel"], push["data"]) == ("news:sport", "scores")
         assert recv_json(ws)["params"] == push
+
+
+# -- liveness: server pings, the pong timeout, the write timeout ---------------------------
+
+LIVE_ENV = {"ROCKETWS_PING_INTERVAL": "0.3", "ROCKETWS_PONG_TIMEOUT": "0.6"}
+
+
+def test_quiet_client_is_pinged_then_closed_4009_without_a_pong(start_server: StartServer) -> None:
+    srv = start_server(**LIVE_ENV)
+    raw = RawWebSocket(srv.ws_port)
+    assert raw.call("subscribe", 1, ["quiet"])["result"]["subscribed"] is True
+    answered = time.monotonic()
+    assert raw.read_frame() == (PING, b"")  # RFC 6455 5.5.2: a ping, no payload
+    pinged = time.monotonic()
+    assert pinged - answered >= 0.3 - 0.075 - 0.05  # the interval, less one sweep period
+    texts, code, reason = raw.read_until_close()  # we never answer it
+    closed = time.monotonic()
+    assert (texts, code, reason) == ([], 4009, "no pong")
+    assert 0.6 - 0.05 <= closed - pinged <= 0.6 + 1.0
+    with pytest.raises(EOFError):
+        raw.read_frame()
+    raw.close()
+    assert srv.result("total_subscribers", {"channel": "quiet"}) == 0
+    assert "Traceback" not in srv.log()
+
+
+def test_client_that_answers_pings_stays_open_across_many_intervals(start_server: StartServer) -> None:
+    srv = start_server(**LIVE_ENV)
+    raw = RawWebSocket(srv.ws_port)
+    assert raw.call("subscribe", 1, ["awake"])["result"]["subscribed"] is True
+    start = time.monotonic()
+    for i in range(8):
+        assert raw.read_frame() == (PING, b"")
+        if i % 2:
+            raw.send_frame(PONG, b"")
+        else:  # any frame shows the client is there, not only a pong (5.5.3)
+            assert raw.call("ping", 10 + i)["result"] == "pong"
+    assert time.monotonic() - start > 0.3 + 0.6 + 0.3  # longer than a missed pong takes
+    assert srv.result("total_subscribers", {"channel": "awake"}) == 1
+    srv.call("emit", {"channel": "awake", "data": "still here"})
+    while (frame := raw.read_frame())[0] == PING:
+        raw.send_frame(PONG, b"")
+    assert json.loads(frame[1])["params"]["data"] == "still here"
+    raw.close()
+
+
+def test_stalled_reader_on_a_quiet_channel_is_dropped_after_write_timeout(start_server: StartServer) -> None:
+    # The outbox limit (64 MiB) is never reached: only the write timeout can end it.
+    srv = start_server(
+        ROCKETWS_WRITE_TIMEOUT="1",
+        ROCKETWS_PING_INTERVAL="0",
+        ROCKETWS_MAX_OUTBOX_BYTES=str(64 << 20),
+    )
+    stalled = RawWebSocket(srv.ws_port, rcvbuf=4096)
+    assert stalled.call("subscribe", 1, ["stall"])["result"]["subscribed"] is True
+    with ws_connect(srv.ws_url) as reader:  # a reader of another channel is not affected
+        subscribe(reader, "other")
+        # 8 MiB: more than the kernel holds (tcp_wmem max 4 MiB + the 4 KiB receive buffer)
+        for i in range(16):
+            srv.call("emit", {"channel": "stall", "data": [i, "z" * (512 * 1024 - 64)]})
+        emitted = time.monotonic()
+        wait_until(lambda: srv.result("total_subscribers", {"channel": "stall"}) == 0, timeout=10)
+        assert time.monotonic() - emitted <= 1.0 + 1.0  # WRITE_TIMEOUT + margin
+        srv.call("emit", {"channel": "other", "data": "fine"})
+        assert recv_json(reader)["params"]["data"] == "fine"
+    srv.wait_log(r"closing \w+: the socket took nothing")
+    assert "slow consumer (" not in srv.log() and "Traceback" not in srv.log()
+    assert srv.health()["connections"] == 0
+    stalled.close()
+
+
+def test_slow_consumer_close_does_not_wait_behind_the_backlog(start_server: StartServer) -> None:
+    limit = 256 * 1024
+    srv = start_server(
+        ROCKETWS_MAX_OUTBOX_BYTES=str(limit),
+        ROCKETWS_SEND_BUFFER="16384",  # the kernel holds ~32 KiB: what arrives is ours to bound
+        ROCKETWS_CLOSE_TIMEOUT="30",
+        ROCKETWS_WRITE_TIMEOUT="0",
+        ROCKETWS_PING_INTERVAL="0",
+    )
+    slow = RawWebSocket(srv.ws_port, rcvbuf=4096)
+    assert slow.call("subscribe", 1, ["flood2"])["result"]["subscribed"] is True
+    http = requests.Session()
+    sent = 0
+    # 200 KB per request leave in one write: what the kernel refuses of it is the backlog
+    # (~170 KB) when the next request takes the connection over its limit
+    while srv.result("total_subscribers", {"channel": "flood2"}) == 1:
+        assert sent < 200, "slow consumer was never disconnected"
+        batch = [
+            {
+                "jsonrpc": "2.0",
+                "method": "emit",
+                "params": {"channel": "flood2", "data": "y" * 20000},
+                "id": k,
+            }
+            for k in range(10)
+        ]
+        assert http.post(srv.ms_url, data=json.dumps(batch), timeout=10).status_code == 200
+        sent += 10
+    texts, code, reason = slow.read_until_close()
+    assert (code, reason) == (4008, "slow consumer")
+    # only what the kernel held and the rest of the frame in flight come before the close
+    # frame, not the backlog
+    assert 0 < sum(len(t) for t in texts) < limit // 2
+    slow.close()
+    wait_until(lambda: srv.health()["connections"] == 0)

@@ -6,6 +6,9 @@ import gc
 import json
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import gevent
 import gevent.socket
@@ -13,10 +16,17 @@ import greenlet
 import pytest
 
 from rocketws.config import Address, Config
+from rocketws.core import framing
 from rocketws.process.server import Server
+from rocketws.transports.websocket.connection import (
+    KEEPALIVE_COUNT,
+    KEEPALIVE_IDLE,
+    KEEPALIVE_INTERVAL,
+    rest_of_partial_frame,
+)
 
 from .support import ServerProcess, StartServer, wait_in_hub
-from .wsraw import RawWebSocket, client_frame, close_payload, rpc_frame
+from .wsraw import PING, PONG, RawWebSocket, client_frame, close_payload, rpc_frame
 
 
 def test_frames_pipelined_with_the_upgrade_request_are_served(server: ServerProcess) -> None:
@@ -131,3 +141,89 @@ def test_refused_frame_drops_tcp_once_the_close_frame_is_written(start_server: S
         raw.read_frame()  # the server closes TCP without waiting for our close frame
     assert time.monotonic() - started < 10.0
     raw.close()
+
+
+@contextmanager
+def in_process_server(**settings: Any) -> Iterator[Server]:
+    """A Server in this process on ephemeral ports; every connection closed at the end."""
+    server = Server(Config(websocket=Address("127.0.0.1", 0), backend=Address("127.0.0.1", 0), **settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        assert server.ws_app.wait_closed(10)
+        server.shutdown()
+
+
+def accepted_socket(server: Server) -> tuple[RawWebSocket, socket.socket]:
+    """A connected client and the server's socket for it."""
+    client = gevent_client(server.ws_server.server_port)
+    assert client.call("ping", 1)["result"] == "pong"
+    (conn,) = server.ws_app.connections
+    return client, conn.sock
+
+
+def test_websocket_sockets_have_tcp_keepalive_and_the_send_buffer_cap() -> None:
+    """A peer that vanishes is found by the kernel even with pings off (SO_KEEPALIVE)."""
+    with in_process_server(send_buffer=32768) as server:
+        client, sock = accepted_socket(server)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE == 60
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_COUNT == 6
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 32768  # Linux doubles it
+        client.sock.close()
+
+
+def test_send_buffer_is_left_to_the_kernel_by_default() -> None:
+    with in_process_server() as server:
+        client, sock = accepted_socket(server)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) != 2 * 32768
+        client.sock.close()
+
+
+# -- liveness: the one sweep, pings, the pong and write timeouts -------------------------
+
+
+def test_one_sweep_timer_runs_while_connections_are_open() -> None:
+    with in_process_server(ping_interval=0.2) as server:
+        sweeper = server.ws_app.sweeper
+        assert not sweeper.running  # no connection, no timer
+        clients = [gevent_client(server.ws_server.server_port) for _ in range(5)]
+        for i, client in enumerate(clients):
+            assert client.call("ping", i)["result"] == "pong"
+        assert sweeper.running
+        start = sweeper.tick
+        wait_in_hub(lambda: sweeper.tick >= start + 3, what="three sweeps")
+        # each quiet client got a ping from that one timer, none timed out
+        for client in clients:
+            assert client.read_frame() == (PING, b"")
+            client.send_frame(PONG, b"")
+        assert len(server.ws_app.connections) == 5
+        for client in clients:
+            client.sock.close()
+        wait_in_hub(lambda: not sweeper.running, what="the sweep to stop with the last connection")
+
+
+def _frames(*sizes: int) -> bytes:
+    return b"".join(framing.text_frame(b"x" * size) for size in sizes)
+
+
+@pytest.mark.parametrize(
+    ("written", "rest"),
+    [
+        (0, b""),  # nothing written: at a boundary
+        (2 + 10, b""),  # the first frame whole
+        (5, b"x" * 7),  # into the 10-byte frame: its last 7 bytes
+        (12 + 1, b"\x7e\x00\xc8" + b"x" * 200),  # 126: a 16-bit length (5.2)
+        (12 + 204 + 10 + 70000 - 1, b"x"),  # 127: a 64-bit length
+    ],
+)
+def test_rest_of_partial_frame_finds_the_frame_in_flight(written: int, rest: bytes) -> None:
+    taken = _frames(10, 200, 70000, 3)
+    assert rest_of_partial_frame(memoryview(taken)[written:]) == rest
+    assert rest_of_partial_frame(taken) == b""  # the whole take, nothing of it written
+    # a view of a view (two partial writes) still knows where it started
+    assert (
+        rest_of_partial_frame(memoryview(memoryview(taken)[1:])[written - 1 :] if written else taken) == rest
+    )

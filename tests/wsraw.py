@@ -102,10 +102,12 @@ class RawWebSocket:
         timeout: float = 10.0,
         pipelined: bytes = b"",
         connect: Callable[..., socket.socket] | None = None,
+        path: str = "/",
         extensions: str | None = None,
     ) -> None:
-        """Connect and upgrade; ``pipelined``: bytes sent in the same write as the request;
-        ``extensions``: a ``Sec-WebSocket-Extensions`` offer (the response is ``head``)."""
+        """Connect and upgrade ``path``; ``pipelined``: bytes sent in the same write as the
+        request; ``extensions``: a ``Sec-WebSocket-Extensions`` offer (the response is
+        ``head``)."""
         if connect is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if rcvbuf is not None:
@@ -117,7 +119,7 @@ class RawWebSocket:
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (
-                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n"
                 + (f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else "")

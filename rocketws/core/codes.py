@@ -52,4 +52,5 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009  # message over the size limit
     INTERNAL_ERROR = 1011
-    SLOW_CONSUMER = 4008  # outgoing buffer limit exceeded
+    SLOW_CONSUMER = 4008  # outgoing buffer limit exceeded, or the socket took nothing
+    NO_PONG = 4009  # no pong (nor any other frame) in time after our ping

@@ -10,9 +10,10 @@ the table changes nothing.
 
     CONNECTING --ACCEPTED--> OPEN --SERVER_CLOSE--> CLOSING --PEER_CLOSE--> DRAINING
          |                    |                       |                        |
-         |                    +--PEER_CLOSE, VIOLATION, FAILED-----------------+
+         |                    +--PEER_CLOSE, VIOLATION, FAILED, PONG_OVERDUE---+
          |                                                                     |
          +--------- LOST (any state), TIMEOUT (CLOSING, DRAINING) ---------> CLOSED
+         +--------- WRITE_STALLED (any state but CLOSED) ------------------> CLOSED
                                                           DRAINING --SENT--> CLOSED
 
 CONNECTING: upgraded, not yet accepted by the application (authentication happens here;
@@ -20,10 +21,18 @@ with none configured the driver accepts at once).  CLOSING: our close frame is q
 and reading goes on, for the peer's close frame only.  DRAINING: reading is over; what
 is queued is written, our close frame last, then the socket is closed.  The driver
 closes the socket only on ``Do.RELEASE``, which happens once; ``exit`` records why.
+
+Liveness (``Liveness``, fed by ``ConnectionProtocol.check``): the driver counts sweep
+ticks, one periodic pass per process over every connection, and reports how many ticks
+the peer has been quiet and how long the socket has refused bytes.  A quiet peer is
+pinged (PING_DUE, RFC 6455 5.5.2); one that stays quiet, pong included (5.5.3), is
+failed with 4009 (PONG_OVERDUE, 7.1.7); a socket that took nothing for the write
+timeout while frames were pending is dropped (WRITE_STALLED).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -56,6 +65,10 @@ class Input(Enum):
     SENT = "sent"  # everything queued (our close frame included) is written
     TIMEOUT = "timeout"  # close_timeout passed without the closing handshake finishing
     LOST = "lost"  # EOF, reset or an I/O error without a close frame
+    PING_DUE = "ping_due"  # the peer has sent nothing for the ping interval
+    PONG_OVERDUE = "pong_overdue"  # ... nor in the pong timeout after our ping
+    WRITE_STALLED = "write_stalled"  # the socket took no bytes for the write timeout
+    #                                   while frames were pending
 
 
 class Do(Enum):
@@ -63,11 +76,15 @@ class Do(Enum):
 
     DISPATCH = "dispatch"  # serve ``Step.text`` (a JSON-RPC document)
     PONG = "pong"  # queue ``Step.frame`` (a pong), after what is queued (5.5.2)
+    PING = "ping"  # queue ``Step.frame`` (our ping), after what is queued (5.5.2)
     STOP_READING = "stop_reading"  # read nothing more from the socket
     CLOSE = "close"  # stop pushes; queue ``Step.frame`` (a close frame) after what is
     #                   queued if ``Step.keep_queue``, else instead of it; arm the close timer
     WRITE = "write"  # write what is queued now (the driver reports SENT when all is)
     FORGET = "forget"  # drop subscriptions a request made after the close began
+    CLOSE_NOW = "close_now"  # stop pushes, drop everything unwritten; write ``Step.frame``
+    #                           (a close frame) only if no frame is partly written and the
+    #                           socket takes it whole at once; wait for nothing
     RELEASE = "release"  # close the socket and release everything (once)
 
 
@@ -80,6 +97,8 @@ _SERVING = {
     Input.PEER_CLOSE: (Do.STOP_READING, Do.CLOSE),
     Input.VIOLATION: (Do.STOP_READING, Do.CLOSE),
     Input.FAILED: (Do.STOP_READING, Do.CLOSE),
+    # 7.1.7: a peer that stopped answering is failed: our close frame, nothing more read.
+    Input.PONG_OVERDUE: (Do.STOP_READING, Do.CLOSE),
 }
 
 
@@ -91,8 +110,12 @@ def _serving(state: State) -> dict[tuple[State, Input], Transition]:
         (state, Input.SERVED): (state, ()),
         (state, Input.SERVER_CLOSE): (State.CLOSING, (Do.CLOSE,)),
         (state, Input.LOST): (State.CLOSED, (Do.RELEASE,)),
+        # 5.5.2: a ping keeps proxies' idle timers from firing and asks for a pong.
+        (state, Input.PING_DUE): (state, (Do.PING,)),
+        # A socket that takes nothing cannot carry a closing handshake: drop it now.
+        (state, Input.WRITE_STALLED): (State.CLOSED, (Do.CLOSE_NOW, Do.RELEASE)),
     }
-    for event in (Input.PEER_CLOSE, Input.VIOLATION, Input.FAILED):
+    for event in (Input.PEER_CLOSE, Input.VIOLATION, Input.FAILED, Input.PONG_OVERDUE):
         rows[(state, event)] = (State.DRAINING, _SERVING[event])
     return rows
 
@@ -116,11 +139,14 @@ TRANSITIONS: Mapping[tuple[State, Input], Transition] = {
     (State.CLOSING, Input.SENT): (State.CLOSING, ()),  # wait for the peer's close frame
     (State.CLOSING, Input.TIMEOUT): (State.CLOSED, (Do.RELEASE,)),
     (State.CLOSING, Input.LOST): (State.CLOSED, (Do.RELEASE,)),
+    # Our close frame cannot leave: the close timer may be longer than the write timeout.
+    (State.CLOSING, Input.WRITE_STALLED): (State.CLOSED, (Do.RELEASE,)),
     # DRAINING: nothing is read; the socket closes once our close frame is written.
     (State.DRAINING, Input.SERVED): (State.DRAINING, (Do.FORGET,)),
     (State.DRAINING, Input.SENT): (State.CLOSED, (Do.RELEASE,)),
     (State.DRAINING, Input.TIMEOUT): (State.CLOSED, (Do.RELEASE,)),
     (State.DRAINING, Input.LOST): (State.CLOSED, (Do.RELEASE,)),
+    (State.DRAINING, Input.WRITE_STALLED): (State.CLOSED, (Do.RELEASE,)),
     (State.CLOSED, Input.SERVED): (State.CLOSED, (Do.FORGET,)),
 }
 
@@ -131,12 +157,69 @@ class Step:
 
     actions: tuple[Do, ...] = ()
     text: str | None = None  # DISPATCH: the message
-    frame: bytes = b""  # PONG / CLOSE: the frame to queue
+    frame: bytes = b""  # PONG / PING / CLOSE / CLOSE_NOW: the frame to queue
     keep_queue: bool = True  # CLOSE: deliver what is queued before the close frame
     detail: str = ""  # CLOSE: what the peer did wrong (for the log), if anything
 
 
 NOTHING = Step()
+PING_FRAME = framing.encode_frame(b"", framing.OP_PING)  # 5.5.2: the payload is optional
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """When a connection is pinged, failed for want of a pong, or dropped for a stalled
+    write, counted in ticks of the driver's sweep (one pass every ``period`` seconds).
+
+    Build it with ``from_seconds``.  A count of 0 means that check is off; ``period`` is 0
+    when every check is off (then no sweep runs).
+    """
+
+    period: float  # seconds between two sweeps
+    ping_after: int  # ticks without a received byte before we ping
+    pong_within: int  # ticks after the ping before the peer is given up
+    write_within: int  # ticks the socket may refuse every byte while frames are pending
+
+    @classmethod
+    def from_seconds(cls, ping_interval: float, pong_timeout: float, write_timeout: float) -> Liveness:
+        """Ticks for the timeouts (0 = off); the period is a quarter of the shortest one.
+
+        A tick is counted at a sweep and a received byte or a write can happen anywhere
+        between two sweeps, so a quiet peer is pinged after ``ping_interval`` minus at most
+        one period, and nobody is given up before their timeout, nor more than one period
+        after it.
+        """
+        used = [t for t in (ping_interval, pong_timeout if ping_interval else 0, write_timeout) if t > 0]
+        if not used:
+            return cls(0.0, 0, 0, 0)
+        period = min(used) / 4
+
+        def ticks(seconds: float, slack: int) -> int:
+            return math.ceil(seconds / period - 1e-9) + slack if seconds > 0 else 0
+
+        return cls(
+            period,
+            ticks(ping_interval, 0),
+            ticks(pong_timeout, 0) if ping_interval else 0,  # ping and check both on ticks
+            ticks(write_timeout, 1),  # the last write was up to one tick before the count
+        )
+
+    @property
+    def first(self) -> int:
+        """The fewest quiet ticks that can make anything due (sweeps skip the rest)."""
+        return self.ping_after or (1 << 62)
+
+    def due(self, quiet: int, stalled: int) -> Input | None:
+        """What is due for a connection quiet for ``quiet`` ticks whose socket has taken
+        nothing for ``stalled`` ticks with frames pending (0: nothing pending)."""
+        if self.write_within and stalled >= self.write_within:
+            return Input.WRITE_STALLED
+        if self.ping_after:
+            if quiet >= self.ping_after + self.pong_within:
+                return Input.PONG_OVERDUE
+            if quiet == self.ping_after:  # ticks grow by one per sweep: one ping per silence
+                return Input.PING_DUE
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +228,7 @@ class Exit:
 
     ``initiator`` is ``peer`` (its close frame or a violation), ``server`` or ``lost``
     (the TCP connection ended without a close frame).  ``ended`` is the input that
-    closed the socket: SENT (a clean close), TIMEOUT or LOST.
+    closed the socket: SENT (a clean close), TIMEOUT, LOST or WRITE_STALLED.
     """
 
     initiator: str
@@ -245,6 +328,21 @@ class ConnectionProtocol:
         """The TCP connection ended without a close frame (EOF, reset, I/O error)."""
         return self._go(Input.LOST, detail=detail)
 
+    def check(self, liveness: Liveness, quiet: int, stalled: int) -> Step:
+        """The sweep: nothing received for ``quiet`` ticks; the socket has taken nothing
+        for ``stalled`` ticks while frames are pending (0: nothing pending)."""
+        event = liveness.due(quiet, stalled)
+        if event is Input.PING_DUE:
+            actions = self._move(event)
+            return Step(actions, frame=PING_FRAME) if actions else NOTHING
+        if event is Input.PONG_OVERDUE:
+            detail = f"no pong within {liveness.pong_within} sweep(s) of our ping"
+            return self._go(event, disconnect.NO_PONG, detail, keep_queue=False)
+        if event is Input.WRITE_STALLED:
+            detail = f"the socket took nothing for {stalled} sweep(s)"
+            return self._go(event, disconnect.WRITE_STALLED, detail, keep_queue=False)
+        return NOTHING
+
     # -- the table ------------------------------------------------------------------
 
     def _move(self, event: Input) -> tuple[Do, ...]:
@@ -268,7 +366,7 @@ class ConnectionProtocol:
         if not actions:
             return NOTHING
         frame = b""
-        if Do.CLOSE in actions:
+        if Do.CLOSE in actions or Do.CLOSE_NOW in actions:
             if why is None:
                 raise ValueError(f"{event} closes the connection and needs a Disconnect")
             self._sent = why
@@ -284,4 +382,4 @@ class ConnectionProtocol:
 
 
 _READING = frozenset((State.CONNECTING, State.OPEN, State.CLOSING))
-_SERVER_INITIATED = frozenset((Input.SERVER_CLOSE, Input.FAILED))
+_SERVER_INITIATED = frozenset((Input.SERVER_CLOSE, Input.FAILED, Input.PONG_OVERDUE, Input.WRITE_STALLED))

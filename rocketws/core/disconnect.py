@@ -75,5 +75,9 @@ NORMAL = Disconnect(CloseCode.NORMAL, "", reconnect=False)
 SHUTDOWN = Disconnect(CloseCode.GOING_AWAY, "server shutting down", reconnect=True)
 INTERNAL_ERROR = Disconnect(CloseCode.INTERNAL_ERROR, "internal error", reconnect=True)
 SLOW_CONSUMER = Disconnect(CloseCode.SLOW_CONSUMER, "slow consumer", reconnect=True)
+# The socket took no bytes for WRITE_TIMEOUT while frames were pending: a slow consumer too.
+WRITE_STALLED = Disconnect(CloseCode.SLOW_CONSUMER, "write timeout", reconnect=True)
+# Our ping (RFC 6455 5.5.2) got no pong, nor any other frame, within PONG_TIMEOUT.
+NO_PONG = Disconnect(CloseCode.NO_PONG, "no pong", reconnect=True)
 
-ALL: tuple[Disconnect, ...] = (NORMAL, SHUTDOWN, INTERNAL_ERROR, SLOW_CONSUMER)
+ALL: tuple[Disconnect, ...] = (NORMAL, SHUTDOWN, INTERNAL_ERROR, SLOW_CONSUMER, WRITE_STALLED, NO_PONG)

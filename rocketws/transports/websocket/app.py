@@ -10,10 +10,11 @@ from gevent.event import Event
 
 from rocketws.config import Config
 from rocketws.core import handshake
+from rocketws.core.connection import Liveness
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
-from rocketws.transports.websocket.connection import Connection, Flusher
+from rocketws.transports.websocket.connection import Connection, Flusher, Sweeper, configure_socket
 
 logger = logging.getLogger("rocketws.transports.websocket")
 
@@ -27,6 +28,8 @@ class WebSocketApp:
         self.config = config
         self.flusher = Flusher()
         self.connections: set[Connection] = set()
+        liveness = Liveness.from_seconds(config.ping_interval, config.pong_timeout, config.write_timeout)
+        self.sweeper = Sweeper(liveness, self.connections)  # runs while connections are open
         self._idle = Event()
         self._idle.set()
         self._close_all: Disconnect | None = None  # set by close_all (shutdown)
@@ -51,10 +54,12 @@ class WebSocketApp:
     ) -> None:
         """Serve an upgraded, non-blocking socket (and the bytes already read from it),
         with the subprotocol and extensions its handshake agreed."""
+        configure_socket(sock, self.config.send_buffer)
         conn = Connection(
             sock,
             self.node,
             self.flusher,
+            self.sweeper,
             self.config,
             self._closed,
             subprotocol=subprotocol,
@@ -62,6 +67,7 @@ class WebSocketApp:
         )
         self.connections.add(conn)
         self._idle.clear()
+        self.sweeper.start()
         logger.debug("connection %s opened from %s", conn.session.id, peer)
         conn.start(received)
         if self._close_all is not None:  # an upgrade that finished during shutdown
@@ -71,6 +77,7 @@ class WebSocketApp:
         self.connections.discard(conn)
         if not self.connections:
             self._idle.set()
+            self.sweeper.stop()
         logger.debug("connection %s closed", conn.session.id)
 
     def close_all(self, why: Disconnect) -> None:

@@ -10,7 +10,11 @@ bytes and runs the actions it returns:
   stopped, so a client that sends faster than it is served is held back by TCP;
 - writing: frames queued to a ``Session`` are written by a loop callback (``Flusher``)
   without blocking; only what the socket refuses stays buffered, and an io watcher writes
-  it when the socket can take more.
+  it when the socket can take more;
+- liveness: one ``Sweeper`` timer per process counts ticks; a connection only notes the
+  tick of its last received bytes (``seen``) and of its socket's last progress while
+  bytes wait (``stuck_since``), and the sweep hands both to the protocol, which decides
+  (pings, the pong timeout, the write timeout).  No timer per connection.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ import errno
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import gevent
 
 from rocketws.config import Config
 from rocketws.core import deflate, disconnect, rpc
-from rocketws.core.connection import ConnectionProtocol, Do, State, Step
+from rocketws.core.connection import ConnectionProtocol, Do, Liveness, State, Step
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
@@ -43,6 +47,53 @@ _recv_view = memoryview(_recv_buffer)
 
 _READ, _WRITE = 1, 2  # libev event masks (EV_READ, EV_WRITE)
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF, errno.ESHUTDOWN)
+_NOT_STUCK = -1  # ``Connection.stuck_since`` when nothing waits for the socket
+
+# TCP keepalive on accepted sockets: with pings off (or a peer that vanished while our
+# close frame waits), the kernel still finds a dead peer: after 60 s without traffic,
+# 6 probes 10 s apart, so within about 2 minutes.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 6
+
+
+def configure_socket(sock: socket.socket, send_buffer: int) -> None:
+    """Options for an accepted WebSocket: TCP keepalive; ``send_buffer`` > 0 caps the
+    kernel's send buffer (SO_SNDBUF; Linux doubles it and stops autotuning)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+    if send_buffer > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+
+
+def _frame_end(buf: bytes | memoryview, pos: int) -> int:
+    """Where the server frame starting at ``pos`` ends (RFC 6455 5.2: unmasked, so the
+    header is 2, 4 or 10 bytes)."""
+    n = buf[pos + 1] & 0x7F
+    if n == 126:
+        return pos + 4 + int.from_bytes(buf[pos + 2 : pos + 4], "big")
+    if n == 127:
+        return pos + 10 + int.from_bytes(buf[pos + 2 : pos + 10], "big")
+    return pos + 2 + n
+
+
+def rest_of_partial_frame(backlog: bytes | memoryview) -> bytes:
+    """What is left to write of a frame the socket took only part of; b"" when the
+    backlog starts on a frame boundary.
+
+    The backlog is whole frames (one ``Session.take``), or a tail of them: a memoryview
+    of the taken bytes after a partial write.  5.2: a frame cannot be cut short, so
+    dropping the backlog keeps this part or gives up on sending anything more.
+    """
+    if not isinstance(backlog, memoryview):
+        return b""
+    base = backlog.obj
+    assert isinstance(base, bytes)
+    offset = len(base) - len(backlog)
+    pos = 0
+    while pos < offset:
+        pos = _frame_end(base, pos)
+    return base[offset:pos]
 
 
 class Flusher:
@@ -74,6 +125,54 @@ class Flusher:
                 conn.abort()
 
 
+class Sweeper:
+    """The process's one liveness timer: a pass over every connection each period.
+
+    Counts ticks; connections note the current tick when they receive bytes and when
+    their socket takes bytes while more wait.  Each sweep hands the quiet and stalled tick
+    counts of the connections where something may be due to their protocol, which
+    decides (``Liveness``).  Costs nothing per connection beyond those two slots.
+    """
+
+    def __init__(self, liveness: Liveness, connections: Collection[Connection]) -> None:
+        self.liveness = liveness
+        self.tick = 0
+        self._connections = connections
+        self._timer: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self._timer is not None
+
+    def start(self) -> None:
+        """Start sweeping (nothing to do when every check is off)."""
+        period = self.liveness.period
+        if period and self._timer is None:
+            self._timer = gevent.get_hub().loop.timer(period, period)
+            self._timer.start(self.sweep)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer.close()
+            self._timer = None
+
+    def sweep(self) -> None:
+        """One pass: count a tick, check the connections where something may be due."""
+        self.tick = tick = self.tick + 1
+        first = self.liveness.first
+        for conn in list(self._connections):  # a check may close (and remove) conn
+            stuck = conn.stuck_since
+            stalled = 0 if stuck < 0 else tick - stuck
+            quiet = tick - conn.seen
+            if quiet >= first or stalled:
+                try:
+                    conn.check(quiet, stalled)
+                except Exception:
+                    logger.exception("bug while sweeping %r", conn)
+                    conn.abort()
+
+
 class Connection:
     """Runs one connection's ``ConnectionProtocol`` over its socket.
 
@@ -88,6 +187,7 @@ class Connection:
         "fd",
         "node",
         "flusher",
+        "sweeper",
         "config",
         "session",
         "subprotocol",
@@ -101,6 +201,8 @@ class Connection:
         "_timer",
         "_backlog",
         "_dispatcher",
+        "seen",
+        "stuck_since",
     )
 
     def __init__(
@@ -108,6 +210,7 @@ class Connection:
         sock: socket.socket,
         node: Node,
         flusher: Flusher,
+        sweeper: Sweeper,
         config: Config,
         on_closed: Callable[[Connection], None],
         *,
@@ -120,6 +223,9 @@ class Connection:
         self.fd = sock.fileno()
         self.node = node
         self.flusher = flusher
+        self.sweeper = sweeper
+        self.seen = sweeper.tick  # the sweep tick of the last bytes received
+        self.stuck_since = _NOT_STUCK  # the tick of the socket's last progress while bytes wait
         self.config = config
         compressed = any(ext.name == deflate.NAME for ext in extensions)  # RFC 7692
         self.session = (DeflateSession if compressed else Session)(self, config.max_outbox_bytes)
@@ -157,13 +263,22 @@ class Connection:
         """Drop the connection now (our bug while flushing)."""
         self._run(self.protocol.lost("aborted"))
 
+    def check(self, quiet: int, stalled: int) -> None:
+        """The sweep: quiet for ``quiet`` ticks, the socket stuck for ``stalled`` (0: not)."""
+        if self._dispatcher is not None:
+            # Reads pause while a request is served: the peer's silence is ours, and what
+            # it sent (its pong) waits in the kernel.  Count from when reading resumes.
+            self.seen = self.sweeper.tick
+            quiet = 0
+        self._run(self.protocol.check(self.sweeper.liveness, quiet, stalled))
+
     # -- running the protocol's actions -------------------------------------------------
 
     def _run(self, step: Step) -> None:
         for action in step.actions:
             if action is Do.DISPATCH:
                 self._dispatch(step.text or "")
-            elif action is Do.PONG:
+            elif action is Do.PONG or action is Do.PING:
                 self.session.push(step.frame)
             elif action is Do.STOP_READING:
                 self._reader_watch.stop()
@@ -171,6 +286,9 @@ class Connection:
                 if step.detail:
                     logger.info("closing %s: %s", self.session.id, step.detail)
                 self._queue_close(step.frame, step.keep_queue)
+            elif action is Do.CLOSE_NOW:
+                logger.info("closing %s: %s", self.session.id, step.detail)
+                self._close_now(step.frame)
             elif action is Do.WRITE:
                 self._write()
             elif action is Do.FORGET:
@@ -181,14 +299,35 @@ class Connection:
                 self._release()
 
     def _queue_close(self, frame: bytes, keep_queue: bool) -> None:
-        """Stop pushes, queue the close frame, arm the close timer, start writing."""
+        """Stop pushes, queue the close frame, arm the close timer, start writing.
+
+        Without ``keep_queue`` (a slow consumer, our bug, no pong) the close frame does
+        not wait behind the backlog: only the rest of a frame the socket took part of
+        goes first (5.2: frames cannot be cut short).
+        """
         self.node.disconnect(self.session)
-        tail = self.session.take() if keep_queue else b""
+        if keep_queue:
+            ahead = bytes(self._backlog) + self.session.take()
+        else:
+            ahead = rest_of_partial_frame(self._backlog)
         self.session.close()
-        self._backlog = bytes(self._backlog) + tail + frame
+        self._backlog = ahead + frame
         self._timer = self._loop.timer(self.config.close_timeout)
         self._timer.start(self._on_close_timeout)
         self._write()
+
+    def _close_now(self, frame: bytes) -> None:
+        """Stop pushes and drop everything unwritten; write the close frame only if no
+        frame is partly written and the socket takes all of it at once (then RELEASE)."""
+        self.node.disconnect(self.session)
+        self.session.close()
+        partial = rest_of_partial_frame(self._backlog)
+        self._backlog = b""
+        if not partial:
+            try:
+                os.write(self.fd, frame)  # a part of it is cut off by the close: 1006 then
+            except OSError:
+                pass
 
     def _on_close_timeout(self) -> None:
         logger.debug(
@@ -233,6 +372,7 @@ class Connection:
         if not n:
             self._run(self.protocol.lost("EOF"))
             return
+        self.seen = self.sweeper.tick  # any frame, pong or not, shows the peer is there
         self.protocol.receive_data(_recv_view[:n])
         self._handle_events()
 
@@ -314,6 +454,7 @@ class Connection:
             return
         session, fd = self.session, self.fd
         data = self._backlog
+        moved = False  # the socket took bytes in this call
         while True:
             if not data:
                 data = session.take()
@@ -329,8 +470,11 @@ class Connection:
                 self._run(self.protocol.lost(f"write failed: {exc}"))
                 return
             session.sent(n)
+            moved = moved or n > 0
             if n < len(data):
                 self._backlog = memoryview(data)[n:] if n else data
+                if moved or self.stuck_since == _NOT_STUCK:  # (re)start the stall clock
+                    self.stuck_since = self.sweeper.tick
                 if self._writer_watch is None:
                     self._writer_watch = self._loop.io(fd, _WRITE)
                 if not self._writer_watch.active:
@@ -338,6 +482,7 @@ class Connection:
                 return
             data = b""
         self._backlog = b""
+        self.stuck_since = _NOT_STUCK
         if self._writer_watch is not None:
             self._writer_watch.stop()
         if session.closed:
