@@ -58,6 +58,10 @@ class Agreement:
         return "; ".join([NAME, *(key if value is None else f"{key}={value}" for key, value in self.params)])
 
 
+AGREED = Agreement((("server_no_context_takeover", None), ("client_no_context_takeover", None)))
+AGREED_WITH_BITS = Agreement((*AGREED.params, ("server_max_window_bits", str(WINDOW_BITS))))
+"""The two responses there are: shared values, so a connection keeps no copy of its own."""
+
 _BITS = re.compile(r"[1-9][0-9]?")  # 7.1.2.1/7.1.2.2: a decimal integer, no leading zero
 _PARAMS = frozenset(
     (
@@ -102,15 +106,9 @@ def accept_offer(params: Sequence[ExtensionParam]) -> Agreement | None:
                 return None
         elif value is not None and _window_bits(value) is None:  # client_max_window_bits
             return None
-    agreed: list[ExtensionParam] = [
-        ("server_no_context_takeover", None),
-        ("client_no_context_takeover", None),
-    ]
-    if server_bits is not None:
-        # An offer with server_max_window_bits expects it back (clients such as the
-        # websockets library fail the handshake otherwise); 15 is what we use.
-        agreed.append(("server_max_window_bits", str(WINDOW_BITS)))
-    return Agreement(tuple(agreed))
+    # An offer with server_max_window_bits expects it back (clients such as the
+    # websockets library fail the handshake otherwise); 15 is what we use.
+    return AGREED if server_bits is None else AGREED_WITH_BITS
 
 
 def negotiate(offers: Sequence[Offer], enabled: bool) -> Agreement | None:

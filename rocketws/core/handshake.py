@@ -319,7 +319,14 @@ def negotiate_extensions(
     agreement = deflate.negotiate(offers, config.compression)
     if agreement is None:
         return None, ()
-    return agreement.response, (Extension(deflate.NAME, agreement.params),)
+    return _AGREED[agreement]
+
+
+# One (response, extensions) value per agreement, shared by every connection that has it.
+_AGREED = {
+    agreement: (agreement.response, (Extension(deflate.NAME, agreement.params),))
+    for agreement in (deflate.AGREED, deflate.AGREED_WITH_BITS)
+}
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
