@@ -176,6 +176,9 @@ def test_handshake_with_compression_accepts_permessage_deflate() -> None:
     assert _parse(accept.response)[1]["Sec-WebSocket-Extensions"] == (
         "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
     )
+    # every compressed connection keeps the same value, not a copy of its own
+    again = _accept(_request(("sec-websocket-extensions", "permessage-deflate")), config)
+    assert again.extensions is accept.extensions
 
 
 def test_handshake_with_compression_declines_invalid_deflate_offers() -> None:
