@@ -4,6 +4,7 @@ reader with it negotiated."""
 from __future__ import annotations
 
 import json
+import random
 import zlib
 
 import pytest
@@ -113,8 +114,11 @@ def test_deflater_frame_sets_rsv1_and_falls_back_to_the_plain_frame() -> None:
     plain = framing.text_frame(PUSH)
     (first, payload), *_ = split_frames_with_bits(d.frame(PUSH, plain))[0]
     assert first == 0xC1 and inflate_message(payload) == PUSH  # FIN + RSV1 + text
-    tiny = framing.text_frame(b"{}")
-    assert d.frame(b"{}", tiny) is tiny  # compressing 2 bytes does not pay: sent as is
+    short = b'{"jsonrpc":"2.0","result":{"channel":"chat","subscribed":true},"id":1}'
+    assert d.frame(short, framing.text_frame(short)) == framing.text_frame(short)  # under MIN_SIZE
+    noise = random.Random(1).randbytes(512)  # incompressible: deflate would make it longer
+    plain = framing.text_frame(noise)
+    assert d.frame(noise, plain) is plain
 
 
 # -- inflating with a bound --------------------------------------------------------------------

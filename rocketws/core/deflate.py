@@ -28,6 +28,9 @@ WINDOW_BITS = 15  # the server's LZ77 window (7.1.2.1): 32 KiB, zlib's largest
 # 7.2.1: a compressed message is DEFLATE data flushed with an empty stored block, minus
 # these 4 octets; 7.2.2: the receiver appends them back before inflating.
 TRAILER = b"\x00\x00\xff\xff"
+# Shorter messages (a subscribe reply is ~70 bytes) are sent uncompressed: deflate saves
+# a few bytes at most there, for ~5 µs and a 32 KiB output buffer per call.
+MIN_SIZE = 128
 
 ExtensionParam = tuple[str, str | None]
 """One extension parameter: name, and its value (None when it has none)."""
@@ -152,8 +155,11 @@ class Deflater:
 
     def frame(self, payload: bytes, plain: bytes) -> bytes:
         """The frame for connections that negotiated permessage-deflate: compressed
-        (RSV1), or ``plain`` itself when compressing does not make it smaller (RFC 7692
-        6: a message may be sent uncompressed on such a connection)."""
+        (RSV1), or ``plain`` itself when the payload is under MIN_SIZE bytes or
+        compressing does not make it smaller (RFC 7692 6: a message may be sent
+        uncompressed on such a connection)."""
+        if len(payload) < MIN_SIZE:
+            return plain
         frame = framing.encode_frame(self.compress(payload), framing.OP_TEXT, compressed=True)
         return frame if len(frame) < len(plain) else plain
 
