@@ -1,8 +1,10 @@
-"""JSON-RPC 2.0 codec: bytes in, parsed requests out; responses and pushes in, bytes out.
+"""JSON-RPC 2.0 codec: bytes in, typed calls out; typed responses and pushes in, bytes out.
 
-No I/O and no dispatch here (see :mod:`rocketws.rpc`).  Parsing validates each request
-object by hand (spec section 4) so that a batch with some invalid members still gets one
-response per member (spec section 6), which a whole-document schema check cannot do.
+No I/O and no dispatch here (see :mod:`rocketws.core.rpc`).  Parsing validates each
+request object by hand (spec section 4) so that a batch with some invalid members still
+gets one response per member (spec section 6), which a whole-document schema check
+cannot do.  Responses are ``Result`` / ``ErrorResponse`` values until ``encode`` turns a
+whole response document into bytes, once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ __all__ = [
     "parse",
     "loads",
     "dumps",
+    "Result",
+    "ErrorResponse",
+    "Response",
+    "encode",
     "error_response",
     "result_response",
     "encode_message_push",
@@ -45,7 +51,6 @@ class Call:
     params: list[Any] | dict[str, Any]
     id: Any
     notification: bool
-    request: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +151,20 @@ def _entry(obj: Any) -> Entry:
     method = obj.get("method")
     if not isinstance(method, str):
         return Invalid(rid, "method must be a string")
-    params = obj.get("params", [])
-    if not isinstance(params, (list, dict)):
-        return Invalid(rid, "params must be an array or an object")
-    extra = set(obj) - {"jsonrpc", "method", "params", "id"}
-    if extra:
+    if "params" in obj:
+        params = obj["params"]
+        if not isinstance(params, (list, dict)):
+            return Invalid(rid, "params must be an array or an object")
+        members = 3 + has_id
+    else:
+        params = []
+        members = 2 + has_id
+    # Allowed members: jsonrpc, method, params and id (spec section 4); counting them is
+    # cheaper than a set difference on every request.
+    if len(obj) != members:
+        extra = set(obj) - {"jsonrpc", "method", "params", "id"}
         return Invalid(rid, f"unexpected member(s): {', '.join(sorted(extra))}")
-    return Call(method, params, rid, not has_id, obj)
+    return Call(method, params, rid, not has_id)
 
 
 def parse(data: bytes | str) -> Parsed:
@@ -169,22 +181,65 @@ def parse(data: bytes | str) -> Parsed:
     return Parsed([_entry(doc)], batch=False)
 
 
-def error_response(rid: Any, code: int, data: Any = None, message: str | None = None) -> dict:
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A success response (spec section 5): ``result`` for the request ``id``."""
+
+    id: Any
+    result: Any
+
+    def wire(self) -> dict[str, Any]:
+        """The response object, ready for ``dumps``."""
+        return {"jsonrpc": "2.0", "result": self.result, "id": self.id}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """An error response (spec section 5.1); ``message`` defaults to the code's name."""
+
+    id: Any
+    code: int
+    data: Any = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.message:
+            object.__setattr__(self, "message", RPC_MESSAGES.get(self.code, "Server error"))
+
+    def wire(self) -> dict[str, Any]:
+        """The response object, ready for ``dumps``."""
+        error: dict[str, Any] = {"code": int(self.code), "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return {"jsonrpc": "2.0", "error": error, "id": self.id}
+
+
+Response = Result | ErrorResponse
+
+
+def encode(response: Response | list[Response]) -> bytes:
+    """Encode one response, or a batch's responses as one array (spec section 6).
+
+    Raises TypeError or ValueError for a result that JSON cannot hold (a bug upstream).
+    """
+    if isinstance(response, list):
+        return dumps([r.wire() for r in response])
+    return dumps(response.wire())
+
+
+def error_response(rid: Any, code: int, data: Any = None, message: str | None = None) -> dict[str, Any]:
     """A JSON-RPC error response object."""
-    error: dict[str, Any] = {"code": int(code), "message": message or RPC_MESSAGES.get(code, "Server error")}
-    if data is not None:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "error": error, "id": rid}
+    return ErrorResponse(rid, code, data, message or "").wire()
 
 
-def result_response(rid: Any, result: Any) -> dict:
+def result_response(rid: Any, result: Any) -> dict[str, Any]:
     """A JSON-RPC success response object."""
     return {"jsonrpc": "2.0", "result": result, "id": rid}
 
 
-def invalid_response(entry: Invalid) -> dict:
+def invalid_response(entry: Invalid) -> ErrorResponse:
     """The -32600 response for an invalid entry."""
-    return error_response(entry.id, RpcCode.INVALID_REQUEST, {"reason": entry.reason})
+    return ErrorResponse(entry.id, RpcCode.INVALID_REQUEST, {"reason": entry.reason})
 
 
 def encode_message_push(channel: str, data: Any, ts: float) -> bytes:

@@ -82,11 +82,11 @@ class MessagesSourceApp:
 
     def too_large(self) -> Response:
         limit = self.config.max_request_body
-        error = jsonrpc.error_response(
+        error = jsonrpc.ErrorResponse(
             None, RpcCode.LIMIT_EXCEEDED,
             {"limit": "max_request_body", "max": limit, "reason": f"request body over {limit} bytes"},
         )
-        return Response(413, jsonrpc.dumps(error), close=True)
+        return Response(413, jsonrpc.encode(error), close=True)
 
 
 class _DateHeader:
@@ -320,7 +320,7 @@ class HttpConnection:
             self.sock.sendall(memoryview(data)[sent:])
 
 
-class MessagesSourceServer(StreamServer):
+class MessagesSourceServer(StreamServer):  # type: ignore[misc]  # gevent is untyped
     """gevent StreamServer running an HttpConnection per accepted socket."""
 
     def __init__(self, listener: Any, app: MessagesSourceApp, idle_timeout: float) -> None:
