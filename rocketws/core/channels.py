@@ -25,6 +25,8 @@ def validate_channel(value: Any, max_length: int = DEFAULT_MAX_CHANNEL_LENGTH) -
         raise InvalidParams(
             {"param": "channel", "reason": f"longer than {max_length} characters"}
         )
-    if _CONTROL.search(value):
+    # isprintable() is False for every control character (and a few other characters),
+    # so the regular expression runs only for the rare names it cannot clear.
+    if not value.isprintable() and _CONTROL.search(value):
         raise InvalidParams({"param": "channel", "reason": "contains control characters"})
     return value

@@ -13,9 +13,11 @@ No JSON-RPC library is involved: see docs/protocol.md, "Dispatch".
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,7 @@ class Method:
     _names: tuple[str, ...] = field(init=False, repr=False)
     _defaults: tuple[Any, ...] = field(init=False, repr=False)
     _required: int = field(init=False, repr=False)
+    _by_name: Callable[[dict[str, Any]], Sequence[Any]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = tuple(p.name for p in self.params)
@@ -97,8 +100,16 @@ class Method:
         object.__setattr__(self, "_defaults", tuple(
             _ABSENT if p.required else p.default for p in self.params))
         object.__setattr__(self, "_required", required)
+        # All params by name in one C call (raises KeyError when one is absent).
+        if len(names) >= 2:
+            by_name: Callable[[dict[str, Any]], Sequence[Any]] = operator.itemgetter(*names)
+        elif names:
+            by_name = functools.partial(_one, operator.itemgetter(names[0]))
+        else:
+            by_name = _none
+        object.__setattr__(self, "_by_name", by_name)
 
-    def bind(self, params: list[Any] | dict[str, Any]) -> list[Any]:
+    def bind(self, params: list[Any] | dict[str, Any]) -> Sequence[Any]:
         """The positional arguments for ``func`` (after the context), from ``params``.
 
         By position or by name (spec section 4.2).  Raises InvalidParams (-32602) for a
@@ -116,8 +127,9 @@ class Method:
                 raise _missing(names[n])
             return params + list(self._defaults[n:])
         assert isinstance(params, dict)
+        args: Sequence[Any]
         try:
-            args = [params[name] for name in names]
+            args = self._by_name(params)
         except KeyError:
             args = [params.get(name, default) for name, default in zip(names, self._defaults, strict=True)]
             for name, arg in zip(names, args, strict=True):
@@ -130,6 +142,14 @@ class Method:
             unknown = sorted(set(params) - set(names))
             raise InvalidParams({"reason": f"unexpected param(s) for {self.name}: {', '.join(unknown)}"})
         return args
+
+
+def _one(get: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> tuple[Any]:
+    return (get(params),)
+
+
+def _none(_params: dict[str, Any]) -> tuple[()]:
+    return ()
 
 
 def _missing(name: str) -> InvalidParams:
