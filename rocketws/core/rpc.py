@@ -25,7 +25,7 @@ from rocketws.core import jsonrpc
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import InvalidParams, LimitExceeded, RpcError
-from rocketws.core.jsonrpc import Call, ErrorResponse, Invalid, Parsed, Response, Result
+from rocketws.core.jsonrpc import Call, ErrorResponse, Invalid, Parsed, Response, Result, new
 from rocketws.core.node import Node
 from rocketws.core.session import Session
 
@@ -320,7 +320,7 @@ def serve(entry: Call | Invalid, methods: Methods, context: Any) -> Response:
     if method is None:
         return _not_found(entry, methods)
     try:
-        return Result(entry.id, method.func(context, *method.bind(entry.params)))
+        return new(Result, (entry.id, method.func(context, *method.bind(entry.params))))
     except RpcError as exc:
         return ErrorResponse(entry.id, exc.code, exc.data, exc.message)
     except Exception:
