@@ -197,8 +197,8 @@ def parse(data: bytes | str) -> Parsed:
     if isinstance(doc, list):
         if not doc:
             return Parsed([Invalid(None, "empty batch")], batch=False)
-        return Parsed([_entry(item) for item in doc], batch=True)
-    return Parsed([_entry(doc)], batch=False)
+        return new(Parsed, ([_entry(item) for item in doc], True))
+    return new(Parsed, ([_entry(doc)], False))
 
 
 class Result(NamedTuple):
