@@ -50,7 +50,7 @@ def connection_class() -> Any:
     if _connection_class is None:
         redis = import_redis()
 
-        class GeventConnection(redis.connection.Connection):  # type: ignore[name-defined, misc]
+        class GeventConnection(redis.connection.Connection):  # type: ignore[name-defined, misc, unused-ignore]
             """A redis-py connection whose socket is a gevent socket."""
 
             def _connect(self) -> Any:

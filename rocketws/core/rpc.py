@@ -55,6 +55,8 @@ class Param:
     """One declared parameter: its name, a JSON Schema of its value, and a doc line.
 
     A param that is not ``required`` takes ``default`` when the caller leaves it out.
+    The schema describes the value; it is not checked on calls (the method checks the
+    values it must, e.g. channel names, with a precise ``data.reason``).
     """
 
     name: str
@@ -68,7 +70,7 @@ class Param:
 class Method:
     """A JSON-RPC method: ``func(context, *args)`` with ``args`` bound from ``params``.
 
-    ``rest``, when set, takes any further positional params (each matching its schema).
+    ``rest``, when set, takes any further positional params (each described by its schema).
     Construction checks that ``func``'s signature names exactly these params, so the
     declaration and the function cannot drift apart.  ``bind`` raises InvalidParams.
     """

@@ -336,7 +336,7 @@ class HttpConnection:
             self.sock.sendall(memoryview(data)[sent:])
 
 
-class MessagesSourceServer(StreamServer):  # type: ignore[misc]  # gevent is untyped
+class MessagesSourceServer(StreamServer):  # type: ignore[misc, unused-ignore]  # untyped in --strict
     """gevent StreamServer running an HttpConnection per accepted socket."""
 
     def __init__(self, listener: Any, app: MessagesSourceApp, idle_timeout: float) -> None:
