@@ -242,7 +242,9 @@ def encode(response: Response | list[Response]) -> bytes:
     Raises TypeError or ValueError for a result that JSON cannot hold (a bug upstream).
     """
     if isinstance(response, list):
-        return dumps([r.wire() for r in response])
+        # Result.wire() inlined for the common member: one call less per response.
+        return dumps([{"jsonrpc": "2.0", "result": r.result, "id": r.id} if type(r) is Result
+                      else r.wire() for r in response])
     return dumps(response.wire())
 
 
@@ -263,9 +265,11 @@ def invalid_response(entry: Invalid) -> ErrorResponse:
 
 def encode_message_push(channel: str, data: Any, ts: float) -> bytes:
     """The ``message`` notification pushed to a channel's subscribers."""
-    return dumps(
-        {"jsonrpc": "2.0", "method": "message", "params": {"channel": channel, "data": data, "ts": ts}}
-    )
+    push = {"jsonrpc": "2.0", "method": "message", "params": {"channel": channel, "data": data, "ts": ts}}
+    try:  # orjson directly: this runs once per emit
+        return orjson.dumps(push)
+    except TypeError:
+        return dumps(push)
 
 
 def encode_broadcast_push(data: Any, ts: float) -> bytes:
