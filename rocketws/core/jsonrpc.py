@@ -155,9 +155,22 @@ def _valid_id(value: Any) -> bool:
 _NO_ID: Any = object()
 
 
+_PARAMS_TYPES = frozenset((dict, list))
+_FAST_ID_TYPES = frozenset((int, str))  # not bool: type(True) is bool
+
+
 def _entry(obj: Any) -> Entry:
     # `type(x) is` checks: the decoders make exact dict/list/str/int objects, and these
-    # run on every request.
+    # run on every request.  First the common case, a complete request in one test.
+    if (
+        type(obj) is dict
+        and len(obj) == 4
+        and obj.get("jsonrpc") == "2.0"
+        and type(method := obj.get("method")) is str
+        and type(params := obj.get("params")) in _PARAMS_TYPES
+        and type(rid := obj.get("id")) in _FAST_ID_TYPES
+    ):
+        return new(Call, (method, params, rid, False))
     if type(obj) is not dict:
         return Invalid(None, f"request must be an object, got {type(obj).__name__}")
     rid = obj.get("id", _NO_ID)
