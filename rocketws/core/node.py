@@ -118,10 +118,12 @@ class Node:
     # -- BrokerHandler --------------------------------------------------------------
 
     def deliver(self, publication: Publication) -> int:
-        frame = text_frame(publication.payload)
-        if publication.channel is None:
-            return self.hub.broadcast(frame)
-        return self.hub.fan_out(publication.channel, frame, publication.skip)
+        channel = publication.channel
+        if channel is None:
+            return self.hub.broadcast(text_frame(publication.payload))
+        if not self.hub.count(channel):
+            return 0  # no local subscriber: no frame to build (common with many nodes)
+        return self.hub.fan_out(channel, text_frame(publication.payload), publication.skip)
 
     def local_channels(self) -> dict[str, int]:
         return self.hub.channels()
