@@ -47,3 +47,10 @@ def test_core_modules_import_no_socket_themselves() -> None:
             else:
                 continue
             assert not roots & banned, f"{path.name} imports {roots & banned}"
+
+
+def test_every_core_module_has_its_test_file() -> None:
+    # Tests mirror modules (STYLE.md): rocketws/core/x.py is tested in tests/test_x.py.
+    modules = [p.stem for p in (ROOT / "rocketws" / "core").glob("[!_]*.py")]
+    missing = [m for m in modules if not (ROOT / "tests" / f"test_{m}.py").exists()]
+    assert modules and not missing, f"core modules without tests/test_<module>.py: {missing}"
