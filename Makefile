@@ -10,6 +10,8 @@ WS_CONN ?=
 MS_CONN ?=
 CONN_FLAGS = $(strip $(if $(MS_CONN),--ms-conn=$(MS_CONN)) $(if $(WS_CONN),--ws-conn=$(WS_CONN)))
 
+LINTED := rocketws tests benchmarks manage.py settings.py  # mypy --strict: files in pyproject.toml
+
 .PHONY: run run_bg stop shell test lint docker sysdeps clean
 
 # System packages the test suite needs (installed with apt-get when missing; CI is root).
@@ -44,7 +46,8 @@ test: $(STAMP) sysdeps $(NODE_STAMP)
 	$(PY) manage.py tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rocketws tests manage.py settings.py
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 
 docker:

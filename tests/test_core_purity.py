@@ -1,8 +1,8 @@
 """The pure core imports no gevent, socket, redis or transport code.
 
-At run time ``socket`` does get loaded, by jsonrpcserver's package (it imports asyncio);
-so the run-time check covers the I/O libraries and adapters, and a static check proves
-no core module imports ``socket`` (or select/ssl) itself.
+The run-time check imports the core in a fresh interpreter and finds none of the I/O
+libraries or adapters loaded, not even ``socket``; a static check proves no core module
+imports them itself.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def test_core_modules_load_no_gevent_redis_or_adapters() -> None:
         "import sys\n"
         + "".join(f"import rocketws.{m}\n" for m in CORE)
         + "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('gevent', 'geventwebsocket', 'greenlet', 'redis', 'requests') "
+        "('gevent', 'geventwebsocket', 'greenlet', 'redis', 'requests', 'socket', 'select', 'ssl', "
+        "'asyncio', 'jsonrpcserver') "
         "or m.startswith(('rocketws.transports', 'rocketws.sources', 'rocketws.process')))\n"
         "print(','.join(bad))\n"
     )
@@ -46,3 +47,10 @@ def test_core_modules_import_no_socket_themselves() -> None:
             else:
                 continue
             assert not roots & banned, f"{path.name} imports {roots & banned}"
+
+
+def test_every_core_module_has_its_test_file() -> None:
+    # Tests mirror modules (STYLE.md): rocketws/core/x.py is tested in tests/test_x.py.
+    modules = [p.stem for p in (ROOT / "rocketws" / "core").glob("[!_]*.py")]
+    missing = [m for m in modules if not (ROOT / "tests" / f"test_{m}.py").exists()]
+    assert modules and not missing, f"core modules without tests/test_<module>.py: {missing}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.sync.client import connect
 
 from .support import ServerProcess, recv_json, request, subscribe, wait_until
@@ -125,9 +126,10 @@ def test_websockets_client_messages_flow_compressed_both_ways(compressing: Serve
     # message it sends; the server inflates them and compresses what it sends back.
     with connect(compressing.ws_url, open_timeout=10) as a, connect(compressing.ws_url, open_timeout=10) as b:
         for ws in (a, b):
+            assert ws.response is not None
             assert ws.response.headers["Sec-WebSocket-Extensions"] == ACCEPTED.split(": ", 1)[1]
             (ext,) = ws.protocol.extensions
-            assert ext.name == "permessage-deflate" and ext.remote_no_context_takeover
+            assert isinstance(ext, PerMessageDeflate) and ext.remote_no_context_takeover
             subscribe(ws, "both-ways")
         reply = request(a, "send_data", {"channel": "both-ways", "data": DATA})
         assert reply["result"] == {"channel": "both-ways", "delivered": 1}

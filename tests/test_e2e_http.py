@@ -88,7 +88,9 @@ def test_backend_available_channels_and_total_subscribers(server: ServerProcess)
         ("ping", {"x": 1}),
     ],
 )
-def test_backend_bad_params_is_32602_with_data(server: ServerProcess, method: str, params: dict[str, Any]) -> None:
+def test_backend_bad_params_is_32602_with_data(
+    server: ServerProcess, method: str, params: dict[str, Any]
+) -> None:
     error = server.call(method, params)["error"]
     assert error["code"] == -32602
     assert isinstance(error["data"], dict) and error["data"]
@@ -117,8 +119,12 @@ def test_http_any_content_type_is_parsed(server: ServerProcess) -> None:
 
 
 def test_http_errors_are_http_200(server: ServerProcess) -> None:
-    for body, code in ((b"{oops", -32700), (b"\xff\xfe", -32700), (b"[]", -32600),
-                       (b'{"jsonrpc":"2.0","method":"nope","id":1}', -32601)):
+    for body, code in (
+        (b"{oops", -32700),
+        (b"\xff\xfe", -32700),
+        (b"[]", -32600),
+        (b'{"jsonrpc":"2.0","method":"nope","id":1}', -32601),
+    ):
         resp = server.post(body)
         assert resp.status_code == 200
         assert resp.json()["error"]["code"] == code
@@ -134,7 +140,12 @@ def test_http_notifications_only_is_204(server: ServerProcess) -> None:
 def test_http_notification_emit_is_still_delivered(server: ServerProcess) -> None:
     with ws_connect(server.ws_url) as ws:
         subscribe(ws, "notif")
-        assert server.post({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "notif", "data": 9}}).status_code == 204
+        assert (
+            server.post(
+                {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "notif", "data": 9}}
+            ).status_code
+            == 204
+        )
         assert recv_json(ws)["params"]["data"] == 9
 
 
@@ -153,7 +164,9 @@ def test_http_unknown_path_is_404(server: ServerProcess) -> None:
 
 def test_http_body_over_limit_is_413(start_server: StartServer) -> None:
     srv = start_server(ROCKETWS_MAX_REQUEST_BODY="1000")
-    big = json.dumps({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "a", "data": "x" * 1000}, "id": 1})
+    big = json.dumps(
+        {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "a", "data": "x" * 1000}, "id": 1}
+    )
     resp = requests.post(srv.ms_url, data=big, timeout=10)
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == -32003
@@ -177,8 +190,10 @@ def test_http_health(server: ServerProcess) -> None:
 def test_http_batch_of_emits(server: ServerProcess) -> None:
     with ws_connect(server.ws_url) as ws:
         subscribe(ws, "batch-ch")
-        batch = [{"jsonrpc": "2.0", "method": "emit", "params": {"channel": "batch-ch", "data": i}, "id": i}
-                 for i in range(50)]
+        batch = [
+            {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "batch-ch", "data": i}, "id": i}
+            for i in range(50)
+        ]
         resp = server.post(batch).json()
         assert [r["result"]["delivered"] for r in resp] == [1] * 50
         assert [recv_json(ws)["params"]["data"] for _ in range(50)] == list(range(50))
@@ -213,45 +228,70 @@ def test_http_keepalive_posts_do_not_stall(server: ServerProcess) -> None:
 # -- JSON-RPC 2.0 specification, section 7, verbatim ------------------------------------
 
 SPEC_EXAMPLES = [
-    ('{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
-     {"jsonrpc": "2.0", "result": 19, "id": 1}),
-    ('{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
-     {"jsonrpc": "2.0", "result": -19, "id": 2}),
-    ('{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}',
-     {"jsonrpc": "2.0", "result": 19, "id": 3}),
-    ('{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}',
-     {"jsonrpc": "2.0", "result": 19, "id": 4}),
+    (
+        '{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
+        {"jsonrpc": "2.0", "result": 19, "id": 1},
+    ),
+    (
+        '{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
+        {"jsonrpc": "2.0", "result": -19, "id": 2},
+    ),
+    (
+        '{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}',
+        {"jsonrpc": "2.0", "result": 19, "id": 3},
+    ),
+    (
+        '{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}',
+        {"jsonrpc": "2.0", "result": 19, "id": 4},
+    ),
     ('{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}', None),
     ('{"jsonrpc": "2.0", "method": "foobar"}', None),
-    ('{"jsonrpc": "2.0", "method": "foobar", "id": "1"}',
-     {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}),
-    ('{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
-     {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None}),
-    ('{"jsonrpc": "2.0", "method": 1, "params": "bar"}',
-     {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}),
-    ('[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]',
-     {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None}),
+    (
+        '{"jsonrpc": "2.0", "method": "foobar", "id": "1"}',
+        {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"},
+    ),
+    (
+        '{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
+        {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None},
+    ),
+    (
+        '{"jsonrpc": "2.0", "method": 1, "params": "bar"}',
+        {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None},
+    ),
+    (
+        '[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]',
+        {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None},
+    ),
     ("[]", {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}),
     ("[1]", [{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}]),
-    ("[1,2,3]", [{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}] * 3),
-    ("""[
+    (
+        "[1,2,3]",
+        [{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}] * 3,
+    ),
+    (
+        """[
         {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
         {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},
         {"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},
         {"foo": "boo"},
         {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
         {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
-    ]""", [
-        {"jsonrpc": "2.0", "result": 7, "id": "1"},
-        {"jsonrpc": "2.0", "result": 19, "id": "2"},
-        {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None},
-        {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},
-        {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"},
-    ]),
-    ("""[
+    ]""",
+        [
+            {"jsonrpc": "2.0", "result": 7, "id": "1"},
+            {"jsonrpc": "2.0", "result": 19, "id": "2"},
+            {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None},
+            {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},
+            {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"},
+        ],
+    ),
+    (
+        """[
         {"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},
         {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}
-    ]""", None),
+    ]""",
+        None,
+    ),
 ]
 
 
@@ -290,10 +330,16 @@ def _raw(server: ServerProcess, data: bytes, until_close: bool = True) -> bytes:
 
 
 def test_http_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
-    reqs = b"".join(
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
-        for b in (b'{"jsonrpc":"2.0","method":"ping","id":1}', b'{"jsonrpc":"2.0","method":"ping","id":2}')
-    ) + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    reqs = (
+        b"".join(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+            for b in (
+                b'{"jsonrpc":"2.0","method":"ping","id":1}',
+                b'{"jsonrpc":"2.0","method":"ping","id":2}',
+            )
+        )
+        + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     out = _raw(server, reqs)
     assert out.count(b"HTTP/1.1 200 OK") == 3
     assert out.index(b'"id":1') < out.index(b'"id":2') < out.index(b'"status":"ok"')
@@ -301,10 +347,14 @@ def test_http_pipelined_requests_are_answered_in_order(server: ServerProcess) ->
 
 
 def test_http_expect_100_continue(server: ServerProcess) -> None:
-    body = json.dumps({"jsonrpc": "2.0", "method": "emit", "params": {"channel": "e", "data": "x" * 2000}, "id": 1}).encode()
+    body = json.dumps(
+        {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "e", "data": "x" * 2000}, "id": 1}
+    ).encode()
     host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
         assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
         out = b""
@@ -314,10 +364,14 @@ def test_http_expect_100_continue(server: ServerProcess) -> None:
 
 
 def test_http_10_and_chunked_bodies(server: ServerProcess) -> None:
-    out = _raw(server, b'POST / HTTP/1.0\r\nContent-Length: 40\r\n\r\n{"jsonrpc":"2.0","method":"ping","id":1}')
+    out = _raw(
+        server, b'POST / HTTP/1.0\r\nContent-Length: 40\r\n\r\n{"jsonrpc":"2.0","method":"ping","id":1}'
+    )
     assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b'"id":1}')  # then the server closes
-    chunked = b'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n' \
-              b'14\r\n{"jsonrpc":"2.0","me\r\n14\r\nthod":"ping","id":7}\r\n0\r\n\r\n'
+    chunked = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b'14\r\n{"jsonrpc":"2.0","me\r\n14\r\nthod":"ping","id":7}\r\n0\r\n\r\n'
+    )
     assert _raw(server, chunked).endswith(b'{"jsonrpc":"2.0","result":"pong","id":7}')
 
 
@@ -346,11 +400,15 @@ def test_http_head_and_query_on_health(server: ServerProcess) -> None:
 
 def test_http_requests_before_a_malformed_one_are_answered_first(server: ServerProcess) -> None:
     good = b'{"jsonrpc":"2.0","method":"ping","id":"first"}'
-    out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%sBAD\r\n\r\n" % (len(good), good))
+    out = _raw(
+        server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%sBAD\r\n\r\n" % (len(good), good)
+    )
     assert out.startswith(b"HTTP/1.1 200 OK") and b'"id":"first"' in out
     assert out.index(b'"id":"first"') < out.index(b"HTTP/1.1 400 ")
     upgrade = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-    out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s%s" % (len(good), good, upgrade))
+    out = _raw(
+        server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s%s" % (len(good), good, upgrade)
+    )
     assert out.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 " in out.split(b'"id":"first"}', 1)[1]
 
 
@@ -359,8 +417,10 @@ def test_http_pipelined_expect_100_continue(server: ServerProcess) -> None:
     body = b'{"jsonrpc":"2.0","method":"ping","id":2}'
     host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(ping), ping)
-                     + b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(ping), ping)
+            + b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
         out = b""
         while b"100 Continue" not in out:
             out += sock.recv(65536)
@@ -376,9 +436,11 @@ def test_lone_surrogates_are_parse_errors_on_both_paths(server: ServerProcess, w
     bad = '"\\ud800 12345678901234567890"'  # a 20-digit run takes the stdlib decoder path
     params = {"channel": "c", "data": 1}
     doc = json.dumps({"jsonrpc": "2.0", "method": "emit", "params": params, "id": 1})
-    doc = {"id": doc.replace('"id": 1', f'"id": {bad}'),
-           "channel": doc.replace('"channel": "c"', f'"channel": {bad}'),
-           "data": doc.replace('"data": 1', f'"data": {bad}')}[where]
+    doc = {
+        "id": doc.replace('"id": 1', f'"id": {bad}'),
+        "channel": doc.replace('"channel": "c"', f'"channel": {bad}'),
+        "data": doc.replace('"data": 1', f'"data": {bad}'),
+    }[where]
     resp = server.post(doc.encode())
     assert resp.status_code == 200 and resp.json()["error"]["code"] == -32700
     with ws_connect(server.ws_url) as ws:

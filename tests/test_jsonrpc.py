@@ -1,4 +1,4 @@
-"""Unit tests of the JSON-RPC codec (rocketws.protocol)."""
+"""Unit tests of the JSON-RPC codec (rocketws.core.jsonrpc)."""
 
 from __future__ import annotations
 
@@ -71,13 +71,61 @@ def test_big_integers_round_trip_exactly() -> None:
 
 def test_encode_pushes() -> None:
     message = json.loads(jsonrpc.encode_message_push("chat", {"a": [1]}, 12.5))
-    assert message == {"jsonrpc": "2.0", "method": "message",
-                       "params": {"channel": "chat", "data": {"a": [1]}, "ts": 12.5}}
+    assert message == {
+        "jsonrpc": "2.0",
+        "method": "message",
+        "params": {"channel": "chat", "data": {"a": [1]}, "ts": 12.5},
+    }
     broadcast = json.loads(jsonrpc.encode_broadcast_push(None, 1.0))
     assert broadcast == {"jsonrpc": "2.0", "method": "broadcast", "params": {"data": None, "ts": 1.0}}
 
 
 def test_error_response_shape() -> None:
     assert jsonrpc.error_response(None, -32600) == {
-        "jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}
+        "jsonrpc": "2.0",
+        "error": {"code": -32600, "message": "Invalid Request"},
+        "id": None,
+    }
     assert jsonrpc.error_response(3, -32001, {"channel": "c"})["error"]["data"] == {"channel": "c"}
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        '{"id": 18446744073709551616}',  # 2**64: 20 digits
+        '[1, {"id": -123456789012345678901234567890}]',
+        '{"id": 12345678901234567890123}',
+    ],
+)
+def test_integers_over_64_bits_stay_exact_from_bytes_and_text(doc: str) -> None:
+    assert jsonrpc.loads(doc) == json.loads(doc)
+    assert jsonrpc.loads(doc.encode()) == json.loads(doc)
+
+
+def test_long_digit_run_inside_a_string_is_still_decoded() -> None:
+    doc = '{"data": "12345678901234567890", "n": 1234567890123456789}'
+    assert jsonrpc.loads(doc) == {"data": "12345678901234567890", "n": 1234567890123456789}
+
+
+def test_encode_one_response_and_a_batch() -> None:
+    assert jsonrpc.encode(jsonrpc.Result(1, "pong")) == b'{"jsonrpc":"2.0","result":"pong","id":1}'
+    batch: list[jsonrpc.Response] = [
+        jsonrpc.Result("a", [1]),
+        jsonrpc.ErrorResponse(None, -32600, {"reason": "x"}),
+    ]
+    assert json.loads(jsonrpc.encode(batch)) == [
+        {"jsonrpc": "2.0", "result": [1], "id": "a"},
+        {
+            "jsonrpc": "2.0",
+            "error": {"code": -32600, "message": "Invalid Request", "data": {"reason": "x"}},
+            "id": None,
+        },
+    ]
+    big = 123456789012345678901234567890
+    assert jsonrpc.encode(jsonrpc.Result(big, None)) == b'{"jsonrpc":"2.0","result":null,"id":%d}' % big
+
+
+def test_error_response_message_defaults_to_the_code_name() -> None:
+    assert jsonrpc.ErrorResponse(1, -32601).message == "Method not found"
+    assert jsonrpc.ErrorResponse(1, -32099).message == "Server error"
+    assert jsonrpc.ErrorResponse(1, -32001, None, "custom").message == "custom"

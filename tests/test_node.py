@@ -1,4 +1,4 @@
-"""Unit tests of the Node with the memory broker, and of rpc.dispatch (pure core)."""
+"""Unit tests of the Node with the memory broker (pure core)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from rocketws.brokers import MemoryBroker, Publication
-from rocketws.core import rpc
 from rocketws.core.channels import Namespace, Namespaces
 from rocketws.core.deflate import Deflater
 from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
@@ -98,38 +97,6 @@ def test_node_notify_all_and_stats(node: Node) -> None:
     assert frames(b) == [{"jsonrpc": "2.0", "method": "broadcast", "params": {"data": "hey", "ts": 42.0}}]
     assert node.available_channels() == ["c", "z"]
     assert node.total_subscribers() == 2 and node.total_subscribers("c") == 1
-
-
-def test_rpc_dispatch_client_methods(node: Node) -> None:
-    s = session(node)
-    ctx = rpc.ClientContext(node, s)
-    out = rpc.dispatch(
-        '[{"jsonrpc":"2.0","method":"subscribe","params":["c"],"id":1},'
-        '{"jsonrpc":"2.0","method":"subscriptions","id":2},'
-        '{"jsonrpc":"2.0","method":"heartbeat"}]',
-        rpc.client_methods,
-        ctx,
-    )
-    assert out is not None
-    assert json.loads(out) == [
-        {"jsonrpc": "2.0", "result": {"channel": "c", "subscribed": True}, "id": 1},
-        {"jsonrpc": "2.0", "result": ["c"], "id": 2},
-    ]
-    assert rpc.dispatch('{"jsonrpc":"2.0","method":"ping"}', rpc.client_methods, ctx) is None
-
-
-def test_rpc_dispatch_internal_error_is_32603_without_details(
-    node: Node, caplog: pytest.LogCaptureFixture
-) -> None:
-    @rpc.rpc_method
-    def broken(_ctx: object) -> None:
-        raise KeyError("secret detail")
-
-    reply = rpc.dispatch('{"jsonrpc":"2.0","method":"broken","id":1}', {"broken": broken}, None)
-    assert reply is not None
-    out = json.loads(reply)
-    assert out["error"]["code"] == -32603 and "secret" not in json.dumps(out)
-    assert "Traceback" in caplog.text and "secret detail" in caplog.text
 
 
 def test_node_namespace_without_send_data_refuses_it_before_the_subscription_check() -> None:

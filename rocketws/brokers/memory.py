@@ -20,7 +20,10 @@ class MemoryBroker:
         return self._handler
 
     def publish(self, publication: Publication) -> int:
-        return self._node().deliver(publication)
+        handler = self._handler  # inlined _node(): this runs on every emit
+        if handler is None:
+            raise RuntimeError("MemoryBroker used before start()")
+        return handler.deliver(publication)
 
     def subscribe(self, channel: str) -> None:
         pass  # every local channel is delivered locally

@@ -29,7 +29,9 @@ def validate_channel(value: Any, max_length: int) -> str:
         raise InvalidParams({"param": "channel", "reason": "must not be empty"})
     if len(value) > max_length:
         raise InvalidParams({"param": "channel", "reason": f"longer than {max_length} characters"})
-    if _CONTROL.search(value):
+    # isprintable() is False for every control character (and a few other characters),
+    # so the regular expression runs only for the rare names it cannot clear.
+    if not value.isprintable() and _CONTROL.search(value):
         raise InvalidParams({"param": "channel", "reason": "contains control characters"})
     return value
 

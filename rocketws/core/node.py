@@ -130,13 +130,15 @@ class Node:
     # -- BrokerHandler --------------------------------------------------------------
 
     def deliver(self, publication: Publication) -> int:
-        payload = publication.payload
+        channel, payload = publication.channel, publication.payload
+        if channel is not None and not self.hub.count(channel):
+            return 0  # no local subscriber: no frame to build (common with many nodes)
         frame = text_frame(payload)
         deflater = self.deflater
         deflated = None if deflater is None else lambda: deflater.frame(payload, frame)
-        if publication.channel is None:
+        if channel is None:
             return self.hub.broadcast(frame, deflated)
-        return self.hub.fan_out(publication.channel, frame, publication.skip, deflated)
+        return self.hub.fan_out(channel, frame, publication.skip, deflated)
 
     def reply_frame(self, session: Session, payload: bytes) -> bytes:
         """The frame of a reply to ``session`` (compressed if it negotiated that)."""

@@ -1,9 +1,14 @@
-"""JSON-RPC method tables and dispatch.
+"""JSON-RPC method tables and dispatch: typed calls in, typed responses out.
 
-Two tables: ``client_methods`` (called by WebSocket clients, context ``ClientContext``)
-and ``backend_methods`` (called on the MessagesSource, context ``Node``).  Dispatch of
-each valid request goes through jsonrpcserver with its schema validation off:
-:mod:`rocketws.protocol` has already checked the request shape per batch member.
+Each method is declared once, as a ``Method`` (name, function, ``Param`` tuple, summary,
+result schema); argument binding, ``-32602`` errors and ``describe`` all read that one
+declaration.  Two tables: ``client_methods`` (WebSocket clients, ``ClientContext``) and
+``backend_methods`` (MessagesSource and Redis message source, ``BackendContext``).
+
+``dispatch`` is the byte-level edge (parse, serve, encode the whole response document
+once); ``serve`` answers one parsed entry and ``dispatch_parsed`` a whole parsed
+document, for callers that already hold a ``jsonrpc.Parsed`` (the Redis source).
+No JSON-RPC library is involved: see docs/protocol.md, "Dispatch".
 """
 
 from __future__ import annotations
@@ -11,224 +16,426 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-
-from jsonrpcserver import Error, Success, dispatch_to_response
-from jsonrpcserver.response import to_serializable_one
 
 from rocketws.core import jsonrpc
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import InvalidParams, LimitExceeded, RpcError
+from rocketws.core.jsonrpc import Call, ErrorResponse, Invalid, Parsed, Response, Result, new
 from rocketws.core.node import Node
 from rocketws.core.session import Session
 
+__all__ = [
+    "Param",
+    "Method",
+    "Methods",
+    "table",
+    "describe",
+    "ClientContext",
+    "BackendContext",
+    "client_methods",
+    "backend_methods",
+    "dispatch",
+    "dispatch_parsed",
+    "serve",
+    "InvalidParams",
+]
+
 logger = logging.getLogger(__name__)
 
-Methods = dict[str, Callable[..., Any]]
+_ABSENT: Any = object()  # the default of a required Param: there is none
 
 
 @dataclass(frozen=True, slots=True)
-class ClientContext:
-    """What a client method sees: the node and the caller's session."""
+class Param:
+    """One declared parameter: its name, a JSON Schema of its value, and a doc line.
 
-    node: Node
-    session: Session
-    max_channel_length: int = 255
+    A param that is not ``required`` takes ``default`` when the caller leaves it out.
+    The schema describes the value; it is not checked on calls (the method checks the
+    values it must, e.g. channel names, with a precise ``data.reason``).
+    """
+
+    name: str
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    required: bool = True
+    doc: str = ""
+    default: Any = None
 
 
-def rpc_method(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Adapt a plain function to jsonrpcserver: RpcError -> error, bug -> -32603."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Method:
+    """A JSON-RPC method: ``func(context, *args)`` with ``args`` bound from ``params``.
 
-    @functools.wraps(func)
-    def method(*args: Any, **kwargs: Any) -> Any:
+    ``rest``, when set, takes any further positional params (each described by its schema).
+    Construction checks that ``func``'s signature names exactly these params, so the
+    declaration and the function cannot drift apart.  ``bind`` raises InvalidParams.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    params: tuple[Param, ...] = ()
+    summary: str = ""
+    result: Mapping[str, Any] = field(default_factory=dict)
+    rest: Param | None = None
+    # Derived once, for ``bind``:
+    _names: tuple[str, ...] = field(init=False, repr=False)
+    _defaults: tuple[Any, ...] = field(init=False, repr=False)
+    _required: int = field(init=False, repr=False)
+    _by_name: Callable[[dict[str, Any]], Sequence[Any]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(p.name for p in self.params)
+        required = sum(p.required for p in self.params)
+        if any(p.required for p in self.params[required:]):
+            raise TypeError(f"{self.name}: required params must come before optional ones")
+        signature = list(inspect.signature(self.func).parameters.values())[1:]  # after ctx
+        declared = [p.name for p in signature if p.kind is not p.VAR_POSITIONAL]
+        variadic = any(p.kind is p.VAR_POSITIONAL for p in signature)
+        if tuple(declared) != names or variadic != (self.rest is not None):
+            raise TypeError(
+                f"{self.name}: {self.func.__name__}{inspect.signature(self.func)} "
+                f"does not match the declared params {names}"
+            )
+        object.__setattr__(self, "_names", names)
+        object.__setattr__(
+            self, "_defaults", tuple(_ABSENT if p.required else p.default for p in self.params)
+        )
+        object.__setattr__(self, "_required", required)
+        # All params by name in one C call (raises KeyError when one is absent).
+        if len(names) >= 2:
+            by_name: Callable[[dict[str, Any]], Sequence[Any]] = operator.itemgetter(*names)
+        elif names:
+            by_name = functools.partial(_one, operator.itemgetter(names[0]))
+        else:
+            by_name = _none
+        object.__setattr__(self, "_by_name", by_name)
+
+    def bind(self, params: list[Any] | dict[str, Any]) -> Sequence[Any]:
+        """The positional arguments for ``func`` (after the context), from ``params``.
+
+        By position or by name (spec section 4.2).  Raises InvalidParams (-32602) for a
+        missing required param, too many positional params, or an unknown name.
+        """
+        names = self._names
+        if type(params) is list:
+            n = len(params)
+            if n == len(names) or (n > len(names) and self.rest is not None):
+                return params
+            if n > len(names):
+                raise InvalidParams(
+                    {"reason": f"too many positional params: {self.name} takes at most {len(names)}, got {n}"}
+                )
+            if n < self._required:
+                raise _missing(names[n])
+            return params + list(self._defaults[n:])
+        assert isinstance(params, dict)
+        args: Sequence[Any]
         try:
-            return Success(func(*args, **kwargs))
-        except RpcError as exc:
-            return Error(exc.code, exc.message, exc.data)
-        except Exception:
-            logger.exception("internal error in JSON-RPC method %r", func.__name__)
-            return Error(RpcCode.INTERNAL_ERROR, "Internal error", {"reason": "internal server error"})
+            args = self._by_name(params)
+        except KeyError:
+            args = [params.get(name, default) for name, default in zip(names, self._defaults, strict=True)]
+            for name, arg in zip(names, args, strict=True):
+                if arg is _ABSENT:
+                    raise _missing(name) from None
+            given = sum(name in params for name in names)
+        else:
+            given = len(names)
+        if len(params) != given:
+            unknown = sorted(set(params) - set(names))
+            raise InvalidParams({"reason": f"unexpected param(s) for {self.name}: {', '.join(unknown)}"})
+        return args
 
-    # jsonrpcserver checks params with inspect.signature(method).bind() on every call;
-    # computing the signature once here makes that lookup free (about 60% of its cost).
-    method.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
-    return method
 
+def _one(get: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> tuple[Any]:
+    return (get(params),)
+
+
+def _none(_params: dict[str, Any]) -> tuple[()]:
+    return ()
+
+
+def _missing(name: str) -> InvalidParams:
+    return InvalidParams({"param": name, "reason": f"missing required param {name!r}"})
+
+
+Methods = dict[str, Method]
+
+
+def table(*methods: Method) -> Methods:
+    """A method table: name -> Method."""
+    return {m.name: m for m in methods}
+
+
+def describe(methods: Methods) -> list[dict[str, Any]]:
+    """Each method's name, summary, params (as JSON Schema) and result, sorted by name.
+
+    The shape follows OpenRPC's Method and ContentDescriptor objects, so a later OpenRPC
+    document can be built from it.
+    """
+    out = []
+    for m in sorted(methods.values(), key=lambda m: m.name):
+        params = [_describe_param(p) for p in m.params]
+        if m.rest is not None:
+            params.append({**_describe_param(m.rest), "required": False, "variadic": True})
+        out.append(
+            {
+                "name": m.name,
+                "summary": m.summary,
+                "paramStructure": "either",
+                "params": params,
+                "result": {"name": "result", "schema": dict(m.result)},
+            }
+        )
+    return out
+
+
+def _describe_param(p: Param) -> dict[str, Any]:
+    schema = dict(p.schema)
+    if not p.required and p.default is not None:
+        schema["default"] = p.default
+    return {"name": p.name, "summary": p.doc, "required": p.required, "schema": schema}
+
+
+# -- shared declarations --------------------------------------------------------------
+
+_CHANNEL = Param(
+    "channel",
+    {"type": "string", "minLength": 1},
+    doc="channel name: no control characters, at most MAX_CHANNEL_LENGTH characters",
+)
+_DATA = Param("data", doc="any JSON value, pushed as is")
+_DELIVERED = {"type": "integer", "minimum": 0}
+_CHANNELS = {"type": "array", "items": {"type": "string"}}
+
+
+def ping(_ctx: object) -> str:
+    return "pong"
+
+
+_PING = Method("ping", ping, summary="Liveness check.", result={"const": "pong"})
 
 # -- client methods (WebSocket) -------------------------------------------------------
 
 
-def _channel(ctx: ClientContext, channel: Any) -> str:
-    return validate_channel(channel, ctx.max_channel_length)
+@dataclass(frozen=True, slots=True)
+class ClientContext:
+    """What a client method sees: the node, the caller's session, the channel-name limit."""
+
+    node: Node
+    session: Session
+    max_channel_length: int
 
 
-@rpc_method
 def subscribe(ctx: ClientContext, channel: Any) -> dict[str, Any]:
-    ctx.node.subscribe(ctx.session, _channel(ctx, channel))
+    ctx.node.subscribe(ctx.session, validate_channel(channel, ctx.max_channel_length))
     return {"channel": channel, "subscribed": True}
 
 
-@rpc_method
 def unsubscribe(ctx: ClientContext, channel: Any) -> dict[str, Any]:
-    ctx.node.unsubscribe(ctx.session, _channel(ctx, channel))
+    ctx.node.unsubscribe(ctx.session, validate_channel(channel, ctx.max_channel_length))
     return {"channel": channel, "subscribed": False}
 
 
-@rpc_method
 def send_data(ctx: ClientContext, channel: Any, data: Any) -> dict[str, Any]:
-    delivered = ctx.node.send_data(ctx.session, _channel(ctx, channel), data)
-    return {"channel": channel, "delivered": delivered}
+    name = validate_channel(channel, ctx.max_channel_length)
+    return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data)}
 
 
-@rpc_method
 def subscriptions(ctx: ClientContext) -> list[str]:
     return sorted(ctx.session.channels)
 
 
-@rpc_method
-def ping(_ctx: Any) -> str:
-    return "pong"
-
-
-@rpc_method
 def heartbeat(_ctx: ClientContext) -> dict[str, str]:
     return {"heartbeat": "ok"}
 
 
-client_methods: Methods = {
-    "subscribe": subscribe,
-    "unsubscribe": unsubscribe,
-    "send_data": send_data,
-    "subscriptions": subscriptions,
-    "ping": ping,
-    "heartbeat": heartbeat,
-}
+def _subscribed(value: bool) -> dict[str, Any]:
+    return {"type": "object", "properties": {"channel": {"type": "string"}, "subscribed": {"const": value}}}
+
+
+client_methods: Methods = table(
+    Method(
+        "subscribe",
+        subscribe,
+        (_CHANNEL,),
+        "Subscribe this connection to a channel (idempotent).",
+        _subscribed(True),
+    ),
+    Method(
+        "unsubscribe",
+        unsubscribe,
+        (_CHANNEL,),
+        "Unsubscribe from a channel (idempotent).",
+        _subscribed(False),
+    ),
+    Method(
+        "send_data",
+        send_data,
+        (_CHANNEL, _DATA),
+        "Publish to the other subscribers of a channel this connection is in.",
+        {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+    ),
+    Method("subscriptions", subscriptions, (), "This connection's channels, sorted.", _CHANNELS),
+    _PING,
+    Method(
+        "heartbeat",
+        heartbeat,
+        (),
+        "Liveness check (RocketWS 0.2 compatibility).",
+        {"type": "object", "properties": {"heartbeat": {"const": "ok"}}},
+    ),
+)
 
 # -- backend methods (MessagesSource) -------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class BackendContext:
-    """What a backend method sees."""
+    """What a backend method sees: the node and the channel-name limit."""
 
     node: Node
-    max_channel_length: int = 255
+    max_channel_length: int
 
 
-@rpc_method
 def emit(ctx: BackendContext, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
     return {"channel": name, "delivered": ctx.node.emit(name, data)}
 
 
-@rpc_method
 def notify_all(ctx: BackendContext, data: Any) -> dict[str, int]:
     return {"delivered": ctx.node.notify_all(data)}
 
 
-@rpc_method
 def available_channels(ctx: BackendContext) -> list[str]:
     return ctx.node.available_channels()
 
 
-@rpc_method
-def total_subscribers(ctx: BackendContext, channel: Any = None) -> int:
+def total_subscribers(ctx: BackendContext, channel: Any) -> int:
     if channel is None:
         return ctx.node.total_subscribers()
     return ctx.node.total_subscribers(validate_channel(channel, ctx.max_channel_length))
 
 
-backend_methods: Methods = {
-    "emit": emit,
-    "notify_all": notify_all,
-    "available_channels": available_channels,
-    "total_subscribers": total_subscribers,
-    "ping": ping,
-}
+backend_methods: Methods = table(
+    Method(
+        "emit",
+        emit,
+        (_CHANNEL, _DATA),
+        "Push data to every subscriber of a channel.",
+        {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+    ),
+    Method(
+        "notify_all",
+        notify_all,
+        (_DATA,),
+        "Push data once to every open connection.",
+        {"type": "object", "properties": {"delivered": _DELIVERED}},
+    ),
+    Method(
+        "available_channels",
+        available_channels,
+        (),
+        "Channels with at least one subscriber, sorted.",
+        _CHANNELS,
+    ),
+    Method(
+        "total_subscribers",
+        total_subscribers,
+        (
+            Param(
+                "channel",
+                {"type": ["string", "null"]},
+                required=False,
+                doc="count this channel's subscribers; absent or null: open connections",
+            ),
+        ),
+        "Subscribers of a channel, or open connections.",
+        _DELIVERED,
+    ),
+    _PING,
+)
 
 _BACKEND_ONLY = frozenset(backend_methods) - frozenset(client_methods)
 
 # -- dispatch -------------------------------------------------------------------------
 
-
-def _identity(value: Any) -> Any:
-    return value
+_INTERNAL = {"reason": "internal server error"}
 
 
-def _accept(_value: Any) -> None:
-    return None
+def serve(entry: Call | Invalid, methods: Methods, context: Any) -> Response:
+    """Run one entry and return its outcome, a notification's included.
+
+    Never raises: an unknown method is -32601, bad params -32602, an RpcError its own
+    code, any other exception -32603 (a bug: logged with its traceback, no detail sent).
+    The caller drops a notification's outcome (spec section 4.1).
+    """
+    if isinstance(entry, Invalid):
+        return jsonrpc.invalid_response(entry)
+    method = methods.get(entry.method)
+    if method is None:
+        return _not_found(entry, methods)
+    try:
+        return new(Result, (entry.id, method.func(context, *method.bind(entry.params))))
+    except RpcError as exc:
+        return ErrorResponse(entry.id, exc.code, exc.data, exc.message)
+    except Exception:
+        logger.exception("internal error in JSON-RPC method %r", entry.method)
+        return ErrorResponse(entry.id, RpcCode.INTERNAL_ERROR, _INTERNAL)
 
 
-def _normalise(response: dict, methods: Methods) -> dict:
-    """Give jsonrpcserver's own errors a ``data`` object, like ours."""
-    error = response.get("error")
-    if error is None:
-        return response
-    data = error.get("data")
-    if error["code"] == RpcCode.METHOD_NOT_FOUND and not isinstance(data, dict):
-        detail: dict[str, Any] = {"method": data}
-        if data in _BACKEND_ONLY and methods is client_methods:
-            detail["reason"] = "backend-only method: call it on the MessagesSource (HTTP)"
-        error["data"] = detail
-    elif error["code"] == RpcCode.INVALID_PARAMS and not isinstance(data, dict):
-        error["data"] = {"reason": str(data)}
-    return response
+def _not_found(call: Call, methods: Methods) -> ErrorResponse:
+    data: dict[str, Any] = {"method": call.method}
+    if methods is client_methods and call.method in _BACKEND_ONLY:
+        data["reason"] = "backend-only method: call it on the MessagesSource (HTTP)"
+    return ErrorResponse(call.id, RpcCode.METHOD_NOT_FOUND, data)
 
 
-def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch: int = 1000) -> bytes | None:
+def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Response]:
+    """Run every entry of a parsed document; return the responses due, in order.
+
+    Notifications are run too but get no response; invalid entries and requests get one
+    each (spec sections 4.1 and 6).  The batch-size limit is the caller's.
+    """
+    responses: list[Response] = []
+    for entry in parsed.entries:
+        response = serve(entry, methods, context)
+        if isinstance(entry, Invalid) or not entry.notification:
+            responses.append(response)
+    return responses
+
+
+def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch_size: int) -> bytes | None:
     """Answer one JSON-RPC document; return the response bytes, or None when none is due.
 
-    Never raises for bad input: parse errors, invalid requests, unknown methods and bad
-    params all become JSON-RPC error responses as the spec prescribes.
+    Never raises for bad input: parse errors (-32700), invalid requests (-32600), a batch
+    over ``max_batch_size`` (one -32003, id null), unknown methods and bad params all
+    become error responses as the spec prescribes.
     """
     try:
         parsed = jsonrpc.parse(data)
     except jsonrpc.ParseError as exc:
-        return jsonrpc.dumps(jsonrpc.error_response(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
-    if parsed.batch and len(parsed.entries) > max_batch:
-        exc_ = LimitExceeded({"limit": "max_batch_size", "max": max_batch, "reason": "batch too large"})
-        return jsonrpc.dumps(jsonrpc.error_response(None, exc_.code, exc_.data))
-    calls = [e for e in parsed.entries if isinstance(e, jsonrpc.Call)]
-    answers: Any = None
-    if calls:
-        # One jsonrpcserver batch for all valid calls: its per-document overhead once.
-        answers = dispatch_to_response(
-            [c.request for c in calls],  # type: ignore[arg-type]  # already parsed
-            methods,
-            context=context,
-            deserializer=_identity,
-            validator=_accept,  # type: ignore[arg-type]
-            post_process=to_serializable_one,
-        )
-    if isinstance(answers, dict):  # jsonrpcserver's own failure: one error for all
-        answers = [answers] * sum(not c.notification for c in calls)
-    pending = iter(answers or ())
-    responses = []
-    for entry in parsed.entries:
-        if isinstance(entry, jsonrpc.Invalid):
-            responses.append(jsonrpc.invalid_response(entry))
-        elif not entry.notification:
-            responses.append(_normalise(next(pending), methods))
-    if not responses:
-        return None
+        return jsonrpc.encode(ErrorResponse(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
+    if not parsed.batch:
+        entry = parsed.entries[0]
+        response = serve(entry, methods, context)
+        if isinstance(entry, Call) and entry.notification:
+            return None  # executed, never answered (spec section 4.1)
+        return _encode(response)
+    if len(parsed.entries) > max_batch_size:
+        limit = LimitExceeded({"limit": "max_batch_size", "max": max_batch_size, "reason": "batch too large"})
+        return jsonrpc.encode(ErrorResponse(None, limit.code, limit.data))
+    responses = dispatch_parsed(parsed, methods, context)
+    # A batch of only notifications is answered with nothing at all (spec section 6).
+    return _encode(responses) if responses else None
+
+
+def _encode(response: Response | list[Response]) -> bytes:
     try:
-        return jsonrpc.dumps(responses if parsed.batch else responses[0])
-    except (TypeError, ValueError):  # a result we cannot encode: our bug, not the caller's
+        return jsonrpc.encode(response)
+    except (TypeError, ValueError):  # a result JSON cannot hold: our bug, not the caller's
         logger.exception("cannot encode a JSON-RPC response")
-        return jsonrpc.dumps(
-            jsonrpc.error_response(None, RpcCode.INTERNAL_ERROR, {"reason": "internal server error"})
-        )
-
-
-__all__ = [
-    "ClientContext",
-    "BackendContext",
-    "client_methods",
-    "backend_methods",
-    "dispatch",
-    "rpc_method",
-    "InvalidParams",
-]
+        return jsonrpc.encode(ErrorResponse(None, RpcCode.INTERNAL_ERROR, _INTERNAL))

@@ -9,34 +9,41 @@ from __future__ import annotations
 
 from typing import Any
 
-from rocketws.core.rpc import Methods, rpc_method
+from rocketws.core.rpc import Method, Methods, Param, table
+
+_NUMBER = {"type": "number"}
 
 
-@rpc_method
-def subtract(_ctx: Any, minuend: float, subtrahend: float) -> float:
+def subtract(_ctx: object, minuend: float, subtrahend: float) -> float:
     return minuend - subtrahend
 
 
-@rpc_method
-def sum_(_ctx: Any, *numbers: float) -> float:
+def sum_(_ctx: object, *numbers: float) -> float:
     return sum(numbers)
 
 
-@rpc_method
-def accept_any(_ctx: Any, *args: Any, **kwargs: Any) -> None:
+def accept_any(_ctx: object, *args: Any) -> None:
     return None
 
 
-@rpc_method
-def get_data(_ctx: Any) -> list[Any]:
+def get_data(_ctx: object) -> list[Any]:
     return ["hello", 5]
 
 
-spec_example_methods: Methods = {
-    "subtract": subtract,
-    "sum": sum_,
-    "update": accept_any,
-    "notify_hello": accept_any,
-    "notify_sum": sum_,
-    "get_data": get_data,
-}
+_SUM = Param("numbers", _NUMBER, doc="the numbers to add")
+_ANY = Param("args", doc="ignored")
+
+spec_example_methods: Methods = table(
+    Method(
+        "subtract",
+        subtract,
+        (Param("minuend", _NUMBER), Param("subtrahend", _NUMBER)),
+        "minuend - subtrahend.",
+        _NUMBER,
+    ),
+    Method("sum", sum_, (), "The sum of the numbers.", _NUMBER, rest=_SUM),
+    Method("update", accept_any, (), "Accepts any positional params.", {"type": "null"}, rest=_ANY),
+    Method("notify_hello", accept_any, (), "Accepts any positional params.", {"type": "null"}, rest=_ANY),
+    Method("notify_sum", sum_, (), "The sum of the numbers.", _NUMBER, rest=_SUM),
+    Method("get_data", get_data, (), 'Always ["hello", 5].', {"type": "array"}),
+)

@@ -15,7 +15,6 @@ stop the listener.
 from __future__ import annotations
 
 import logging
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rocketws.brokers.memory import MemoryBroker
@@ -26,9 +25,7 @@ from rocketws.core.node import Node
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHANNEL = "rocketws:messages"
-SOURCE_METHODS: rpc.Methods = {
-    name: rpc.backend_methods[name] for name in ("emit", "notify_all")
-}
+SOURCE_METHODS: rpc.Methods = {name: rpc.backend_methods[name] for name in ("emit", "notify_all")}
 
 
 def split_source_url(url: str) -> tuple[str, str]:
@@ -43,9 +40,7 @@ def split_source_url(url: str) -> tuple[str, str]:
 class RedisSource:
     """Serves JSON-RPC publish requests that arrive on one Redis pub/sub channel."""
 
-    def __init__(
-        self, url: str, node: Node, *, max_channel_length: int = 255, max_batch_size: int = 1000
-    ) -> None:
+    def __init__(self, url: str, node: Node, *, max_channel_length: int, max_batch_size: int) -> None:
         """Parse ``url`` (raises ConfigError); no I/O until ``start``."""
         redis_url, self.channel = split_source_url(url)
         self.url = url
@@ -74,7 +69,10 @@ class RedisSource:
             self.invalid += 1
             logger.warning(
                 "redis message source: invalid message on %r (%s); %d invalid of %d so far",
-                self.channel, "; ".join(problems), self.invalid, self.received,
+                self.channel,
+                "; ".join(problems),
+                self.invalid,
+                self.received,
             )
 
     def handle(self, data: bytes) -> list[str]:
@@ -90,11 +88,8 @@ class RedisSource:
             if isinstance(entry, jsonrpc.Invalid):
                 problems.append(f"invalid request: {entry.reason}")
                 continue
-            # A notification gets no response, so serve it as a request to see its error.
-            request = jsonrpc.dumps({**entry.request, "id": 0})
-            reply = rpc.dispatch(request, SOURCE_METHODS, self._context)
-            response: Any = jsonrpc.loads(reply) if reply else {}
-            error = response.get("error") if isinstance(response, dict) else None
-            if error:
-                problems.append(f"{entry.method}: {error.get('message')} {error.get('data')}")
+            # Served like a request, so that a notification's error is seen (and logged).
+            outcome = rpc.serve(entry, SOURCE_METHODS, self._context)
+            if isinstance(outcome, jsonrpc.ErrorResponse):
+                problems.append(f"{entry.method}: {outcome.message} {outcome.data}")
         return problems
