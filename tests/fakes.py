@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import Publication
+from rocketws.brokers.base import Control, Publication
 
 
 class RecordingOutlet:
@@ -22,6 +22,8 @@ class FakeNode:
         self.delivered: list[Publication] = []
         self.channels: dict[str, int] = {}
         self.connections = 0
+        self.controls: list[Control] = []
+        self.users: dict[str, int] = {}  # user -> local connections, for apply_control
 
     def deliver(self, publication: Publication) -> int:
         self.delivered.append(publication)
@@ -29,6 +31,10 @@ class FakeNode:
             return self.connections
         n = self.channels.get(publication.channel, 0)
         return n - 1 if publication.skip is not None and n else n
+
+    def apply_control(self, control: Control) -> int:
+        self.controls.append(control)
+        return self.users.get(control.user, 0)
 
     def local_channels(self) -> dict[str, int]:
         return {ch: n for ch, n in self.channels.items() if n}

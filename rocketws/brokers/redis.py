@@ -291,8 +291,16 @@ class RedisBroker:
         )
 
     def _on_control(self, data: bytes) -> None:
-        """Apply a control command here, then answer the node that sent it."""
+        """Apply a control command here, then answer the node that sent it.
+
+        In a greenlet of its own: a ``subscribe`` waits for Redis to confirm the channel,
+        which only the subscriber's reader (the caller) can see.
+        """
         control, request_id, reply_to = envelope.decode_control(data)
+        if self._handler is not None:
+            gevent.spawn(self._apply, control, request_id, reply_to)
+
+    def _apply(self, control: Control, request_id: str, reply_to: str) -> None:
         handler = self._handler
         if handler is None:
             return
@@ -306,7 +314,7 @@ class RedisBroker:
             if replies is not None:
                 replies.add(count)
         else:
-            gevent.spawn(self._answer, reply_to, request_id, count)
+            self._answer(reply_to, request_id, count)
 
     def _answer(self, node_id: str, request_id: str, count: int) -> None:
         try:
