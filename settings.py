@@ -31,6 +31,7 @@ MESSAGES_SOURCE = {
     "MAX_REQUEST_BODY": 1024 * 1024,  # bytes; larger: HTTP 413
     "IDLE_TIMEOUT": 60.0,  # seconds a keep-alive connection may wait for its next request
     "REDIS": None,  # or "redis://127.0.0.1:6379/0?channel=rocketws:messages" (docs/scaling.md)
+    "API_KEY": None,  # a secret: backends send it, else 401 (docs/security.md); `manage.py init`
 }
 
 # A channel "ns:room" is in namespace "ns"; a channel without ":" in the default one ("").

@@ -43,6 +43,7 @@ import orjson
 
 from rocketws.brokers.memory import MemoryBroker
 from rocketws.core import rpc
+from rocketws.core.disconnect import Disconnect
 from rocketws.core.framing import FrameReader, TextMessage, text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_message_push
@@ -72,6 +73,9 @@ class NullOutlet:
     """A transport that does nothing when its session has frames to send."""
 
     def wake(self) -> None:
+        pass
+
+    def close(self, why: Disconnect) -> None:
         pass
 
 

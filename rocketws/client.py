@@ -129,8 +129,10 @@ def normalize_url(url: str) -> str:
 class Client:
     """A MessagesSource client on one keep-alive HTTP connection (thread-unsafe).
 
-    ``timeout`` is in seconds for connect and for each read.  ``api_key`` is sent as
-    ``Authorization: Bearer <api_key>``; the server does not check it yet.
+    ``timeout`` is in seconds for connect and for each read.  ``api_key`` (the server's
+    ``MESSAGES_SOURCE["API_KEY"]``) is sent as ``Authorization: apikey <api_key>``; it is
+    never part of ``repr`` or of an exception's text.  A wrong or missing key raises
+    ServerRpcError with code -32030 (the server answers HTTP 401).
     """
 
     def __init__(
@@ -147,7 +149,7 @@ class Client:
         self._session.mount("https://", _NoDelayAdapter())
         self._session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
         if api_key is not None:
-            self._session.headers["Authorization"] = f"Bearer {api_key}"
+            self._session.headers["Authorization"] = f"apikey {api_key}"
 
     # -- the MessagesSource methods ---------------------------------------------------
 
@@ -171,6 +173,36 @@ class Client:
         params = None if channel is None else {"channel": channel}
         count: int = self.call("total_subscribers", params)
         return count
+
+    # -- server-side control: every connection of a user, on every node -----------------
+
+    def disconnect(self, user: str, code: int | None = None, reason: str | None = None) -> dict[str, Any]:
+        """Close every connection of ``user`` (code 4000-4999; default 4503, no reconnect).
+
+        Returns ``{"user", "reached"}``: how many connections were closed.
+        """
+        params: dict[str, Any] = {"user": user}
+        if code is not None:
+            params["code"] = code
+        if reason is not None:
+            params["reason"] = reason
+        result: dict[str, Any] = self.call("disconnect", params)
+        return result
+
+    def subscribe(self, user: str, channel: str) -> dict[str, Any]:
+        """Subscribe every connection of ``user`` to ``channel``; ``{"user", "channel", "reached"}``."""
+        result: dict[str, Any] = self.call("subscribe", {"user": user, "channel": channel})
+        return result
+
+    def unsubscribe(self, user: str, channel: str) -> dict[str, Any]:
+        """Unsubscribe every connection of ``user`` from ``channel``; ``{"user", "channel", "reached"}``."""
+        result: dict[str, Any] = self.call("unsubscribe", {"user": user, "channel": channel})
+        return result
+
+    def refresh(self, user: str, expire_at: float | None = None) -> dict[str, Any]:
+        """Record a new expiry (Unix seconds, None: none) for ``user``'s connections."""
+        result: dict[str, Any] = self.call("refresh", {"user": user, "expire_at": expire_at})
+        return result
 
     def ping(self) -> str:
         """Return ``"pong"``; raises TransportError when the server cannot be reached."""
@@ -225,7 +257,7 @@ class Client:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise BadResponse(self.url, f"HTTP {response.status_code} with a non-JSON body") from None
-        # HTTP 413 carries a JSON-RPC error body; any other non-200 is not ours.
+        # HTTP 413 and 401 carry a JSON-RPC error body; any other non-200 is not ours.
         if response.status_code != 200 and not _is_error_answer(answer):
             raise BadResponse(self.url, f"HTTP {response.status_code}")
         return answer

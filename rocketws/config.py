@@ -52,6 +52,7 @@ class Setting:
     doc: str
     flag: str | None = None
     aliases: tuple[str, ...] = ()
+    secret: bool = False  # never in repr(), error messages or logs
 
     @property
     def env(self) -> str | None:
@@ -92,14 +93,19 @@ def setting(
     *,
     flag: str | None = None,
     aliases: tuple[str, ...] = (),
+    secret: bool = False,
 ) -> T:
-    """Declare a Config field (see Setting); mutable defaults are copied per Config."""
+    """Declare a Config field (see Setting); mutable defaults are copied per Config.
+
+    A ``secret`` setting is left out of ``repr(config)``; its parser must not put the
+    value in a ConfigError.
+    """
     keys = (key,) if isinstance(key, str) else key
-    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases)}
+    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases, secret)}
     if isinstance(default, (dict, list)):
         factory: Callable[[], T] = lambda: copy.deepcopy(default)  # noqa: E731
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+        return dataclasses.field(default_factory=factory, metadata=meta, repr=not secret)
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 # -- parsers: (name for errors, raw value) -> typed value, or ConfigError ------------------
@@ -229,6 +235,25 @@ def _redis_source(name: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str) or not value.startswith("redis://"):
         raise ConfigError(name, value, "expected redis://host:port/db?channel=NAME")
+    return value
+
+
+MIN_API_KEY_LENGTH = 16
+_HIDDEN = "(hidden)"  # what errors show instead of a secret
+
+
+def _api_key(name: str, value: Any) -> str | None:
+    """An API key: unset or "" = off; else 16+ printable ASCII characters, no spaces."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[\x21-\x7e]+", value):
+        raise ConfigError(name, _HIDDEN, "expected printable ASCII without spaces")
+    if len(value) < MIN_API_KEY_LENGTH:
+        raise ConfigError(
+            name,
+            _HIDDEN,
+            f"at least {MIN_API_KEY_LENGTH} characters (`manage.py init` generates one)",
+        )
     return value
 
 
@@ -417,6 +442,16 @@ class Config:
         _positive_float,
         "seconds a keep-alive HTTP connection may sit idle",
         aliases=("ROCKETWS_MS_IDLE_TIMEOUT",),
+    )
+    api_key: str | None = setting(
+        "MESSAGES_SOURCE",
+        "API_KEY",
+        None,
+        _api_key,
+        "backends must send it (`Authorization: apikey KEY` or `X-API-Key: KEY`), else HTTP 401; "
+        f"at least {MIN_API_KEY_LENGTH} characters; unset = no check; `/health` stays open "
+        "([security.md](security.md#backend-api-key))",
+        secret=True,
     )
     redis_source: str | None = setting(
         "MESSAGES_SOURCE",

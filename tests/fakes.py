@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import Publication
+from rocketws.brokers.base import Control, Publication
+from rocketws.core.disconnect import Disconnect
 
 
 class RecordingOutlet:
-    """A session Outlet that counts its wakes."""
+    """A session Outlet that counts its wakes and records closes."""
 
     def __init__(self) -> None:
         self.wakes = 0
+        self.closed_with: list[Disconnect] = []
 
     def wake(self) -> None:
         self.wakes += 1
+
+    def close(self, why: Disconnect) -> None:
+        self.closed_with.append(why)
 
 
 class FakeNode:
@@ -22,6 +27,8 @@ class FakeNode:
         self.delivered: list[Publication] = []
         self.channels: dict[str, int] = {}
         self.connections = 0
+        self.controls: list[Control] = []
+        self.users: dict[str, int] = {}  # user -> local connections, for apply_control
 
     def deliver(self, publication: Publication) -> int:
         self.delivered.append(publication)
@@ -29,6 +36,10 @@ class FakeNode:
             return self.connections
         n = self.channels.get(publication.channel, 0)
         return n - 1 if publication.skip is not None and n else n
+
+    def apply_control(self, control: Control) -> int:
+        self.controls.append(control)
+        return self.users.get(control.user, 0)
 
     def local_channels(self) -> dict[str, int]:
         return {ch: n for ch, n in self.channels.items() if n}

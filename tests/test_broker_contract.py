@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rocketws.brokers import Broker, MemoryBroker, Publication, create_broker
+from rocketws.brokers import Broker, Control, MemoryBroker, Publication, create_broker
 
 from .fakes import FakeNode
 from .redis_fixtures import RedisServer
@@ -121,6 +121,18 @@ def test_broker_resubscribe_after_unsubscribe_still_delivers(
     wait_in_hub(lambda: node.delivered, what="delivery")
     _marker(broker, node, "churn")
     assert node.delivered == [pub]
+
+
+def test_broker_control_reaches_the_node_once_and_returns_its_count(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, node = broker_and_node
+    node.users = {"alice": 2}
+    control = Control("disconnect", "alice", code=4503, reason="bye")
+    assert broker.control(control) == 2
+    assert node.controls == [control]
+    assert broker.control(Control("refresh", "nobody", expire_at=1.5)) == 0
+    assert node.controls[1:] == [Control("refresh", "nobody", expire_at=1.5)]
 
 
 # -- create_broker (rocketws/brokers/__init__.py) ---------------------------------------

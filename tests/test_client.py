@@ -231,7 +231,7 @@ def test_client_sends_json_bytes_with_content_length_and_bearer() -> None:
     finally:
         peer.close()
     head, body = peer.requests[0]
-    assert b"\r\nAuthorization: Bearer s3cret\r\n" in head
+    assert b"\r\nAuthorization: apikey s3cret\r\n" in head  # issue 10: the documented scheme
     assert b"\r\nContent-Type: application/json\r\n" in head
     assert b"Transfer-Encoding" not in head
     assert body == b'{"jsonrpc":"2.0","method":"ping","id":1}'

@@ -97,8 +97,9 @@ def test_backend_bad_params_is_32602_with_data(
 
 
 def test_backend_client_method_is_32601(server: ServerProcess) -> None:
-    error = server.call("subscribe", {"channel": "x"})["error"]
-    assert error["code"] == -32601 and error["data"]["method"] == "subscribe"
+    # send_data is client-only (subscribe/unsubscribe are backend methods too, by user: issue 10)
+    error = server.call("send_data", {"channel": "x", "data": 1})["error"]
+    assert error["code"] == -32601 and error["data"]["method"] == "send_data"
 
 
 # -- HTTP rules ---------------------------------------------------------------------

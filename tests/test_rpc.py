@@ -237,9 +237,10 @@ def test_result_json_cannot_hold_is_32603_for_the_document(caplog: pytest.LogCap
 
 def test_unknown_method_is_32601_naming_it(backend: rpc.BackendContext) -> None:
     assert error(call(rpc.backend_methods, backend, req("nope"))) == (-32601, {"method": "nope"})
-    assert error(call(rpc.backend_methods, backend, req("subscribe", ["c"]))) == (
+    # send_data is client-only (subscribe/unsubscribe are backend methods too, by user: issue 10)
+    assert error(call(rpc.backend_methods, backend, req("send_data", ["c", 1]))) == (
         -32601,
-        {"method": "subscribe"},
+        {"method": "send_data"},
     )
 
 
@@ -371,7 +372,17 @@ def test_rpc_error_is_typed(backend: rpc.BackendContext) -> None:
 
 def test_describe_lists_params_as_json_schema() -> None:
     described = {d["name"]: d for d in rpc.describe(rpc.backend_methods)}
-    assert sorted(described) == ["available_channels", "emit", "notify_all", "ping", "total_subscribers"]
+    assert sorted(described) == [
+        "available_channels",
+        "disconnect",  # the control methods of issue 10
+        "emit",
+        "notify_all",
+        "ping",
+        "refresh",
+        "subscribe",
+        "total_subscribers",
+        "unsubscribe",
+    ]
     emit = described["emit"]
     assert emit["summary"] and emit["paramStructure"] == "either"
     assert [(p["name"], p["required"]) for p in emit["params"]] == [("channel", True), ("data", True)]

@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import Broker, BrokerHandler, Publication
+from rocketws.brokers.base import Broker, BrokerHandler, Control, Publication
 from rocketws.brokers.memory import MemoryBroker
 
-__all__ = ["Broker", "BrokerHandler", "Publication", "MemoryBroker", "create_broker"]
+__all__ = ["Broker", "BrokerHandler", "Control", "Publication", "MemoryBroker", "create_broker"]
 
 
 def create_broker(url: str) -> Broker:

@@ -1,4 +1,9 @@
-"""The Broker interface every broker implements, and what travels through it."""
+"""The Broker interface every broker implements, and what travels through it.
+
+Two kinds travel: a ``Publication`` (pushes for a channel's subscribers) and a ``Control``
+(a backend's command for every connection of one user: disconnect, subscribe,
+unsubscribe, refresh).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +23,35 @@ class Publication(NamedTuple):
     skip: str | None = None
 
 
+class Control(NamedTuple):
+    """A server-side command for every connection of ``user``, on every node.
+
+    ``action`` is one of ``ACTIONS``; ``disconnect`` uses ``code`` and ``reason``,
+    ``subscribe``/``unsubscribe`` use ``channel``, ``refresh`` uses ``expire_at`` (Unix
+    seconds, None = no expiry).  Values are validated by the node that accepts the
+    command (rpc.py), before it is published.
+    """
+
+    action: str
+    user: str
+    channel: str = ""
+    code: int = 0
+    reason: str = ""
+    expire_at: float | None = None
+
+
+ACTIONS = ("disconnect", "subscribe", "unsubscribe", "refresh")
+
+
 class BrokerHandler(Protocol):
     """What a broker calls back into (the Node)."""
 
     def deliver(self, publication: Publication) -> int:
         """Deliver to local sessions; return how many were reached.  Never blocks."""
+
+    def apply_control(self, control: Control) -> int:
+        """Apply ``control`` to the local connections of its user; return how many.
+        Never blocks."""
 
     def local_channels(self) -> dict[str, int]:
         """Channel -> local subscriber count."""
@@ -47,6 +76,14 @@ class Broker(Protocol):
         """Publish; return the number of subscribers reached (best known count).
 
         Raises BrokerUnavailable if the publication cannot be accepted.
+        """
+
+    def control(self, control: Control) -> int:
+        """Have every node (this one too) ``apply_control``; return the sum of their counts.
+
+        A broker that must wait for other nodes waits at most its timeout and returns the
+        counts that arrived by then (a lower bound).  Raises BrokerUnavailable if the
+        command cannot be sent.
         """
 
     def subscribe(self, channel: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import BrokerHandler, Publication
+from rocketws.brokers.base import BrokerHandler, Control, Publication
 
 
 class MemoryBroker:
@@ -24,6 +24,9 @@ class MemoryBroker:
         if handler is None:
             raise RuntimeError("MemoryBroker used before start()")
         return handler.deliver(publication)
+
+    def control(self, control: Control) -> int:
+        return self._node().apply_control(control)
 
     def subscribe(self, channel: str) -> None:
         pass  # every local channel is delivered locally

@@ -15,6 +15,14 @@ Redis once, and every subscribed node (the publisher's too) delivers it when Red
 it back, through ``handler.deliver`` — so all nodes see one order per channel and nothing
 is delivered twice.  The sender to skip travels in the envelope (see ``envelope``).
 
+Control commands (``disconnect``/``subscribe``/``unsubscribe``/``refresh`` for one user)
+travel on ``<prefix>control``, which every node subscribes.  The requester PUBLISHes once;
+Redis answers with how many subscribers received it (the live nodes, its own included),
+and each node answers on the requester's ``<prefix>reply:<node id>`` with the number of
+connections it reached.  ``control`` sums the answers, waiting at most ``timeout`` for
+all of them: a node that does not answer in time (or a foreign client subscribed to the
+control channel) makes the count a lower bound, never an overcount.
+
 When Redis is unreachable: publishes and cluster queries raise BrokerUnavailable within
 the timeout; subscribe/unsubscribe only record the wish; the subscriber reconnects with
 backoff capped at 0.5 s and resubscribes every wanted channel.
@@ -33,7 +41,7 @@ import gevent
 import gevent.event
 
 from rocketws.brokers import envelope
-from rocketws.brokers.base import BrokerHandler, Publication
+from rocketws.brokers.base import BrokerHandler, Control, Publication
 from rocketws.brokers.redis_io import Client, RedisDown, Subscriber, connection_kwargs
 from rocketws.brokers.redis_presence import Presence
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
@@ -65,6 +73,31 @@ def _seconds(url: str, name: str, value: str | None, default: float) -> float:
     return number
 
 
+class _Replies:
+    """The answers to one control request, as they arrive."""
+
+    __slots__ = ("received", "total", "expected", "done")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.total = 0
+        self.expected: int | None = None  # known once PUBLISH returns
+        self.done = gevent.event.Event()
+
+    def add(self, count: int) -> None:
+        self.received += 1
+        self.total += count
+        self._check()
+
+    def expect(self, nodes: int) -> None:
+        self.expected = nodes
+        self._check()
+
+    def _check(self) -> None:
+        if self.expected is not None and self.received >= self.expected:
+            self.done.set()
+
+
 class RedisBroker:
     """A Broker on Redis pub/sub, with cluster-wide counts kept in Redis."""
 
@@ -83,6 +116,9 @@ class RedisBroker:
         self._kwargs = kwargs
         self._channel_prefix = f"{self.prefix}ch:".encode()
         self._broadcast = f"{self.prefix}broadcast".encode()
+        self._control = f"{self.prefix}control".encode()
+        self._reply = f"{self.prefix}reply:".encode()
+        self._replies: dict[str, _Replies] = {}
         self._client = Client(kwargs, timeout=self.timeout, connect_timeout=self.timeout)
         self._presence = Presence(self._client, self.prefix, self.node_id, self.presence_ttl)
         self._subscriber = Subscriber(
@@ -107,11 +143,13 @@ class RedisBroker:
         If Redis is down the node still starts; it joins as soon as Redis answers.
         """
         self._handler = handler
-        self._subscriber.add(self._broadcast)
+        own = (self._broadcast, self._control, self._reply + self.node_id.encode())
+        for channel in own:
+            self._subscriber.add(channel)
         self._subscriber.start()
         self._presence_loop = gevent.spawn(self._keep_presence)
         deadline = time.monotonic() + self.timeout
-        while not self._subscriber.is_subscribed(self._broadcast):
+        while not all(self._subscriber.is_subscribed(channel) for channel in own):
             if time.monotonic() >= deadline:
                 logger.warning("Redis broker %s: Redis not reachable yet; will keep trying", self.node_id)
                 break
@@ -138,6 +176,37 @@ class RedisBroker:
         if publication.skip is not None and local:
             local -= 1  # the sender is a local subscriber (send_data requires it)
         return local + remote
+
+    def control(self, control: Control) -> int:
+        """Publish ``control`` once; return the connections the nodes report reaching.
+
+        Waits at most ``timeout`` for every node that received it to answer (see the
+        module docstring).  Raises BrokerUnavailable if Redis does not accept it.
+        """
+        self._node()
+        request_id = uuid.uuid4().hex
+        replies = self._replies[request_id] = _Replies()
+        try:
+            message = envelope.encode_control(control, request_id, self.node_id)
+            try:
+                nodes = int(self._client.execute("PUBLISH", self._control, message))
+            except RedisDown as exc:
+                raise BrokerUnavailable(
+                    {"broker": "redis", "reason": f"Redis is unreachable: {exc}"}
+                ) from None
+            replies.expect(nodes)
+            if not replies.done.wait(self.timeout):
+                logger.info(
+                    "Redis broker: %d of %d node(s) answered %s for a user within %.2f s; "
+                    "the count is a lower bound",
+                    replies.received,
+                    nodes,
+                    control.action,
+                    self.timeout,
+                )
+            return replies.total
+        finally:
+            del self._replies[request_id]
 
     def subscribe(self, channel: str) -> None:
         """Subscribe in Redis; waits (≤ timeout) for Redis to confirm when connected."""
@@ -195,21 +264,71 @@ class RedisBroker:
         elif redis_channel.startswith(self._channel_prefix):
             channel = redis_channel[len(self._channel_prefix) :].decode("utf-8", "replace")
         else:
+            try:
+                if redis_channel == self._control:
+                    self._on_control(data)
+                elif redis_channel.startswith(self._reply):
+                    self._on_reply(data)
+            except envelope.EnvelopeError as exc:
+                self._dropped(redis_channel, exc)
             return
         try:
             publication = envelope.decode(data, channel)
         except envelope.EnvelopeError as exc:
-            self.bad_messages += 1
-            logger.warning(
-                "Redis broker: dropped a message on %r that is not a RocketWS envelope (%s); %d so far",
-                redis_channel,
-                exc,
-                self.bad_messages,
-            )
+            self._dropped(redis_channel, exc)
             return
         handler = self._handler
         if handler is not None:
             handler.deliver(publication)
+
+    def _dropped(self, redis_channel: bytes, exc: Exception) -> None:
+        self.bad_messages += 1
+        logger.warning(
+            "Redis broker: dropped a message on %r that is not a RocketWS envelope (%s); %d so far",
+            redis_channel,
+            exc,
+            self.bad_messages,
+        )
+
+    def _on_control(self, data: bytes) -> None:
+        """Apply a control command here, then answer the node that sent it.
+
+        In a greenlet of its own: a ``subscribe`` waits for Redis to confirm the channel,
+        which only the subscriber's reader (the caller) can see.
+        """
+        control, request_id, reply_to = envelope.decode_control(data)
+        if self._handler is not None:
+            gevent.spawn(self._apply, control, request_id, reply_to)
+
+    def _apply(self, control: Control, request_id: str, reply_to: str) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            count = handler.apply_control(control)
+        except Exception:
+            logger.exception("Redis broker: applying a %s command failed", control.action)
+            count = 0
+        if reply_to == self.node_id:
+            replies = self._replies.get(request_id)
+            if replies is not None:
+                replies.add(count)
+        else:
+            self._answer(reply_to, request_id, count)
+
+    def _answer(self, node_id: str, request_id: str, count: int) -> None:
+        try:
+            self._client.execute(
+                "PUBLISH", self._reply + node_id.encode(), envelope.encode_reply(request_id, count)
+            )
+        except RedisDown as exc:
+            logger.debug("Redis broker: could not answer a control request: %s", exc)
+
+    def _on_reply(self, data: bytes) -> None:
+        request_id, count = envelope.decode_reply(data)
+        replies = self._replies.get(request_id)
+        if replies is not None:  # else: it came after the requester stopped waiting
+            replies.add(count)
 
     def _keep_presence(self) -> None:
         """Rewrite this node's counts when they change, and every TTL/3 regardless."""

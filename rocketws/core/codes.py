@@ -25,6 +25,9 @@ class RpcCode(IntEnum):
     LIMIT_EXCEEDED = -32003
     REQUEST_TOO_LARGE = -32004
     NOT_ALLOWED = -32005  # valid params, refused by a channel namespace rule
+    # MessagesSource: no API key, or a wrong one (HTTP 401).  Far from -32005 so the
+    # connection-auth codes can take the numbers right after it.
+    UNAUTHORIZED = -32030
 
 
 RPC_MESSAGES: dict[int, str] = {
@@ -38,6 +41,7 @@ RPC_MESSAGES: dict[int, str] = {
     RpcCode.LIMIT_EXCEEDED: "Limit exceeded",
     RpcCode.REQUEST_TOO_LARGE: "Request too large",
     RpcCode.NOT_ALLOWED: "Not allowed",
+    RpcCode.UNAUTHORIZED: "Unauthorized",
 }
 
 
@@ -54,3 +58,4 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 4008  # outgoing buffer limit exceeded, or the socket took nothing
     NO_PONG = 4009  # no pong (nor any other frame) in time after our ping
+    DISCONNECTED = 4503  # a backend called `disconnect` for the user (no reconnect)

@@ -80,4 +80,15 @@ WRITE_STALLED = Disconnect(CloseCode.SLOW_CONSUMER, "write timeout", reconnect=T
 # Our ping (RFC 6455 5.5.2) got no pong, nor any other frame, within PONG_TIMEOUT.
 NO_PONG = Disconnect(CloseCode.NO_PONG, "no pong", reconnect=True)
 
-ALL: tuple[Disconnect, ...] = (NORMAL, SHUTDOWN, INTERNAL_ERROR, SLOW_CONSUMER, WRITE_STALLED, NO_PONG)
+# A backend's `disconnect {user}` without a code: do not come back with the same token.
+BY_SERVER = Disconnect(CloseCode.DISCONNECTED, "disconnected by the server", reconnect=False)
+
+ALL: tuple[Disconnect, ...] = (
+    NORMAL,
+    SHUTDOWN,
+    INTERNAL_ERROR,
+    SLOW_CONSUMER,
+    WRITE_STALLED,
+    NO_PONG,
+    BY_SERVER,
+)

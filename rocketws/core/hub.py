@@ -1,4 +1,4 @@
-"""The local registry: channel -> subscribed sessions, and every open session."""
+"""The local registry: channel -> subscribed sessions, user -> sessions, every open session."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Hub:
     (``Session.deflate``), a second frame made once for all of those.  The hub counts
     such sessions per channel, so a publication nobody compressed can use is never
     compressed.
+    Sessions with a ``user`` are indexed by it (``user_sessions``); anonymous ones are not.
     """
 
     def __init__(self) -> None:
@@ -27,16 +28,39 @@ class Hub:
         self._sessions: dict[str, Session] = {}
         self._deflating: dict[str, int] = {}  # channel -> subscribers with deflate
         self._deflate_sessions = 0  # open sessions with deflate
+        self._users: dict[str, set[Session]] = {}
 
     def connect(self, session: Session) -> None:
         if session.id not in self._sessions and session.deflate:
             self._deflate_sessions += 1
         self._sessions[session.id] = session
+        if session.user:
+            self._users.setdefault(session.user, set()).add(session)
+
+    def identify(self, session: Session, user: str) -> None:
+        """Set ``session.user`` ("" = anonymous) and move it in the user index."""
+        self._forget_user(session)
+        session.user = user
+        if user and session.id in self._sessions:
+            self._users.setdefault(user, set()).add(session)
+
+    def user_sessions(self, user: str) -> list[Session]:
+        """The open sessions of ``user`` (a copy: callers may close them while iterating)."""
+        sessions = self._users.get(user)
+        return list(sessions) if sessions else []
+
+    def _forget_user(self, session: Session) -> None:
+        sessions = self._users.get(session.user)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._users[session.user]
 
     def disconnect(self, session: Session) -> list[str]:
         """Forget ``session`` and all its subscriptions; return channels now empty."""
         if self._sessions.pop(session.id, None) is not None and session.deflate:
             self._deflate_sessions -= 1
+        self._forget_user(session)
         emptied = [ch for ch in session.channels if self._remove(session, ch)]
         session.channels.clear()
         return emptied
@@ -121,6 +145,11 @@ class Hub:
     @property
     def channel_count(self) -> int:
         return len(self._channels)
+
+    @property
+    def user_count(self) -> int:
+        """Users with at least one open session here."""
+        return len(self._users)
 
     @property
     def connections(self) -> int:

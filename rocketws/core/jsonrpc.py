@@ -292,3 +292,10 @@ def encode_message_push(channel: str, data: Any, ts: float) -> bytes:
 def encode_broadcast_push(data: Any, ts: float) -> bytes:
     """The ``broadcast`` notification pushed to every open connection."""
     return dumps({"jsonrpc": "2.0", "method": "broadcast", "params": {"data": data, "ts": ts}})
+
+
+def encode_subscription_push(subscribed: bool, channel: str) -> bytes:
+    """The ``subscribed``/``unsubscribed`` notification: a backend changed this connection's
+    subscriptions (server-side ``subscribe``/``unsubscribe``)."""
+    method = "subscribed" if subscribed else "unsubscribed"
+    return dumps({"jsonrpc": "2.0", "method": method, "params": {"channel": channel}})

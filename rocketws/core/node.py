@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from rocketws.brokers.base import Broker, Publication
+from rocketws.brokers.base import Broker, Control, Publication
 from rocketws.core.channels import ANY_NAMESPACE, Namespaces
-from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
+from rocketws.core.disconnect import Disconnect
+from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed, RpcError
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
-from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push
+from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push, encode_subscription_push
 from rocketws.core.session import Session
+
+logger = logging.getLogger(__name__)
 
 
 class FrameDeflater(Protocol):
@@ -68,6 +72,14 @@ class Node:
         """Remove ``session`` and every subscription it held, at once."""
         for channel in self.hub.disconnect(session):
             self.broker.unsubscribe(channel)
+
+    def identify(self, session: Session, user: str) -> None:
+        """Record who ``session`` belongs to ("" = anonymous), for the control commands.
+
+        The connection-authentication flow (``connect`` with a token) calls this once the
+        user is known; until then every connection is anonymous.
+        """
+        self.hub.identify(session, user)
 
     def subscribe(self, session: Session, channel: str) -> None:
         """Subscribe (idempotent).
@@ -127,7 +139,70 @@ class Node:
         payload = encode_broadcast_push(data, self._clock())
         return self.broker.publish(Publication(None, payload))
 
+    def control(self, control: Control) -> int:
+        """Apply ``control`` to the user's connections on every node; return how many.
+
+        The count is the sum the broker gathers (a lower bound on Redis when a node does
+        not answer in time).  Raises BrokerUnavailable.  ``control`` must be validated.
+        """
+        return self.broker.control(control)
+
     # -- BrokerHandler --------------------------------------------------------------
+
+    def apply_control(self, control: Control) -> int:
+        """Apply ``control`` to this node's connections of its user; return how many.
+
+        ``disconnect`` closes each one through its transport (close code and reason);
+        ``subscribe``/``unsubscribe`` change its subscriptions and push it a
+        ``subscribed``/``unsubscribed`` notification when that changed anything (a
+        connection at its channel limit is skipped and not counted); ``refresh`` records
+        ``expire_at`` on each.  Never blocks.
+        """
+        sessions = [s for s in self.hub.user_sessions(control.user) if not s.closed]
+        if not sessions:
+            return 0
+        return _APPLY[control.action](self, sessions, control)
+
+    def _apply_disconnect(self, sessions: list[Session], control: Control) -> int:
+        why = Disconnect.for_code(control.code, control.reason)
+        for session in sessions:
+            session.disconnect(why)
+        return len(sessions)
+
+    def _apply_refresh(self, sessions: list[Session], control: Control) -> int:
+        for session in sessions:
+            session.expire_at = control.expire_at
+        return len(sessions)
+
+    def _apply_subscribe(self, sessions: list[Session], control: Control) -> int:
+        channel, reached, changed = control.channel, 0, []
+        for session in sessions:
+            if channel in session.channels:
+                reached += 1
+                continue
+            try:
+                self.subscribe(session, channel)
+            except RpcError as exc:  # over the channel limit (or a namespace rule)
+                logger.info("server-side subscribe of %s to %r skipped: %s", session.id, channel, exc.data)
+                continue
+            reached += 1
+            changed.append(session)
+        self._tell(changed, True, channel)
+        return reached
+
+    def _apply_unsubscribe(self, sessions: list[Session], control: Control) -> int:
+        channel = control.channel
+        changed = [s for s in sessions if channel in s.channels]
+        for session in changed:
+            self.unsubscribe(session, channel)
+        self._tell(changed, False, channel)
+        return len(sessions)
+
+    def _tell(self, sessions: list[Session], subscribed: bool, channel: str) -> None:
+        if sessions:
+            frame = text_frame(encode_subscription_push(subscribed, channel))
+            for session in sessions:
+                session.push(frame)
 
     def deliver(self, publication: Publication) -> int:
         channel, payload = publication.channel, publication.payload
@@ -162,3 +237,11 @@ class Node:
 
     def total_subscribers(self, channel: str | None = None) -> int:
         return self.broker.subscribers(channel)
+
+
+_APPLY: dict[str, Callable[[Node, list[Session], Control], int]] = {
+    "disconnect": Node._apply_disconnect,
+    "subscribe": Node._apply_subscribe,
+    "unsubscribe": Node._apply_unsubscribe,
+    "refresh": Node._apply_refresh,
+}

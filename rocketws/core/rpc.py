@@ -16,11 +16,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rocketws.brokers.base import Control
+from rocketws.core import disconnect as disconnects
 from rocketws.core import jsonrpc
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
@@ -320,6 +323,134 @@ def total_subscribers(ctx: BackendContext, channel: Any) -> int:
     return ctx.node.total_subscribers(validate_channel(channel, ctx.max_channel_length))
 
 
+# -- server-side control: every connection of one user, on every node --------------------
+
+MAX_USER_LENGTH = 255  # characters in a user id (a token's `sub`)
+CONTROL_CODES = range(4000, 5000)  # close codes a backend may ask for (private use)
+_USER = Param(
+    "user",
+    {"type": "string", "minLength": 1, "maxLength": MAX_USER_LENGTH},
+    doc="the user id (a connection token's `sub`); anonymous connections have none",
+)
+_REACHED = {
+    "type": "object",
+    "properties": {"user": {"type": "string"}, "reached": _DELIVERED},
+    "description": "reached: connections of the user, on every node, the command applied to",
+}
+
+
+def _user(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidParams({"param": "user", "reason": "must be a non-empty string"})
+    if len(value) > MAX_USER_LENGTH:
+        raise InvalidParams({"param": "user", "reason": f"longer than {MAX_USER_LENGTH} characters"})
+    return value
+
+
+def disconnect_user(ctx: BackendContext, user: Any, code: Any, reason: Any) -> dict[str, Any]:
+    name = _user(user)
+    default = disconnects.BY_SERVER
+    if code is None:
+        code = default.code
+    elif isinstance(code, bool) or not isinstance(code, int) or code not in CONTROL_CODES:
+        raise InvalidParams(
+            {"param": "code", "reason": "must be a close code 4000-4999 (4000-4499: reconnect allowed)"}
+        )
+    if reason is None:
+        reason = default.reason
+    elif not isinstance(reason, str) or len(reason.encode()) > 123 or not reason.isprintable():
+        raise InvalidParams(
+            {"param": "reason", "reason": "must be printable text of at most 123 UTF-8 bytes"}
+        )
+    reached = ctx.node.control(Control("disconnect", name, code=code, reason=reason))
+    return {"user": name, "reached": reached}
+
+
+def _change_subscription(ctx: BackendContext, action: str, user: Any, channel: Any) -> dict[str, Any]:
+    name = _user(user)
+    validate_channel(channel, ctx.max_channel_length)
+    if action == "subscribe":
+        ctx.node.namespaces.lookup(channel)  # an unknown namespace: -32005 here, before any node
+    reached = ctx.node.control(Control(action, name, channel))
+    return {"user": name, "channel": channel, "reached": reached}
+
+
+def subscribe_user(ctx: BackendContext, user: Any, channel: Any) -> dict[str, Any]:
+    return _change_subscription(ctx, "subscribe", user, channel)
+
+
+def unsubscribe_user(ctx: BackendContext, user: Any, channel: Any) -> dict[str, Any]:
+    return _change_subscription(ctx, "unsubscribe", user, channel)
+
+
+def refresh_user(ctx: BackendContext, user: Any, expire_at: Any) -> dict[str, Any]:
+    name = _user(user)
+    if expire_at is not None and (
+        isinstance(expire_at, bool)
+        or not isinstance(expire_at, (int, float))
+        or not math.isfinite(expire_at)
+        or expire_at < 0
+    ):
+        raise InvalidParams({"param": "expire_at", "reason": "must be Unix seconds (a number >= 0) or null"})
+    reached = ctx.node.control(Control("refresh", name, expire_at=expire_at))
+    return {"user": name, "expire_at": expire_at, "reached": reached}
+
+
+_CONTROL_METHODS = (
+    Method(
+        "disconnect",
+        disconnect_user,
+        (
+            _USER,
+            Param(
+                "code",
+                {"type": "integer", "minimum": 4000, "maximum": 4999},
+                required=False,
+                doc="close code; 4000-4499 lets the client reconnect, 4500-4999 does not "
+                "(absent: 4503 `disconnected by the server`)",
+            ),
+            Param(
+                "reason",
+                {"type": "string", "maxLength": 123},
+                required=False,
+                doc="close reason (at most 123 UTF-8 bytes; absent: `disconnected by the server`)",
+            ),
+        ),
+        "Close every connection of a user, on every node.",
+        _REACHED,
+    ),
+    Method(
+        "subscribe",
+        subscribe_user,
+        (_USER, _CHANNEL),
+        "Subscribe every connection of a user to a channel (each is sent a `subscribed` notification).",
+        _REACHED,
+    ),
+    Method(
+        "unsubscribe",
+        unsubscribe_user,
+        (_USER, _CHANNEL),
+        "Unsubscribe every connection of a user from a channel (each that was subscribed is "
+        "sent an `unsubscribed` notification).",
+        _REACHED,
+    ),
+    Method(
+        "refresh",
+        refresh_user,
+        (
+            _USER,
+            Param(
+                "expire_at",
+                {"type": ["number", "null"], "minimum": 0},
+                required=False,
+                doc="new expiry of the user's connections, Unix seconds; absent or null: none",
+            ),
+        ),
+        "Record a new expiry for every connection of a user.",
+        _REACHED,
+    ),
+)
+
 backend_methods: Methods = table(
     Method(
         "emit",
@@ -356,6 +487,7 @@ backend_methods: Methods = table(
         "Subscribers of a channel, or open connections.",
         _DELIVERED,
     ),
+    *_CONTROL_METHODS,
     _PING,
 )
 

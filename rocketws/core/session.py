@@ -1,9 +1,11 @@
-"""One client connection's state: id, subscriptions and a bounded outbox."""
+"""One client connection's state: id, user, subscriptions and a bounded outbox."""
 
 from __future__ import annotations
 
 import uuid
 from typing import ClassVar, Protocol
+
+from rocketws.core.disconnect import Disconnect
 
 
 class Outlet(Protocol):
@@ -11,6 +13,10 @@ class Outlet(Protocol):
 
     def wake(self) -> None:
         """Called when the outbox becomes non-empty.  Must not block or push."""
+
+    def close(self, why: Disconnect) -> None:
+        """Begin closing the connection from the server side, through its state machine
+        (queued frames are delivered first).  Idempotent; must not block."""
 
 
 class Session:
@@ -27,13 +33,30 @@ class Session:
     ``deflate``: whether the connection negotiated permessage-deflate (RFC 7692), so
     fan-out queues it a publication's compressed frame (``Hub.fan_out``); True for a
     ``DeflateSession``.
+
+    ``user`` is who the connection belongs to ("" = anonymous); it changes only through
+    ``Node.identify`` (the hub indexes sessions by user).  ``expire_at`` is the expiry a
+    backend recorded with ``refresh`` (Unix seconds, None = none); it is stored, not
+    enforced here.
     """
 
-    __slots__ = ("id", "channels", "_outbox", "pending", "max_pending", "dirty", "_outlet")
+    __slots__ = (
+        "id",
+        "user",
+        "expire_at",
+        "channels",
+        "_outbox",
+        "pending",
+        "max_pending",
+        "dirty",
+        "_outlet",
+    )
     deflate: ClassVar[bool] = False
 
     def __init__(self, outlet: Outlet, max_pending: int, session_id: str | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
+        self.user = ""
+        self.expire_at: float | None = None
         self.channels: set[str] = set()
         self._outbox: list[bytes] | None = []  # None once closed
         self.pending = 0
@@ -84,6 +107,10 @@ class Session:
     def sent(self, nbytes: int) -> None:
         """Record that ``nbytes`` of taken data reached the socket."""
         self.pending -= nbytes
+
+    def disconnect(self, why: Disconnect) -> None:
+        """Ask the transport to close the connection with ``why`` (see ``Outlet.close``)."""
+        self._outlet.close(why)
 
     def close(self) -> None:
         """Stop queueing and drop whatever is queued."""

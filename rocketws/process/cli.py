@@ -2,7 +2,9 @@
 
 Usage:
   manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT] [--broker=URL] [--workers=N]
-  manage.py shell [--ms-conn=URL] [--ws-conn=URL] [-c COMMAND]
+  manage.py shell [--ms-conn=URL] [--ws-conn=URL] [--api-key=KEY] [-c COMMAND]
+  manage.py token --user=ID [--ttl=S] [--info=JSON] [--channel=C]
+  manage.py init [DIR]
   manage.py tests [ARGS...]
   manage.py (-h | --help)
   manage.py --version
@@ -10,6 +12,11 @@ Usage:
 Commands:
   runserver   Run the WebSocket endpoint and the MessagesSource (Ctrl-C or SIGTERM stops).
   shell       Backend console for a MessagesSource (docs/shell.md); -c runs COMMAND.
+  token       Print a connection token (JWT, HS256) for user ID, signed with
+              AUTH["TOKEN_HMAC_SECRET"] / ROCKETWS_TOKEN_HMAC_SECRET (or, given a
+              channel, a subscription token for it).
+  init        Write DIR/settings.py (DIR: the current directory) with fresh
+              secrets, mode 0600; an existing file is never overwritten.
   tests       Run the test suite with pytest; ARGS go to pytest (put them after --).
 
 Options:
@@ -21,6 +28,12 @@ Options:
                        nodes through Redis (see docs/scaling.md).
   --workers=N          Run N worker processes sharing both ports (SO_REUSEPORT);
                        N > 1 needs a Redis broker [default: 1].
+  --api-key=KEY        shell: the MessagesSource API key [default from settings /
+                       ROCKETWS_API_KEY, which is better: flags show in `ps`].
+  --user=ID            token: the user id (the `sub` claim).
+  --ttl=S              token: seconds until it expires; 0 = never [default: 3600].
+  --info=JSON          token: public info attached to the connection (any JSON).
+  --channel=C          token: make a subscription token for channel C.
   -c COMMAND           shell: run COMMAND (one per line), print results, exit.
                        The shell also takes URLs for both addresses
                        (http://host:port/path, ws://host:port/); its WebSocket
@@ -32,6 +45,7 @@ Settings come from settings.py (next to manage.py) or the module named by
 ROCKETWS_SETTINGS, then ROCKETWS_* environment variables, then the flags above.
 Exit status: 0 on success, 1 if the server failed to start, 2 for bad arguments or settings.
 shell: 0 every command succeeded, 1 a command failed, 2 bad arguments, 3 server unreachable.
+token, init: 0 done, 2 bad arguments or settings, no token secret, or settings.py exists.
 """
 
 from __future__ import annotations
@@ -139,7 +153,33 @@ def _shell(args: dict[str, Any]) -> int:
         args["--ws-conn"],
         args["-c"],
         ws_port=config.websocket.port,
+        api_key=args["--api-key"] or config.api_key,
     )
+
+
+def _token(args: dict[str, Any]) -> int:
+    from rocketws.process.token_cli import TokenError, print_token
+
+    settings = load_settings_module()
+    try:
+        print_token(load_config(settings, os.environ), settings, os.environ, args)
+    except TokenError as exc:
+        return _fail(str(exc))
+    return EXIT_OK
+
+
+def _init(args: dict[str, Any]) -> int:
+    from rocketws.process.token_cli import init_settings
+
+    directory = Path(args["DIR"] or ".")
+    try:
+        path = init_settings(directory)
+    except FileExistsError:
+        return _fail(f"{directory / 'settings.py'} exists; not overwriting it")
+    except OSError as exc:
+        return _fail(f"cannot write {directory / 'settings.py'}: {exc.strerror or exc}")
+    print(f"wrote {path} (mode 0600, fresh API key and token secret): keep it out of version control")
+    return EXIT_OK
 
 
 def _tests(args: dict[str, Any]) -> int:
@@ -164,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             return _runserver(args)
         if args["shell"]:
             return _shell(args)
+        if args["token"]:
+            return _token(args)
+        if args["init"]:
+            return _init(args)
         if args["tests"]:
             return _tests(args)
     except ConfigError as exc:

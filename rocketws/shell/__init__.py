@@ -64,18 +64,20 @@ def main(
     stderr: TextIO | None = None,
     history: Path | None = None,
     ws_port: int = DEFAULT_WS_PORT,
+    api_key: str | None = None,
 ) -> int:
     """Run the shell; returns the process exit code (see the module docstring).
 
     ``ws`` defaults to the host of ``ms`` on ``ws_port``.  With ``command``, runs its
     lines and exits.  Else, when stdin is a terminal, runs the interactive console;
-    otherwise reads commands from stdin line by line.
+    otherwise reads commands from stdin line by line.  ``api_key`` is sent with every
+    request and never printed.
     """
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        shell = Shell(ms or DEFAULT_MS, ws, stdout, stderr, ws_port=ws_port)
+        shell = Shell(ms or DEFAULT_MS, ws, stdout, stderr, ws_port=ws_port, api_key=api_key)
     except InputError as exc:
         stderr.write(f"shell: {exc}\n")
         return EXIT_USAGE

@@ -3,7 +3,10 @@
 ``POST /`` takes a JSON-RPC document (any content type, UTF-8 JSON) and answers 200
 with the JSON-RPC response, or 204 when the document held only notifications.
 ``GET /health`` reports liveness.  Other methods on ``/``: 405; other paths: 404;
-bodies over ``max_request_body``: 413 with a JSON-RPC error.
+bodies over ``max_request_body``: 413 with a JSON-RPC error.  With an API key set,
+``POST /`` needs ``Authorization: apikey KEY`` or ``X-API-Key: KEY`` (compared in
+constant time); without it or with another key: 401 with a JSON-RPC error, decided
+before the body is read.  ``/health`` stays open (docs/security.md says why).
 
 HTTP/1.1 framing (request line, headers, Content-Length and chunked bodies, keep-alive,
 pipelining) is parsed by httptools (llhttp, the parser behind Node.js and uvicorn) on a
@@ -13,6 +16,7 @@ building, two writes per response) cost about 250 µs of CPU per request.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import socket
@@ -39,6 +43,7 @@ _REASONS = {
     200: "OK",
     204: "No Content",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
@@ -58,6 +63,19 @@ def _json(status: int, obj: Any, *headers: tuple[str, str]) -> Response:
     return Response(status, jsonrpc.dumps(obj), headers)
 
 
+compare_digest = hmac.compare_digest  # the key comparison: constant time (tests check it is this)
+_CHALLENGE = ("WWW-Authenticate", 'apikey realm="rocketws", header="X-API-Key"')
+
+
+def _unauthorized(reason: str) -> Response:
+    error = jsonrpc.ErrorResponse(None, RpcCode.UNAUTHORIZED, {"reason": reason})
+    return Response(401, jsonrpc.encode(error), (_CHALLENGE,))
+
+
+_NO_KEY = "missing API key: send Authorization: apikey KEY or X-API-Key: KEY"
+_WRONG_KEY = "wrong API key"
+
+
 class MessagesSourceApp:
     """Answers MessagesSource requests with ``rpc.backend_methods`` (no I/O here)."""
 
@@ -66,6 +84,7 @@ class MessagesSourceApp:
         self.config = config
         self.methods = methods if methods is not None else rpc.backend_methods
         self.context = rpc.BackendContext(node, config.max_channel_length)
+        self._key = None if config.api_key is None else config.api_key.encode("ascii")
 
     def route(self, method: str, path: str) -> Response | None:
         """The answer decided before the body is read, or None for ``POST /``."""
@@ -78,6 +97,22 @@ class MessagesSourceApp:
             return _json(404, {"error": "not found"})
         if method != "POST":
             return _json(405, {"error": "use POST with a JSON-RPC 2.0 body"}, ("Allow", "POST"))
+        return None
+
+    def authorize(self, key: bytes | None) -> Response | None:
+        """The 401 answer for a ``POST /`` that did not send the API key, else None.
+
+        ``key`` is what the request sent (``X-API-Key``, or ``Authorization: apikey``).
+        """
+        expected = self._key
+        if expected is None:
+            return None
+        if key is None:
+            logger.info("MessagesSource: refused a request without an API key")
+            return _unauthorized(_NO_KEY)  # a new Response: the caller may mark it close
+        if not compare_digest(key, expected):
+            logger.info("MessagesSource: refused a request with a wrong API key")
+            return _unauthorized(_WRONG_KEY)
         return None
 
     def call(self, body: bytes) -> Response:
@@ -170,11 +205,12 @@ class _Request:
         "too_large",
         "raw_head",
         "limit",
+        "key",
     )
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.done: list[tuple[str, str, bytes | None, bool]] = []
+        self.done: list[tuple[str, str, bytes | None, bool, bytes | None]] = []
         self.reset()
 
     def reset(self) -> None:
@@ -186,6 +222,7 @@ class _Request:
         self.headers_complete = False
         self.expect_continue = False
         self.too_large = False
+        self.key: bytes | None = None  # the API key the request sent
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
@@ -200,6 +237,12 @@ class _Request:
                 self.too_large = True
         elif n == 6 and name.lower() == b"expect" and value.strip().lower() == b"100-continue":
             self.expect_continue = True
+        elif n == 9 and name.lower() == b"x-api-key":
+            self.key = value.strip()
+        elif n == 13 and name.lower() == b"authorization":
+            scheme, _, credentials = value.strip().partition(b" ")
+            if scheme.lower() == b"apikey":  # RFC 9110 11.1: the scheme is case-insensitive
+                self.key = credentials.strip()
 
     def on_headers_complete(self) -> None:
         self.headers_complete = True
@@ -243,7 +286,7 @@ class HttpConnection:
         method = self.parser.get_method().decode("latin-1")
         path = _path(st.url)
         body = None if st.too_large else b"".join(st.body)
-        st.done.append((method, path, body, self.parser.should_keep_alive()))
+        st.done.append((method, path, body, self.parser.should_keep_alive(), st.key))
         st.reset()
 
     def run(self) -> None:
@@ -310,8 +353,8 @@ class HttpConnection:
             failure = _json(431, {"error": "request head too large"})
         out = bytearray()
         keep = True
-        for method, path, body, keep_alive in st.done:
-            response = self.app.route(method, path)
+        for method, path, body, keep_alive, key in st.done:
+            response = self.app.route(method, path) or self.app.authorize(key)
             if response is None:
                 response = self.app.too_large() if body is None else self.app.call(body)
             keep = keep_alive and not response.close
@@ -339,6 +382,10 @@ class HttpConnection:
         routed = self.app.route(method, _path(self.state.url))
         if routed is not None and method not in ("GET", "HEAD"):
             return routed  # a body may follow that we will not read: answered, then closed
+        if routed is None:
+            denied = self.app.authorize(self.state.key)
+            if denied is not None:
+                return denied  # no body read for a caller without the key
         if self.state.too_large:
             return self.app.too_large()
         return None
