@@ -25,6 +25,13 @@ class RpcCode(IntEnum):
     LIMIT_EXCEEDED = -32003
     REQUEST_TOO_LARGE = -32004
     NOT_ALLOWED = -32005  # valid params, refused by a channel namespace rule
+    # Connection authentication (-32010..-32019; docs/protocol.md#authentication).
+    NOT_CONNECTED = -32010  # a method other than connect/ping before connect succeeded
+    TOKEN_INVALID = -32011  # bad signature, algorithm, claims, aud/iss, ...
+    TOKEN_EXPIRED = -32012  # the token's exp has passed
+    CONNECT_REFUSED = -32013  # the connect proxy refused the connection
+    AUTH_UNAVAILABLE = -32014  # the connect proxy timed out, is down or answered nonsense
+    ALREADY_CONNECTED = -32015  # connect on a connection that is connected already
 
 
 RPC_MESSAGES: dict[int, str] = {
@@ -38,6 +45,12 @@ RPC_MESSAGES: dict[int, str] = {
     RpcCode.LIMIT_EXCEEDED: "Limit exceeded",
     RpcCode.REQUEST_TOO_LARGE: "Request too large",
     RpcCode.NOT_ALLOWED: "Not allowed",
+    RpcCode.NOT_CONNECTED: "Not connected",
+    RpcCode.TOKEN_INVALID: "Invalid token",
+    RpcCode.TOKEN_EXPIRED: "Token expired",
+    RpcCode.CONNECT_REFUSED: "Connect refused",
+    RpcCode.AUTH_UNAVAILABLE: "Authentication unavailable",
+    RpcCode.ALREADY_CONNECTED: "Already connected",
 }
 
 
@@ -54,3 +67,10 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 4008  # outgoing buffer limit exceeded, or the socket took nothing
     NO_PONG = 4009  # no pong (nor any other frame) in time after our ping
+    # Connection authentication (docs/protocol.md#authentication).
+    CONNECT_TIMEOUT = 4010  # no successful connect within CONNECT_TIMEOUT
+    EXPIRED = 4011  # the token expired and no refresh came within REFRESH_GRACE
+    AUTH_UNAVAILABLE = 4012  # the connect proxy timed out, is down or answered nonsense
+    INVALID_TOKEN = 4501  # do not reconnect with this token
+    TOKEN_EXPIRED = 4502  # the token was expired when presented: get a new one
+    CONNECT_REFUSED = 4503  # the connect proxy refused these credentials
