@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Outlet(Protocol):
@@ -25,7 +25,18 @@ class Session:
     it still takes frames (``closed``).
     """
 
-    __slots__ = ("id", "channels", "_outbox", "pending", "max_pending", "dirty", "_outlet")
+    __slots__ = (
+        "id",
+        "channels",
+        "_outbox",
+        "pending",
+        "max_pending",
+        "dirty",
+        "_outlet",
+        "user",
+        "info",
+        "meta",
+    )
 
     def __init__(self, outlet: Outlet, max_pending: int, session_id: str | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
@@ -35,6 +46,11 @@ class Session:
         self.max_pending = max_pending
         self.dirty = False
         self._outlet = outlet
+        # Who the connection is (core/auth.py): the user id ("" = anonymous), public
+        # ``info`` (never an IP address), server-only ``meta``.
+        self.user = ""
+        self.info: Any = None
+        self.meta: Any = None
 
     def __repr__(self) -> str:
         state = "closed" if self._outbox is None else "open"

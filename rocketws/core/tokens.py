@@ -15,6 +15,10 @@ Claims: ``sub`` (required, a string; ``""`` = anonymous), ``info`` (public JSON 
 connection), ``meta`` (server-only JSON), ``channels`` (a list of channel names to
 subscribe at connect), ``exp`` (required when ``require_exp``), ``nbf``/``iat`` (checked
 with ``LEEWAY``), ``aud``/``iss`` (checked when configured).
+
+PyJWT is imported when a verifier is built, not with this module: its package also
+holds a JWKS-over-HTTP client (urllib, so ``socket`` and ``ssl``), which the pure core
+must not load (tests/test_core_purity.py); RocketWS reads JWKS from a file only.
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from rocketws.core import disconnect
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import AuthFailed
+
+if TYPE_CHECKING:
+    import jwt
 
 LEEWAY = 5.0  # seconds of clock skew allowed on exp, nbf and iat
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
@@ -86,6 +92,8 @@ def load_public_key(pem: str) -> tuple[Any, tuple[str, ...]]:
 def load_jwks(text: str) -> dict[str, jwt.PyJWK]:
     """The keys of a JWKS document (RFC 7517 section 5) by ``kid`` ("" for a key without
     one); ValueError when it is not a JWKS or holds a private or symmetric key."""
+    import jwt
+
     try:
         keys = json.loads(text)["keys"]
     except (ValueError, KeyError, TypeError) as exc:
@@ -110,7 +118,7 @@ class TokenVerifier:
     ValueError for an unusable key (the caller reports it as a configuration error).
     """
 
-    __slots__ = ("_secret", "_public", "_jwks", "_audience", "_issuer", "_options")
+    __slots__ = ("_jwt", "_secret", "_public", "_jwks", "_audience", "_issuer", "_options")
 
     def __init__(
         self,
@@ -122,6 +130,9 @@ class TokenVerifier:
         issuer: str | None = None,
         require_exp: bool = False,
     ) -> None:
+        import jwt
+
+        self._jwt = jwt
         if not (hmac_secret or public_key_pem or jwks):
             raise ValueError("no token key configured")
         if hmac_secret is not None and len(hmac_secret.encode()) < MIN_HMAC_SECRET:
@@ -148,6 +159,7 @@ class TokenVerifier:
         if self._public is None and self._jwks is None:
             assert self._secret is not None
             return self._secret, HMAC_ALGORITHMS  # PyJWT checks the header's alg is listed
+        jwt = self._jwt
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -174,6 +186,7 @@ class TokenVerifier:
         if not isinstance(token, str) or not token:
             raise invalid("token must be a non-empty string")
         key, algorithms = self._key_for(token)
+        jwt = self._jwt
         try:
             claims = jwt.decode(
                 token,
