@@ -23,11 +23,14 @@ must not load (tests/test_core_purity.py); RocketWS reads JWKS from a file only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -118,7 +121,7 @@ class TokenVerifier:
     ValueError for an unusable key (the caller reports it as a configuration error).
     """
 
-    __slots__ = ("_jwt", "_secret", "_public", "_jwks", "_audience", "_issuer", "_options")
+    __slots__ = ("_jwt", "_decoder", "_secret", "_public", "_jwks", "_checks")
 
     def __init__(
         self,
@@ -137,13 +140,22 @@ class TokenVerifier:
             raise ValueError("no token key configured")
         if hmac_secret is not None and len(hmac_secret.encode()) < MIN_HMAC_SECRET:
             raise ValueError(f"the HMAC secret must be at least {MIN_HMAC_SECRET} bytes")
-        self._secret = hmac_secret.encode() if hmac_secret else None
+        self._secret: dict[str, jwt.PyJWK] | None = None
+        if hmac_secret:
+            k = base64.urlsafe_b64encode(hmac_secret.encode()).rstrip(b"=").decode()
+            self._secret = {alg: jwt.PyJWK({"kty": "oct", "k": k}, alg) for alg in HMAC_ALGORITHMS}
         self._public = load_public_key(public_key_pem) if public_key_pem else None
         self._jwks = load_jwks(jwks) if jwks else None
-        self._audience = audience
-        self._issuer = issuer
         required = ["sub", "exp"] if require_exp else ["sub"]
-        self._options: Any = {"require": required, "verify_aud": audience is not None}
+        # One decoder with its options merged once (PyJWT merges per-call options on
+        # every decode); the claim checks as keyword arguments, built once.
+        self._decoder = jwt.PyJWT({"require": required, "verify_aud": audience is not None})
+        checks: dict[str, Any] = {"leeway": LEEWAY}
+        if audience is not None:
+            checks["audience"] = audience
+        if issuer is not None:
+            checks["issuer"] = issuer
+        self._checks = checks
 
     def algorithms(self) -> tuple[str, ...]:
         """Every algorithm some configured key accepts."""
@@ -154,21 +166,21 @@ class TokenVerifier:
             algs += sorted({k.algorithm_name for k in self._jwks.values()})
         return tuple(dict.fromkeys(algs))
 
-    def _key_for(self, token: str) -> tuple[Any, Sequence[str]]:
-        """The key that may verify ``token`` and the algorithms allowed with it."""
-        if self._public is None and self._jwks is None:
-            assert self._secret is not None
-            return self._secret, HMAC_ALGORITHMS  # PyJWT checks the header's alg is listed
-        jwt = self._jwt
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise invalid(f"malformed token: {exc}") from None
+    def _key_for(self, token: str) -> tuple[Any, list[str]]:
+        """The key that may verify ``token`` and the algorithms allowed with it.
+
+        The header is only peeked at to choose a key; PyJWT then checks everything,
+        the header's ``alg`` against the chosen key's algorithms included.
+        """
+        header = _peek_header(token)
         alg = header.get("alg")
-        if alg in HMAC_ALGORITHMS and self._secret is not None:
-            return self._secret, HMAC_ALGORITHMS
+        if self._secret is not None and alg in self._secret:
+            # A PyJWK per algorithm: its key is prepared once (PyJWT otherwise re-checks
+            # that the secret is no PEM or SSH key on every decode, ~20 µs).
+            jwk = self._secret[alg]
+            return jwk, [jwk.algorithm_name]
         if self._public is not None and alg in self._public[1]:
-            return self._public
+            return self._public[0], list(self._public[1])
         if self._jwks is not None:
             kid = header.get("kid")
             if kid is None and len(self._jwks) == 1:
@@ -178,7 +190,7 @@ class TokenVerifier:
                 if found is None:
                     raise invalid("no key with this token's kid")
                 jwk = found
-            return jwk.key, (jwk.algorithm_name,)
+            return jwk.key, [jwk.algorithm_name]
         raise invalid(f"algorithm {alg!r} is not accepted")
 
     def verify(self, token: Any) -> Identity:
@@ -188,20 +200,24 @@ class TokenVerifier:
         key, algorithms = self._key_for(token)
         jwt = self._jwt
         try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=list(algorithms),
-                options=self._options,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=LEEWAY,
-            )
+            claims = self._decoder.decode(token, key, algorithms, **self._checks)
         except jwt.ExpiredSignatureError:
             raise expired() from None
         except jwt.PyJWTError as exc:
             raise invalid(_reason(exc)) from None
         return identity_from_claims(claims)
+
+
+def _peek_header(token: str) -> dict[str, Any]:
+    """The unverified JOSE header of a compact JWS (RFC 7515 7.1), for choosing a key."""
+    head, dot, _ = token.partition(".")
+    try:
+        header = orjson.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):
+        header = None
+    if not dot or not isinstance(header, dict):
+        raise invalid("malformed token: not a JWS header")
+    return header
 
 
 def _reason(exc: Exception) -> str:
