@@ -435,3 +435,37 @@ def test_startup_log_says_how_connections_authenticate(
 def test_settings_path_of_a_missing_key_file_is_a_config_error(tmp_path: Path, start_server: Any) -> None:
     with pytest.raises(RuntimeError, match="TOKEN_PUBLIC_KEY"):
         start_server(ROCKETWS_TOKEN_PUBLIC_KEY=str(tmp_path / "missing.pem"))
+
+
+# -- a real browser -----------------------------------------------------------------------
+
+
+def test_browser_connects_with_a_token_then_subscribes(hs_server: ServerProcess) -> None:
+    from .browser import Browser
+
+    token = hs256(claims("browser-user", channels=["browser:inbox"]))
+    browser = Browser()
+    try:
+        out = browser.evaluate(f"""
+          new Promise((resolve, reject) => {{
+            const ws = new WebSocket({json.dumps(hs_server.ws_url)});
+            const seen = [];
+            const call = (method, params, id) => ws.send(JSON.stringify({{ jsonrpc: "2.0", method, params, id }}));
+            ws.onopen = () => {{ call("subscribe", {{ channel: "early" }}, 1); call("connect", {{ token: {json.dumps(token)} }}, 2); }};
+            ws.onmessage = (event) => {{
+              const msg = JSON.parse(event.data);
+              seen.push(msg);
+              if (msg.id === 2) call("subscribe", {{ channel: "late" }}, 3);
+              if (msg.id === 3) ws.close(1000, "done");
+            }};
+            ws.onclose = (event) => resolve({{ seen, code: event.code }});
+            setTimeout(() => reject(new Error("not done within 15 s")), 15000);
+          }})""")
+    finally:
+        browser.close()
+    early, connected, late = out["seen"]
+    assert early["error"]["code"] == -32010
+    assert connected["result"]["user"] == "browser-user" and connected["result"]["channels"] == [
+        "browser:inbox"
+    ]
+    assert late["result"] == {"channel": "late", "subscribed": True} and out["code"] == 1000
