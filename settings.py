@@ -47,6 +47,23 @@ RPC = {
     "SPEC_EXAMPLE_METHODS": False,  # adds JSON-RPC spec section 7 methods (conformance tests)
 }
 
+# Connection authentication (docs/security.md). Nothing set: anonymous mode, every
+# connection is accepted at once. Keep secrets out of this file: use the environment
+# (ROCKETWS_TOKEN_HMAC_SECRET).
+AUTH = {
+    "TOKEN_HMAC_SECRET": None,  # HS256/384/512 secret, >= 32 bytes
+    "TOKEN_PUBLIC_KEY": None,  # path of a PEM public key (RS*, PS*, ES*, EdDSA)
+    "TOKEN_JWKS_FILE": None,  # path of a JWKS file (keys chosen by kid)
+    "TOKEN_AUDIENCE": None,  # when set, tokens need this aud
+    "TOKEN_ISSUER": None,  # when set, tokens need this iss
+    "TOKEN_REQUIRE_EXP": False,  # True: tokens without exp are refused
+    "CONNECT_TIMEOUT": 10.0,  # seconds for a successful connect; then close 4010
+    "REFRESH_GRACE": 25.0,  # seconds after exp for a refresh; then close 4011
+    "CONNECT_PROXY_URL": None,  # e.g. "http://127.0.0.1:8000/rocketws/connect"
+    "CONNECT_PROXY_HEADERS": ["Cookie", "Authorization"],  # forwarded from the upgrade
+    "CONNECT_PROXY_TIMEOUT": 5.0,  # seconds for its answer; then -32014 and close 4012
+}
+
 SERVER = {
     "BROKER": "memory",  # or "redis://127.0.0.1:6379/0" to join nodes (docs/scaling.md)
     "SHUTDOWN_TIMEOUT": 5.0,  # seconds to close every connection on SIGTERM/SIGINT

@@ -10,6 +10,11 @@ Operations (``--only`` takes their names, comma-separated):
 - ``rpc.dispatch_emit``        ``rpc.dispatch`` of one ``emit`` request (100-byte data)
   on the backend methods, memory broker, one subscribed session on the channel.
 - ``rpc.dispatch_batch_100``   the same with a batch of 100 emits in one document.
+- ``auth.connect_hs256``       (only with ``--only``) ``rpc.dispatch`` of one ``connect`` request carrying an
+  HS256 token (``sub``, ``exp``, ``aud``, a small ``info``) on the CONNECTING methods:
+  parse, PyJWT verification with an audience check, the identity set on the session, the
+  connection protocol accepted, the answer encoded (the whole server-side path of
+  ``connect`` but the socket read and write).
 
 Each operation is timed in loops calibrated to ``--target`` seconds per repeat; the figure
 is the median over ``--repeat`` repeats (default 5).  The clock is this thread's CPU time
@@ -43,12 +48,15 @@ import orjson
 
 from rocketws.brokers.memory import MemoryBroker
 from rocketws.core import rpc
+from rocketws.core.auth import Authenticator
+from rocketws.core.connection import ConnectionProtocol
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.framing import FrameReader, TextMessage, text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_message_push
 from rocketws.core.node import Node
 from rocketws.core.session import Session
+from rocketws.core.tokens import Identity, TokenVerifier
 
 from .harness import CHANNEL, emit_body
 from .machine import describe, machine_info
@@ -191,6 +199,55 @@ def dispatch_emits(batch: int) -> Timer:
     return timed(op, reset)
 
 
+class BenchLink:
+    """The Admission side of ``connect``, as the transport's Connection does it minus the
+    socket: a fresh protocol per connect, the identity set on the session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.protocol = ConnectionProtocol(65536)
+
+    @property
+    def connecting(self) -> bool:
+        return True
+
+    def upgrade_headers(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def admit(self, identity: Identity) -> list[str]:
+        s = self.session
+        s.user, s.info, s.meta = identity.user, identity.info, identity.meta
+        self.protocol.accept(identity.expires_at)
+        return []
+
+    def refuse(self, why: Any) -> None:
+        raise RuntimeError(f"connect refused: {why}")
+
+    def extend(self, expires_at: float) -> None:
+        pass
+
+
+def connect_hs256() -> Timer:
+    import jwt
+
+    secret = "benchmark-secret-" + "k" * 32
+    auth = Authenticator(TokenVerifier(hmac_secret=secret, audience="bench"), ping_interval=25.0)
+    session = Session(NullOutlet(), MAX_PENDING)
+    link = BenchLink(session)
+    ctx = rpc.ClientContext(Node(Hub(), MemoryBroker()), session, 255, auth, link)
+    claims = {"sub": "user-12345", "exp": int(time.time()) + 3600, "aud": "bench", "info": {"name": "Bench"}}
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    body = orjson.dumps({"jsonrpc": "2.0", "method": "connect", "params": {"token": token}, "id": 1})
+
+    def op() -> bytes | None:
+        return rpc.dispatch(body, rpc.connecting_methods, ctx, 1000)
+
+    answer = orjson.loads(op() or b"null")
+    if answer.get("result", {}).get("user") != "user-12345":
+        raise RuntimeError(f"connect failed: {answer!r:.300}")
+    return timed(op)
+
+
 @dataclass(frozen=True)
 class Operation:
     name: str
@@ -226,6 +283,14 @@ OPERATIONS = (
         lambda: dispatch_emits(BATCH),
         BATCH,
         "emit",
+    ),
+)
+# Run only when named with --only (the default set is pinned by tests/test_bench_smoke.py).
+EXTRA_OPERATIONS = (
+    Operation(
+        "auth.connect_hs256",
+        "rpc.dispatch of one connect with an HS256 token (verify, accept, answer)",
+        connect_hs256,
     ),
 )
 
@@ -307,7 +372,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cpu: this thread's CPU time (default; other load on the machine does not count); "
         "wall: elapsed time",
     )
-    p.add_argument("--only", help=f"comma-separated, from {','.join(o.name for o in OPERATIONS)}")
+    every = ",".join(o.name for o in OPERATIONS + EXTRA_OPERATIONS)
+    p.add_argument("--only", help=f"comma-separated, from {every}")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny loops, 2 repeats")
     a = p.parse_args(argv)
@@ -325,11 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     ops = list(OPERATIONS)
     if a.only:
         names = [n for n in a.only.split(",") if n]
-        unknown = sorted(set(names) - {o.name for o in OPERATIONS})
+        unknown = sorted(set(names) - {o.name for o in OPERATIONS + EXTRA_OPERATIONS})
         if unknown:
             print(f"micro: unknown operation(s) {unknown}", file=sys.stderr)
             return 2
-        ops = [o for o in OPERATIONS if o.name in names]
+        ops = [o for o in OPERATIONS + EXTRA_OPERATIONS if o.name in names]
     info = machine_info()
     figures = [measure(op, a.repeat, a.target, CLOCKS[a.clock]) for op in ops]
     if a.json:

@@ -177,7 +177,7 @@ class Client:
     # -- server-side control: every connection of a user, on every node -----------------
 
     def disconnect(self, user: str, code: int | None = None, reason: str | None = None) -> dict[str, Any]:
-        """Close every connection of ``user`` (code 4000-4999; default 4503, no reconnect).
+        """Close every connection of ``user`` (code 4000-4999; default 4504, no reconnect).
 
         Returns ``{"user", "reached"}``: how many connections were closed.
         """

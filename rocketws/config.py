@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from rocketws.core.channels import Namespace, validate_namespace_name
@@ -212,16 +213,25 @@ def _origins(name: str, value: Any) -> tuple[str, ...]:
     return origins
 
 
-def _subprotocols(name: str, value: Any) -> tuple[str, ...]:
-    """Subprotocol names, tokens (RFC 6455 section 4.1); a list, or comma-separated."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
-        raise ConfigError(name, value, "expected a list of subprotocol names")
-    names = tuple(i.strip() for i in items if i.strip())
-    for item in names:
-        if not is_token(item):
-            raise ConfigError(name, value, f"{item!r} is not a token (RFC 6455 section 4.1)")
-    return names
+def _token_list(what: str, bad: str) -> Parser:
+    """A parser of RFC 9110 tokens (``what``: for errors; ``bad``: what a non-token is
+    called), a list or comma-separated."""
+
+    def parse(name: str, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(name, value, f"expected a list of {what}")
+        names = tuple(i.strip() for i in items if i.strip())
+        for item in names:
+            if not is_token(item):
+                raise ConfigError(name, value, f"{item!r} is not {bad}")
+        return names
+
+    return parse
+
+
+# Subprotocol names, tokens (RFC 6455 section 4.1); a list, or comma-separated.
+_subprotocols = _token_list("subprotocol names", "a token (RFC 6455 section 4.1)")
 
 
 def _broker(name: str, value: Any) -> str:
@@ -307,6 +317,45 @@ def _namespaces(name: str, value: Any) -> tuple[Namespace, ...]:
             raise ConfigError(f"{name}[{i}]['name']", ns.name, "declared twice")
         seen.add(ns.name)
     return namespaces
+
+
+# -- AUTH parsers ---------------------------------------------------------------------------
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(name, value, "expected a string")
+    return value
+
+
+def _secret(name: str, value: Any) -> str | None:
+    """A secret: never echoed in errors."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value.encode()) < 32:
+        raise ConfigError(name, "...", "expected a string of at least 32 bytes (RFC 7518 3.2)")
+    return value
+
+
+def _file_path(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not Path(value).is_file():
+        raise ConfigError(name, value, "expected the path of a readable file")
+    return value
+
+
+def _http_url(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+        raise ConfigError(name, value, "expected an http:// or https:// URL")
+    return value
+
+
+_header_names = _token_list("header names", "a header name")
 
 
 # -- the declarations --------------------------------------------------------------------
@@ -498,6 +547,84 @@ class Config:
         False,
         _bool,
         "add the JSON-RPC spec's section 7 example methods to the MessagesSource (conformance testing)",
+    )
+    # -- connection authentication (docs/security.md); none set: anonymous mode --
+    token_hmac_secret: str | None = setting(
+        "AUTH",
+        "TOKEN_HMAC_SECRET",
+        None,
+        _secret,
+        "secret (>= 32 bytes) verifying HS256/HS384/HS512 connection tokens",
+    )
+    token_public_key: str | None = setting(
+        "AUTH",
+        "TOKEN_PUBLIC_KEY",
+        None,
+        _file_path,
+        "path of a PEM public key verifying RS*/PS* (RSA), ES* (EC) or EdDSA connection tokens",
+    )
+    token_jwks_file: str | None = setting(
+        "AUTH",
+        "TOKEN_JWKS_FILE",
+        None,
+        _file_path,
+        "path of a JWKS file (public keys, chosen by the token's `kid`)",
+    )
+    token_audience: str | None = setting(
+        "AUTH",
+        "TOKEN_AUDIENCE",
+        None,
+        _optional_text,
+        "when set, tokens must carry this `aud`",
+    )
+    token_issuer: str | None = setting(
+        "AUTH",
+        "TOKEN_ISSUER",
+        None,
+        _optional_text,
+        "when set, tokens must carry this `iss`",
+    )
+    token_require_exp: bool = setting(
+        "AUTH",
+        "TOKEN_REQUIRE_EXP",
+        False,
+        _bool,
+        "true: tokens without `exp` are refused (4501)",
+    )
+    connect_timeout: float = setting(
+        "AUTH",
+        "CONNECT_TIMEOUT",
+        10.0,
+        _positive_float,
+        "seconds after the upgrade for a successful `connect` when authentication is on; then close 4010",
+    )
+    refresh_grace: float = setting(
+        "AUTH",
+        "REFRESH_GRACE",
+        25.0,
+        _positive_float,
+        "seconds after a token's `exp` for a `refresh`; then close 4011",
+    )
+    connect_proxy_url: str | None = setting(
+        "AUTH",
+        "CONNECT_PROXY_URL",
+        None,
+        _http_url,
+        "the application's URL that `connect` without a token is POSTed to ([security.md](security.md))",
+    )
+    connect_proxy_headers: tuple[str, ...] = setting(
+        "AUTH",
+        "CONNECT_PROXY_HEADERS",
+        ("Cookie", "Authorization"),
+        _header_names,
+        "upgrade request headers forwarded to the connect proxy (comma-separated in the environment)",
+    )
+    connect_proxy_timeout: float = setting(
+        "AUTH",
+        "CONNECT_PROXY_TIMEOUT",
+        5.0,
+        _positive_float,
+        "seconds for the connect proxy's answer; then -32014 and close 4012",
     )
     broker: str = setting(
         "SERVER",

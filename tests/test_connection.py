@@ -15,15 +15,18 @@ import pytest
 
 from rocketws.core import disconnect, framing
 from rocketws.core.connection import (
+    NEVER,
     NOTHING,
     PING_FRAME,
     TRANSITIONS,
+    AuthTiming,
     ConnectionProtocol,
     Do,
     Input,
     Liveness,
     State,
     Step,
+    refresh_required_frame,
 )
 
 from .wsraw import client_frame, close_payload
@@ -57,6 +60,11 @@ FEED: dict[Input, Callable[[ConnectionProtocol], Step | None]] = {
     Input.PING_DUE: lambda p: p.check(LIVE, 4, 0),
     Input.PONG_OVERDUE: lambda p: p.check(LIVE, 6, 0),
     Input.WRITE_STALLED: lambda p: p.check(LIVE, 0, 3),
+    Input.REJECTED: lambda p: p.reject(disconnect.INVALID_TOKEN),
+    Input.CONNECT_TIMEOUT: ConnectionProtocol.connect_timeout,
+    Input.REFRESH_DUE: lambda p: p.refresh_due(0.0),
+    Input.REFRESHED: lambda p: p.refreshed(100.0),
+    Input.EXPIRED: ConnectionProtocol.expired,
 }
 
 # How to reach each state through inputs only.
@@ -67,6 +75,11 @@ PATH: dict[State, tuple[Input, ...]] = {
     State.DRAINING: (Input.ACCEPTED, Input.PEER_CLOSE),
     State.CLOSED: (Input.ACCEPTED, Input.LOST),
 }
+
+
+def state_of(proto: ConnectionProtocol) -> State:
+    """``proto.state``, read afresh (mypy narrows a repeated attribute read)."""
+    return proto.state
 
 
 def in_state(state: State) -> ConnectionProtocol:
@@ -380,3 +393,91 @@ def test_close_stuck_behind_a_stalled_socket_is_released(state: State) -> None:
 def test_closed_connection_is_not_swept() -> None:
     proto = in_state(State.CLOSED)
     assert proto.check(LIVE, 4, 0) == NOTHING and proto.check(LIVE, 0, 3) == NOTHING
+
+
+# -- authentication: connect deadline, refusal, expiry and refresh (the sweep's tick) ------
+
+TIMING = AuthTiming(connect_timeout=10.0, refresh_notice=5.0, refresh_grace=25.0)
+
+
+def authenticating(now: float = 1000.0) -> ConnectionProtocol:
+    proto = ConnectionProtocol(MAX, timing=TIMING)
+    proto.await_connect(now)
+    return proto
+
+
+def test_connecting_connection_is_closed_with_4010_at_the_connect_deadline() -> None:
+    proto = authenticating(1000.0)
+    assert proto.deadline == 1010.0
+    assert proto.tick(1009.9) == NOTHING and proto.state is State.CONNECTING
+    step = proto.tick(1010.0)
+    assert step.actions == (Do.CLOSE,) and step.keep_queue
+    assert step.frame == framing.close_frame(4010, "connect timeout")
+    assert state_of(proto) is State.CLOSING and proto.reading  # reading on for the peer's close
+    assert proto.tick(1011.0) == NOTHING  # once
+    proto.timeout()
+    assert proto.exit is not None and proto.exit.initiator == "server"
+    assert proto.exit.sent == disconnect.CONNECT_TIMEOUT and disconnect.CONNECT_TIMEOUT.reconnect
+
+
+def test_without_authentication_nothing_is_ever_due() -> None:
+    proto = ConnectionProtocol(MAX)
+    assert proto.deadline == NEVER and proto.tick(1e12) == NOTHING
+    proto.accept()
+    assert proto.deadline == NEVER and proto.tick(1e12) == NOTHING and proto.state is State.OPEN
+
+
+def test_refused_connect_closes_after_its_error_answer_with_no_reconnect_code() -> None:
+    proto = authenticating()
+    step = proto.reject(disconnect.INVALID_TOKEN)
+    assert step.actions == (Do.CLOSE,) and step.keep_queue  # the JSON-RPC error goes first
+    assert step.frame == framing.close_frame(4501, "invalid token")
+    assert not disconnect.INVALID_TOKEN.reconnect and not disconnect.TOKEN_EXPIRED.reconnect
+    assert proto.tick(1e12) == NOTHING  # the connect deadline is moot once closing
+
+
+def test_accepted_connection_no_longer_has_a_connect_deadline() -> None:
+    proto = authenticating(1000.0)
+    proto.accept()
+    assert proto.state is State.OPEN and proto.tick(1e12) == NOTHING
+
+
+def test_expiring_identity_is_asked_to_refresh_then_closed_with_4011() -> None:
+    proto = authenticating(1000.0)
+    proto.accept(expires_at=1100.0)
+    assert proto.deadline == 1095.0  # refresh_notice before exp
+    assert proto.tick(1094.0) == NOTHING
+    step = proto.tick(1095.0)
+    assert step.actions == (Do.NOTIFY,) and step.frame == refresh_required_frame(5)
+    assert step.frame == framing.text_frame(
+        b'{"jsonrpc":"2.0","method":"refresh_required","params":{"expires_in":5}}'
+    )
+    assert proto.tick(1100.0) == NOTHING  # one notification; the grace runs
+    assert proto.tick(1124.9) == NOTHING and proto.state is State.OPEN
+    step = proto.tick(1125.0)
+    assert step.actions == (Do.CLOSE,) and step.frame == framing.close_frame(
+        4011, "token expired, no refresh"
+    )
+    assert state_of(proto) is State.CLOSING and disconnect.EXPIRED.reconnect  # fetch a token, reconnect
+
+
+def test_refresh_before_the_grace_ends_moves_the_deadline() -> None:
+    proto = authenticating(1000.0)
+    proto.accept(expires_at=1100.0)
+    proto.tick(1095.0)  # refresh_required
+    assert proto.refreshed(1200.0) == NOTHING and proto.state is State.OPEN
+    assert proto.tick(1125.0) == NOTHING  # the old grace is gone
+    assert proto.deadline == 1195.0 and proto.tick(1195.0).actions == (Do.NOTIFY,)
+
+
+def test_identity_already_in_its_notice_is_asked_at_the_first_tick() -> None:
+    proto = authenticating(1000.0)
+    proto.accept(expires_at=1002.0)
+    step = proto.tick(1000.0)
+    assert step.actions == (Do.NOTIFY,) and step.frame == refresh_required_frame(2)
+
+
+def test_liveness_period_also_serves_the_auth_deadlines() -> None:
+    live = Liveness.from_seconds(25.0, 10.0, 10.0, deadlines=0.5)
+    assert live.period == 0.125 and live.ping_after == 200  # ticks still count the same seconds
+    assert Liveness.from_seconds(0.0, 10.0, 0.0, deadlines=10.0).period == 2.5  # sweeps with pings off

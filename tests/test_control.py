@@ -91,8 +91,8 @@ def test_disconnect_closes_every_connection_of_the_user_through_its_outlet() -> 
     node = _node()
     (_, o1), (_, o2), (_, other) = _session(node, "alice"), _session(node, "alice"), _session(node, "bob")
     assert _call(node, "disconnect", {"user": "alice"})["result"] == {"user": "alice", "reached": 2}
-    assert o1.closed_with == o2.closed_with == [Disconnect(4503, "disconnected by the server", False)]
-    assert int(CloseCode.DISCONNECTED) == 4503 and other.closed_with == []
+    assert o1.closed_with == o2.closed_with == [Disconnect(4504, "disconnected by the server", False)]
+    assert int(CloseCode.DISCONNECTED) == 4504 and other.closed_with == []
 
 
 def test_disconnect_with_a_reconnect_code_and_reason() -> None:

@@ -104,7 +104,7 @@ def _control_across(servers: list[Server]) -> None:
     assert _post(b, "disconnect", {"user": "alice"})["result"] == {"user": "alice", "reached": 2}
     for client in alice:
         texts, code, reason = client.read_until_close()
-        assert (texts, code, reason) == ([], 4503, "disconnected by the server")
+        assert (texts, code, reason) == ([], 4504, "disconnected by the server")
         client.close()
     # bob and the anonymous connection are untouched; an unknown user reaches nobody
     assert _post(a, "disconnect", {"user": "carol", "code": 4100})["result"]["reached"] == 0

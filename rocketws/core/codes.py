@@ -25,8 +25,14 @@ class RpcCode(IntEnum):
     LIMIT_EXCEEDED = -32003
     REQUEST_TOO_LARGE = -32004
     NOT_ALLOWED = -32005  # valid params, refused by a channel namespace rule
-    # MessagesSource: no API key, or a wrong one (HTTP 401).  Far from -32005 so the
-    # connection-auth codes can take the numbers right after it.
+    # Connection authentication (-32010..-32019; docs/protocol.md#authentication).
+    NOT_CONNECTED = -32010  # a method other than connect/ping before connect succeeded
+    TOKEN_INVALID = -32011  # bad signature, algorithm, claims, aud/iss, ...
+    TOKEN_EXPIRED = -32012  # the token's exp has passed
+    CONNECT_REFUSED = -32013  # the connect proxy refused the connection
+    AUTH_UNAVAILABLE = -32014  # the connect proxy timed out, is down or answered nonsense
+    ALREADY_CONNECTED = -32015  # connect on a connection that is connected already
+    # MessagesSource: no API key, or a wrong one (HTTP 401).
     UNAUTHORIZED = -32030
 
 
@@ -41,6 +47,12 @@ RPC_MESSAGES: dict[int, str] = {
     RpcCode.LIMIT_EXCEEDED: "Limit exceeded",
     RpcCode.REQUEST_TOO_LARGE: "Request too large",
     RpcCode.NOT_ALLOWED: "Not allowed",
+    RpcCode.NOT_CONNECTED: "Not connected",
+    RpcCode.TOKEN_INVALID: "Invalid token",
+    RpcCode.TOKEN_EXPIRED: "Token expired",
+    RpcCode.CONNECT_REFUSED: "Connect refused",
+    RpcCode.AUTH_UNAVAILABLE: "Authentication unavailable",
+    RpcCode.ALREADY_CONNECTED: "Already connected",
     RpcCode.UNAUTHORIZED: "Unauthorized",
 }
 
@@ -58,4 +70,11 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 4008  # outgoing buffer limit exceeded, or the socket took nothing
     NO_PONG = 4009  # no pong (nor any other frame) in time after our ping
-    DISCONNECTED = 4503  # a backend called `disconnect` for the user (no reconnect)
+    # Connection authentication (docs/protocol.md#authentication).
+    CONNECT_TIMEOUT = 4010  # no successful connect within CONNECT_TIMEOUT
+    EXPIRED = 4011  # the token expired and no refresh came within REFRESH_GRACE
+    AUTH_UNAVAILABLE = 4012  # the connect proxy timed out, is down or answered nonsense
+    INVALID_TOKEN = 4501  # do not reconnect with this token
+    TOKEN_EXPIRED = 4502  # the token was expired when presented: get a new one
+    CONNECT_REFUSED = 4503  # the connect proxy refused these credentials
+    DISCONNECTED = 4504  # a backend called `disconnect` for the user (no reconnect)

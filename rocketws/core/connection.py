@@ -16,8 +16,10 @@ the table changes nothing.
          +--------- WRITE_STALLED (any state but CLOSED) ------------------> CLOSED
                                                           DRAINING --SENT--> CLOSED
 
-CONNECTING: upgraded, not yet accepted by the application (authentication happens here;
-with none configured the driver accepts at once).  CLOSING: our close frame is queued
+CONNECTING: upgraded, not yet accepted by the application.  Authentication happens here:
+with none configured the driver accepts at once; else the connection waits for a
+successful ``connect`` (ACCEPTED), a refused one (REJECTED: the error answer, then our
+close frame), or the connect deadline (CONNECT_TIMEOUT, 4010).  CLOSING: our close frame is queued
 and reading goes on, for the peer's close frame only.  DRAINING: reading is over; what
 is queued is written, our close frame last, then the socket is closed.  The driver
 closes the socket only on ``Do.RELEASE``, which happens once; ``exit`` records why.
@@ -28,6 +30,12 @@ the peer has been quiet and how long the socket has refused bytes.  A quiet peer
 pinged (PING_DUE, RFC 6455 5.5.2); one that stays quiet, pong included (5.5.3), is
 failed with 4009 (PONG_OVERDUE, 7.1.7); a socket that took nothing for the write
 timeout while frames were pending is dropped (WRITE_STALLED).
+
+Token expiry (``AuthTiming``, fed by ``ConnectionProtocol.tick`` from the same sweep with
+the Unix time): ``deadline`` is when the protocol must next look; an accepted connection
+whose identity expires gets a ``refresh_required`` notification ``refresh_notice``
+seconds before ``exp`` (REFRESH_DUE), and is closed with 4011 when ``refresh_grace``
+seconds after ``exp`` pass without a ``refresh`` (EXPIRED); REFRESHED moves ``exp``.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+
+import orjson
 
 from rocketws.core import disconnect, framing
 from rocketws.core.disconnect import Disconnect
@@ -69,6 +79,12 @@ class Input(Enum):
     PONG_OVERDUE = "pong_overdue"  # ... nor in the pong timeout after our ping
     WRITE_STALLED = "write_stalled"  # the socket took no bytes for the write timeout
     #                                   while frames were pending
+    # Connection authentication (AuthTiming; the sweep's ``tick``):
+    REJECTED = "rejected"  # ``connect`` was refused: close after its error answer
+    CONNECT_TIMEOUT = "connect_timeout"  # no successful ``connect`` in time
+    REFRESH_DUE = "refresh_due"  # the identity expires soon: ask for a ``refresh``
+    REFRESHED = "refreshed"  # a ``refresh`` moved the expiry
+    EXPIRED = "expired"  # the identity expired and the refresh grace has passed
 
 
 class Do(Enum):
@@ -77,6 +93,7 @@ class Do(Enum):
     DISPATCH = "dispatch"  # serve ``Step.text`` (a JSON-RPC document)
     PONG = "pong"  # queue ``Step.frame`` (a pong), after what is queued (5.5.2)
     PING = "ping"  # queue ``Step.frame`` (our ping), after what is queued (5.5.2)
+    NOTIFY = "notify"  # queue ``Step.frame`` (a JSON-RPC notification), after what is queued
     STOP_READING = "stop_reading"  # read nothing more from the socket
     CLOSE = "close"  # stop pushes; queue ``Step.frame`` (a close frame) after what is
     #                   queued if ``Step.keep_queue``, else instead of it; arm the close timer
@@ -122,6 +139,13 @@ def _serving(state: State) -> dict[tuple[State, Input], Transition]:
 
 TRANSITIONS: Mapping[tuple[State, Input], Transition] = {
     (State.CONNECTING, Input.ACCEPTED): (State.OPEN, ()),
+    # Authentication: a refusal or no connect in time closes after what is queued (the
+    # refusal's error answer goes first); expiry asks for a refresh, then closes.
+    (State.CONNECTING, Input.REJECTED): (State.CLOSING, (Do.CLOSE,)),
+    (State.CONNECTING, Input.CONNECT_TIMEOUT): (State.CLOSING, (Do.CLOSE,)),
+    (State.OPEN, Input.REFRESH_DUE): (State.OPEN, (Do.NOTIFY,)),
+    (State.OPEN, Input.REFRESHED): (State.OPEN, ()),
+    (State.OPEN, Input.EXPIRED): (State.CLOSING, (Do.CLOSE,)),
     # Before acceptance the connection is served like an open one; which methods a
     # request may call in CONNECTING is the RPC layer's decision.
     **_serving(State.CONNECTING),
@@ -164,6 +188,27 @@ class Step:
 
 NOTHING = Step()
 PING_FRAME = framing.encode_frame(b"", framing.OP_PING)  # 5.5.2: the payload is optional
+NEVER = math.inf  # a ``deadline`` or ``expires_at`` that never comes
+
+
+def refresh_required_frame(expires_in: int) -> bytes:
+    """The ``refresh_required`` notification (docs/protocol.md#authentication)."""
+    push = {"jsonrpc": "2.0", "method": "refresh_required", "params": {"expires_in": expires_in}}
+    return framing.text_frame(orjson.dumps(push))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTiming:
+    """Seconds that bound authentication: ``connect_timeout`` for a successful
+    ``connect``; ``refresh_notice`` before ``exp`` the ``refresh_required`` push goes out;
+    ``refresh_grace`` after ``exp`` for a ``refresh`` before the connection is closed."""
+
+    connect_timeout: float = 10.0
+    refresh_notice: float = 5.0
+    refresh_grace: float = 25.0
+
+
+DEFAULT_TIMING = AuthTiming()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,15 +226,20 @@ class Liveness:
     write_within: int  # ticks the socket may refuse every byte while frames are pending
 
     @classmethod
-    def from_seconds(cls, ping_interval: float, pong_timeout: float, write_timeout: float) -> Liveness:
+    def from_seconds(
+        cls, ping_interval: float, pong_timeout: float, write_timeout: float, deadlines: float = 0.0
+    ) -> Liveness:
         """Ticks for the timeouts (0 = off); the period is a quarter of the shortest one.
+        ``deadlines``: the shortest other timeout the sweep serves (``AuthTiming``'s), 0
+        when none; it shortens the period but is not counted in ticks.
 
         A tick is counted at a sweep and a received byte or a write can happen anywhere
         between two sweeps, so a quiet peer is pinged after ``ping_interval`` minus at most
         one period, and nobody is given up before their timeout, nor more than one period
         after it.
         """
-        used = [t for t in (ping_interval, pong_timeout if ping_interval else 0, write_timeout) if t > 0]
+        timeouts = (ping_interval, pong_timeout if ping_interval else 0, write_timeout, deadlines)
+        used = [t for t in timeouts if t > 0]
         if not used:
             return cls(0.0, 0, 0, 0)
         period = min(used) / 4
@@ -247,14 +297,30 @@ class ConnectionProtocol:
     ``inflater``: given when permessage-deflate was negotiated (see ``FrameReader``).
     """
 
-    __slots__ = ("state", "reader", "exit", "_sent", "_initiator", "_detail")
+    __slots__ = (
+        "state",
+        "reader",
+        "exit",
+        "deadline",
+        "expires_at",
+        "timing",
+        "_sent",
+        "_initiator",
+        "_detail",
+    )
 
     def __init__(
-        self, max_message_size: int, inflater: Callable[[int], framing.Inflate] | None = None
+        self,
+        max_message_size: int,
+        inflater: Callable[[int], framing.Inflate] | None = None,
+        timing: AuthTiming = DEFAULT_TIMING,
     ) -> None:
         self.state = State.CONNECTING
         self.reader = framing.FrameReader(max_message_size, inflater)
         self.exit: Exit | None = None
+        self.deadline = NEVER  # the Unix time ``tick`` must next act at
+        self.expires_at = NEVER  # the accepted identity's expiry
+        self.timing = timing
         self._sent: Disconnect | None = None  # the close frame we queued
         self._initiator = ""
         self._detail = ""
@@ -269,9 +335,66 @@ class ConnectionProtocol:
 
     # -- inputs ---------------------------------------------------------------------
 
-    def accept(self) -> Step:
-        """The application accepted the connection (CONNECTING -> OPEN)."""
-        return self._go(Input.ACCEPTED)
+    def accept(self, expires_at: float = NEVER) -> Step:
+        """The application accepted the connection (CONNECTING -> OPEN), its identity
+        valid until ``expires_at`` (Unix time)."""
+        step = self._go(Input.ACCEPTED)
+        if self.state is State.OPEN:
+            self._expire_at(expires_at)
+        return step
+
+    def await_connect(self, now: float) -> None:
+        """Authentication is required: a successful ``connect`` must come by
+        ``now + timing.connect_timeout`` (then ``tick`` closes with 4010)."""
+        if self.state is State.CONNECTING:
+            self.deadline = now + self.timing.connect_timeout
+
+    def reject(self, why: Disconnect) -> Step:
+        """``connect`` was refused: close with ``why`` after what is queued."""
+        return self._go(Input.REJECTED, why, f"connect refused: {why}")
+
+    def connect_timeout(self) -> Step:
+        """No successful ``connect`` came in time."""
+        detail = f"no connect within {self.timing.connect_timeout:g} s"
+        return self._go(Input.CONNECT_TIMEOUT, disconnect.CONNECT_TIMEOUT, detail)
+
+    def refresh_due(self, now: float) -> Step:
+        """The identity expires within ``refresh_notice``: push ``refresh_required``."""
+        actions = self._move(Input.REFRESH_DUE)
+        if not actions:
+            return NOTHING
+        self.deadline = self.expires_at + self.timing.refresh_grace
+        left = self.expires_at - now
+        return Step(actions, frame=refresh_required_frame(max(0, math.ceil(left)) if left < NEVER else 0))
+
+    def refreshed(self, expires_at: float) -> Step:
+        """A ``refresh`` moved the expiry to ``expires_at``."""
+        step = self._go(Input.REFRESHED)
+        if self.state is State.OPEN:
+            self._expire_at(expires_at)
+        return step
+
+    def expired(self) -> Step:
+        """The identity expired and the refresh grace passed."""
+        detail = f"token expired {self.timing.refresh_grace:g} s ago without a refresh"
+        return self._go(Input.EXPIRED, disconnect.EXPIRED, detail)
+
+    def tick(self, now: float) -> Step:
+        """The sweep, with the Unix time: whatever ``deadline`` says is due."""
+        if now < self.deadline:
+            return NOTHING
+        if self.state is State.CONNECTING:
+            return self.connect_timeout()
+        if self.state is not State.OPEN:
+            self.deadline = NEVER
+            return NOTHING
+        if now >= self.expires_at + self.timing.refresh_grace:
+            return self.expired()
+        return self.refresh_due(now)
+
+    def _expire_at(self, expires_at: float) -> None:
+        self.expires_at = expires_at or NEVER
+        self.deadline = self.expires_at - self.timing.refresh_notice
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from the socket, in order (ignored once reading is over)."""
@@ -382,4 +505,14 @@ class ConnectionProtocol:
 
 
 _READING = frozenset((State.CONNECTING, State.OPEN, State.CLOSING))
-_SERVER_INITIATED = frozenset((Input.SERVER_CLOSE, Input.FAILED, Input.PONG_OVERDUE, Input.WRITE_STALLED))
+_SERVER_INITIATED = frozenset(
+    (
+        Input.SERVER_CLOSE,
+        Input.FAILED,
+        Input.PONG_OVERDUE,
+        Input.WRITE_STALLED,
+        Input.REJECTED,
+        Input.CONNECT_TIMEOUT,
+        Input.EXPIRED,
+    )
+)

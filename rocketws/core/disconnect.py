@@ -80,6 +80,13 @@ WRITE_STALLED = Disconnect(CloseCode.SLOW_CONSUMER, "write timeout", reconnect=T
 # Our ping (RFC 6455 5.5.2) got no pong, nor any other frame, within PONG_TIMEOUT.
 NO_PONG = Disconnect(CloseCode.NO_PONG, "no pong", reconnect=True)
 
+# Connection authentication (docs/protocol.md#authentication).
+CONNECT_TIMEOUT = Disconnect(CloseCode.CONNECT_TIMEOUT, "connect timeout", reconnect=True)
+EXPIRED = Disconnect(CloseCode.EXPIRED, "token expired, no refresh", reconnect=True)
+AUTH_UNAVAILABLE = Disconnect(CloseCode.AUTH_UNAVAILABLE, "authentication unavailable", reconnect=True)
+INVALID_TOKEN = Disconnect(CloseCode.INVALID_TOKEN, "invalid token", reconnect=False)
+TOKEN_EXPIRED = Disconnect(CloseCode.TOKEN_EXPIRED, "token expired", reconnect=False)
+CONNECT_REFUSED = Disconnect(CloseCode.CONNECT_REFUSED, "connect refused", reconnect=False)
 # A backend's `disconnect {user}` without a code: do not come back with the same token.
 BY_SERVER = Disconnect(CloseCode.DISCONNECTED, "disconnected by the server", reconnect=False)
 
@@ -90,5 +97,11 @@ ALL: tuple[Disconnect, ...] = (
     SLOW_CONSUMER,
     WRITE_STALLED,
     NO_PONG,
+    CONNECT_TIMEOUT,
+    EXPIRED,
+    AUTH_UNAVAILABLE,
+    INVALID_TOKEN,
+    TOKEN_EXPIRED,
+    CONNECT_REFUSED,
     BY_SERVER,
 )

@@ -9,7 +9,8 @@
     │   ├── NotSubscribed         -32001
     │   ├── BrokerUnavailable     -32002
     │   ├── LimitExceeded         -32003
-    │   └── NotAllowed            -32005 (a channel namespace rule refuses it)
+    │   ├── NotAllowed            -32005 (a channel namespace rule refuses it)
+    │   └── AuthFailed            -32010..-32015 (connect/refresh refused; may carry a close)
     └── WebSocketClosing          the connection must close (has .close_code)
         ├── PeerClosed            the client sent a close frame
         └── ProtocolViolation     the client broke RFC 6455 or a limit
@@ -20,9 +21,12 @@ bugs, which are any other exception.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rocketws.core.codes import RPC_MESSAGES, CloseCode, RpcCode
+
+if TYPE_CHECKING:
+    from rocketws.core.disconnect import Disconnect
 
 
 class RocketWSError(Exception):
@@ -77,6 +81,19 @@ class LimitExceeded(RpcError):
 
 class NotAllowed(RpcError):
     code = RpcCode.NOT_ALLOWED
+
+
+class AuthFailed(RpcError):
+    """Connection authentication failed: the JSON-RPC error to answer and, when the
+    connection must end after that answer, the ``Disconnect`` to close it with.
+
+    ``data["reason"]`` says what was wrong; it never holds the token or a secret.
+    """
+
+    def __init__(self, code: int, reason: str, close: Disconnect | None = None) -> None:
+        super().__init__({"reason": reason}, code=code)
+        self.reason = reason
+        self.close = close
 
 
 class WebSocketClosing(RocketWSError):

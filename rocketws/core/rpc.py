@@ -25,6 +25,7 @@ from typing import Any
 from rocketws.brokers.base import Control
 from rocketws.core import disconnect as disconnects
 from rocketws.core import jsonrpc
+from rocketws.core.auth import ANONYMOUS_MODE, Admission, Authenticator
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import InvalidParams, LimitExceeded, RpcError
@@ -41,6 +42,7 @@ __all__ = [
     "ClientContext",
     "BackendContext",
     "client_methods",
+    "connecting_methods",
     "backend_methods",
     "dispatch",
     "dispatch_parsed",
@@ -226,11 +228,14 @@ _PING = Method("ping", ping, summary="Liveness check.", result={"const": "pong"}
 
 @dataclass(frozen=True, slots=True)
 class ClientContext:
-    """What a client method sees: the node, the caller's session, the channel-name limit."""
+    """What a client method sees: the node, the caller's session, the channel-name limit,
+    and for ``connect``/``refresh`` the process's Authenticator and the connection."""
 
     node: Node
     session: Session
     max_channel_length: int
+    auth: Authenticator = ANONYMOUS_MODE
+    link: Admission | None = None
 
 
 def subscribe(ctx: ClientContext, channel: Any) -> dict[str, Any]:
@@ -254,6 +259,50 @@ def subscriptions(ctx: ClientContext) -> list[str]:
 
 def heartbeat(_ctx: ClientContext) -> dict[str, str]:
     return {"heartbeat": "ok"}
+
+
+# -- connection authentication (core/auth.py; docs/protocol.md#authentication) --
+
+
+def connect(ctx: ClientContext, token: Any, name: Any, version: Any) -> dict[str, Any]:
+    return ctx.auth.connect(ctx.link, ctx.session.id, token, name, version)
+
+
+def refresh(ctx: ClientContext, token: Any) -> dict[str, Any]:
+    return ctx.auth.refresh(ctx.link, ctx.session.user, token)
+
+
+def _optional(name: str, doc: str) -> Param:
+    return Param(name, {"type": "string"}, required=False, doc=doc)
+
+
+_CONNECT = Method(
+    "connect",
+    connect,
+    (
+        _optional("token", "connection JWT; absent: the connect proxy decides (cookies, headers)"),
+        _optional("name", "client name, for the connect proxy and logs"),
+        _optional("version", "client version, for the connect proxy and logs"),
+    ),
+    "Authenticate this connection (the first call when authentication is on).",
+    {
+        "type": "object",
+        "properties": {
+            "client": {"type": "string"},
+            "user": {"type": "string"},
+            "expires_in": {"type": ["integer", "null"]},
+            "ping_interval": {"type": "number"},
+            "channels": _CHANNELS,
+        },
+    },
+)
+_REFRESH = Method(
+    "refresh",
+    refresh,
+    (Param("token", {"type": "string"}, doc="a new connection JWT for the same sub"),),
+    "Extend an expiring connection with a new token.",
+    {"type": "object", "properties": {"expires_in": {"type": ["integer", "null"]}}},
+)
 
 
 def _subscribed(value: bool) -> dict[str, Any]:
@@ -291,7 +340,12 @@ client_methods: Methods = table(
         "Liveness check (RocketWS 0.2 compatibility).",
         {"type": "object", "properties": {"heartbeat": {"const": "ok"}}},
     ),
+    _CONNECT,
+    _REFRESH,
 )
+
+connecting_methods: Methods = table(_CONNECT, _PING)
+"""What a connection may call before ``connect`` succeeds; other client methods: -32010."""
 
 # -- backend methods (MessagesSource) -------------------------------------------------
 
@@ -407,7 +461,7 @@ _CONTROL_METHODS = (
                 {"type": "integer", "minimum": 4000, "maximum": 4999},
                 required=False,
                 doc="close code; 4000-4499 lets the client reconnect, 4500-4999 does not "
-                "(absent: 4503 `disconnected by the server`)",
+                "(absent: 4504 `disconnected by the server`)",
             ),
             Param(
                 "reason",
@@ -521,6 +575,9 @@ def serve(entry: Call | Invalid, methods: Methods, context: Any) -> Response:
 
 def _not_found(call: Call, methods: Methods) -> ErrorResponse:
     data: dict[str, Any] = {"method": call.method}
+    if methods is connecting_methods and call.method in client_methods:
+        data["reason"] = "call connect first"
+        return ErrorResponse(call.id, RpcCode.NOT_CONNECTED, data)
     if methods is client_methods and call.method in _BACKEND_ONLY:
         data["reason"] = "backend-only method: call it on the MessagesSource (HTTP)"
     return ErrorResponse(call.id, RpcCode.METHOD_NOT_FOUND, data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from rocketws.core.disconnect import Disconnect
 
@@ -43,6 +43,8 @@ class Session:
     __slots__ = (
         "id",
         "user",
+        "info",
+        "meta",
         "expire_at",
         "channels",
         "_outbox",
@@ -63,6 +65,10 @@ class Session:
         self.max_pending = max_pending
         self.dirty = False
         self._outlet = outlet
+        # Who the connection is (core/auth.py): public ``info`` (never an IP address),
+        # server-only ``meta``.
+        self.info: Any = None
+        self.meta: Any = None
 
     def __repr__(self) -> str:
         state = "closed" if self._outbox is None else "open"

@@ -119,8 +119,23 @@ class Server:
             logger.info("redis message source subscribed to %r", self.redis_source.channel)
         self.ws_server.start()
         self.ms_server.start()
+        self._log_auth()
         logger.info("websocket listening on %s", self.ws_url)
         logger.info("messages source listening on %s", self.ms_url)
+
+    def _log_auth(self) -> None:
+        """One line on connection authentication; a warning when anonymous mode faces
+        more than loopback."""
+        auth = self.ws_app.auth
+        host = self.config.websocket.host
+        if not auth.required and host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "%s, and the websocket listens on %s: anyone who can reach it can connect",
+                auth.describe(),
+                host,
+            )
+        else:
+            logger.info("%s", auth.describe())
 
     def request_stop(self) -> None:
         """Ask ``serve_forever`` to shut down (safe from a signal handler)."""

@@ -12,8 +12,9 @@ from rocketws.config import Config
 from rocketws.core import handshake
 from rocketws.core.connection import Liveness
 from rocketws.core.disconnect import Disconnect
-from rocketws.core.handshake import Extension
+from rocketws.core.handshake import Extension, Request
 from rocketws.core.node import Node
+from rocketws.transports.websocket.auth import auth_timing, build_authenticator
 from rocketws.transports.websocket.connection import Connection, Flusher, Sweeper, configure_socket
 
 logger = logging.getLogger("rocketws.transports.websocket")
@@ -28,7 +29,13 @@ class WebSocketApp:
         self.config = config
         self.flusher = Flusher()
         self.connections: set[Connection] = set()
-        liveness = Liveness.from_seconds(config.ping_interval, config.pong_timeout, config.write_timeout)
+        self.auth = build_authenticator(config)  # anonymous mode when nothing is configured
+        self.timing = auth_timing(config)
+        # With authentication on, the sweep also serves the connect and refresh deadlines.
+        deadlines = min(config.connect_timeout, config.refresh_grace) if self.auth.required else 0.0
+        liveness = Liveness.from_seconds(
+            config.ping_interval, config.pong_timeout, config.write_timeout, deadlines
+        )
         self.sweeper = Sweeper(liveness, self.connections)  # runs while connections are open
         self._idle = Event()
         self._idle.set()
@@ -51,10 +58,16 @@ class WebSocketApp:
         *,
         subprotocol: str | None = None,
         extensions: tuple[Extension, ...] = (),
+        request: Request | None = None,
     ) -> None:
         """Serve an upgraded, non-blocking socket (and the bytes already read from it),
-        with the subprotocol and extensions its handshake agreed."""
+        with the subprotocol and extensions its handshake agreed; ``request``: the
+        upgrade request (its token and forwarded headers, when authentication is on)."""
         configure_socket(sock, self.config.send_buffer)
+        token: str | None = None
+        kept: tuple[tuple[str, str], ...] = ()
+        if request is not None and self.auth.required:
+            token, kept = self.auth.at_upgrade(request)
         conn = Connection(
             sock,
             self.node,
@@ -64,12 +77,15 @@ class WebSocketApp:
             self._closed,
             subprotocol=subprotocol,
             extensions=extensions,
+            auth=self.auth,
+            timing=self.timing,
+            upgrade_headers=kept,
         )
         self.connections.add(conn)
         self._idle.clear()
         self.sweeper.start()
         logger.debug("connection %s opened from %s", conn.session.id, peer)
-        conn.start(received)
+        conn.start(received, token)
         if self._close_all is not None:  # an upgrade that finished during shutdown
             conn.close(self._close_all)
 

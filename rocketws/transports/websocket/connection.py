@@ -14,7 +14,10 @@ bytes and runs the actions it returns:
 - liveness: one ``Sweeper`` timer per process counts ticks; a connection only notes the
   tick of its last received bytes (``seen``) and of its socket's last progress while
   bytes wait (``stuck_since``), and the sweep hands both to the protocol, which decides
-  (pings, the pong timeout, the write timeout).  No timer per connection.
+  (pings, the pong timeout, the write timeout).  No timer per connection;
+- authentication: the same sweep hands the Unix time to connections whose protocol has
+  a ``deadline`` due (the connect timeout, a token's expiry); ``Connection`` is the
+  ``core.auth.Admission`` the ``connect``/``refresh`` methods act on.
 """
 
 from __future__ import annotations
@@ -23,18 +26,23 @@ import errno
 import logging
 import os
 import socket
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import gevent
 
 from rocketws.config import Config
 from rocketws.core import deflate, disconnect, rpc
-from rocketws.core.connection import ConnectionProtocol, Do, Liveness, State, Step
+from rocketws.core.auth import ANONYMOUS_MODE, Authenticator
+from rocketws.core.channels import validate_channel
+from rocketws.core.connection import DEFAULT_TIMING, AuthTiming, ConnectionProtocol, Do, Liveness, State, Step
 from rocketws.core.disconnect import Disconnect
+from rocketws.core.exceptions import AuthFailed, RpcError
 from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
 from rocketws.core.session import DeflateSession, Session
+from rocketws.core.tokens import Identity
 
 logger = logging.getLogger("rocketws.transports.websocket")
 
@@ -134,11 +142,17 @@ class Sweeper:
     decides (``Liveness``).  Costs nothing per connection beyond those two slots.
     """
 
-    def __init__(self, liveness: Liveness, connections: Collection[Connection]) -> None:
+    def __init__(
+        self,
+        liveness: Liveness,
+        connections: Collection[Connection],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.liveness = liveness
         self.tick = 0
         self._connections = connections
         self._timer: Any = None
+        self.clock = clock  # Unix time, for the protocols' auth deadlines
 
     @property
     def running(self) -> bool:
@@ -161,13 +175,14 @@ class Sweeper:
         """One pass: count a tick, check the connections where something may be due."""
         self.tick = tick = self.tick + 1
         first = self.liveness.first
+        now = self.clock()
         for conn in list(self._connections):  # a check may close (and remove) conn
             stuck = conn.stuck_since
             stalled = 0 if stuck < 0 else tick - stuck
             quiet = tick - conn.seen
-            if quiet >= first or stalled:
+            if quiet >= first or stalled or conn.protocol.deadline <= now:
                 try:
-                    conn.check(quiet, stalled)
+                    conn.check(quiet, stalled, now)
                 except Exception:
                     logger.exception("bug while sweeping %r", conn)
                     conn.abort()
@@ -203,6 +218,8 @@ class Connection:
         "_dispatcher",
         "seen",
         "stuck_since",
+        "_upgrade_headers",
+        "_refusal",
     )
 
     def __init__(
@@ -216,9 +233,14 @@ class Connection:
         *,
         subprotocol: str | None = None,
         extensions: tuple[Extension, ...] = (),
+        auth: Authenticator = ANONYMOUS_MODE,
+        timing: AuthTiming = DEFAULT_TIMING,
+        upgrade_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """``sock`` must be non-blocking; the connection owns it from now on.
-        ``subprotocol`` and ``extensions``: what the opening handshake agreed."""
+        ``subprotocol`` and ``extensions``: what the opening handshake agreed; ``auth``,
+        ``timing``: how it authenticates; ``upgrade_headers``: what the upgrade sent that
+        the connect proxy is given."""
         self.sock = sock
         self.fd = sock.fileno()
         self.node = node
@@ -231,8 +253,12 @@ class Connection:
         self.session = (DeflateSession if compressed else Session)(self, config.max_outbox_bytes)
         self.subprotocol = subprotocol
         self.extensions = extensions
-        self.context = rpc.ClientContext(node, self.session, config.max_channel_length)
-        self.protocol = ConnectionProtocol(config.max_message_size, deflate.Inflater if compressed else None)
+        self.context = rpc.ClientContext(node, self.session, config.max_channel_length, auth, self)
+        self.protocol = ConnectionProtocol(
+            config.max_message_size, deflate.Inflater if compressed else None, timing
+        )
+        self._upgrade_headers = upgrade_headers  # dropped once accepted
+        self._refusal: Disconnect | None = None  # a refused connect: close after its answer
         self._on_closed = on_closed
         self._loop = gevent.get_hub().loop
         self._reader_watch = self._loop.io(self.fd, _READ)
@@ -244,16 +270,65 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.session.id} fd={self.fd} {self.protocol.state.value}>"
 
-    def start(self, received: bytes = b"") -> None:
-        """Register the session, accept it, and start reading; ``received``: bytes read
-        already (pipelined after the upgrade request)."""
+    def start(self, received: bytes = b"", token: str | None = None) -> None:
+        """Register the session, accept it (or wait for ``connect`` when authentication
+        is on), and start reading; ``received``: bytes read already (pipelined after the
+        upgrade request); ``token``: one the upgrade carried (query or Authorization)."""
         self.node.connect(self.session)
-        self._run(self.protocol.accept())  # no authentication yet: accepted at once
+        auth = self.context.auth
+        if not auth.required:
+            self._run(self.protocol.accept())  # anonymous mode: accepted at once
+        else:
+            self.protocol.await_connect(self.sweeper.clock())
+            if token is not None:
+                self._upgrade_token(auth, token)
         if received:
             self.protocol.receive_data(received)
             self._handle_events()
         if self._dispatcher is None and self.protocol.reading:
             self._reader_watch.start(self._on_readable)
+
+    def _upgrade_token(self, auth: Authenticator, token: str) -> None:
+        try:
+            identity = auth.accept_upgrade_token(token)
+        except AuthFailed as exc:
+            logger.info("refused the upgrade token of %s: %s", self.session.id, exc.reason)
+            if exc.close is not None:
+                self._run(self.protocol.reject(exc.close))
+            return
+        self.admit(identity)
+
+    # -- core.auth.Admission ------------------------------------------------------------
+
+    @property
+    def connecting(self) -> bool:
+        return self.protocol.state is State.CONNECTING
+
+    def upgrade_headers(self) -> Sequence[tuple[str, str]]:
+        return self._upgrade_headers
+
+    def admit(self, identity: Identity) -> list[str]:
+        """Accept with ``identity`` and subscribe its channels (those refused are logged)."""
+        session = self.session
+        self.node.identify(session, identity.user)  # the hub indexes sessions by user
+        session.info, session.meta = identity.info, identity.meta
+        self._upgrade_headers = ()
+        self._run(self.protocol.accept(identity.expires_at))
+        subscribed = []
+        for channel in identity.channels:
+            try:
+                self.node.subscribe(session, validate_channel(channel, self.config.max_channel_length))
+            except RpcError as exc:
+                logger.info("connection %s: not subscribed to %r at connect: %s", session.id, channel, exc)
+            else:
+                subscribed.append(channel)
+        return subscribed
+
+    def refuse(self, why: Disconnect) -> None:
+        self._refusal = why
+
+    def extend(self, expires_at: float) -> None:
+        self._run(self.protocol.refreshed(expires_at))
 
     def close(self, why: Disconnect, *, keep_queue: bool = True) -> None:
         """Close from the server side (shutdown: queued frames are delivered first)."""
@@ -263,14 +338,17 @@ class Connection:
         """Drop the connection now (our bug while flushing)."""
         self._run(self.protocol.lost("aborted"))
 
-    def check(self, quiet: int, stalled: int) -> None:
-        """The sweep: quiet for ``quiet`` ticks, the socket stuck for ``stalled`` (0: not)."""
+    def check(self, quiet: int, stalled: int, now: float = 0.0) -> None:
+        """The sweep: quiet for ``quiet`` ticks, the socket stuck for ``stalled`` (0: not);
+        ``now``: the Unix time, for the protocol's auth deadline."""
         if self._dispatcher is not None:
             # Reads pause while a request is served: the peer's silence is ours, and what
             # it sent (its pong) waits in the kernel.  Count from when reading resumes.
             self.seen = self.sweeper.tick
             quiet = 0
         self._run(self.protocol.check(self.sweeper.liveness, quiet, stalled))
+        if self.protocol.deadline <= now:
+            self._run(self.protocol.tick(now))
 
     # -- running the protocol's actions -------------------------------------------------
 
@@ -278,7 +356,7 @@ class Connection:
         for action in step.actions:
             if action is Do.DISPATCH:
                 self._dispatch(step.text or "")
-            elif action is Do.PONG or action is Do.PING:
+            elif action is Do.PONG or action is Do.PING or action is Do.NOTIFY:
                 self.session.push(step.frame)
             elif action is Do.STOP_READING:
                 self._reader_watch.stop()
@@ -409,9 +487,14 @@ class Connection:
                 self._reader_watch.start(self._on_readable)
 
     def _dispatch(self, text: str) -> None:
-        response = rpc.dispatch(text, rpc.client_methods, self.context, self.config.max_batch_size)
+        # Before connect succeeds only connect and ping are served (-32010 for the rest).
+        methods = rpc.connecting_methods if self.protocol.state is State.CONNECTING else rpc.client_methods
+        response = rpc.dispatch(text, methods, self.context, self.config.max_batch_size)
         if response is not None:
             self.session.push(self.node.reply_frame(self.session, response))
+        if self._refusal is not None:  # a refused connect: its error answer goes first
+            why, self._refusal = self._refusal, None
+            self._run(self.protocol.reject(why))
         self._run(self.protocol.served())
 
     # -- writing ------------------------------------------------------------------------

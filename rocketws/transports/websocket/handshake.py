@@ -120,6 +120,7 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
         # One deadline for the whole head (a slow drip of bytes does not extend it).
         deadline = gevent.Timeout(self.handshake_timeout)
         deadline.start()
+        request: handshake.Request | None = None
         try:
             outcome = read_head(sock)
             if isinstance(outcome, Reject):
@@ -158,6 +159,7 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
             address,
             subprotocol=decision.subprotocol,
             extensions=decision.extensions,
+            request=request,
         )
 
     def _refuse(self, sock: Any, address: Any, refusal: Reject) -> None:

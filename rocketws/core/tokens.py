@@ -1,0 +1,246 @@
+"""Connection tokens: JWTs verified with PyJWT (RFC 7519), without I/O.
+
+``TokenVerifier`` holds the configured keys and checks; ``verify(token)`` returns the
+token's ``Identity`` or raises ``AuthFailed`` (``INVALID_TOKEN`` / ``TOKEN_EXPIRED``, each
+with its JSON-RPC code and close code).  Keys come in as text (the caller reads the PEM
+or JWKS file).
+
+Which algorithms a token may use follows from the key that would verify it, never from
+the token alone (RFC 8725 section 3.1): an HMAC secret allows HS256/384/512 only, an RSA
+public key RS*/PS*, an EC key ES*, an Ed25519/Ed448 key EdDSA; ``none`` is never allowed,
+so an RS256 public key can never be used as an HS256 secret.  A JWKS key is chosen by
+the token's ``kid`` (the only key when there is one and the token names none).
+
+Claims: ``sub`` (required, a string; ``""`` = anonymous), ``info`` (public JSON for this
+connection), ``meta`` (server-only JSON), ``channels`` (a list of channel names to
+subscribe at connect), ``exp`` (required when ``require_exp``), ``nbf``/``iat`` (checked
+with ``LEEWAY``), ``aud``/``iss`` (checked when configured).
+
+PyJWT is imported when a verifier is built, not with this module: its package also
+holds a JWKS-over-HTTP client (urllib, so ``socket`` and ``ssl``), which the pure core
+must not load (tests/test_core_purity.py); RocketWS reads JWKS from a file only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from rocketws.core import disconnect
+from rocketws.core.codes import RpcCode
+from rocketws.core.exceptions import AuthFailed
+
+if TYPE_CHECKING:
+    import jwt
+
+LEEWAY = 5.0  # seconds of clock skew allowed on exp, nbf and iat
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+EC_ALGORITHMS = ("ES256", "ES384", "ES512")
+EDDSA_ALGORITHMS = ("EdDSA",)
+MIN_HMAC_SECRET = 32  # bytes: RFC 7518 3.2 wants a key at least as long as the hash
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a connection is: what a token (or the connect proxy) says.
+
+    ``user`` "" is anonymous; ``expires_at`` is a Unix time, 0 for never.
+    """
+
+    user: str = ""
+    info: Any = None
+    meta: Any = None
+    channels: tuple[str, ...] = ()
+    expires_at: float = 0.0
+
+
+ANONYMOUS = Identity()
+
+
+def invalid(reason: str) -> AuthFailed:
+    """The error for a token that is not acceptable (close 4501)."""
+    return AuthFailed(RpcCode.TOKEN_INVALID, reason, disconnect.INVALID_TOKEN)
+
+
+def expired(reason: str = "token expired") -> AuthFailed:
+    """The error for a token whose ``exp`` has passed (close 4502)."""
+    return AuthFailed(RpcCode.TOKEN_EXPIRED, reason, disconnect.TOKEN_EXPIRED)
+
+
+def _algorithms_for(key: Any) -> tuple[str, ...]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return RSA_ALGORITHMS
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return EC_ALGORITHMS
+    if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return EDDSA_ALGORITHMS
+    raise ValueError(f"unsupported public key type {type(key).__name__}")
+
+
+def load_public_key(pem: str) -> tuple[Any, tuple[str, ...]]:
+    """A PEM public key and the algorithms it verifies; ValueError if it is not one."""
+    key = load_pem_public_key(pem.encode())
+    return key, _algorithms_for(key)
+
+
+def load_jwks(text: str) -> dict[str, jwt.PyJWK]:
+    """The keys of a JWKS document (RFC 7517 section 5) by ``kid`` ("" for a key without
+    one); ValueError when it is not a JWKS or holds a private or symmetric key."""
+    import jwt
+
+    try:
+        keys = json.loads(text)["keys"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'not a JWKS document ({{"keys": [...]}}): {exc}') from None
+    out: dict[str, jwt.PyJWK] = {}
+    for i, data in enumerate(keys):
+        if not isinstance(data, dict) or data.get("kty") == "oct" or "d" in data:
+            raise ValueError(f"key {i}: only public RSA, EC or OKP keys belong in the JWKS file")
+        try:
+            out[str(data.get("kid", ""))] = jwt.PyJWK(data)
+        except jwt.PyJWTError as exc:
+            raise ValueError(f"key {i}: {exc}") from None
+    if not out:
+        raise ValueError("the JWKS has no keys")
+    return out
+
+
+class TokenVerifier:
+    """Verifies connection tokens against the configured keys and claims checks.
+
+    At least one of ``hmac_secret``, ``public_key_pem``, ``jwks`` must be given.  Raises
+    ValueError for an unusable key (the caller reports it as a configuration error).
+    """
+
+    __slots__ = ("_jwt", "_decoder", "_secret", "_public", "_jwks", "_checks")
+
+    def __init__(
+        self,
+        *,
+        hmac_secret: str | None = None,
+        public_key_pem: str | None = None,
+        jwks: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+        require_exp: bool = False,
+    ) -> None:
+        import jwt
+
+        self._jwt = jwt
+        if not (hmac_secret or public_key_pem or jwks):
+            raise ValueError("no token key configured")
+        if hmac_secret is not None and len(hmac_secret.encode()) < MIN_HMAC_SECRET:
+            raise ValueError(f"the HMAC secret must be at least {MIN_HMAC_SECRET} bytes")
+        self._secret: dict[str, jwt.PyJWK] | None = None
+        if hmac_secret:
+            k = base64.urlsafe_b64encode(hmac_secret.encode()).rstrip(b"=").decode()
+            self._secret = {alg: jwt.PyJWK({"kty": "oct", "k": k}, alg) for alg in HMAC_ALGORITHMS}
+        self._public = load_public_key(public_key_pem) if public_key_pem else None
+        self._jwks = load_jwks(jwks) if jwks else None
+        required = ["sub", "exp"] if require_exp else ["sub"]
+        # One decoder with its options merged once (PyJWT merges per-call options on
+        # every decode); the claim checks as keyword arguments, built once.
+        self._decoder = jwt.PyJWT({"require": required, "verify_aud": audience is not None})
+        checks: dict[str, Any] = {"leeway": LEEWAY}
+        if audience is not None:
+            checks["audience"] = audience
+        if issuer is not None:
+            checks["issuer"] = issuer
+        self._checks = checks
+
+    def algorithms(self) -> tuple[str, ...]:
+        """Every algorithm some configured key accepts."""
+        algs: list[str] = list(HMAC_ALGORITHMS) if self._secret else []
+        if self._public is not None:
+            algs += self._public[1]
+        if self._jwks is not None:
+            algs += sorted({k.algorithm_name for k in self._jwks.values()})
+        return tuple(dict.fromkeys(algs))
+
+    def _key_for(self, token: str) -> tuple[Any, list[str]]:
+        """The key that may verify ``token`` and the algorithms allowed with it.
+
+        The header is only peeked at to choose a key; PyJWT then checks everything,
+        the header's ``alg`` against the chosen key's algorithms included.
+        """
+        header = _peek_header(token)
+        alg = header.get("alg")
+        if self._secret is not None and alg in self._secret:
+            # A PyJWK per algorithm: its key is prepared once (PyJWT otherwise re-checks
+            # that the secret is no PEM or SSH key on every decode, ~20 µs).
+            jwk = self._secret[alg]
+            return jwk, [jwk.algorithm_name]
+        if self._public is not None and alg in self._public[1]:
+            return self._public[0], list(self._public[1])
+        if self._jwks is not None:
+            kid = header.get("kid")
+            if kid is None and len(self._jwks) == 1:
+                jwk = next(iter(self._jwks.values()))
+            else:
+                found = self._jwks.get(str(kid)) if kid is not None else None
+                if found is None:
+                    raise invalid("no key with this token's kid")
+                jwk = found
+            return jwk.key, [jwk.algorithm_name]
+        raise invalid(f"algorithm {alg!r} is not accepted")
+
+    def verify(self, token: Any) -> Identity:
+        """The identity ``token`` carries.  Raises AuthFailed (invalid or expired)."""
+        if not isinstance(token, str) or not token:
+            raise invalid("token must be a non-empty string")
+        key, algorithms = self._key_for(token)
+        jwt = self._jwt
+        try:
+            claims = self._decoder.decode(token, key, algorithms, **self._checks)
+        except jwt.ExpiredSignatureError:
+            raise expired() from None
+        except jwt.PyJWTError as exc:
+            raise invalid(_reason(exc)) from None
+        return identity_from_claims(claims)
+
+
+def _peek_header(token: str) -> dict[str, Any]:
+    """The unverified JOSE header of a compact JWS (RFC 7515 7.1), for choosing a key."""
+    head, dot, _ = token.partition(".")
+    try:
+        header = orjson.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):
+        header = None
+    if not dot or not isinstance(header, dict):
+        raise invalid("malformed token: not a JWS header")
+    return header
+
+
+def _reason(exc: Exception) -> str:
+    """PyJWT's message, which names the failed check and never holds the token."""
+    text = str(exc) or type(exc).__name__
+    return text[:200]
+
+
+def identity_from_claims(
+    claims: Mapping[str, Any], *, user_key: str = "sub", exp_key: str = "exp"
+) -> Identity:
+    """The Identity of verified claims (a token's, or the connect proxy's answer with
+    ``user_key="user"``, ``exp_key="expire_at"``).  Raises AuthFailed (invalid) for claims
+    of the wrong type."""
+    user = claims.get(user_key, "")
+    if not isinstance(user, str):
+        raise invalid(f"{user_key} must be a string")
+    channels = claims.get("channels", ())
+    if channels is None:
+        channels = ()
+    if not isinstance(channels, (list, tuple)) or not all(isinstance(c, str) for c in channels):
+        raise invalid("channels must be a list of channel names")
+    exp = claims.get(exp_key, 0) or 0
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or exp < 0:
+        raise invalid(f"{exp_key} must be a Unix time")
+    return Identity(user, claims.get("info"), claims.get("meta"), tuple(channels), float(exp))

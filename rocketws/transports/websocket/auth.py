@@ -1,0 +1,217 @@
+"""Connection authentication's adapters: the Authenticator built from the Config (key
+files read here), and the connect proxy's HTTP client.
+
+The connect proxy client is a minimal HTTP/1.1 client: a gevent socket (``gevent.socket``
+used directly, so nothing is monkey-patched and a slow application blocks only the
+connection's own dispatcher greenlet), the request written in one ``sendall``, the
+answer parsed with httptools (already the server's HTTP parser), one request per TCP
+connection (``Connection: close``), nothing cached.  ``requests`` was not used: its
+sockets are blocking stdlib sockets, which would stall the whole process unless
+``socket`` were monkey-patched globally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import httptools
+from gevent import socket as gsocket
+from gevent import ssl as gssl
+
+from rocketws.config import Config
+from rocketws.core import disconnect
+from rocketws.core.auth import Authenticator
+from rocketws.core.codes import RpcCode
+from rocketws.core.connection import AuthTiming
+from rocketws.core.disconnect import Disconnect
+from rocketws.core.exceptions import AuthFailed, ConfigError
+from rocketws.core.tokens import Identity, TokenVerifier, identity_from_claims
+
+logger = logging.getLogger("rocketws.auth")
+
+MAX_ANSWER_BYTES = 64 * 1024  # a connect proxy answer larger than this is refused
+USER_AGENT = "rocketws-connect-proxy"
+
+
+def _read(name: str, path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(name, path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def build_authenticator(config: Config) -> Authenticator:
+    """The Authenticator the settings describe (anonymous mode when none are set).
+    Raises ConfigError for an unusable key file (never echoing a secret)."""
+    verifier = None
+    public = _read('AUTH["TOKEN_PUBLIC_KEY"]', config.token_public_key)
+    jwks = _read('AUTH["TOKEN_JWKS_FILE"]', config.token_jwks_file)
+    if config.token_hmac_secret or public or jwks:
+        try:
+            verifier = TokenVerifier(
+                hmac_secret=config.token_hmac_secret,
+                public_key_pem=public,
+                jwks=jwks,
+                audience=config.token_audience,
+                issuer=config.token_issuer,
+                require_exp=config.token_require_exp,
+            )
+        except ValueError as exc:
+            raise ConfigError("AUTH token key", "...", str(exc)) from None
+    proxy = None
+    if config.connect_proxy_url is not None:
+        proxy = HttpConnectProxy(config.connect_proxy_url, config.connect_proxy_timeout)
+    return Authenticator(
+        verifier,
+        proxy,
+        forward_headers=config.connect_proxy_headers,
+        ping_interval=config.ping_interval,
+    )
+
+
+def auth_timing(config: Config) -> AuthTiming:
+    return AuthTiming(connect_timeout=config.connect_timeout, refresh_grace=config.refresh_grace)
+
+
+def unavailable(reason: str) -> AuthFailed:
+    return AuthFailed(RpcCode.AUTH_UNAVAILABLE, reason, disconnect.AUTH_UNAVAILABLE)
+
+
+class _Answer:
+    """httptools callbacks: the body of one response, bounded."""
+
+    __slots__ = ("body", "complete", "too_large")
+
+    def __init__(self) -> None:
+        self.body = bytearray()
+        self.complete = False
+        self.too_large = False
+
+    def on_body(self, body: bytes) -> None:
+        if len(self.body) + len(body) > MAX_ANSWER_BYTES:
+            self.too_large = True
+        else:
+            self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class HttpConnectProxy:
+    """POSTs ``connect``'s params (JSON) with the forwarded upgrade headers to ``url``.
+
+    The application answers 200 with one of (docs/security.md, "Connect proxy"):
+    ``{"result": {"user", "info"?, "meta"?, "channels"?, "expire_at"?}}`` to accept,
+    ``{"error": {"message"?}}`` to refuse (-32013, close 4503), or
+    ``{"disconnect": {"code": 4000-4999, "reason"}}`` to refuse with that close.
+    Anything else, another status, a timeout or a refused TCP connection: -32014 and
+    close 4012 (reconnect allowed), logged as a WARNING without a traceback.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.host_header = parts.netloc.rpartition("@")[2]
+        self.timeout = timeout
+
+    def __call__(self, params: dict[str, Any], headers: Sequence[tuple[str, str]]) -> Identity:
+        try:
+            status, body = self._post(json.dumps(params).encode(), headers)
+        except AuthFailed as exc:
+            logger.warning("connect proxy %s: %s", self.url, exc.reason)
+            raise
+        if status != 200:
+            logger.warning("connect proxy %s answered HTTP %d", self.url, status)
+            raise unavailable(f"connect proxy answered HTTP {status}")
+        try:
+            return self._outcome(json.loads(body))
+        except AuthFailed as exc:
+            if exc.code == RpcCode.AUTH_UNAVAILABLE:
+                logger.warning("connect proxy %s: %s", self.url, exc.reason)
+            raise
+        except ValueError:
+            logger.warning("connect proxy %s answered something that is not JSON", self.url)
+            raise unavailable("connect proxy answer is not JSON") from None
+
+    def _outcome(self, answer: Any) -> Identity:
+        if not isinstance(answer, dict):
+            raise unavailable("connect proxy answer is not a JSON object")
+        if isinstance(answer.get("result"), dict):
+            result = answer["result"]
+            if not isinstance(result.get("user", ""), str):
+                raise unavailable("connect proxy result: user must be a string")
+            try:
+                return identity_from_claims(result, user_key="user", exp_key="expire_at")
+            except AuthFailed as exc:
+                raise unavailable(f"connect proxy result: {exc.reason}") from None
+        if isinstance(answer.get("error"), dict):
+            message = answer["error"].get("message")
+            reason = message if isinstance(message, str) and message else "connect refused"
+            raise AuthFailed(RpcCode.CONNECT_REFUSED, reason[:200], disconnect.CONNECT_REFUSED)
+        if isinstance(answer.get("disconnect"), dict):
+            code, reason = answer["disconnect"].get("code"), answer["disconnect"].get("reason", "")
+            if isinstance(code, bool) or not isinstance(code, int) or not 4000 <= code <= 4999:
+                raise unavailable("connect proxy disconnect: code must be 4000-4999")
+            if not isinstance(reason, str) or len(reason.encode()) > 123:
+                raise unavailable("connect proxy disconnect: reason must be a string of <= 123 bytes")
+            raise AuthFailed(
+                RpcCode.CONNECT_REFUSED, reason or "connect refused", Disconnect.for_code(code, reason)
+            )
+        raise unavailable('connect proxy answer has no "result", "error" or "disconnect"')
+
+    def _post(self, body: bytes, headers: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
+        lines = [
+            f"POST {self.target} HTTP/1.1",
+            f"Host: {self.host_header}",
+            f"User-Agent: {USER_AGENT}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+        ]
+        lines += [f"{name}: {value}" for name, value in headers]  # parsed by httptools: no CR/LF
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        answer = _Answer()
+        parser = httptools.HttpResponseParser(answer)
+        sock: Any = None
+        deadline = gevent.Timeout(self.timeout)
+        deadline.start()
+        try:
+            sock = gsocket.create_connection((self.host, self.port))
+            if self.tls:
+                sock = gssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+            sock.sendall(request)
+            while not answer.complete:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    parser.feed_data(b"")  # EOF ends a body without a length
+                    break
+                parser.feed_data(chunk)
+                if answer.too_large:
+                    raise unavailable(f"connect proxy answer over {MAX_ANSWER_BYTES} bytes")
+        except gevent.Timeout as exc:
+            if exc is not deadline:
+                raise
+            raise unavailable(f"connect proxy did not answer within {self.timeout:g} s") from None
+        except OSError as exc:
+            raise unavailable(f"connect proxy unreachable: {exc.strerror or exc}") from None
+        except httptools.HttpParserError as exc:
+            raise unavailable(f"connect proxy answer is not HTTP: {exc}") from None
+        finally:
+            deadline.close()
+            if sock is not None:
+                sock.close()
+        if not answer.complete:
+            raise unavailable("connect proxy closed the connection before answering")
+        return parser.get_status_code(), bytes(answer.body)
