@@ -45,6 +45,15 @@ RPC = {
     "SPEC_EXAMPLE_METHODS": False,  # adds JSON-RPC spec section 7 methods (conformance tests)
 }
 
+# TLS on both endpoints (docs/security.md#tls): set CERT and KEY (or ROCKETWS_TLS_CERT and
+# ROCKETWS_TLS_KEY) to serve wss:// and https://; SIGHUP re-reads both files.
+TLS = {
+    "CERT": None,  # PEM: the certificate, then its intermediates
+    "KEY": None,  # PEM: its private key (not encrypted)
+    "WEBSOCKETS": True,  # False: plain ws:// (TLS ends at a proxy in front)
+    "MESSAGES_SOURCE": True,  # False: plain http:// (backends on loopback)
+}
+
 SERVER = {
     "BROKER": "memory",  # or "redis://127.0.0.1:6379/0" to join nodes (docs/scaling.md)
     "SHUTDOWN_TIMEOUT": 5.0,  # seconds to close every connection on SIGTERM/SIGINT

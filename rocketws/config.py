@@ -52,10 +52,13 @@ class Setting:
     doc: str
     flag: str | None = None
     aliases: tuple[str, ...] = ()
+    env_name: str | None = None  # instead of the derived name (TLS["CERT"]: ROCKETWS_TLS_CERT)
 
     @property
     def env(self) -> str | None:
         """The derived environment variable (None for a whole-module setting)."""
+        if self.env_name is not None:
+            return self.env_name
         if not self.keys:
             return None
         name = self.flag.removeprefix("--") if self.flag else self.keys[0]
@@ -92,10 +95,12 @@ def setting(
     *,
     flag: str | None = None,
     aliases: tuple[str, ...] = (),
+    env: str | None = None,
 ) -> T:
-    """Declare a Config field (see Setting); mutable defaults are copied per Config."""
+    """Declare a Config field (see Setting); mutable defaults are copied per Config.
+    ``env``: the environment variable, where the derived name would be ambiguous."""
     keys = (key,) if isinstance(key, str) else key
-    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases)}
+    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases, env)}
     if isinstance(default, (dict, list)):
         factory: Callable[[], T] = lambda: copy.deepcopy(default)  # noqa: E731
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -232,6 +237,15 @@ def _redis_source(name: str, value: Any) -> str | None:
     return value
 
 
+def _path_or_none(name: str, value: Any) -> str | None:
+    """A file path, or None (not set); whether the file is usable is checked at start."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(name, value, "expected a file path")
+    return value
+
+
 def _logging(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping) or "version" not in value:
         raise ConfigError(name, "...", "expected a logging.config.dictConfig dict")
@@ -339,7 +353,8 @@ class Config:
         "HANDSHAKE_TIMEOUT",
         10.0,
         _positive_float,
-        "seconds, in total, to send the whole HTTP upgrade request (a slow drip does not extend it)",
+        "seconds, in total, to send the whole HTTP upgrade request (a slow drip does not extend it); "
+        "with TLS, the TLS handshake included (it bounds the MessagesSource's TLS handshake too)",
     )
     close_timeout: float = setting(
         "WEBSOCKETS",
@@ -456,6 +471,41 @@ class Config:
         _bool,
         "add the JSON-RPC spec's section 7 example methods to the MessagesSource (conformance testing)",
     )
+    # -- TLS (docs/security.md#tls) --
+    tls_cert: str | None = setting(
+        "TLS",
+        "CERT",
+        None,
+        _path_or_none,
+        "PEM file: the server certificate, then its intermediates; with `KEY` set, the endpoints "
+        "below speak TLS (`wss://`, `https://`); both files are re-read on SIGHUP "
+        "([security.md](security.md#tls))",
+        env="ROCKETWS_TLS_CERT",
+    )
+    tls_key: str | None = setting(
+        "TLS",
+        "KEY",
+        None,
+        _path_or_none,
+        "PEM file: the certificate's private key (not encrypted); required with `CERT`",
+        env="ROCKETWS_TLS_KEY",
+    )
+    tls_websocket: bool = setting(
+        "TLS",
+        "WEBSOCKETS",
+        True,
+        _bool,
+        "with `CERT`: the WebSocket endpoint serves `wss://`; false: plain `ws://` (TLS ends at a proxy)",
+        env="ROCKETWS_TLS_WEBSOCKETS",
+    )
+    tls_backend: bool = setting(
+        "TLS",
+        "MESSAGES_SOURCE",
+        True,
+        _bool,
+        "with `CERT`: the MessagesSource serves `https://`; false: plain `http://` (backends on loopback)",
+        env="ROCKETWS_TLS_MESSAGES_SOURCE",
+    )
     broker: str = setting(
         "SERVER",
         "BROKER",
@@ -556,7 +606,14 @@ def load_config(
             values[field_name] = spec.parse(*from_env)
         elif (raw := spec.read(settings)) is not None:
             values[field_name] = spec.parse(spec.settings_name(), raw)
-    return dataclasses.replace(DEFAULTS, **values)
+    config = dataclasses.replace(DEFAULTS, **values)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        given, missing = ("tls_cert", "tls_key") if config.tls_key is None else ("tls_key", "tls_cert")
+        spec = SETTINGS[missing]
+        raise ConfigError(
+            str(spec.env), None, f"required with {SETTINGS[given].env} ({spec.location} in settings.py)"
+        )
+    return config
 
 
 # -- the documentation table ---------------------------------------------------------------

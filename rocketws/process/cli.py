@@ -103,6 +103,10 @@ def _runserver(args: dict[str, Any]) -> int:
         from rocketws.brokers import create_broker
         from rocketws.process.server import configure_logging
         from rocketws.process.supervisor import Supervisor
+        from rocketws.transports.tls import TlsContext
+
+        if config.tls_cert is not None and config.tls_key is not None:
+            TlsContext(config.tls_cert, config.tls_key)  # bad files: refused here, not per worker
 
         try:
             create_broker(config.broker)  # a bad URL is refused here, not in every worker

@@ -14,6 +14,7 @@ from rocketws.core.connection import Liveness
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
+from rocketws.transports.tls import TlsStream
 from rocketws.transports.websocket.connection import Connection, Flusher, Sweeper, configure_socket
 
 logger = logging.getLogger("rocketws.transports.websocket")
@@ -45,7 +46,7 @@ class WebSocketApp:
 
     def accept(
         self,
-        sock: socket.socket,
+        sock: socket.socket | TlsStream,
         received: bytes,
         peer: Any,
         *,
