@@ -50,8 +50,8 @@ RPC = {
 TLS = {
     "CERT": None,  # PEM: the certificate, then its intermediates
     "KEY": None,  # PEM: its private key (not encrypted)
-    "WEBSOCKETS": True,  # False: plain ws:// (TLS ends at a proxy in front)
-    "MESSAGES_SOURCE": True,  # False: plain http:// (backends on loopback)
+    "WSS": True,  # False: the WebSocket endpoint stays ws:// (TLS ends at a proxy in front)
+    "HTTPS": True,  # False: the MessagesSource stays http:// (backends on loopback)
 }
 
 SERVER = {

@@ -52,13 +52,10 @@ class Setting:
     doc: str
     flag: str | None = None
     aliases: tuple[str, ...] = ()
-    env_name: str | None = None  # instead of the derived name (TLS["CERT"]: ROCKETWS_TLS_CERT)
 
     @property
     def env(self) -> str | None:
         """The derived environment variable (None for a whole-module setting)."""
-        if self.env_name is not None:
-            return self.env_name
         if not self.keys:
             return None
         name = self.flag.removeprefix("--") if self.flag else self.keys[0]
@@ -95,12 +92,10 @@ def setting(
     *,
     flag: str | None = None,
     aliases: tuple[str, ...] = (),
-    env: str | None = None,
 ) -> T:
-    """Declare a Config field (see Setting); mutable defaults are copied per Config.
-    ``env``: the environment variable, where the derived name would be ambiguous."""
+    """Declare a Config field (see Setting); mutable defaults are copied per Config."""
     keys = (key,) if isinstance(key, str) else key
-    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases, env)}
+    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases)}
     if isinstance(default, (dict, list)):
         factory: Callable[[], T] = lambda: copy.deepcopy(default)  # noqa: E731
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -480,7 +475,7 @@ class Config:
         "PEM file: the server certificate, then its intermediates; with `KEY` set, the endpoints "
         "below speak TLS (`wss://`, `https://`); both files are re-read on SIGHUP "
         "([security.md](security.md#tls))",
-        env="ROCKETWS_TLS_CERT",
+        flag="--tls-cert",
     )
     tls_key: str | None = setting(
         "TLS",
@@ -488,23 +483,21 @@ class Config:
         None,
         _path_or_none,
         "PEM file: the certificate's private key (not encrypted); required with `CERT`",
-        env="ROCKETWS_TLS_KEY",
+        flag="--tls-key",
     )
     tls_websocket: bool = setting(
         "TLS",
-        "WEBSOCKETS",
+        "WSS",
         True,
         _bool,
         "with `CERT`: the WebSocket endpoint serves `wss://`; false: plain `ws://` (TLS ends at a proxy)",
-        env="ROCKETWS_TLS_WEBSOCKETS",
     )
     tls_backend: bool = setting(
         "TLS",
-        "MESSAGES_SOURCE",
+        "HTTPS",
         True,
         _bool,
         "with `CERT`: the MessagesSource serves `https://`; false: plain `http://` (backends on loopback)",
-        env="ROCKETWS_TLS_MESSAGES_SOURCE",
     )
     broker: str = setting(
         "SERVER",
@@ -590,10 +583,18 @@ def load_config(
     ws_conn: str | None = None,
     ms_conn: str | None = None,
     broker: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> Config:
     """Build the Config.  Raises ConfigError naming the first bad value."""
     env = environ if environ is not None else {}
-    flags = {"--ws-conn": ws_conn, "--ms-conn": ms_conn, "--broker": broker}
+    flags = {
+        "--ws-conn": ws_conn,
+        "--ms-conn": ms_conn,
+        "--broker": broker,
+        "--tls-cert": tls_cert,
+        "--tls-key": tls_key,
+    }
     for name in _KNOWN_KEYS:
         _section(settings, name)  # unknown keys are refused even where no setting is read
     values: dict[str, Any] = {}

@@ -339,7 +339,7 @@ def test_tls_bad_files_refused_at_start_in_one_line(pki: Pki, tmp_path: Path, ca
 def test_tls_only_on_the_websocket_endpoint_when_the_messages_source_opts_out(
     pki: Pki, start: Callable[..., ServerProcess]
 ) -> None:
-    srv = start(ROCKETWS_TLS_MESSAGES_SOURCE="false")
+    srv = start(ROCKETWS_HTTPS="false")
     assert srv.ws_url.startswith("wss://") and srv.ms_url.startswith("http://")
     assert srv.health()["status"] == "ok"
 

@@ -2,6 +2,7 @@
 
 Usage:
   manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT] [--broker=URL] [--workers=N]
+                      [--tls-cert=PEM --tls-key=PEM]
   manage.py shell [--ms-conn=URL] [--ws-conn=URL] [-c COMMAND]
   manage.py tests [ARGS...]
   manage.py (-h | --help)
@@ -21,6 +22,8 @@ Options:
                        nodes through Redis (see docs/scaling.md).
   --workers=N          Run N worker processes sharing both ports (SO_REUSEPORT);
                        N > 1 needs a Redis broker [default: 1].
+  --tls-cert=PEM       Serve wss:// and https:// with this certificate (chain) and
+  --tls-key=PEM        its private key; SIGHUP re-reads both (docs/security.md#tls).
   -c COMMAND           shell: run COMMAND (one per line), print results, exit.
                        The shell also takes URLs for both addresses
                        (http://host:port/path, ws://host:port/); its WebSocket
@@ -89,6 +92,8 @@ def _runserver(args: dict[str, Any]) -> int:
         ws_conn=args["--ws-conn"],
         ms_conn=args["--ms-conn"],
         broker=args["--broker"],
+        tls_cert=args["--tls-cert"],
+        tls_key=args["--tls-key"],
     )
     workers = _workers(args["--workers"])
     if workers > 1:

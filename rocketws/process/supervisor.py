@@ -105,6 +105,8 @@ class Supervisor:
         ms, ms_sock = reserve_port(self.config.backend)
         self._reserved = [ws_sock, ms_sock]
         self._args = [f"--ws-conn={ws}", f"--ms-conn={ms}", f"--broker={self.config.broker}"]
+        if self.config.tls_cert is not None and self.config.tls_key is not None:
+            self._args += [f"--tls-cert={self.config.tls_cert}", f"--tls-key={self.config.tls_key}"]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
         if self.config.tls_cert is not None:
