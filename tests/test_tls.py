@@ -9,12 +9,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from websockets.exceptions import ConnectionClosed
 
+from .redis_fixtures import RedisServer
 from .support import ROOT, ServerProcess, recv_json, request, subscribe, wait_until, ws_connect
 from .wsraw import RawWebSocket, rpc_frame
 
@@ -284,12 +288,38 @@ def test_tls_sighup_reloads_the_certificate_and_keeps_open_connections(
         srv.kill()
 
 
+def test_tls_supervisor_passes_sighup_to_every_worker(
+    pki: Pki, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    pki.issue(cert, key)
+    args = ["--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0", "--workers=2", f"--tls-cert={cert}"]
+    args += [f"--tls-key={key}", f"--broker={redis_server.url}?prefix=tls-{uuid.uuid4().hex[:8]}:"]
+    srv = ServerProcess(args=args).start()
+    try:
+        srv.wait_log(r"all 2 workers ready; websocket on wss://.*messages source on https://", timeout=20)
+        with ws_connect(srv.ws_url, ssl=pki.client_context()) as ws:
+            second = pki.issue(cert, key)
+            assert srv.proc is not None
+            srv.proc.send_signal(signal.SIGHUP)
+            for worker in (1, 2):
+                srv.wait_log(rf"\[worker {worker}\] .*TLS certificate reloaded")
+            assert request(ws, "ping")["result"] == "pong"
+            assert peer_certificate(pki, srv.ws_port) == second
+        assert srv.terminate() == 0
+    finally:
+        srv.kill()
+        for pid in re.findall(r"worker \d+ started \(pid (\d+)\)", srv.log()):
+            try:  # never leave a worker behind
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 # -- settings checked at start: one line naming the file, exit 2 -------------------------
 
 
 def _runserver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    import os
-
     return subprocess.run(
         [
             sys.executable,

@@ -120,9 +120,10 @@ class TlsContext:
         the TLS socket, or None (logged, closed) if the client failed or was too slow."""
         import gevent
 
-        tls_sock = self.wrap(sock)
+        tls_sock = sock
         try:
             with gevent.Timeout(timeout):
+                tls_sock = self.wrap(sock)
                 tls_sock.do_handshake()
             return tls_sock
         except gevent.Timeout:

@@ -124,13 +124,13 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
 
     def _handshake(self, sock: Any, address: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls is not None:
-            sock = self.tls.wrap(sock)  # no I/O yet: the TLS handshake is under the deadline
-        # One deadline for the whole head (a slow drip of bytes does not extend it).
+        # One deadline for the TLS handshake and the whole head (a slow drip of bytes
+        # does not extend it).
         deadline = gevent.Timeout(self.handshake_timeout)
         deadline.start()
         try:
             if self.tls is not None:
+                sock = self.tls.wrap(sock)
                 sock.do_handshake()
             outcome = read_head(sock)
             if isinstance(outcome, Reject):
