@@ -62,6 +62,12 @@ class Setting:
         return ENV_PREFIX + name.upper().replace("-", "_")
 
     @property
+    def names(self) -> str:
+        """Every place it can be given, for errors about a value whose source is not known
+        (``TLS["CERT"] / ROCKETWS_TLS_CERT / --tls-cert``)."""
+        return " / ".join(name for name in (self.location, self.env, self.flag) if name)
+
+    @property
     def location(self) -> str:
         """Where it is in settings.py: ``WEBSOCKETS["HOST"], ["PORT"]``."""
         return self.section + ", ".join(f'["{key}"]' for key in self.keys)
@@ -610,10 +616,7 @@ def load_config(
     config = dataclasses.replace(DEFAULTS, **values)
     if (config.tls_cert is None) != (config.tls_key is None):
         given, missing = ("tls_cert", "tls_key") if config.tls_key is None else ("tls_key", "tls_cert")
-        spec = SETTINGS[missing]
-        raise ConfigError(
-            str(spec.env), None, f"required with {SETTINGS[given].env} ({spec.location} in settings.py)"
-        )
+        raise ConfigError(SETTINGS[missing].names, None, f"required with {SETTINGS[given].names}")
     return config
 
 

@@ -250,6 +250,9 @@ def test_tls_plaintext_client_on_the_tls_port_gets_a_clean_close(pki: Pki, serve
             pass
         assert b"101" not in received
     server.wait_log(r"TLS handshake with .* failed: plain HTTP sent to a TLS port")
+    with pytest.raises(requests.exceptions.ConnectionError):  # http:// to the https:// port
+        requests.get(server.ms_url.replace("https://", "http://") + "health", timeout=10)
+    wait_until(lambda: server.log().count("plain HTTP sent to a TLS port") >= 2)
     with ws_connect(server.ws_url, ssl=pki.client_context()) as ws:  # still serving
         assert request(ws, "ping")["result"] == "pong"
     server.assert_no_traceback()
@@ -339,10 +342,10 @@ def _runserver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("case", "needle"),
     [
-        ("missing cert", "ROCKETWS_TLS_CERT='"),
-        ("missing key", "ROCKETWS_TLS_KEY='"),
-        ("cert without key", "ROCKETWS_TLS_KEY=None: required with ROCKETWS_TLS_CERT"),
-        ("not a cert", "ROCKETWS_TLS_CERT='"),
+        ("missing cert", "ROCKETWS_TLS_CERT / --tls-cert='"),
+        ("missing key", "ROCKETWS_TLS_KEY / --tls-key='"),
+        ("cert without key", 'TLS["KEY"] / ROCKETWS_TLS_KEY / --tls-key=None: required with TLS["CERT"]'),
+        ("not a cert", "ROCKETWS_TLS_CERT / --tls-cert='"),
         ("mismatched key", "not the private key of the certificate"),
     ],
 )

@@ -33,8 +33,7 @@ _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE----
 
 
 def _name(field: str) -> str:
-    spec = SETTINGS[field]
-    return f"{spec.location} / {spec.env}"
+    return SETTINGS[field].names
 
 
 class _Encrypted(Exception):
