@@ -64,6 +64,15 @@ AUTH = {
     "CONNECT_PROXY_TIMEOUT": 5.0,  # seconds for its answer; then -32014 and close 4012
 }
 
+# TLS on both endpoints (docs/security.md#tls): set CERT and KEY (or ROCKETWS_TLS_CERT and
+# ROCKETWS_TLS_KEY) to serve wss:// and https://; SIGHUP re-reads both files.
+TLS = {
+    "CERT": None,  # PEM: the certificate, then its intermediates
+    "KEY": None,  # PEM: its private key (not encrypted)
+    "WSS": True,  # False: the WebSocket endpoint stays ws:// (TLS ends at a proxy in front)
+    "HTTPS": True,  # False: the MessagesSource stays http:// (backends on loopback)
+}
+
 SERVER = {
     "BROKER": "memory",  # or "redis://127.0.0.1:6379/0" to join nodes (docs/scaling.md)
     "SHUTDOWN_TIMEOUT": 5.0,  # seconds to close every connection on SIGTERM/SIGINT

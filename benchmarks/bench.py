@@ -85,6 +85,11 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--batches", help="emits per request, comma-separated (default 1,10)")
     p.add_argument("--fanout-concurrency", help="emit requests in flight, comma-separated (default 1,4)")
     p.add_argument("--idle-n", type=int, help=f"connections (default {d.idle_n})")
+    p.add_argument(
+        "--idle-tls",
+        action="store_true",
+        help="idle: also measure RocketWS over wss:// (self-signed certificate from the openssl CLI)",
+    )
     p.add_argument("--ingress-m", type=int, help=f"emits per run (default {d.ingress_m})")
     p.add_argument("--ingress-batch", type=int, help=f"default {d.ingress_batch}")
     p.add_argument("--ingress-concurrency", type=int, help=f"default {d.ingress_concurrency}")

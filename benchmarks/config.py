@@ -23,6 +23,7 @@ class Config:
     batches: list[int] = field(default_factory=lambda: [1, 10])
     fanout_concurrency: list[int] = field(default_factory=lambda: [1, 4])
     idle_n: int = 10000
+    idle_tls: bool = False  # idle also over wss:// (RocketWS servers): the TLS cost per connection
     ingress_m: int = 20000
     ingress_batch: int = 100
     ingress_concurrency: int = 4

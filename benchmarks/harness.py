@@ -144,18 +144,21 @@ class Subscribers:
         channel: str = CHANNEL,
         stalled: int = 0,
         timeout: float = 300.0,
+        tls: bool = False,
         extensions: str = "",
     ) -> None:
         """Open ``n`` subscribed connections (plus ``stalled`` that never read) or raise;
-        ``extensions``: a ``Sec-WebSocket-Extensions`` offer each one sends."""
+        ``tls``: over wss:// (the server's certificate is not checked); ``extensions``: a
+        ``Sec-WebSocket-Extensions`` offer each one sends."""
         k = len(self.pipes)
         shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
         cmds = [
-            ("connect", group, server.host, server.ws_port, s, channel, False, extensions) for s in shares
+            ("connect", group, server.host, server.ws_port, s, channel, False, tls, extensions)
+            for s in shares
         ]
         replies = self._ask_all(cmds, timeout)
         if stalled:
-            self.pipes[0].send(("connect", group, server.host, server.ws_port, stalled, channel, True))
+            self.pipes[0].send(("connect", group, server.host, server.ws_port, stalled, channel, True, tls))
             if not self.pipes[0].poll(timeout):
                 raise TimeoutError("stalled subscribers did not connect")
             replies.append(self.pipes[0].recv())
@@ -300,8 +303,8 @@ class Bench:
     load_cpus: set[int] | None
     runs: list[RunResult] = field(default_factory=list)
 
-    def start_server(self, name: str) -> Server:
-        return Server(name, cpus=self.server_cpus if self.cfg.pin else None).start()
+    def start_server(self, name: str, tls: bool = False) -> Server:
+        return Server(name, cpus=self.server_cpus if self.cfg.pin else None, tls=tls).start()
 
     def subscribers(self) -> Subscribers:
         return Subscribers(self.cfg.workers, self.load_cpus if self.cfg.pin else None)

@@ -19,7 +19,7 @@ from .servers import KNOWN_SERVERS
 # extra ratios of medians (numerator, denominator), reported when both servers ran
 EXTRA_RATIOS = (("rocketws-redis", "rocketws"), ("rocketws-redis", "peer"), ("rocketws-deflate", "rocketws"))
 # the fields that name a case in the text summary, in this order when present
-CASE_LABELS = ("part", "n", "m", "b", "c", "size", "rate")
+CASE_LABELS = ("part", "n", "tls", "m", "b", "c", "size", "rate")
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from .procstat import CLK_TCK, rss_kb, schedstat_ns, stat_ticks, stop_process
 from .redisproc import RedisProcess
 
 REPO = Path(__file__).resolve().parent.parent
-_WS_RE = re.compile(r"listening on ws://\[?([^\]\s/]+?)\]?:(\d+)")
+_WS_RE = re.compile(r"listening on wss?://\[?([^\]\s/]+?)\]?:(\d+)")
 _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
 SERVER_NAMES = ("rocketws", "peer")  # the default set
@@ -44,6 +45,20 @@ def server_command(name: str, python: str = sys.executable, broker: str | None =
     if name == "peer":
         return [python, "-m", "benchmarks.peers.websockets_peer", "--ws-port", "0", "--http-port", "0"]
     raise ValueError(f"unknown server {name!r} (expected one of {', '.join(KNOWN_SERVERS)})")
+
+
+def self_signed_certificate(directory: str) -> dict[str, str]:
+    """A throwaway P-256 certificate for 127.0.0.1 (openssl CLI) in ``directory``: the
+    environment that makes RocketWS serve wss:// with it (the MessagesSource stays http://,
+    so the harness's plain HTTP client keeps working)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        + ["-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return {"ROCKETWS_TLS_CERT": cert, "ROCKETWS_TLS_KEY": key, "ROCKETWS_HTTPS": "false"}
 
 
 @dataclass
@@ -87,6 +102,8 @@ class Server:
     http_port: int = 0
     log_path: str = ""
     redis: RedisProcess | None = None  # rocketws-redis only: its private redis-server
+    tls: bool = False  # RocketWS only: serve wss:// with a throwaway certificate
+    tls_dir: str = ""
 
     def start(self, timeout: float = 30.0) -> Server:
         """Start (with its redis-server for rocketws-redis); on failure nothing is left running."""
@@ -107,6 +124,11 @@ class Server:
         fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")
         cpus = self.cpus
         env = {**os.environ, **SERVER_ENV.get(self.name, {}), **self.env}
+        if self.tls:
+            if not self.name.startswith("rocketws"):
+                raise ValueError(f"{self.name}: TLS runs are for RocketWS only")
+            self.tls_dir = tempfile.mkdtemp(prefix="bench-tls-")
+            env.update(self_signed_certificate(self.tls_dir))
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
 
         def pin() -> None:  # runs in the child before exec; the open-files limit is inherited
@@ -195,6 +217,9 @@ class Server:
                 os.unlink(self.log_path)
             except OSError:
                 pass
+        if self.tls_dir:
+            shutil.rmtree(self.tls_dir, ignore_errors=True)
+            self.tls_dir = ""
 
 
 def cpu_plan() -> tuple[set[int] | None, set[int] | None]:

@@ -8,6 +8,9 @@ Frames from the server are unmasked (RFC 6455 5.1), so counting them only needs 
 frame's header (a compressed one, RFC 7692, is counted and never inflated); client
 frames are masked with the all-zero key, which makes masking a no-op (5.3) and keeps the
 subscriber cheap.
+
+Over TLS (``wss://``) each socket is a non-blocking ``ssl.SSLSocket`` whose handshake is
+driven by the same epoll loop (state ``tls``); the server's certificate is not checked.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 import resource
 import select
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +45,14 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 _LATENCY_RE = re.compile(rb'"i":(\d+),"t":(\d+)')
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def _client_tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # a benchmark of the server's cost, not of trust
+    return context
 
 
 ZERO_KEY = b"\0\0\0\0"
@@ -81,7 +93,8 @@ class Conn:
     sock: socket.socket
     group: str
     channel: str
-    state: str = "connecting"  # connecting -> handshake -> subscribing -> ready | closed
+    state: str = "connecting"  # connecting -> [tls ->] handshake -> subscribing -> ready | closed
+    tls: bool = False
     buf: bytes = b""
     frames: int = 0
     wire_bytes: int = 0  # of the text frames counted in ``frames``, headers included
@@ -97,7 +110,8 @@ class SubscriberPool:
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.groups: dict[str, list[Conn]] = {}
-        self.pending: list[tuple[str, str, int, str, bool, int, str]] = []  # connect jobs
+        self.pending: list[tuple[str, str, int, str, bool, bool, int, str]] = []  # connect jobs
+        self._tls_context: ssl.SSLContext | None = None
         self.inflight = 0
         self.connect_reply: Any = None
         self.last_frame_ns: dict[str, int] = {}
@@ -106,7 +120,14 @@ class SubscriberPool:
     # -- connection state machine --------------------------------------------------
 
     def _start_connect(
-        self, group: str, host: str, port: int, channel: str, stalled: bool, extensions: str = ""
+        self,
+        group: str,
+        host: str,
+        port: int,
+        channel: str,
+        stalled: bool,
+        tls: bool = False,
+        extensions: str = "",
     ) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -118,7 +139,7 @@ class SubscriberPool:
             sock.close()
             self._failed(group)
             return
-        conn = Conn(sock=sock, group=group, channel=channel, stalled=stalled)
+        conn = Conn(sock=sock, group=group, channel=channel, stalled=stalled, tls=tls)
         self.conns[sock.fileno()] = conn
         self.groups.setdefault(group, []).append(conn)
         self.ep.register(sock.fileno(), select.EPOLLOUT)
@@ -134,10 +155,37 @@ class SubscriberPool:
         if err:
             self._drop(conn, failed=True)
             return
+        if conn.tls:
+            if self._tls_context is None:
+                self._tls_context = _client_tls_context()
+            # same fd: the SSLSocket takes over the socket's descriptor
+            conn.sock = self._tls_context.wrap_socket(conn.sock, do_handshake_on_connect=False)
+            conn.state = "tls"
+            self._tls_step(conn)
+            return
+        self._send_upgrade(conn)
+
+    def _send_upgrade(self, conn: Conn) -> None:
         conn.sock.send(conn.buf)
         conn.buf = b""
         conn.state = "handshake"
         self.ep.modify(conn.sock.fileno(), select.EPOLLIN)
+
+    def _tls_step(self, conn: Conn) -> None:
+        """Advance the TLS handshake; on completion send the upgrade request."""
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.ep.modify(conn.sock.fileno(), select.EPOLLIN)
+            return
+        except ssl.SSLWantWriteError:
+            self.ep.modify(conn.sock.fileno(), select.EPOLLOUT)
+            return
+        except OSError:
+            self._drop(conn, failed=True)
+            return
+        self._send_upgrade(conn)
 
     def _drop(self, conn: Conn, failed: bool = False) -> None:
         """Forget ``conn``; one that had not finished subscribing counts as failed."""
@@ -154,7 +202,10 @@ class SubscriberPool:
     def _on_readable(self, conn: Conn, now_ns: int) -> None:
         try:
             data = conn.sock.recv(262144)
-        except (BlockingIOError, InterruptedError):
+            if conn.tls:  # decrypted bytes OpenSSL holds are not signalled by epoll again
+                while conn.sock.pending():  # type: ignore[attr-defined]
+                    data += conn.sock.recv(262144)
+        except _WOULD_BLOCK:
             return
         except OSError:
             data = b""
@@ -246,10 +297,10 @@ class SubscriberPool:
     def handle(self, cmd: tuple[Any, ...]) -> Any:
         """Run one command; returns the reply, or None when the reply comes later."""
         op = cmd[0]
-        if op == "connect":  # ("connect", group, host, port, count, channel, stalled[, extensions])
-            _, group, host, port, count, channel, stalled, *rest = cmd
+        if op == "connect":  # ("connect", group, host, port, count, channel, stalled, tls[, extensions])
+            _, group, host, port, count, channel, stalled, tls, *rest = cmd
             self.connect_reply = {"ok": 0, "failed": 0, "target": count}
-            self.pending = [(group, host, port, channel, stalled, count, rest[0] if rest else "")]
+            self.pending = [(group, host, port, channel, stalled, tls, count, rest[0] if rest else "")]
             return None
         if op == "stats":
             return self._stats(cmd[1])
@@ -331,12 +382,12 @@ class SubscriberPool:
     def pump(self, timeout: float) -> None:
         """Start queued connects (bounded in flight) and process socket events once."""
         while self.pending and self.inflight < 64:
-            group, host, port, channel, stalled, left, extensions = self.pending[0]
-            self._start_connect(group, host, port, channel, stalled, extensions)
+            group, host, port, channel, stalled, tls, left, extensions = self.pending[0]
+            self._start_connect(group, host, port, channel, stalled, tls, extensions)
             if left <= 1:
                 self.pending.pop(0)
             else:
-                self.pending[0] = (group, host, port, channel, stalled, left - 1, extensions)
+                self.pending[0] = (group, host, port, channel, stalled, tls, left - 1, extensions)
         events = self.ep.poll(timeout, 4096)
         if not events:
             return
@@ -348,6 +399,8 @@ class SubscriberPool:
                 continue
             if conn.state == "connecting":
                 self._on_writable(conn)
+            elif conn.state == "tls":
+                self._tls_step(conn)
             else:
                 self._on_readable(conn, now_ns)
 

@@ -64,6 +64,12 @@ class Setting:
         return ENV_PREFIX + name.upper().replace("-", "_")
 
     @property
+    def names(self) -> str:
+        """Every place it can be given, for errors about a value whose source is not known
+        (``TLS["CERT"] / ROCKETWS_TLS_CERT / --tls-cert``)."""
+        return " / ".join(name for name in (self.location, self.env, self.flag) if name)
+
+    @property
     def location(self) -> str:
         """Where it is in settings.py: ``WEBSOCKETS["HOST"], ["PORT"]``."""
         return self.section + ", ".join(f'["{key}"]' for key in self.keys)
@@ -267,6 +273,15 @@ def _api_key(name: str, value: Any) -> str | None:
     return value
 
 
+def _path_or_none(name: str, value: Any) -> str | None:
+    """A file path, or None (not set); whether the file is usable is checked at start."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(name, value, "expected a file path")
+    return value
+
+
 def _logging(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping) or "version" not in value:
         raise ConfigError(name, "...", "expected a logging.config.dictConfig dict")
@@ -413,7 +428,8 @@ class Config:
         "HANDSHAKE_TIMEOUT",
         10.0,
         _positive_float,
-        "seconds, in total, to send the whole HTTP upgrade request (a slow drip does not extend it)",
+        "seconds, in total, to send the whole HTTP upgrade request (a slow drip does not extend it); "
+        "with TLS, the TLS handshake included (it bounds the MessagesSource's TLS handshake too)",
     )
     close_timeout: float = setting(
         "WEBSOCKETS",
@@ -626,6 +642,39 @@ class Config:
         _positive_float,
         "seconds for the connect proxy's answer; then -32014 and close 4012",
     )
+    # -- TLS (docs/security.md#tls) --
+    tls_cert: str | None = setting(
+        "TLS",
+        "CERT",
+        None,
+        _path_or_none,
+        "PEM file: the server certificate, then its intermediates; with `KEY` set, the endpoints "
+        "below speak TLS (`wss://`, `https://`); both files are re-read on SIGHUP "
+        "([security.md](security.md#tls))",
+        flag="--tls-cert",
+    )
+    tls_key: str | None = setting(
+        "TLS",
+        "KEY",
+        None,
+        _path_or_none,
+        "PEM file: the certificate's private key (not encrypted); required with `CERT`",
+        flag="--tls-key",
+    )
+    tls_websocket: bool = setting(
+        "TLS",
+        "WSS",
+        True,
+        _bool,
+        "with `CERT`: the WebSocket endpoint serves `wss://`; false: plain `ws://` (TLS ends at a proxy)",
+    )
+    tls_backend: bool = setting(
+        "TLS",
+        "HTTPS",
+        True,
+        _bool,
+        "with `CERT`: the MessagesSource serves `https://`; false: plain `http://` (backends on loopback)",
+    )
     broker: str = setting(
         "SERVER",
         "BROKER",
@@ -710,10 +759,18 @@ def load_config(
     ws_conn: str | None = None,
     ms_conn: str | None = None,
     broker: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> Config:
     """Build the Config.  Raises ConfigError naming the first bad value."""
     env = environ if environ is not None else {}
-    flags = {"--ws-conn": ws_conn, "--ms-conn": ms_conn, "--broker": broker}
+    flags = {
+        "--ws-conn": ws_conn,
+        "--ms-conn": ms_conn,
+        "--broker": broker,
+        "--tls-cert": tls_cert,
+        "--tls-key": tls_key,
+    }
     for name in _KNOWN_KEYS:
         _section(settings, name)  # unknown keys are refused even where no setting is read
     values: dict[str, Any] = {}
@@ -726,7 +783,11 @@ def load_config(
             values[field_name] = spec.parse(*from_env)
         elif (raw := spec.read(settings)) is not None:
             values[field_name] = spec.parse(spec.settings_name(), raw)
-    return dataclasses.replace(DEFAULTS, **values)
+    config = dataclasses.replace(DEFAULTS, **values)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        given, missing = ("tls_cert", "tls_key") if config.tls_key is None else ("tls_key", "tls_cert")
+        raise ConfigError(SETTINGS[missing].names, None, f"required with {SETTINGS[given].names}")
+    return config
 
 
 # -- the documentation table ---------------------------------------------------------------

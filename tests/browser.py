@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -46,10 +47,11 @@ def chromium_binary() -> str:
 class Browser:
     """One headless Chromium this test started (killed by PID), with one page."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+        """``extra_args``: more Chromium flags (e.g. ``--ignore-certificate-errors-spki-list``)."""
         self.profile = tempfile.mkdtemp(prefix="rocketws-chromium-")
         self.proc = subprocess.Popen(
-            [chromium_binary(), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            [chromium_binary(), *FLAGS, *extra_args, f"--user-data-dir={self.profile}", "about:blank"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

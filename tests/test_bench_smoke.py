@@ -74,6 +74,27 @@ def test_bench_idle_counts_every_connection(report: dict[str, Any], server: str)
     assert r["connects_per_s"] > 0
 
 
+@pytest.fixture(scope="module")
+def tls_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the TLS idle run makes its certificate with the openssl CLI")
+    out = tmp_path_factory.mktemp("bench-tls")
+    cfg = Config.quick(
+        out=str(out), quiet=True, scenarios=["idle"], servers=["rocketws"], idle_tls=True, plot=False
+    )
+    return runner.run(cfg)
+
+
+def test_bench_idle_over_tls_counts_every_connection_in_both_cases(tls_report: dict[str, Any]) -> None:
+    rs = {r["tls"]: r for r in runs(tls_report, "idle", "rocketws")}
+    assert set(rs) == {False, True}
+    for r in rs.values():
+        assert r["health_connections"] == r["n"]
+        assert r["rss_after_kb"] > 0 and math.isfinite(r["bytes_per_connection"])
+        assert r["connects_per_s"] > 0
+    assert {row["tls"] for row in tls_report["summary"] if row["scenario"] == "idle"} == {False, True}
+
+
 @pytest.mark.parametrize("server", SERVERS)
 def test_bench_ingress_single_and_batched(report: dict[str, Any], server: str) -> None:
     rs = {r["b"]: r for r in runs(report, "ingress", server)}

@@ -122,6 +122,7 @@ def test_websocket_sockets_have_tcp_nodelay() -> None:
         client = gevent_client(server.ws_server.server_port)
         assert client.call("ping", 1)["result"] == "pong"
         (conn,) = server.ws_app.connections
+        assert isinstance(conn.sock, socket.socket)  # plain TCP: no TlsStream
         assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         client.sock.close()
     finally:
@@ -160,6 +161,7 @@ def accepted_socket(server: Server) -> tuple[RawWebSocket, socket.socket]:
     client = gevent_client(server.ws_server.server_port)
     assert client.call("ping", 1)["result"] == "pong"
     (conn,) = server.ws_app.connections
+    assert isinstance(conn.sock, socket.socket)  # plain TCP: no TlsStream
     return client, conn.sock
 
 

@@ -1,4 +1,8 @@
-"""``idle``: N subscribed connections on a fresh server; RSS per connection, connects/s."""
+"""``idle``: N subscribed connections on a fresh server; RSS per connection, connects/s.
+
+With ``idle_tls`` the RocketWS servers run again over ``wss://`` (case ``tls``): the
+difference is what TLS costs per idle connection (OpenSSL's per-connection state).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from ..harness import Bench, RunResult
 @dataclass
 class IdleRun(RunResult):
     SCENARIO: ClassVar[str] = "idle"
-    CASE: ClassVar[tuple[str, ...]] = ("n",)
+    CASE: ClassVar[tuple[str, ...]] = ("n", "tls")
     METRICS: ClassVar[tuple[str, ...]] = ("bytes_per_connection", "connects_per_s")
 
     n: int
+    tls: bool
     rss_before_kb: int
     rss_after_kb: int
     health_connections: Any
@@ -29,14 +34,18 @@ def run(bench: Bench) -> list[IdleRun]:
     results: list[IdleRun] = []
     subs = bench.subscribers()
     try:
+        cases = [(name, False) for name in cfg.servers]
+        if cfg.idle_tls:
+            cases += [(name, True) for name in cfg.servers if name.startswith("rocketws")]
         for rep in range(cfg.repeat):
-            for name in cfg.servers:
-                bench.progress.step(f"idle {name} N={cfg.idle_n:,} rep {rep + 1}/{cfg.repeat}")
-                srv = bench.start_server(name)
+            for name, tls in cases:
+                label = " over TLS" if tls else ""
+                bench.progress.step(f"idle {name}{label} N={cfg.idle_n:,} rep {rep + 1}/{cfg.repeat}")
+                srv = bench.start_server(name, tls=tls)
                 try:
                     rss0 = srv.rss_kb()
                     t0 = time.monotonic()
-                    subs.connect(name, srv, cfg.idle_n, timeout=cfg.timeout * 5)
+                    subs.connect(name, srv, cfg.idle_n, timeout=cfg.timeout * 5, tls=tls)
                     connect_s = time.monotonic() - t0
                     health = srv.health()
                     rss1 = srv.rss_kb()
@@ -45,6 +54,7 @@ def run(bench: Bench) -> list[IdleRun]:
                             server=name,
                             rep=rep,
                             n=cfg.idle_n,
+                            tls=tls,
                             rss_before_kb=rss0,
                             rss_after_kb=rss1,
                             health_connections=health.get("connections"),

@@ -2,6 +2,7 @@
 
 Usage:
   manage.py runserver [--ws-conn=HOST:PORT] [--ms-conn=HOST:PORT] [--broker=URL] [--workers=N]
+                      [--tls-cert=PEM --tls-key=PEM]
   manage.py shell [--ms-conn=URL] [--ws-conn=URL] [--api-key=KEY] [-c COMMAND]
   manage.py token --user=ID [--ttl=S] [--info=JSON] [--channel=C]
   manage.py init [DIR]
@@ -34,6 +35,8 @@ Options:
   --ttl=S              token: seconds until it expires; 0 = never [default: 3600].
   --info=JSON          token: public info attached to the connection (any JSON).
   --channel=C          token: make a subscription token for channel C.
+  --tls-cert=PEM       Serve wss:// and https:// with this certificate (chain) and
+  --tls-key=PEM        its private key; SIGHUP re-reads both (docs/security.md#tls).
   -c COMMAND           shell: run COMMAND (one per line), print results, exit.
                        The shell also takes URLs for both addresses
                        (http://host:port/path, ws://host:port/); its WebSocket
@@ -103,6 +106,8 @@ def _runserver(args: dict[str, Any]) -> int:
         ws_conn=args["--ws-conn"],
         ms_conn=args["--ms-conn"],
         broker=args["--broker"],
+        tls_cert=args["--tls-cert"],
+        tls_key=args["--tls-key"],
     )
     workers = _workers(args["--workers"])
     if workers > 1:
@@ -117,6 +122,10 @@ def _runserver(args: dict[str, Any]) -> int:
         from rocketws.brokers import create_broker
         from rocketws.process.server import configure_logging
         from rocketws.process.supervisor import Supervisor
+        from rocketws.transports.tls import TlsContext
+
+        if config.tls_cert is not None and config.tls_key is not None:
+            TlsContext(config.tls_cert, config.tls_key)  # bad files: refused here, not per worker
 
         try:
             create_broker(config.broker)  # a bad URL is refused here, not in every worker

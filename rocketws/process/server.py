@@ -1,4 +1,8 @@
-"""Builds the Node and both servers from a Config; handles signals and graceful shutdown."""
+"""Builds the Node and both servers from a Config; handles signals and graceful shutdown.
+
+Signals: SIGTERM/SIGINT drain and stop; with TLS configured, SIGHUP re-reads the
+certificate and key for new handshakes (open connections stay as they are).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from rocketws.core.spec_examples import spec_example_methods
 from rocketws.process.supervisor import reuse_port_listener
 from rocketws.sources.http import MessagesSourceApp, MessagesSourceServer
 from rocketws.sources.redis import RedisSource
+from rocketws.transports.tls import TlsContext
 from rocketws.transports.websocket import WebSocketApp, WebSocketServer
 
 logger = logging.getLogger("rocketws.server")  # the name operators filter on; kept stable
@@ -65,7 +70,14 @@ class Server:
     """
 
     def __init__(self, config: Config, *, reuse_port: bool = False) -> None:
+        """Raises ConfigError when the TLS files are not usable, StartupError when a port
+        cannot be listened on."""
         self.config = config
+        self.tls = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            self.tls = TlsContext(config.tls_cert, config.tls_key)
+        ws_tls = self.tls if config.tls_websocket else None
+        ms_tls = self.tls if config.tls_backend else None
         self.hub = Hub()
         self.broker = create_broker(config.broker)
         self.node = Node(
@@ -94,23 +106,28 @@ class Server:
             config.websocket,
             "websocket",
             reuse_port,
-            lambda listener: WebSocketServer(listener, self.ws_app, config.handshake_timeout),
+            lambda listener: WebSocketServer(listener, self.ws_app, config.handshake_timeout, ws_tls),
         )
         self.ms_server = _listen(
             config.backend,
             "messages source",
             reuse_port,
-            lambda listener: MessagesSourceServer(listener, self.ms_app, config.backend_idle_timeout),
+            lambda listener: MessagesSourceServer(listener, self.ms_app, config.backend_idle_timeout, ms_tls),
         )
         self._stop = Event()
 
     @property
     def ws_url(self) -> str:
-        return _url("ws", self.ws_server)
+        return _url("ws" if self.ws_server.tls is None else "wss", self.ws_server)
 
     @property
     def ms_url(self) -> str:
-        return _url("http", self.ms_server)
+        return _url("http" if self.ms_server.tls is None else "https", self.ms_server)
+
+    def reload_tls(self) -> None:
+        """SIGHUP: new TLS handshakes use the certificate and key as the files are now."""
+        if self.tls is not None:
+            self.tls.reload()
 
     def start(self) -> None:
         self.node.start()
@@ -120,6 +137,10 @@ class Server:
         self.ws_server.start()
         self.ms_server.start()
         self._log_auth()
+        if self.tls is not None:
+            logger.info(
+                "TLS certificate %s (sha256 %s); SIGHUP reloads it", self.tls.cert, self.tls.fingerprint
+            )
         logger.info("websocket listening on %s", self.ws_url)
         logger.info("messages source listening on %s", self.ms_url)
 
@@ -147,6 +168,8 @@ class Server:
         # tests) that this process is ready, and a SIGTERM from then on must drain it,
         # not kill it with the default action.
         handlers = [gevent.signal_handler(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)]
+        if self.tls is not None:  # without TLS, SIGHUP keeps its default action
+            handlers.append(gevent.signal_handler(signal.SIGHUP, self.reload_tls))
         try:
             self.start()
         except BaseException:

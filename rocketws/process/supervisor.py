@@ -6,7 +6,8 @@ listens with SO_REUSEPORT, so the kernel spreads new connections over the worker
 Every worker is a full node with its own hub, joined to the others through the Redis
 broker.  The supervisor relays the workers' output (prefixed ``[worker I]``), restarts a
 worker that exits unasked (with capped backoff, logged), and on SIGTERM/SIGINT passes
-SIGTERM to every worker, waits for them to drain, and exits 0.
+SIGTERM to every worker, waits for them to drain, and exits 0.  With TLS configured,
+SIGHUP is passed to every worker (each reloads its certificate).
 """
 
 from __future__ import annotations
@@ -104,8 +105,12 @@ class Supervisor:
         ms, ms_sock = reserve_port(self.config.backend)
         self._reserved = [ws_sock, ms_sock]
         self._args = [f"--ws-conn={ws}", f"--ms-conn={ms}", f"--broker={self.config.broker}"]
+        if self.config.tls_cert is not None and self.config.tls_key is not None:
+            self._args += [f"--tls-cert={self.config.tls_cert}", f"--tls-key={self.config.tls_key}"]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
+        if self.config.tls_cert is not None:
+            signal.signal(signal.SIGHUP, lambda *_: self._pass_on(signal.SIGHUP))
         try:
             for worker in self._workers:
                 self._spawn(worker)
@@ -113,11 +118,14 @@ class Supervisor:
                 return 1
             host = f"[{ws.host}]" if ":" in ws.host else ws.host
             mhost = f"[{ms.host}]" if ":" in ms.host else ms.host
+            tls = self.config.tls_cert is not None
             logger.info(
-                "all %d workers ready; websocket on ws://%s:%d/, messages source on http://%s:%d/",
+                "all %d workers ready; websocket on %s://%s:%d/, messages source on %s://%s:%d/",
                 self.count,
+                "wss" if tls and self.config.tls_websocket else "ws",
                 host,
                 ws.port,
+                "https" if tls and self.config.tls_backend else "http",
                 mhost,
                 ms.port,
             )
@@ -153,6 +161,13 @@ class Supervisor:
         assert worker.proc.stdout is not None
         worker.relay = threading.Thread(target=self._relay, args=(worker, worker.proc.stdout), daemon=True)
         worker.relay.start()
+
+    def _pass_on(self, sig: int) -> None:
+        """Send ``sig`` to every running worker (SIGHUP: reload the TLS certificate)."""
+        for worker in self._workers:
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.send_signal(sig)
+        logger.info("passed %s to the workers", signal.Signals(sig).name)
 
     def _relay(self, worker: _Worker, stream: IO[bytes]) -> None:
         seen: set[str] = set()

@@ -14,6 +14,7 @@ from rocketws.core.connection import Liveness
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.handshake import Extension, Request
 from rocketws.core.node import Node
+from rocketws.transports.tls import TlsStream
 from rocketws.transports.websocket.auth import auth_timing, build_authenticator
 from rocketws.transports.websocket.connection import Connection, Flusher, Sweeper, configure_socket
 
@@ -52,7 +53,7 @@ class WebSocketApp:
 
     def accept(
         self,
-        sock: socket.socket,
+        sock: socket.socket | TlsStream,
         received: bytes,
         peer: Any,
         *,

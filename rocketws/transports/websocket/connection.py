@@ -43,6 +43,7 @@ from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
 from rocketws.core.session import DeflateSession, Session
 from rocketws.core.tokens import Identity
+from rocketws.transports.tls import TlsStream
 
 logger = logging.getLogger("rocketws.transports.websocket")
 
@@ -63,7 +64,7 @@ _NOT_STUCK = -1  # ``Connection.stuck_since`` when nothing waits for the socket
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 6
 
 
-def configure_socket(sock: socket.socket, send_buffer: int) -> None:
+def configure_socket(sock: socket.socket | TlsStream, send_buffer: int) -> None:
     """Options for an accepted WebSocket: TCP keepalive; ``send_buffer`` > 0 caps the
     kernel's send buffer (SO_SNDBUF; Linux doubles it and stops autotuning)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -216,6 +217,7 @@ class Connection:
         "_timer",
         "_backlog",
         "_dispatcher",
+        "_tls",
         "seen",
         "stuck_since",
         "_upgrade_headers",
@@ -224,7 +226,7 @@ class Connection:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: socket.socket | TlsStream,
         node: Node,
         flusher: Flusher,
         sweeper: Sweeper,
@@ -237,12 +239,14 @@ class Connection:
         timing: AuthTiming = DEFAULT_TIMING,
         upgrade_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        """``sock`` must be non-blocking; the connection owns it from now on.
-        ``subprotocol`` and ``extensions``: what the opening handshake agreed; ``auth``,
-        ``timing``: how it authenticates; ``upgrade_headers``: what the upgrade sent that
-        the connect proxy is given."""
+        """``sock`` must be non-blocking; the connection owns it from now on.  A
+        ``TlsStream`` is read the same way and written through its ``send`` (plain TCP
+        keeps ``os.write``).  ``subprotocol`` and ``extensions``: what the opening
+        handshake agreed; ``auth``, ``timing``: how it authenticates; ``upgrade_headers``:
+        what the upgrade sent that the connect proxy is given."""
         self.sock = sock
         self.fd = sock.fileno()
+        self._tls = sock if isinstance(sock, TlsStream) else None
         self.node = node
         self.flusher = flusher
         self.sweeper = sweeper
@@ -387,7 +391,7 @@ class Connection:
         if keep_queue:
             ahead = bytes(self._backlog) + self.session.take()
         else:
-            ahead = rest_of_partial_frame(self._backlog)
+            ahead = self._unfinished()
         self.session.close()
         self._backlog = ahead + frame
         self._timer = self._loop.timer(self.config.close_timeout)
@@ -399,13 +403,27 @@ class Connection:
         frame is partly written and the socket takes all of it at once (then RELEASE)."""
         self.node.disconnect(self.session)
         self.session.close()
-        partial = rest_of_partial_frame(self._backlog)
+        partial = self._unfinished()
         self._backlog = b""
         if not partial:
-            try:
-                os.write(self.fd, frame)  # a part of it is cut off by the close: 1006 then
+            try:  # a part of it is cut off by the close: 1006 then
+                if self._tls is None:
+                    os.write(self.fd, frame)
+                else:
+                    self._tls.send(frame)
             except OSError:
                 pass
+
+    def _unfinished(self) -> bytes:
+        """What of the backlog must still go out before anything else: the rest of a frame
+        the socket took part of (5.2); over TLS, also the bytes of a record OpenSSL has in
+        flight, which the next write must repeat."""
+        tls = self._tls
+        if tls is None or not tls.committed:
+            return rest_of_partial_frame(self._backlog)
+        backlog = self._backlog
+        view = backlog if isinstance(backlog, memoryview) else memoryview(backlog)
+        return bytes(view[: tls.committed]) + rest_of_partial_frame(view[tls.committed :])
 
     def _on_close_timeout(self) -> None:
         logger.debug(
@@ -535,7 +553,7 @@ class Connection:
         """
         if self.protocol.state is State.CLOSED:
             return
-        session, fd = self.session, self.fd
+        session, fd, tls = self.session, self.fd, self._tls
         data = self._backlog
         moved = False  # the socket took bytes in this call
         while True:
@@ -544,7 +562,7 @@ class Connection:
                 if not data:
                     break
             try:
-                n = os.write(fd, data)
+                n = os.write(fd, data) if tls is None else tls.send(data)
             except BlockingIOError:
                 n = 0
             except OSError as exc:

@@ -5,13 +5,15 @@ Each accepted socket gets a greenlet that reads the head (httptools checks its s
 ``MAX_HEAD_BYTES`` bounds it) within ``HANDSHAKE_TIMEOUT`` in total, then either writes
 the refusal and closes, or writes the 101 and hands the socket, with any bytes the client
 sent after its head, to ``WebSocketApp.accept``.  The greenlet then ends, so an idle
-connection holds no greenlet and no buffer of the handshake.
+connection holds no greenlet and no buffer of the handshake.  With TLS the TLS handshake
+comes first, under the same deadline, and the upgraded connection is a ``TlsStream``.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from email.utils import formatdate
 from typing import Any
@@ -22,6 +24,7 @@ from gevent.server import StreamServer
 
 from rocketws.core import handshake
 from rocketws.core.handshake import Accept, Reject
+from rocketws.transports.tls import TlsContext, TlsStream, describe
 from rocketws.transports.websocket.app import WebSocketApp
 
 logger = logging.getLogger("rocketws.transports.websocket")
@@ -101,12 +104,16 @@ def read_head(sock: Any) -> tuple[handshake.Request, bytes] | Reject:
 
 class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # gevent is untyped
     """Accepts TCP connections, does the opening handshake, gives upgraded sockets to
-    ``app``.  Every refusal is a complete HTTP response, then the connection is closed."""
+    ``app``.  Every refusal is a complete HTTP response, then the connection is closed.
+    With ``tls``, every connection is TLS (``wss://``)."""
 
-    def __init__(self, listener: Any, app: WebSocketApp, handshake_timeout: float) -> None:
+    def __init__(
+        self, listener: Any, app: WebSocketApp, handshake_timeout: float, tls: TlsContext | None = None
+    ) -> None:
         super().__init__(listener, self._serve)
         self.app = app
         self.handshake_timeout = handshake_timeout
+        self.tls = tls
 
     def _serve(self, sock: Any, address: Any) -> None:
         try:
@@ -117,11 +124,15 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
 
     def _handshake(self, sock: Any, address: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # One deadline for the whole head (a slow drip of bytes does not extend it).
+        # One deadline for the TLS handshake and the whole head (a slow drip of bytes
+        # does not extend it).
         deadline = gevent.Timeout(self.handshake_timeout)
         deadline.start()
         request: handshake.Request | None = None
         try:
+            if self.tls is not None:
+                sock = self.tls.wrap(sock)
+                sock.do_handshake()
             outcome = read_head(sock)
             if isinstance(outcome, Reject):
                 decision: handshake.Decision = outcome
@@ -141,6 +152,10 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
             logger.debug("%s closed the connection before finishing its handshake", address)
             sock.close()
             return
+        except ssl.SSLError as exc:
+            logger.info("TLS handshake with %s failed: %s", address, describe(exc))
+            sock.close()
+            return
         except OSError as exc:
             logger.debug("handshake with %s failed: %s", address, exc)
             sock.close()
@@ -150,9 +165,13 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
         if isinstance(decision, Reject):
             self._refuse(sock, address, decision)
             return
-        sock.settimeout(0.0)
-        upgraded = socket.socket(fileno=sock.detach())
-        upgraded.setblocking(False)
+        upgraded: socket.socket | TlsStream
+        if self.tls is not None:
+            upgraded = TlsStream(sock)
+        else:
+            sock.settimeout(0.0)
+            upgraded = socket.socket(fileno=sock.detach())
+            upgraded.setblocking(False)
         self.app.accept(
             upgraded,
             received,
