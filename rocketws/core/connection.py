@@ -304,9 +304,7 @@ class ConnectionProtocol:
         "deadline",
         "expires_at",
         "timing",
-        "_sent",
-        "_initiator",
-        "_detail",
+        "_closed_by",
     )
 
     def __init__(
@@ -321,9 +319,9 @@ class ConnectionProtocol:
         self.deadline = NEVER  # the Unix time ``tick`` must next act at
         self.expires_at = NEVER  # the accepted identity's expiry
         self.timing = timing
-        self._sent: Disconnect | None = None  # the close frame we queued
-        self._initiator = ""
-        self._detail = ""
+        # (initiator, the close frame we queued, detail), once a close began: one slot,
+        # and no object until then, as idle connections are many.
+        self._closed_by: tuple[str, Disconnect, str] | None = None
 
     def __repr__(self) -> str:
         return f"<ConnectionProtocol {self.state.value}>"
@@ -492,15 +490,15 @@ class ConnectionProtocol:
         if Do.CLOSE in actions or Do.CLOSE_NOW in actions:
             if why is None:
                 raise ValueError(f"{event} closes the connection and needs a Disconnect")
-            self._sent = why
-            self._initiator = "server" if event in _SERVER_INITIATED else "peer"
-            self._detail = detail
+            self._closed_by = ("server" if event in _SERVER_INITIATED else "peer", why, detail)
             frame = framing.close_frame(why.code, why.reason)
         if Do.RELEASE in actions:
             self.reader.clear()
-            if not self._initiator:
-                self._initiator, self._detail = "lost", detail
-            self.exit = Exit(self._initiator, self._sent, event, self._detail)
+            if self._closed_by is None:
+                self.exit = Exit("lost", None, event, detail)
+            else:
+                initiator, sent, why_detail = self._closed_by
+                self.exit = Exit(initiator, sent, event, why_detail)
         return Step(actions, frame=frame, keep_queue=keep_queue, detail=detail)
 
 

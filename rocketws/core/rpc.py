@@ -20,7 +20,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rocketws.brokers.base import Control
 from rocketws.core import disconnect as disconnects
@@ -39,6 +39,7 @@ __all__ = [
     "Methods",
     "table",
     "describe",
+    "Caller",
     "ClientContext",
     "BackendContext",
     "client_methods",
@@ -226,10 +227,29 @@ _PING = Method("ping", ping, summary="Liveness check.", result={"const": "pong"}
 # -- client methods (WebSocket) -------------------------------------------------------
 
 
+class Caller(Protocol):
+    """What a client method sees: the node, the caller's session, the channel-name limit,
+    and for ``connect``/``refresh`` the process's Authenticator and the connection.
+
+    A ``ClientContext``, or the WebSocket connection itself (so an idle connection holds
+    no context object of its own).
+    """
+
+    @property
+    def node(self) -> Node: ...
+    @property
+    def session(self) -> Session: ...
+    @property
+    def max_channel_length(self) -> int: ...
+    @property
+    def auth(self) -> Authenticator: ...
+    @property
+    def link(self) -> Admission | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ClientContext:
-    """What a client method sees: the node, the caller's session, the channel-name limit,
-    and for ``connect``/``refresh`` the process's Authenticator and the connection."""
+    """A ``Caller`` made of plain values (tests, in-process callers)."""
 
     node: Node
     session: Session
@@ -238,37 +258,37 @@ class ClientContext:
     link: Admission | None = None
 
 
-def subscribe(ctx: ClientContext, channel: Any) -> dict[str, Any]:
+def subscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
     ctx.node.subscribe(ctx.session, validate_channel(channel, ctx.max_channel_length))
     return {"channel": channel, "subscribed": True}
 
 
-def unsubscribe(ctx: ClientContext, channel: Any) -> dict[str, Any]:
+def unsubscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
     ctx.node.unsubscribe(ctx.session, validate_channel(channel, ctx.max_channel_length))
     return {"channel": channel, "subscribed": False}
 
 
-def send_data(ctx: ClientContext, channel: Any, data: Any) -> dict[str, Any]:
+def send_data(ctx: Caller, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
     return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data)}
 
 
-def subscriptions(ctx: ClientContext) -> list[str]:
+def subscriptions(ctx: Caller) -> list[str]:
     return sorted(ctx.session.channels)
 
 
-def heartbeat(_ctx: ClientContext) -> dict[str, str]:
+def heartbeat(_ctx: Caller) -> dict[str, str]:
     return {"heartbeat": "ok"}
 
 
 # -- connection authentication (core/auth.py; docs/protocol.md#authentication) --
 
 
-def connect(ctx: ClientContext, token: Any, name: Any, version: Any) -> dict[str, Any]:
+def connect(ctx: Caller, token: Any, name: Any, version: Any) -> dict[str, Any]:
     return ctx.auth.connect(ctx.link, ctx.session.id, token, name, version)
 
 
-def refresh(ctx: ClientContext, token: Any) -> dict[str, Any]:
+def refresh(ctx: Caller, token: Any) -> dict[str, Any]:
     return ctx.auth.refresh(ctx.link, ctx.session.user, token)
 
 

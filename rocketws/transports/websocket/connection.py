@@ -208,7 +208,7 @@ class Connection:
         "session",
         "subprotocol",
         "extensions",
-        "context",
+        "auth",
         "protocol",
         "_on_closed",
         "_loop",
@@ -257,7 +257,7 @@ class Connection:
         self.session = (DeflateSession if compressed else Session)(self, config.max_outbox_bytes)
         self.subprotocol = subprotocol
         self.extensions = extensions
-        self.context = rpc.ClientContext(node, self.session, config.max_channel_length, auth, self)
+        self.auth = auth  # with node, session, max_channel_length, link: an rpc.Caller
         self.protocol = ConnectionProtocol(
             config.max_message_size, deflate.Inflater if compressed else None, timing
         )
@@ -271,6 +271,16 @@ class Connection:
         self._backlog: bytes | memoryview = b""  # taken from the session, not yet written
         self._dispatcher: Any = None  # the greenlet serving requests (reads paused)
 
+    # -- rpc.Caller: what client methods see ---------------------------------------------
+
+    @property
+    def max_channel_length(self) -> int:
+        return self.config.max_channel_length
+
+    @property
+    def link(self) -> Connection:
+        return self
+
     def __repr__(self) -> str:
         return f"<Connection {self.session.id} fd={self.fd} {self.protocol.state.value}>"
 
@@ -279,7 +289,7 @@ class Connection:
         is on), and start reading; ``received``: bytes read already (pipelined after the
         upgrade request); ``token``: one the upgrade carried (query or Authorization)."""
         self.node.connect(self.session)
-        auth = self.context.auth
+        auth = self.auth
         if not auth.required:
             self._run(self.protocol.accept())  # anonymous mode: accepted at once
         else:
@@ -507,7 +517,7 @@ class Connection:
     def _dispatch(self, text: str) -> None:
         # Before connect succeeds only connect and ping are served (-32010 for the rest).
         methods = rpc.connecting_methods if self.protocol.state is State.CONNECTING else rpc.client_methods
-        response = rpc.dispatch(text, methods, self.context, self.config.max_batch_size)
+        response = rpc.dispatch(text, methods, self, self.config.max_batch_size)
         if response is not None:
             self.session.push(self.node.reply_frame(self.session, response))
         if self._refusal is not None:  # a refused connect: its error answer goes first
