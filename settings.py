@@ -37,10 +37,14 @@ MESSAGES_SOURCE = {
 # A channel "ns:room" is in namespace "ns"; a channel without ":" in the default one ("").
 CHANNELS = {
     "MAX_NAME_LENGTH": 255,
-    # e.g. [{"name": "news", "allow_send_data": False}]: clients only listen on news:*
-    "NAMESPACES": [],
     "ALLOW_UNKNOWN_NAMESPACES": True,  # False: subscribe to an undeclared x:room answers -32005
 }
+
+# Channel namespaces and their options (docs/security.md#namespace-options), e.g.
+# [{"name": "news", "allow_send_data": False},            # clients only listen on news:*
+#  {"name": "private", "allow_subscribe": "token"}]       # a subscription token per channel
+# (CHANNELS["NAMESPACES"] is the older place: use one of the two.)
+NAMESPACES: list[dict[str, object]] = []
 
 RPC = {
     "MAX_BATCH_SIZE": 1000,  # requests per batch; more: -32003

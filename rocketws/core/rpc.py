@@ -238,8 +238,20 @@ class ClientContext:
     link: Admission | None = None
 
 
-def subscribe(ctx: ClientContext, channel: Any) -> dict[str, Any]:
-    ctx.node.subscribe(ctx.session, validate_channel(channel, ctx.max_channel_length))
+def subscribe(ctx: ClientContext, channel: Any, token: Any) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    verifier = ctx.auth.verifier
+    if token is not None:
+        if verifier is None:  # as RocketWS 0.2 answered a second param
+            raise InvalidParams(
+                {
+                    "param": "token",
+                    "reason": "too many params: no token key is configured, so no subscription token",
+                }
+            )
+        if not isinstance(token, str):
+            raise InvalidParams({"param": "token", "reason": "must be a string"})
+    ctx.node.subscribe_client(ctx.session, name, token, verifier)
     return {"channel": channel, "subscribed": True}
 
 
@@ -313,7 +325,14 @@ client_methods: Methods = table(
     Method(
         "subscribe",
         subscribe,
-        (_CHANNEL,),
+        (
+            _CHANNEL,
+            _optional(
+                "token",
+                "subscription JWT (claims sub, channel, exp, info) where the namespace has "
+                'allow_subscribe "token"; checked whenever given',
+            ),
+        ),
         "Subscribe this connection to a channel (idempotent).",
         _subscribed(True),
     ),
