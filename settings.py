@@ -17,6 +17,11 @@ WEBSOCKETS = {
     "HANDSHAKE_TIMEOUT": 10.0,  # seconds to send the HTTP upgrade request
     "CLOSE_TIMEOUT": 5.0,  # seconds to flush and finish a closing handshake
     "SUBPROTOCOLS": ["jsonrpc", "rocketws"],  # Sec-WebSocket-Protocol names we agree to
+    # Command rate limit per connection (token bucket): messages/s (0 = off), bucket size,
+    # and refusals in a row (-32029) before the connection is closed with 4029.
+    "RATE_LIMIT": 100.0,
+    "RATE_BURST": 200,
+    "RATE_REFUSALS": 20,
     "PING_INTERVAL": 25.0,  # seconds without a received frame before a ping; 0 = no pings
     "PONG_TIMEOUT": 10.0,  # seconds to answer it (a pong or any frame); then close 4009
     "WRITE_TIMEOUT": 10.0,  # seconds the socket may take nothing while frames wait; 0 = off

@@ -494,6 +494,30 @@ class Config:
         "listed; comma-separated in the environment); the protocol spoken is the same "
         "([protocol.md](protocol.md#handshake))",
     )
+    # -- per-connection command rate limit (docs/security.md#limits) --
+    rate_limit: float = setting(
+        "WEBSOCKETS",
+        "RATE_LIMIT",
+        100.0,
+        _seconds_or_off,
+        "JSON-RPC messages per second one connection may send (a token bucket; a batch counts as "
+        "one message, bounded by `MAX_BATCH_SIZE`); over it: -32029; 0 = no limit",
+    )
+    rate_burst: int = setting(
+        "WEBSOCKETS",
+        "RATE_BURST",
+        200,
+        _positive_int,
+        "messages a connection may send at once before `RATE_LIMIT` applies (the bucket's size)",
+    )
+    rate_refusals: int = setting(
+        "WEBSOCKETS",
+        "RATE_REFUSALS",
+        20,
+        _positive_int,
+        "-32029 refusals in a row (no accepted message between) before the connection is closed "
+        "with 4029 (reconnect allowed)",
+    )
     # -- liveness (docs/protocol.md#liveness) --
     ping_interval: float = setting(
         "WEBSOCKETS",

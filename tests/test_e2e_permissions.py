@@ -276,3 +276,21 @@ def test_backend_controls_a_user_on_both_nodes(cluster: list[ServerProcess]) -> 
         assert closed_code(on_a) == (4400, "bye")
         assert closed_code(on_b) == (4400, "bye")
         assert request(eve, "ping")["result"] == "pong"
+
+
+# -- command rate limit ---------------------------------------------------------------------
+
+
+def test_rate_limit_refuses_then_disconnects(start_server: StartServer) -> None:
+    srv = start_server(ROCKETWS_RATE_LIMIT="0.2", ROCKETWS_RATE_BURST="2", ROCKETWS_RATE_REFUSALS="3")
+    with ws_connect(srv.ws_url) as ws:
+        assert request(ws, "ping", rid=1)["result"] == "pong"
+        assert request(ws, "ping", rid=2)["result"] == "pong"
+        for rid in (3, 4):
+            resp = request(ws, "ping", rid=rid)
+            assert resp["id"] == rid and resp["error"]["code"] == -32029, resp
+            assert resp["error"]["message"] == "Too many requests"
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "ping", "id": 5}))
+        assert closed_code(ws) == (4029, "too many requests")
+    with ws_connect(srv.ws_url) as other:  # another connection has its own bucket
+        assert request(other, "ping")["result"] == "pong"

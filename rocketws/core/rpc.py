@@ -47,6 +47,7 @@ __all__ = [
     "dispatch",
     "dispatch_parsed",
     "serve",
+    "refuse",
     "InvalidParams",
 ]
 
@@ -639,6 +640,23 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch_size: 
     responses = dispatch_parsed(parsed, methods, context)
     # A batch of only notifications is answered with nothing at all (spec section 6).
     return _encode(responses) if responses else None
+
+
+def refuse(data: bytes | str, error: RpcError) -> bytes | None:
+    """Answer every request of one JSON-RPC document with ``error`` without running any
+    (the rate limit); None when only notifications came.  Never raises for bad input."""
+    try:
+        parsed = jsonrpc.parse(data)
+    except jsonrpc.ParseError as exc:
+        return jsonrpc.encode(ErrorResponse(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
+    responses: list[Response] = [
+        ErrorResponse(None if isinstance(entry, Invalid) else entry.id, error.code, error.data)
+        for entry in parsed.entries
+        if isinstance(entry, Invalid) or not entry.notification
+    ]
+    if not responses:
+        return None
+    return _encode(responses if parsed.batch else responses[0])
 
 
 def _encode(response: Response | list[Response]) -> bytes:
