@@ -17,6 +17,11 @@ WEBSOCKETS = {
     "HANDSHAKE_TIMEOUT": 10.0,  # seconds to send the HTTP upgrade request
     "CLOSE_TIMEOUT": 5.0,  # seconds to flush and finish a closing handshake
     "SUBPROTOCOLS": ["jsonrpc", "rocketws"],  # Sec-WebSocket-Protocol names we agree to
+    # Command rate limit per connection (token bucket): messages/s (0 = off), bucket size,
+    # and refusals in a row (-32029) before the connection is closed with 4029.
+    "RATE_LIMIT": 100.0,
+    "RATE_BURST": 200,
+    "RATE_REFUSALS": 20,
     "PING_INTERVAL": 25.0,  # seconds without a received frame before a ping; 0 = no pings
     "PONG_TIMEOUT": 10.0,  # seconds to answer it (a pong or any frame); then close 4009
     "WRITE_TIMEOUT": 10.0,  # seconds the socket may take nothing while frames wait; 0 = off
@@ -37,10 +42,14 @@ MESSAGES_SOURCE = {
 # A channel "ns:room" is in namespace "ns"; a channel without ":" in the default one ("").
 CHANNELS = {
     "MAX_NAME_LENGTH": 255,
-    # e.g. [{"name": "news", "allow_send_data": False}]: clients only listen on news:*
-    "NAMESPACES": [],
     "ALLOW_UNKNOWN_NAMESPACES": True,  # False: subscribe to an undeclared x:room answers -32005
 }
+
+# Channel namespaces and their options (docs/security.md#namespace-options), e.g.
+# [{"name": "news", "allow_send_data": False},            # clients only listen on news:*
+#  {"name": "private", "allow_subscribe": "token"}]       # a subscription token per channel
+# (CHANNELS["NAMESPACES"] is the older place: use one of the two.)
+NAMESPACES: list[dict[str, object]] = []
 
 RPC = {
     "MAX_BATCH_SIZE": 1000,  # requests per batch; more: -32003

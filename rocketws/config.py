@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-from rocketws.core.channels import Namespace, validate_namespace_name
+from rocketws.core.channels import OPTIONS, Namespace, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
 from rocketws.core.handshake import is_token
 
@@ -54,12 +54,15 @@ class Setting:
     flag: str | None = None
     aliases: tuple[str, ...] = ()
     secret: bool = False  # never in repr(), error messages or logs
+    env_name: str | None = None  # a whole-module setting's variable (ROCKETWS_NAMESPACES)
+    older: tuple[str, str] | None = None  # (section, key): where settings.py kept it before
 
     @property
     def env(self) -> str | None:
-        """The derived environment variable (None for a whole-module setting)."""
+        """The derived environment variable (None for a whole-module setting without
+        ``env_name``)."""
         if not self.keys:
-            return None
+            return self.env_name
         name = self.flag.removeprefix("--") if self.flag else self.keys[0]
         return ENV_PREFIX + name.upper().replace("-", "_")
 
@@ -82,6 +85,27 @@ class Setting:
     def read(self, settings: object | None) -> Any:
         """Its raw value in the settings module (a dict of the keys given, for an
         address), or None when not set there."""
+        found = self.read_named(settings)
+        return None if found is None else found[1]
+
+    def read_named(self, settings: object | None) -> tuple[str, Any] | None:
+        """(how errors name it, its raw value) in the settings module, or None when not
+        set there.  Given in both its place and its ``older`` one: ConfigError."""
+        value = self._read(settings)
+        if self.older is not None:
+            section, key = self.older
+            old = _section(settings, section).get(key)
+            if old is not None and value:  # an empty top-level list defers to the older place
+                raise ConfigError(
+                    f"settings.{section}[{key!r}]",
+                    "...",
+                    f"set in settings.{self.section} too: give it in one place ({self.location})",
+                )
+            if old is not None and not value:
+                return f"settings.{section}[{key!r}]", old
+        return None if value is None else (self.settings_name(), value)
+
+    def _read(self, settings: object | None) -> Any:
         if not self.keys:
             return getattr(settings, self.section, None) if settings is not None else None
         section = _section(settings, self.section)
@@ -101,6 +125,8 @@ def setting(
     flag: str | None = None,
     aliases: tuple[str, ...] = (),
     secret: bool = False,
+    env_name: str | None = None,
+    older: tuple[str, str] | None = None,
 ) -> T:
     """Declare a Config field (see Setting); mutable defaults are copied per Config.
 
@@ -108,7 +134,7 @@ def setting(
     value in a ConfigError.
     """
     keys = (key,) if isinstance(key, str) else key
-    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases, secret)}
+    meta = {"setting": Setting(section, keys, default, parse, doc, flag, aliases, secret, env_name, older)}
     if isinstance(default, (dict, list)):
         factory: Callable[[], T] = lambda: copy.deepcopy(default)  # noqa: E731
         return dataclasses.field(default_factory=factory, metadata=meta, repr=not secret)
@@ -288,9 +314,15 @@ def _logging(name: str, value: Any) -> dict[str, Any]:
     return copy.deepcopy(dict(value))
 
 
-_NAMESPACE_FIELDS = {f.name: f for f in dataclasses.fields(Namespace)}
+_NAMESPACE_FIELDS = OPTIONS
 _NAMESPACE_TYPES = get_type_hints(Namespace)
-_OPTION_PARSERS: dict[Any, Parser] = {bool: _bool}
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    return 0 if value in (0, "0") and not isinstance(value, bool) else _positive_int(name, value)
+
+
+_OPTION_PARSERS: dict[Any, Parser] = {bool: _bool, int: _non_negative_int, float: _seconds_or_off}
 
 
 def _namespace_name(name: str, value: Any) -> str:
@@ -298,6 +330,21 @@ def _namespace_name(name: str, value: Any) -> str:
         return validate_namespace_name(value)
     except ValueError as exc:
         raise ConfigError(name, value, str(exc)) from None
+
+
+def _option(name: str, key: str, value: Any) -> Any:
+    meta = _NAMESPACE_FIELDS[key].metadata
+    parse = meta.get("parse")
+    if parse is None:
+        parsed = _OPTION_PARSERS[_NAMESPACE_TYPES[key]](name, value)
+    else:
+        try:
+            parsed = parse(value)
+        except ValueError as exc:
+            raise ConfigError(name, value, str(exc)) from None
+    if meta.get("placeholder") and parsed != _NAMESPACE_FIELDS[key].default:
+        raise ConfigError(name, value, "not implemented yet (the history work): leave it unset")
+    return parsed
 
 
 def _namespace(name: str, entry: Any) -> Namespace:
@@ -312,7 +359,7 @@ def _namespace(name: str, entry: Any) -> Namespace:
     options: dict[str, Any] = {"name": _namespace_name(f"{name}['name']", entry["name"])}
     for key, value in entry.items():
         if key != "name":
-            options[key] = _OPTION_PARSERS[_NAMESPACE_TYPES[key]](f"{name}[{key!r}]", value)
+            options[key] = _option(f"{name}[{key!r}]", key, value)
     return Namespace(**options)
 
 
@@ -447,6 +494,30 @@ class Config:
         "listed; comma-separated in the environment); the protocol spoken is the same "
         "([protocol.md](protocol.md#handshake))",
     )
+    # -- per-connection command rate limit (docs/security.md#limits) --
+    rate_limit: float = setting(
+        "WEBSOCKETS",
+        "RATE_LIMIT",
+        100.0,
+        _seconds_or_off,
+        "JSON-RPC messages per second one connection may send (a token bucket; a batch counts as "
+        "one message, bounded by `MAX_BATCH_SIZE`); over it: -32029; 0 = no limit",
+    )
+    rate_burst: int = setting(
+        "WEBSOCKETS",
+        "RATE_BURST",
+        200,
+        _positive_int,
+        "messages a connection may send at once before `RATE_LIMIT` applies (the bucket's size)",
+    )
+    rate_refusals: int = setting(
+        "WEBSOCKETS",
+        "RATE_REFUSALS",
+        20,
+        _positive_int,
+        "-32029 refusals in a row (no accepted message between) before the connection is closed "
+        "with 4029 (reconnect allowed)",
+    )
     # -- liveness (docs/protocol.md#liveness) --
     ping_interval: float = setting(
         "WEBSOCKETS",
@@ -536,12 +607,15 @@ class Config:
         aliases=("ROCKETWS_MAX_CHANNEL_LENGTH",),
     )
     namespaces: tuple[Namespace, ...] = setting(
-        "CHANNELS",
         "NAMESPACES",
+        (),
         (),
         _namespaces,
         "channel namespaces, a list of dicts (keys below; JSON in the environment); "
-        'a channel `ns:room` is in namespace `ns`, one without `:` in the default namespace `""`',
+        'a channel `ns:room` is in namespace `ns`, one without `:` in the default namespace `""`; '
+        '`CHANNELS["NAMESPACES"]` is its older place (one of the two at a time)',
+        env_name=ENV_PREFIX + "NAMESPACES",
+        older=("CHANNELS", "NAMESPACES"),
     )
     allow_unknown_namespaces: bool = setting(
         "CHANNELS",
@@ -728,6 +802,8 @@ _KNOWN_KEYS: dict[str, set[str]] = {}
 for _spec in SETTINGS.values():
     if _spec.keys:
         _KNOWN_KEYS.setdefault(_spec.section, set()).update(_spec.keys)
+    if _spec.older is not None:
+        _KNOWN_KEYS.setdefault(_spec.older[0], set()).add(_spec.older[1])
 
 
 def _section(settings: object | None, name: str) -> Mapping[str, Any]:
@@ -781,12 +857,21 @@ def load_config(
             values[field_name] = spec.parse(str(spec.flag), flag)
         elif from_env is not None:
             values[field_name] = spec.parse(*from_env)
-        elif (raw := spec.read(settings)) is not None:
-            values[field_name] = spec.parse(spec.settings_name(), raw)
+        elif (named := spec.read_named(settings)) is not None:
+            values[field_name] = spec.parse(*named)
     config = dataclasses.replace(DEFAULTS, **values)
     if (config.tls_cert is None) != (config.tls_key is None):
         given, missing = ("tls_cert", "tls_key") if config.tls_key is None else ("tls_key", "tls_cert")
         raise ConfigError(SETTINGS[missing].names, None, f"required with {SETTINGS[given].names}")
+    keyed = config.token_hmac_secret or config.token_public_key or config.token_jwks_file
+    for ns in config.namespaces:
+        if ns.allow_subscribe == "token" and not keyed:
+            raise ConfigError(
+                f"NAMESPACES {ns.name!r} allow_subscribe",
+                ns.allow_subscribe,
+                "subscription tokens need a token key "
+                "(AUTH TOKEN_HMAC_SECRET, TOKEN_PUBLIC_KEY or TOKEN_JWKS_FILE)",
+            )
     return config
 
 
@@ -812,7 +897,7 @@ def settings_table() -> str:
     for name, option in _NAMESPACE_FIELDS.items():
         default = "required" if option.default is dataclasses.MISSING else _shown(option.default)
         rows.append(
-            f'| `CHANNELS["NAMESPACES"][i]["{name}"]` | in `{SETTINGS["namespaces"].env}` '
+            f'| `NAMESPACES[i]["{name}"]` | in `{SETTINGS["namespaces"].env}` '
             f"| {default} | {option.metadata['doc']} |"
         )
     return "\n".join(rows) + "\n"

@@ -40,7 +40,7 @@ def test_namespaces_lookup_declared_default_and_unknown() -> None:
     assert rules.lookup("news:sport") is news
     assert rules.lookup("chat") == Namespace("")
     assert rules.lookup("other:x") == Namespace("other")
-    assert rules.lookup("other:x").allow_send_data is True
+    assert rules.lookup("other:x").allow_send_data == "subscribers"
 
 
 def test_namespaces_default_namespace_can_be_declared() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import settings
 from rocketws.config import SETTINGS, Address, Config, load_config, parse_address, settings_table
-from rocketws.core.channels import Namespace
+from rocketws.core.channels import OPTIONS, Namespace
 from rocketws.core.exceptions import ConfigError
 
 from .support import ROOT
@@ -96,7 +96,9 @@ def test_env_name_is_derived_from_the_flag_or_the_settings_key() -> None:
     assert SETTINGS["logging"].env is None  # the whole LOGGING dict: settings module only
     for spec in SETTINGS.values():
         if spec.env is not None:
-            name = spec.flag.removeprefix("--") if spec.flag else spec.keys[0]
+            name = (
+                spec.flag.removeprefix("--") if spec.flag else (spec.keys[0] if spec.keys else spec.section)
+            )
             assert spec.env == "ROCKETWS_" + name.upper().replace("-", "_")
 
 
@@ -165,7 +167,8 @@ def test_namespaces_from_settings_and_from_env_json() -> None:
         ([{"name": 5}], "invalid settings.CHANNELS['NAMESPACES'][0]['name']=5: expected a string"),
         (
             [{"name": "n", "allow_send_data": "maybe"}],
-            "invalid settings.CHANNELS['NAMESPACES'][0]['allow_send_data']='maybe': expected true or false",
+            "invalid settings.CHANNELS['NAMESPACES'][0]['allow_send_data']='maybe': "
+            'expected one of "subscribers", "authenticated", "nobody" (or true/false)',
         ),
         (
             [{"name": "n"}, {"name": "n"}],
@@ -178,7 +181,9 @@ def test_namespaces_from_settings_and_from_env_json() -> None:
         (
             [{"name": "n", "history": 5}],
             "invalid settings.CHANNELS['NAMESPACES'][0]={'name': 'n', 'history': 5}: "
-            "unknown key(s) ['history']; known: ['allow_send_data', 'name']",
+            "unknown key(s) ['history']; known: ['allow_anonymous', 'allow_send_data', 'allow_subscribe', "
+            "'allow_user_limited_channels', 'channel_regex', 'history_size', 'history_ttl', 'join_leave', 'max_subscribers', 'name', "
+            "'presence']",
         ),
         (["news"], "invalid settings.CHANNELS['NAMESPACES'][0]='news': expected a dict"),
         ({"name": "n"}, "invalid settings.CHANNELS['NAMESPACES']={'name': 'n'}: expected a list"),
@@ -213,7 +218,7 @@ def _table_rows(text: str) -> dict[str, list[str]]:
 def test_docs_table_is_the_declarations() -> None:
     documented = _table_rows((ROOT / "docs" / "configuration.md").read_text())
     declared = _table_rows(settings_table())
-    assert len(declared) == len(SETTINGS) + 2  # every setting, and each namespace key
+    assert len(declared) == len(SETTINGS) + len(OPTIONS)  # every setting, and each namespace key
     assert documented == declared, "regenerate it: python -m rocketws.config"
 
 

@@ -198,11 +198,11 @@ def test_invalid_channel_is_32602_with_param(backend: rpc.BackendContext) -> Non
 
 
 def test_bad_params_over_the_wire_are_32602(client: rpc.ClientContext) -> None:
-    answer = call(rpc.client_methods, client, req("subscribe", ["a", "b"], rid="x"))
+    answer = call(rpc.client_methods, client, req("subscribe", ["a", "b", "c"], rid="x"))
     assert answer["id"] == "x" and answer["error"]["message"] == "Invalid params"
     assert error(answer) == (
         -32602,
-        {"reason": "too many positional params: subscribe takes at most 1, got 2"},
+        {"reason": "too many positional params: subscribe takes at most 2, got 3"},
     )
 
 

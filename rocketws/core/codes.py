@@ -24,7 +24,8 @@ class RpcCode(IntEnum):
     BROKER_UNAVAILABLE = -32002
     LIMIT_EXCEEDED = -32003
     REQUEST_TOO_LARGE = -32004
-    NOT_ALLOWED = -32005  # valid params, refused by a channel namespace rule
+    NOT_ALLOWED = -32005  # refused by a namespace rule for everyone (unknown namespace, ...)
+    PERMISSION_DENIED = -32006  # refused for this connection's user (docs/security.md)
     # Connection authentication (-32010..-32019; docs/protocol.md#authentication).
     NOT_CONNECTED = -32010  # a method other than connect/ping before connect succeeded
     TOKEN_INVALID = -32011  # bad signature, algorithm, claims, aud/iss, ...
@@ -32,6 +33,9 @@ class RpcCode(IntEnum):
     CONNECT_REFUSED = -32013  # the connect proxy refused the connection
     AUTH_UNAVAILABLE = -32014  # the connect proxy timed out, is down or answered nonsense
     ALREADY_CONNECTED = -32015  # connect on a connection that is connected already
+    TOO_MANY_CONNECTIONS = -32016  # the user has MAX_CONNECTIONS_PER_USER connections already
+    # Per-connection command rate limit (WEBSOCKETS["RATE_LIMIT"]).
+    TOO_MANY_REQUESTS = -32029
     # MessagesSource: no API key, or a wrong one (HTTP 401).
     UNAUTHORIZED = -32030
 
@@ -47,12 +51,15 @@ RPC_MESSAGES: dict[int, str] = {
     RpcCode.LIMIT_EXCEEDED: "Limit exceeded",
     RpcCode.REQUEST_TOO_LARGE: "Request too large",
     RpcCode.NOT_ALLOWED: "Not allowed",
+    RpcCode.PERMISSION_DENIED: "Permission denied",
     RpcCode.NOT_CONNECTED: "Not connected",
     RpcCode.TOKEN_INVALID: "Invalid token",
     RpcCode.TOKEN_EXPIRED: "Token expired",
     RpcCode.CONNECT_REFUSED: "Connect refused",
     RpcCode.AUTH_UNAVAILABLE: "Authentication unavailable",
     RpcCode.ALREADY_CONNECTED: "Already connected",
+    RpcCode.TOO_MANY_CONNECTIONS: "Too many connections",
+    RpcCode.TOO_MANY_REQUESTS: "Too many requests",
     RpcCode.UNAUTHORIZED: "Unauthorized",
 }
 
@@ -74,6 +81,8 @@ class CloseCode(IntEnum):
     CONNECT_TIMEOUT = 4010  # no successful connect within CONNECT_TIMEOUT
     EXPIRED = 4011  # the token expired and no refresh came within REFRESH_GRACE
     AUTH_UNAVAILABLE = 4012  # the connect proxy timed out, is down or answered nonsense
+    TOO_MANY_CONNECTIONS = 4013  # the user has MAX_CONNECTIONS_PER_USER connections already
+    RATE_LIMITED = 4029  # kept sending over WEBSOCKETS["RATE_LIMIT"] after refusals
     INVALID_TOKEN = 4501  # do not reconnect with this token
     TOKEN_EXPIRED = 4502  # the token was expired when presented: get a new one
     CONNECT_REFUSED = 4503  # the connect proxy refused these credentials

@@ -84,9 +84,14 @@ NO_PONG = Disconnect(CloseCode.NO_PONG, "no pong", reconnect=True)
 CONNECT_TIMEOUT = Disconnect(CloseCode.CONNECT_TIMEOUT, "connect timeout", reconnect=True)
 EXPIRED = Disconnect(CloseCode.EXPIRED, "token expired, no refresh", reconnect=True)
 AUTH_UNAVAILABLE = Disconnect(CloseCode.AUTH_UNAVAILABLE, "authentication unavailable", reconnect=True)
+TOO_MANY_CONNECTIONS = Disconnect(
+    CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user", reconnect=True
+)
 INVALID_TOKEN = Disconnect(CloseCode.INVALID_TOKEN, "invalid token", reconnect=False)
 TOKEN_EXPIRED = Disconnect(CloseCode.TOKEN_EXPIRED, "token expired", reconnect=False)
 CONNECT_REFUSED = Disconnect(CloseCode.CONNECT_REFUSED, "connect refused", reconnect=False)
+# Kept sending requests over the rate limit after RATE_REFUSALS refusals.
+RATE_LIMITED = Disconnect(CloseCode.RATE_LIMITED, "too many requests", reconnect=True)
 # A backend's `disconnect {user}` without a code: do not come back with the same token.
 BY_SERVER = Disconnect(CloseCode.DISCONNECTED, "disconnected by the server", reconnect=False)
 
@@ -100,6 +105,8 @@ ALL: tuple[Disconnect, ...] = (
     CONNECT_TIMEOUT,
     EXPIRED,
     AUTH_UNAVAILABLE,
+    TOO_MANY_CONNECTIONS,
+    RATE_LIMITED,
     INVALID_TOKEN,
     TOKEN_EXPIRED,
     CONNECT_REFUSED,

@@ -10,6 +10,8 @@
     │   ├── BrokerUnavailable     -32002
     │   ├── LimitExceeded         -32003
     │   ├── NotAllowed            -32005 (a channel namespace rule refuses it)
+    │   ├── PermissionDenied      -32006 (refused for this connection's user)
+    │   ├── TooManyRequests       -32029 (over the per-connection rate limit)
     │   └── AuthFailed            -32010..-32015 (connect/refresh refused; may carry a close)
     └── WebSocketClosing          the connection must close (has .close_code)
         ├── PeerClosed            the client sent a close frame
@@ -81,6 +83,14 @@ class LimitExceeded(RpcError):
 
 class NotAllowed(RpcError):
     code = RpcCode.NOT_ALLOWED
+
+
+class PermissionDenied(RpcError):
+    code = RpcCode.PERMISSION_DENIED
+
+
+class TooManyRequests(RpcError):
+    code = RpcCode.TOO_MANY_REQUESTS
 
 
 class AuthFailed(RpcError):

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rocketws.brokers.base import Broker, Control, Publication
-from rocketws.core.channels import ANY_NAMESPACE, Namespaces
+from rocketws.core.channels import ANY_NAMESPACE, Namespace, Namespaces
+from rocketws.core.codes import RpcCode
 from rocketws.core.disconnect import Disconnect
-from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed, RpcError
+from rocketws.core.exceptions import AuthFailed, LimitExceeded, PermissionDenied, RpcError
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push, encode_subscription_push
@@ -25,6 +26,13 @@ class FrameDeflater(Protocol):
     def frame(self, payload: bytes, plain: bytes) -> bytes:
         """The frame carrying ``payload`` compressed, or ``plain`` (its uncompressed
         frame) when compressing does not pay; must not depend on any connection."""
+
+
+class SubscriptionTokens(Protocol):
+    """Verifies subscription tokens (``core.tokens.TokenVerifier``)."""
+
+    def verify_subscription(self, token: Any, user: str, channel: str) -> Any:
+        """The token's ``info``.  Raises AuthFailed (-32011/-32012, no close)."""
 
 
 class Node:
@@ -82,14 +90,50 @@ class Node:
         self.hub.identify(session, user)
 
     def subscribe(self, session: Session, channel: str) -> None:
-        """Subscribe (idempotent).
+        """Subscribe (idempotent), as the server decides (a token's ``channels``, a
+        backend's ``subscribe``): the namespace's permission rules do not apply, its
+        name and size rules do.
 
-        Raises NotAllowed for a channel in an unknown namespace (when those are refused),
-        LimitExceeded past the per-connection limit.
+        Raises NotAllowed for a channel in an unknown namespace (when those are refused)
+        or not matching its ``channel_regex``, LimitExceeded past the per-connection
+        limit or the namespace's ``max_subscribers``.
         """
-        self.namespaces.lookup(channel)
+        namespace = self.namespaces.lookup(channel)
         if channel in session.channels:
             return
+        namespace.check_name(channel)
+        self._subscribe(session, channel, namespace)
+
+    def subscribe_client(
+        self, session: Session, channel: str, token: Any = None, tokens: SubscriptionTokens | None = None
+    ) -> None:
+        """A client's ``subscribe`` (idempotent): the namespace's rules, then ``subscribe``.
+
+        ``token``: the subscription token the client sent (None: none), verified by
+        ``tokens`` whenever given and required where ``allow_subscribe`` is ``"token"``.
+        Raises NotAllowed, PermissionDenied (-32006), AuthFailed (-32011/-32012, the
+        connection stays open), LimitExceeded.
+        """
+        namespace = self.namespaces.lookup(channel)
+        if channel in session.channels:
+            return
+        needs_token = namespace.authorize_subscribe(channel, session.user)
+        if token is not None:
+            if tokens is None:
+                reason = "subscription tokens are not accepted: no token key is configured"
+                raise AuthFailed(RpcCode.TOKEN_INVALID, reason)
+            tokens.verify_subscription(token, session.user, channel)
+        elif needs_token:
+            raise PermissionDenied(
+                {
+                    "channel": channel,
+                    "namespace": namespace.name,
+                    "reason": "a subscription token is required in this namespace",
+                }
+            )
+        self._subscribe(session, channel, namespace)
+
+    def _subscribe(self, session: Session, channel: str, namespace: Namespace) -> None:
         limit = self.max_channels_per_connection
         if limit is not None and len(session.channels) >= limit:
             raise LimitExceeded(
@@ -97,6 +141,16 @@ class Node:
                     "limit": "max_channels_per_connection",
                     "max": limit,
                     "reason": "too many channels on this connection",
+                }
+            )
+        most = namespace.max_subscribers
+        if most and self.hub.count(channel) >= most:
+            raise LimitExceeded(
+                {
+                    "limit": "max_subscribers",
+                    "max": most,
+                    "channel": channel,
+                    "reason": f"the channel has {most} subscribers on this node already",
                 }
             )
         if self.hub.subscribe(session, channel):
@@ -115,22 +169,13 @@ class Node:
         return self.broker.publish(Publication(channel, payload))
 
     def send_data(self, session: Session, channel: str, data: Any) -> int:
-        """Publish from a client to the other subscribers of a channel it is in.
+        """Publish from a client to the other subscribers of a channel.
 
-        Raises NotAllowed where the channel's namespace disallows ``send_data`` (checked
-        first), NotSubscribed when the sender is not subscribed.
+        The namespace's ``allow_send_data`` decides (``Namespace.authorize_send``):
+        NotAllowed where nobody may, PermissionDenied where this user may not,
+        NotSubscribed where only subscribers may and the sender is not one.
         """
-        namespace = self.namespaces.lookup(channel)
-        if not namespace.allow_send_data:
-            raise NotAllowed(
-                {
-                    "channel": channel,
-                    "namespace": namespace.name,
-                    "reason": f"send_data is disabled in namespace {namespace.name!r}",
-                }
-            )
-        if channel not in session.channels:
-            raise NotSubscribed({"channel": channel, "reason": "subscribe to the channel first"})
+        self.namespaces.lookup(channel).authorize_send(channel, session.user, channel in session.channels)
         payload = encode_message_push(channel, data, self._clock())
         return self.broker.publish(Publication(channel, payload, skip=session.id))
 

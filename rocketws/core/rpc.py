@@ -48,6 +48,7 @@ __all__ = [
     "dispatch",
     "dispatch_parsed",
     "serve",
+    "refuse",
     "InvalidParams",
 ]
 
@@ -258,8 +259,20 @@ class ClientContext:
     link: Admission | None = None
 
 
-def subscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
-    ctx.node.subscribe(ctx.session, validate_channel(channel, ctx.max_channel_length))
+def subscribe(ctx: Caller, channel: Any, token: Any) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    verifier = ctx.auth.verifier
+    if token is not None:
+        if verifier is None:  # as RocketWS 0.2 answered a second param
+            raise InvalidParams(
+                {
+                    "param": "token",
+                    "reason": "too many params: no token key is configured, so no subscription token",
+                }
+            )
+        if not isinstance(token, str):
+            raise InvalidParams({"param": "token", "reason": "must be a string"})
+    ctx.node.subscribe_client(ctx.session, name, token, verifier)
     return {"channel": channel, "subscribed": True}
 
 
@@ -333,7 +346,14 @@ client_methods: Methods = table(
     Method(
         "subscribe",
         subscribe,
-        (_CHANNEL,),
+        (
+            _CHANNEL,
+            _optional(
+                "token",
+                "subscription JWT (claims sub, channel, exp, info) where the namespace has "
+                'allow_subscribe "token"; checked whenever given',
+            ),
+        ),
         "Subscribe this connection to a channel (idempotent).",
         _subscribed(True),
     ),
@@ -640,6 +660,23 @@ def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch_size: 
     responses = dispatch_parsed(parsed, methods, context)
     # A batch of only notifications is answered with nothing at all (spec section 6).
     return _encode(responses) if responses else None
+
+
+def refuse(data: bytes | str, error: RpcError) -> bytes | None:
+    """Answer every request of one JSON-RPC document with ``error`` without running any
+    (the rate limit); None when only notifications came.  Never raises for bad input."""
+    try:
+        parsed = jsonrpc.parse(data)
+    except jsonrpc.ParseError as exc:
+        return jsonrpc.encode(ErrorResponse(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
+    responses: list[Response] = [
+        ErrorResponse(None if isinstance(entry, Invalid) else entry.id, error.code, error.data)
+        for entry in parsed.entries
+        if isinstance(entry, Invalid) or not entry.notification
+    ]
+    if not responses:
+        return None
+    return _encode(responses if parsed.batch else responses[0])
 
 
 def _encode(response: Response | list[Response]) -> bytes:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +121,7 @@ class TokenVerifier:
     ValueError for an unusable key (the caller reports it as a configuration error).
     """
 
-    __slots__ = ("_jwt", "_decoder", "_secret", "_public", "_jwks", "_checks")
+    __slots__ = ("_jwt", "_decoder", "_sub_decoder", "_secret", "_public", "_jwks", "_checks")
 
     def __init__(
         self,
@@ -150,6 +150,7 @@ class TokenVerifier:
         # One decoder with its options merged once (PyJWT merges per-call options on
         # every decode); the claim checks as keyword arguments, built once.
         self._decoder = jwt.PyJWT({"require": required, "verify_aud": audience is not None})
+        self._sub_decoder = jwt.PyJWT({"require": [*required, "channel"], "verify_aud": audience is not None})
         checks: dict[str, Any] = {"leeway": LEEWAY}
         if audience is not None:
             checks["audience"] = audience
@@ -194,18 +195,61 @@ class TokenVerifier:
         raise invalid(f"algorithm {alg!r} is not accepted")
 
     def verify(self, token: Any) -> Identity:
-        """The identity ``token`` carries.  Raises AuthFailed (invalid or expired)."""
+        """The identity ``token`` carries.  Raises AuthFailed (invalid or expired).
+
+        A subscription token (one with a ``channel`` claim) is refused: it grants one
+        channel, never a connection."""
+        claims = self._decode(token, self._decoder, invalid, expired)
+        if "channel" in claims:
+            raise invalid("a subscription token (with a channel claim) cannot authenticate a connection")
+        return identity_from_claims(claims)
+
+    def verify_subscription(self, token: Any, user: str, channel: str) -> Any:
+        """Check a subscription token (claims ``sub``, ``channel``, ``exp``, ``info``) for
+        ``user`` subscribing to ``channel``; return its ``info``.
+
+        Same keys and checks as connection tokens.  Raises AuthFailed without a close
+        (the connection stays open): -32011 invalid (signature, ``sub`` not this
+        connection's user, ``channel`` not this channel, ...), -32012 expired.
+        """
+        claims = self._decode(token, self._sub_decoder, subscription_invalid, subscription_expired)
+        if claims.get("channel") != channel:
+            raise subscription_invalid("the token's channel is not this channel")
+        if claims.get("sub") != user:
+            raise subscription_invalid("the token's sub is not this connection's user")
+        return claims.get("info")
+
+    def _decode(
+        self,
+        token: Any,
+        decoder: Any,
+        bad: Callable[[str], AuthFailed],
+        late: Callable[[], AuthFailed],
+    ) -> dict[str, Any]:
         if not isinstance(token, str) or not token:
-            raise invalid("token must be a non-empty string")
-        key, algorithms = self._key_for(token)
+            raise bad("token must be a non-empty string")
+        try:
+            key, algorithms = self._key_for(token)
+        except AuthFailed as exc:
+            raise bad(exc.reason) from None
         jwt = self._jwt
         try:
-            claims = self._decoder.decode(token, key, algorithms, **self._checks)
+            claims: dict[str, Any] = decoder.decode(token, key, algorithms, **self._checks)
         except jwt.ExpiredSignatureError:
-            raise expired() from None
+            raise late() from None
         except jwt.PyJWTError as exc:
-            raise invalid(_reason(exc)) from None
-        return identity_from_claims(claims)
+            raise bad(_reason(exc)) from None
+        return claims
+
+
+def subscription_invalid(reason: str) -> AuthFailed:
+    """A subscription token that is not acceptable: -32011, the connection stays open."""
+    return AuthFailed(RpcCode.TOKEN_INVALID, reason)
+
+
+def subscription_expired() -> AuthFailed:
+    """A subscription token whose ``exp`` has passed: -32012, the connection stays open."""
+    return AuthFailed(RpcCode.TOKEN_EXPIRED, "subscription token expired")
 
 
 def _peek_header(token: str) -> dict[str, Any]:

@@ -133,13 +133,17 @@ AUTH = {{
 }}
 
 # A channel "ns:room" is in namespace "ns"; one without ":" in the default namespace.
+# Options: docs/security.md#namespace-options.
+NAMESPACES = [
+    # news:* channels: clients listen, only backends publish.
+    {{"name": "news", "allow_send_data": "nobody"}},
+    # chat:* channels: signed-in users talk to each other (chat:room#alice,bob: only those two).
+    {{"name": "chat", "allow_anonymous": False}},
+    # A namespace whose channels each need a subscription token (`manage.py token --channel`):
+    # {{"name": "private", "allow_subscribe": "token"}},
+]
+
 CHANNELS = {{
-    "NAMESPACES": [
-        # news:* channels: clients listen, only backends publish.
-        {{"name": "news", "allow_send_data": False}},
-        # chat:* channels: subscribers talk to each other.
-        {{"name": "chat"}},
-    ],
     # False: subscribing to a channel of an undeclared namespace answers -32005.
     "ALLOW_UNKNOWN_NAMESPACES": False,
 }}

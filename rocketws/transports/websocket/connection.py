@@ -38,7 +38,7 @@ from rocketws.core.auth import ANONYMOUS_MODE, Authenticator
 from rocketws.core.channels import validate_channel
 from rocketws.core.connection import DEFAULT_TIMING, AuthTiming, ConnectionProtocol, Do, Liveness, State, Step
 from rocketws.core.disconnect import Disconnect
-from rocketws.core.exceptions import AuthFailed, RpcError
+from rocketws.core.exceptions import AuthFailed, RpcError, TooManyRequests
 from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
 from rocketws.core.session import DeflateSession, Session
@@ -62,6 +62,9 @@ _NOT_STUCK = -1  # ``Connection.stuck_since`` when nothing waits for the socket
 # close frame waits), the kernel still finds a dead peer: after 60 s without traffic,
 # 6 probes 10 s apart, so within about 2 minutes.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 6
+
+
+_TOO_MANY = TooManyRequests({"limit": "rate_limit", "reason": "too many requests: slow down"})
 
 
 def configure_socket(sock: socket.socket | TlsStream, send_buffer: int) -> None:
@@ -222,6 +225,9 @@ class Connection:
         "stuck_since",
         "_upgrade_headers",
         "_refusal",
+        "_bucket",
+        "_bucket_at",
+        "_refusals",
     )
 
     def __init__(
@@ -270,6 +276,11 @@ class Connection:
         self._timer: Any = None  # close_timeout, armed by the CLOSE action
         self._backlog: bytes | memoryview = b""  # taken from the session, not yet written
         self._dispatcher: Any = None  # the greenlet serving requests (reads paused)
+        # The command rate limit's token bucket (RATE_LIMIT, RATE_BURST): messages left,
+        # when it was last filled, refusals since the last accepted message.
+        self._bucket = float(config.rate_burst)
+        self._bucket_at = time.monotonic()
+        self._refusals = 0
 
     # -- rpc.Caller: what client methods see ---------------------------------------------
 
@@ -514,7 +525,34 @@ class Connection:
             if self.protocol.reading:
                 self._reader_watch.start(self._on_readable)
 
+    def _within_rate(self) -> bool:
+        """Take one message from the token bucket; False when it is empty."""
+        rate = self.config.rate_limit
+        if not rate:
+            return True
+        now = time.monotonic()
+        tokens = min(float(self.config.rate_burst), self._bucket + (now - self._bucket_at) * rate)
+        self._bucket_at = now
+        if tokens >= 1.0:
+            self._bucket, self._refusals = tokens - 1.0, 0
+            return True
+        self._bucket = tokens
+        self._refusals += 1
+        return False
+
     def _dispatch(self, text: str) -> None:
+        if not self._within_rate():
+            if self._refusals >= self.config.rate_refusals:
+                logger.info(
+                    "closing %s: over the rate limit after %d refusals", self.session.id, self._refusals
+                )
+                self._run(self.protocol.server_close(disconnect.RATE_LIMITED, keep_queue=True))
+                return
+            response = rpc.refuse(text, _TOO_MANY)
+            if response is not None:
+                self.session.push(self.node.reply_frame(self.session, response))
+            self._run(self.protocol.served())
+            return
         # Before connect succeeds only connect and ping are served (-32010 for the rest).
         methods = rpc.connecting_methods if self.protocol.state is State.CONNECTING else rpc.client_methods
         response = rpc.dispatch(text, methods, self, self.config.max_batch_size)
