@@ -408,7 +408,10 @@ class Connection:
                 self._reader_watch.start(self._on_readable)
 
     def _dispatch(self, text: str) -> None:
-        response = rpc.dispatch(text, rpc.client_methods, self.context, self.config.max_batch_size)
+        config = self.config
+        response = rpc.dispatch(
+            text, rpc.client_methods, self.context, config.max_batch_size, config.max_nesting_depth
+        )
         if response is not None:
             self.session.push(framing.text_frame(response))
         self._run(self.protocol.served())
