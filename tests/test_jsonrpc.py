@@ -9,6 +9,9 @@ import pytest
 from rocketws.core import jsonrpc
 from rocketws.core.jsonrpc import Call, Invalid
 
+from .support import DECODER_PATHS as PATHS
+from .support import emit_doc, nested
+
 
 def test_parse_single_request() -> None:
     parsed = jsonrpc.parse(b'{"jsonrpc":"2.0","method":"m","params":[1],"id":"a"}')
@@ -126,3 +129,57 @@ def test_error_response_message_defaults_to_the_code_name() -> None:
     assert jsonrpc.ErrorResponse(1, -32601).message == "Method not found"
     assert jsonrpc.ErrorResponse(1, -32099).message == "Server error"
     assert jsonrpc.ErrorResponse(1, -32001, None, "custom").message == "custom"
+
+
+# -- nesting limit and the stdlib path's number rules, on both decoder paths ---------------
+
+DEPTH_CASES = [(62, True), (63, False), (100, False), (325, False), (1000, False), (1030, False)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind", ["array", "object"])
+@pytest.mark.parametrize(("data_depth", "accepted"), DEPTH_CASES)
+def test_parse_nesting_limit_is_the_same_on_both_paths(
+    path: str, kind: str, data_depth: int, accepted: bool
+) -> None:
+    doc = emit_doc(nested(data_depth, PATHS[path], kind))  # document depth: data_depth + 2
+    for payload in (doc, doc.encode()):
+        parsed = jsonrpc.parse(payload)
+        (entry,) = parsed.entries
+        if accepted:
+            assert isinstance(entry, Call) and entry.method == "emit"
+        else:
+            assert entry == Invalid(None, "nesting deeper than 64 levels (RPC MAX_NESTING_DEPTH)")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_parse_nesting_limit_counts_a_batch_and_is_configurable(path: str) -> None:
+    member = emit_doc(nested(7, PATHS[path]))  # 9 levels, 10 in a batch
+    assert jsonrpc.parse(f"[{member}]", max_depth=10).batch
+    assert jsonrpc.parse(f"[{member}]", max_depth=9).entries == [
+        Invalid(None, "nesting deeper than 9 levels (RPC MAX_NESTING_DEPTH)")
+    ]
+    wide = "[" + ",".join([member] * 50) + "]"  # many openers, shallow: decoded
+    assert len(jsonrpc.parse(wide, max_depth=10).entries) == 50
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_parse_brackets_inside_strings_neither_hide_nor_add_depth(path: str) -> None:
+    # The string brackets would balance the real ones if they were counted as structure.
+    hidden = f'["]]]]]]", {nested(5, PATHS[path])}, "[[[[[["]'
+    assert jsonrpc.parse(hidden, max_depth=6).batch  # 6 real levels
+    assert not jsonrpc.parse(hidden, max_depth=5).batch
+    assert jsonrpc.parse('["' + "[" * 500 + '", ' + PATHS[path] + "]", max_depth=3).batch
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+999"])
+def test_numbers_beyond_double_range_are_parse_errors_on_both_paths(path: str, number: str) -> None:
+    with pytest.raises(jsonrpc.ParseError):
+        jsonrpc.parse(emit_doc(f"[{number}, {PATHS[path]}]"))
+
+
+def test_loads_refuses_deep_documents_with_a_parse_error() -> None:
+    for leaf in PATHS.values():
+        with pytest.raises(jsonrpc.ParseError, match="nesting deeper than 64"):
+            jsonrpc.loads(nested(400, leaf))
