@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from rocketws.core import jsonrpc
 from rocketws.core.jsonrpc import Call, Invalid
@@ -183,3 +186,98 @@ def test_loads_refuses_deep_documents_with_a_parse_error() -> None:
     for leaf in PATHS.values():
         with pytest.raises(jsonrpc.ParseError, match="nesting deeper than 64"):
             jsonrpc.loads(nested(400, leaf))
+
+
+# -- properties (hypothesis; derandomized, bounded) ----------------------------------------
+
+PROPERTY = settings(derandomize=True, max_examples=250, deadline=None, database=None)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # any size: beyond 64 bits they take the stdlib path
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+IDS = st.none() | st.integers() | st.text(max_size=12) | st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _mutated(text: str, cuts: list[tuple[int, str]]) -> str:
+    for position, insert in cuts:
+        i = position % (len(text) + 1)
+        text = text[:i] + insert + text[i + 1 :]
+    return text
+
+
+JSONISH = st.one_of(
+    st.binary(max_size=120),
+    st.text(max_size=120),
+    st.builds(
+        _mutated,
+        JSON_VALUES.map(json.dumps),
+        st.lists(
+            st.tuples(
+                st.integers(0, 200),
+                st.sampled_from(["[", "]", "{", "}", '"', "\\", ",", ":", "-", "9", "e", ""]),
+            ),
+            max_size=3,
+        ),
+    ),
+)
+
+
+@PROPERTY
+@given(JSONISH)
+def test_property_parse_raises_only_parse_error(doc: str | bytes) -> None:
+    try:
+        parsed = jsonrpc.parse(doc)
+    except jsonrpc.ParseError:
+        return
+    assert parsed.entries and all(isinstance(e, (Call, Invalid)) for e in parsed.entries)
+
+
+@PROPERTY
+@example(-(2**63) - 1, "m", [])  # 19 digits after a minus: beyond orjson's exact range
+@example(2**64, "m", {})
+@given(
+    IDS,
+    st.text(max_size=10),
+    st.lists(JSON_VALUES, max_size=3) | st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=3),
+)
+def test_property_valid_requests_round_trip_their_ids_exactly(rid: Any, method: str, params: Any) -> None:
+    text = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})
+    for doc in (text, text.encode()):
+        (entry,) = jsonrpc.parse(doc).entries
+        assert isinstance(entry, Call)
+        assert (entry.method, entry.params, entry.notification) == (method, params, False)
+        assert type(entry.id) is type(rid) and entry.id == rid
+        echoed = json.loads(jsonrpc.encode(jsonrpc.Result(entry.id, None)))["id"]
+        assert type(echoed) is type(rid) and echoed == rid
+
+
+def _outcome(doc: str) -> Any:
+    try:
+        parsed = jsonrpc.parse(doc)
+    except jsonrpc.ParseError:
+        return "parse error"
+    if not parsed.batch:  # refused as a whole (too deep)
+        return parsed.entries
+    return parsed.entries[:-1]
+
+
+@PROPERTY
+@given(JSONISH.filter(lambda d: isinstance(d, str)) | JSON_VALUES.map(json.dumps))
+def test_property_both_decoder_paths_agree(member: str) -> None:
+    """The same document, with a last member that sends it to orjson or to the stdlib."""
+    assert _outcome(f"[{member},{PATHS['orjson']}]") == _outcome(f"[{member},{PATHS['stdlib']}]")
+
+
+@pytest.mark.parametrize("n", [-(2**63) - 1, -(2**63), 2**63 - 1, 2**64 - 1, 2**64, -(10**19), 10**19 - 1])
+def test_integers_at_the_64_bit_edges_stay_exact(n: int) -> None:
+    for doc in (f'{{"id": {n}}}', f'{{"id": {n}}}'.encode()):
+        value = jsonrpc.loads(doc)["id"]
+        assert type(value) is int and value == n

@@ -97,17 +97,30 @@ class _TooDeep(Exception):
     """A document nests deeper than the limit (parse answers it with one Invalid entry)."""
 
 
-# Each digit -> "0", "[" and "{" -> "[", every other byte -> " ": a run of 20 digits is then
-# a plain substring search, about 15 times faster than a regular expression over a 15 KB
-# batch, and the same translated bytes count the openers (an upper bound of the depth).
-_SCAN = bytes(0x30 if 0x30 <= b <= 0x39 else 0x5B if b in b"[{" else 0x20 for b in range(256))
+# Each digit -> "0", "[" and "{" -> "[", "-" stays, every other byte -> " ": a run of 20
+# digits is then a plain substring search, about 15 times faster than a regular expression
+# over a 15 KB batch, and the same translated bytes count the openers (an upper bound of
+# the depth).  orjson keeps integers exact from -2**63 to 2**64 - 1: beyond, 20 digits, or
+# 19 after a minus sign (-9223372036854775809).
+_SCAN = bytes(
+    0x30 if 0x30 <= b <= 0x39 else 0x5B if b in b"[{" else 0x2D if b == 0x2D else 0x20 for b in range(256)
+)
+_RUN_19 = b"0" * 19
 _LONG_RUN = b"0" * 20
+_LONG_NEGATIVE = b"-" + _RUN_19
+
+
+def _beyond_64_bits(scanned: bytes) -> bool:
+    """Whether translated bytes hold an integer candidate orjson cannot keep exact."""
+    return scanned.find(_RUN_19) >= 0 and (scanned.find(_LONG_RUN) >= 0 or scanned.find(_LONG_NEGATIVE) >= 0)
+
+
 _CONTAINERS = frozenset((dict, list))
 
 
 def _has_long_number(data: bytes) -> bool:
-    """Whether ``data`` holds a run of 20+ ASCII digits (a candidate integer over 64 bits)."""
-    return data.translate(_SCAN).find(_LONG_RUN) >= 0
+    """Whether ``data`` holds an integer candidate beyond 64 bits (see ``_SCAN``)."""
+    return _beyond_64_bits(data.translate(_SCAN))
 
 
 def _deeper_than(doc: Any, limit: int, openers: int) -> bool:
@@ -148,8 +161,8 @@ def _reject_float(text: str) -> float:
 def loads(data: bytes | str) -> Any:
     """Decode strict JSON.  Raises ParseError, with the decoder's message.
 
-    orjson, unless the text holds a run of 20+ digits: orjson turns integers over 64 bits
-    into floats, so those documents go to the stdlib decoder, which keeps them exact
+    orjson, unless the text holds a run of 20+ digits (or 19 after a minus sign): orjson
+    turns integers beyond -2**63 .. 2**64 - 1 into floats, so those documents go to the stdlib decoder, which keeps them exact
     (NaN/Infinity and numbers beyond the double range still rejected).  A document nested
     deeper than MAX_NESTING_DEPTH is refused (ParseError) on both paths.
     """
@@ -168,7 +181,7 @@ def _decode(data: bytes | str, max_depth: int) -> Any:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     scanned = raw.translate(_SCAN)
     openers = scanned.count(b"[")
-    if scanned.find(_LONG_RUN) < 0:
+    if not _beyond_64_bits(scanned):
         try:
             doc = orjson.loads(data)  # refuses more than 1024 levels itself
         except orjson.JSONDecodeError as exc:
