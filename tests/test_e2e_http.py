@@ -555,6 +555,10 @@ PING = b'{"jsonrpc":"2.0","method":"ping","id":1}'
 PONG = b'{"jsonrpc":"2.0","result":"pong","id":1}'
 
 
+def _post_ping() -> bytes:
+    return b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n" + PING
+
+
 def test_http_content_length_of_4300_digits_is_400(server: ServerProcess) -> None:
     for digits in (b"0" * 4300 + b"40", b"9" * 5000, b"0" * 18 + b"40"):
         out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %s\r\n\r\n%s" % (digits, PING))
@@ -625,6 +629,9 @@ def test_http_upgrade_other_than_websocket_is_ignored(server: ServerProcess) -> 
         assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(PING)
         assert _head_and_body(sock)[1] == PONG
+    # CONNECT (a tunnel): answered as routed, then closed; what follows is not HTTP
+    out = _raw(server, _post_ping() + b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nxyz")
+    assert out.count(b"HTTP/1.1 ") == 2 and out.endswith(b'Connection: close\r\n\r\n{"error":"not found"}')
     # a WebSocket upgrade is still refused here: the WebSocket endpoint has its own port
     out = _raw(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400 ") and b"use the WebSocket port" in out

@@ -23,7 +23,7 @@ from .wsraw import CLOSE, PING, PONG, TEXT, RawWebSocket, client_frame, close_pa
 
 SEED = 20261201
 FUZZ_CASES = 20_000  # documents and frames, over all the parts below
-PROBE_EVERY = 16  # documents between two probes on a connection
+PROBE_EVERY = 16  # documents (over all connections) between two rounds of probes
 BIG = "12345678901234567890"
 
 CLIENT_METHODS = ["subscribe", "unsubscribe", "send_data", "subscriptions", "ping", "heartbeat", "emit"]
@@ -119,8 +119,8 @@ def fuzz_document(rng: random.Random, methods: list[str], channels: list[str]) -
         return (
             f'{{"jsonrpc":"2.0","method":"{rng.choice(methods)}","params":[{number}, {BIG}],"id":{number}}}'
         )
-    if kind < 0.75:  # a batch over the limit
-        return "[" + ",".join(["1"] * rng.randint(999, 1003)) + "]"
+    if kind < 0.75:  # a batch over the limit (or just at it: 1,000 errors answered)
+        return "[" + ",".join(["1"] * rng.choice([1000, 1001, 1001, 1002, 1003, 5000])) + "]"
     text = json.dumps(_request(rng, methods, channels))  # mutated: cut, spliced, garbled
     for _ in range(rng.randint(1, 4)):
         i = rng.randrange(len(text) + 1)
@@ -147,10 +147,14 @@ def assert_answer(payload: bytes) -> None:
 # -- WebSocket ---------------------------------------------------------------------------
 
 
-def _probe_ws(ws: RawWebSocket, n: int) -> None:
-    """Send a probe; every frame before its answer must be a well-formed answer or push."""
+def _send_probe(ws: RawWebSocket, n: int) -> str:
     rid = f"probe-{n}"
     ws.send_text(json.dumps({"jsonrpc": "2.0", "method": "ping", "id": rid}))
+    return rid
+
+
+def _read_probe(ws: RawWebSocket, rid: str) -> None:
+    """Every frame before the probe's answer must be a well-formed answer or a push."""
     while True:
         opcode, payload = ws.read_frame()
         assert opcode == TEXT, (opcode, payload[:200])
@@ -167,15 +171,18 @@ def fuzz_websocket_documents(server: ServerProcess, rng: random.Random, cases: i
     """Well-framed UTF-8 text documents: answered, never closing the connection."""
     channels = [f"fuzz-{i}" for i in range(6)] + ["", "x" * 300, "\x07bell", "ns:room"]
     sockets = [RawWebSocket(server.ws_port) for _ in range(4)]
+    for ws in sockets:  # many small frames: Nagle's algorithm would hold each for an ACK
+        ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for n in range(cases):
         ws = sockets[n % len(sockets)]
         text = fuzz_document(rng, CLIENT_METHODS, channels)
         ws.send_frame(TEXT, text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode())
-        if n % PROBE_EVERY == PROBE_EVERY - 1:
-            for i, other in enumerate(sockets):
-                _probe_ws(other, n * 10 + i)
+        if n % PROBE_EVERY == PROBE_EVERY - 1:  # probes on every connection, then answers
+            rids = [_send_probe(other, n * 10 + i) for i, other in enumerate(sockets)]
+            for other, rid in zip(sockets, rids, strict=True):
+                _read_probe(other, rid)
     for ws in sockets:
-        _probe_ws(ws, -1)
+        _read_probe(ws, _send_probe(ws, -1))
         ws.close()  # no close frame: an abrupt end must clean up too
     return cases
 
@@ -319,6 +326,9 @@ BAD_HEADS = [
     b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     b"POST / HTTP/1.1\r\nBad Header\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello
+    b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01",
+    b"POST / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n[]",
     b"POST / HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n",
 ]
 

@@ -118,11 +118,6 @@ def _beyond_64_bits(scanned: bytes) -> bool:
 _CONTAINERS = frozenset((dict, list))
 
 
-def _has_long_number(data: bytes) -> bool:
-    """Whether ``data`` holds an integer candidate beyond 64 bits (see ``_SCAN``)."""
-    return _beyond_64_bits(data.translate(_SCAN))
-
-
 def _deeper_than(doc: Any, limit: int, openers: int) -> bool:
     """Whether ``doc`` nests deeper than ``limit`` levels; ``openers`` bounds its containers.
 
@@ -162,8 +157,9 @@ def loads(data: bytes | str) -> Any:
     """Decode strict JSON.  Raises ParseError, with the decoder's message.
 
     orjson, unless the text holds a run of 20+ digits (or 19 after a minus sign): orjson
-    turns integers beyond -2**63 .. 2**64 - 1 into floats, so those documents go to the stdlib decoder, which keeps them exact
-    (NaN/Infinity and numbers beyond the double range still rejected).  A document nested
+    turns integers beyond -2**63 .. 2**64 - 1 into floats, so those documents go to the
+    stdlib decoder, which keeps them exact (NaN/Infinity and numbers beyond the double
+    range still rejected).  A document nested
     deeper than MAX_NESTING_DEPTH is refused (ParseError) on both paths.
     """
     try:

@@ -439,7 +439,12 @@ class HttpConnection:
                 return
             except httptools.HttpParserUpgrade as exc:
                 st = self.state
-                if st.upgrade is not None and b"websocket" in st.upgrade.lower():
+                if st.upgrade is None:  # CONNECT: answered as routed (404), then closed
+                    if st.done:
+                        method, path, body, _, http10 = st.done[-1]
+                        st.done[-1] = (method, path, body, False, http10)
+                    return
+                if b"websocket" in st.upgrade.lower():
                     st.refusal = _json(400, {"error": "no WebSocket upgrade here: use the WebSocket port"})
                     raise httptools.HttpParserCallbackError from None
                 data = self._without_upgrade() + data[exc.args[0] :]
