@@ -115,7 +115,10 @@ def test_long_digit_run_inside_a_string_is_still_decoded() -> None:
 
 def test_encode_one_response_and_a_batch() -> None:
     assert jsonrpc.encode(jsonrpc.Result(1, "pong")) == b'{"jsonrpc":"2.0","result":"pong","id":1}'
-    batch = [jsonrpc.Result("a", [1]), jsonrpc.ErrorResponse(None, -32600, {"reason": "x"})]
+    batch: list[jsonrpc.Response] = [
+        jsonrpc.Result("a", [1]),
+        jsonrpc.ErrorResponse(None, -32600, {"reason": "x"}),
+    ]
     assert json.loads(jsonrpc.encode(batch)) == [
         {"jsonrpc": "2.0", "result": [1], "id": "a"},
         {
