@@ -284,3 +284,23 @@ def test_integers_at_the_64_bit_edges_stay_exact(n: int) -> None:
     for doc in (f'{{"id": {n}}}', f'{{"id": {n}}}'.encode()):
         value = jsonrpc.loads(doc)["id"]
         assert type(value) is int and value == n
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_parse_nesting_limit_in_batches_beside_params(path: str) -> None:
+    """Deep values elsewhere than in params, non-object members, members without params:
+    the batch shortcut must not let any of them through."""
+    deep = nested(70, PATHS[path])
+    flat = emit_doc('"x"')
+    for member in (
+        f'{{"jsonrpc":"2.0","method":"m","id":{deep}}}',  # a deep id (invalid anyway)
+        f'{{"jsonrpc":"2.0","method":"m","extra":{deep}}}',
+        deep,  # a member that is not an object
+        f'{{"jsonrpc":"2.0","method":"m","params":{deep}}}',
+    ):
+        batch = "[" + ",".join([flat] * 40 + [member] + ['{"jsonrpc":"2.0","method":"ping"}'] * 40) + "]"
+        assert jsonrpc.parse(batch).entries == [
+            Invalid(None, "nesting deeper than 64 levels (RPC MAX_NESTING_DEPTH)")
+        ]
+    shallow = "[" + ",".join([flat] * 40 + [emit_doc(nested(60, PATHS[path]))]) + "]"
+    assert len(jsonrpc.parse(shallow).entries) == 41

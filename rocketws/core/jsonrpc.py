@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from itertools import chain, compress
+from itertools import chain, compress, repeat
 from typing import Any, NamedTuple
 
 import orjson
@@ -146,6 +146,28 @@ def _deeper_than(doc: Any, limit: int, openers: int) -> bool:
     return False
 
 
+def _flat_batch(doc: Any, limit: int, openers: int) -> bool:
+    """Whether ``doc`` is a batch of objects provably within ``limit`` without a walk.
+
+    A path from the root goes through a member (level 2), then either its ``params``
+    (level 3) or another container, then only containers not counted here: so the depth
+    is at most 3 + openers - 1 - members - container params.  A batch of requests with
+    flat params (the usual one) is decided in C-level passes over the members.
+    """
+    if type(doc) is not list:
+        return False
+    try:
+        kinds = list(map(type, map(dict.get, doc, repeat("params"))))
+    except TypeError:  # a member that is not an object
+        return False
+    return 3 + openers - 1 - len(doc) - kinds.count(dict) - kinds.count(list) <= limit
+
+
+def _too_deep_doc(doc: Any, limit: int, openers: int) -> bool:
+    """Whether a decoded document with ``openers`` brackets nests deeper than ``limit``."""
+    return not _flat_batch(doc, limit, openers) and _deeper_than(doc, limit, openers)
+
+
 def _reject_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):  # orjson refuses these too (1e400 is not a double)
@@ -184,7 +206,7 @@ def _decode(data: bytes | str, max_depth: int) -> Any:
             if openers > max_depth and "depth" in str(exc):
                 raise _TooDeep(_too_deep(max_depth)) from None
             raise ParseError(str(exc)) from None
-        if openers > max_depth and _deeper_than(doc, max_depth, openers):
+        if openers > max_depth and _too_deep_doc(doc, max_depth, openers):
             raise _TooDeep(_too_deep(max_depth))
         return doc
     try:
@@ -196,7 +218,7 @@ def _decode(data: bytes | str, max_depth: int) -> Any:
         raise _TooDeep(_too_deep(max_depth)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(str(exc)) from None
-    if openers > max_depth and _deeper_than(doc, max_depth, openers):
+    if openers > max_depth and _too_deep_doc(doc, max_depth, openers):
         raise _TooDeep(_too_deep(max_depth))
     if _has_lone_surrogate(doc):  # orjson refuses these; so must this path
         raise ParseError("lone UTF-16 surrogate in a string (not valid Unicode)")
