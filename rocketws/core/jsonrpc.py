@@ -199,7 +199,7 @@ def _decode(data: bytes | str, max_depth: int) -> Any:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     scanned = raw.translate(_SCAN)
     openers = scanned.count(b"[")
-    if not _beyond_64_bits(scanned):
+    if scanned.find(_RUN_19) < 0 or not _beyond_64_bits(scanned):  # the first test inline: hot
         try:
             doc = orjson.loads(data)  # refuses more than 1024 levels itself
         except orjson.JSONDecodeError as exc:
