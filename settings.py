@@ -35,6 +35,7 @@ MESSAGES_SOURCE = {
     "PORT": 59999,
     "MAX_REQUEST_BODY": 1024 * 1024,  # bytes; larger: HTTP 413
     "IDLE_TIMEOUT": 60.0,  # seconds a keep-alive connection may wait for its next request
+    "REQUEST_TIMEOUT": 30.0,  # seconds to send one whole request (head and body); then 408
     "REDIS": None,  # or "redis://127.0.0.1:6379/0?channel=rocketws:messages" (docs/scaling.md)
     "API_KEY": None,  # a secret: backends send it, else 401 (docs/security.md); `manage.py init`
 }
@@ -53,6 +54,7 @@ NAMESPACES: list[dict[str, object]] = []
 
 RPC = {
     "MAX_BATCH_SIZE": 1000,  # requests per batch; more: -32003
+    "MAX_NESTING_DEPTH": 64,  # levels of arrays/objects per document (3-200); deeper: -32600
     "SPEC_EXAMPLE_METHODS": False,  # adds JSON-RPC spec section 7 methods (conformance tests)
 }
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from rocketws.core import jsonrpc
 from rocketws.core.channels import OPTIONS, Namespace, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
 from rocketws.core.handshake import is_token
@@ -211,6 +212,14 @@ def _seconds_or_off(name: str, value: Any) -> float:
 def _bytes_or_off(name: str, value: Any) -> int:
     """Bytes, or 0 for off."""
     return 0 if value in (0, "0") and not isinstance(value, bool) else _positive_int(name, value)
+
+
+def _nesting_depth(name: str, value: Any) -> int:
+    """Levels, from 3 (a batch of requests with params) to the codec's ceiling."""
+    depth = _positive_int(name, value)
+    if not 3 <= depth <= jsonrpc.MAX_NESTING_CEILING:
+        raise ConfigError(name, value, f"expected 3 to {jsonrpc.MAX_NESTING_CEILING} levels")
+    return depth
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -589,6 +598,14 @@ class Config:
         "([security.md](security.md#backend-api-key))",
         secret=True,
     )
+    request_timeout: float = setting(
+        "MESSAGES_SOURCE",
+        "REQUEST_TIMEOUT",
+        30.0,
+        _positive_float,
+        "seconds, in total, to send one request's head and body (a slow drip does not extend it); "
+        "then HTTP 408 and close",
+    )
     redis_source: str | None = setting(
         "MESSAGES_SOURCE",
         "REDIS",
@@ -630,6 +647,14 @@ class Config:
         1000,
         _positive_int,
         "requests per batch; more: -32003",
+    )
+    max_nesting_depth: int = setting(
+        "RPC",
+        "MAX_NESTING_DEPTH",
+        jsonrpc.MAX_NESTING_DEPTH,
+        _nesting_depth,
+        "levels of arrays and objects in one JSON-RPC document (the outermost is 1; at most "
+        f"{jsonrpc.MAX_NESTING_CEILING}); deeper: one -32600, id null, on every endpoint",
     )
     spec_example_methods: bool = setting(
         "RPC",

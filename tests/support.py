@@ -175,6 +175,36 @@ class ServerProcess:
         self.assert_no_traceback()
 
 
+# -- JSON documents for the decoder paths ----------------------------------------------
+
+DECODER_PATHS = {"orjson": "1", "stdlib": "12345678901234567890"}
+"""A leaf value per decoder path: a 20-digit run sends a document to the stdlib decoder."""
+TOO_DEEP = {
+    "jsonrpc": "2.0",
+    "error": {
+        "code": -32600,
+        "message": "Invalid Request",
+        "data": {"reason": "nesting deeper than 64 levels (RPC MAX_NESTING_DEPTH)"},
+    },
+    "id": None,
+}
+"""The answer to a document nested deeper than the default RPC MAX_NESTING_DEPTH."""
+
+
+def nested(depth: int, leaf: str, kind: str = "array") -> str:
+    """JSON text of ``depth`` levels of arrays (or objects) around ``leaf``."""
+    if kind == "array":
+        return "[" * depth + leaf + "]" * depth
+    return '{"a":' * depth + leaf + "}" * depth
+
+
+def emit_doc(data: str, rid: str = "1", method: str = "emit", channel: str = "c") -> str:
+    """A request whose params are a channel and ``data`` (JSON text): 2 levels deeper."""
+    return (
+        f'{{"jsonrpc":"2.0","method":"{method}","params":{{"channel":"{channel}","data":{data}}},"id":{rid}}}'
+    )
+
+
 StartServer = Callable[..., ServerProcess]
 """The ``start_server`` fixture: start a server with extra environment variables."""
 

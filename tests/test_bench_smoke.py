@@ -254,6 +254,7 @@ def test_bench_redis_server_is_stopped_afterwards(tmp_path: Path) -> None:
     redis_pid = srv.redis.pid
     assert srv.health()["connections"] == 0
     assert srv.redis_cpu_ns() is not None
+    assert "Traceback" not in srv.log_tail(1 << 30)
     srv.cleanup()
     assert srv.redis is None
     with pytest.raises(ProcessLookupError):

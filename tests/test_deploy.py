@@ -73,6 +73,7 @@ def test_supervisor_program_runs_restarts_and_stops_with_term(tmp_path: Path) ->
         ), log
         stderr_log = (tmp_path / "stderr.log").read_text()
         assert "websocket listening on" in stderr_log and "stopped" in stderr_log
+        assert "Traceback" not in stderr_log, stderr_log
     finally:
         proc.terminate()
         proc.wait(30)

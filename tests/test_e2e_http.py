@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
 import statistics
 import time
@@ -11,7 +12,18 @@ from typing import Any
 import pytest
 import requests
 
-from .support import ServerProcess, StartServer, recv_json, request, subscribe, ws_connect
+from .support import (
+    DECODER_PATHS,
+    TOO_DEEP,
+    ServerProcess,
+    StartServer,
+    emit_doc,
+    nested,
+    recv_json,
+    request,
+    subscribe,
+    ws_connect,
+)
 
 # -- backend methods ----------------------------------------------------------------
 
@@ -449,3 +461,205 @@ def test_lone_surrogates_are_parse_errors_on_both_paths(server: ServerProcess, w
         assert recv_json(ws)["error"]["code"] == -32700
         assert request(ws, "ping")["result"] == "pong"
     assert "Traceback" not in server.log()
+
+
+# -- bad input the fuzzing found: nesting, numbers, HTTP framing ---------------------------
+
+
+@pytest.mark.parametrize("path", DECODER_PATHS)
+def test_nesting_limit_on_both_endpoints_and_decoder_paths(server: ServerProcess, path: str) -> None:
+    """64 levels are served (and pushed intact); deeper is one -32600 on HTTP and WebSocket."""
+    leaf = DECODER_PATHS[path]
+    channel = f"deep-{path}"
+    with ws_connect(server.ws_url) as listener, ws_connect(server.ws_url) as sender:
+        subscribe(listener, channel)
+        subscribe(sender, channel)
+        for kind in ("array", "object"):
+            data = nested(62, leaf, kind)  # 64 levels in the document: the default limit
+            resp = server.post(emit_doc(data, channel=channel)).json()
+            assert resp == {"jsonrpc": "2.0", "result": {"channel": channel, "delivered": 2}, "id": 1}
+            sender.send(emit_doc(data, rid="2", method="send_data", channel=channel))
+            assert recv_json(sender)["params"]["data"] == json.loads(data)  # the emit's push
+            assert recv_json(sender) == {
+                "jsonrpc": "2.0",
+                "result": {"channel": channel, "delivered": 1},
+                "id": 2,
+            }
+            for _ in range(2):
+                assert recv_json(listener)["params"]["data"] == json.loads(data)
+            for depth in (63, 325, 1000, 1030):
+                doc = emit_doc(nested(depth, leaf, kind), channel=channel)
+                assert server.post(doc).json() == TOO_DEEP
+                sender.send(doc.replace('"emit"', '"send_data"'))
+                assert recv_json(sender) == TOO_DEEP
+                assert request(sender, "ping", rid=depth) == {"jsonrpc": "2.0", "result": "pong", "id": depth}
+        assert request(listener, "ping", rid="end")["id"] == "end"  # nothing else was pushed
+    server.assert_no_traceback()
+
+
+def test_http_deep_document_keeps_pipelined_answers(server: ServerProcess) -> None:
+    """A too-deep stdlib-path document between two pipelined requests: all three answered."""
+    bodies = [
+        b'{"jsonrpc":"2.0","method":"ping","id":1}',
+        emit_doc(nested(400, DECODER_PATHS["stdlib"])).encode(),
+        b'{"jsonrpc":"2.0","method":"ping","id":2}',
+    ]
+    reqs = b"".join(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b) for b in bodies
+    )
+    out = _raw(server, reqs + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answers = [json.loads(part.split(b"\r\n\r\n", 1)[1]) for part in out.split(b"HTTP/1.1 ")[1:]]
+    assert answers[:3] == [
+        {"jsonrpc": "2.0", "result": "pong", "id": 1},
+        TOO_DEEP,
+        {"jsonrpc": "2.0", "result": "pong", "id": 2},
+    ]
+    assert answers[3]["status"] == "ok"
+    server.assert_no_traceback()
+
+
+@pytest.mark.parametrize("path", DECODER_PATHS)
+def test_numbers_beyond_double_range_are_parse_errors_on_both_endpoints(
+    server: ServerProcess, path: str
+) -> None:
+    doc = emit_doc(f"[1e400, {DECODER_PATHS[path]}]")
+    parse_error = server.post(doc).json()
+    assert parse_error["error"]["code"] == -32700 and parse_error["id"] is None
+    with ws_connect(server.ws_url) as ws:
+        ws.send(doc.replace('"emit"', '"send_data"'))
+        assert recv_json(ws)["error"]["code"] == -32700
+        assert request(ws, "ping")["result"] == "pong"
+
+
+def _head_and_body(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read one response (with a Content-Length) from ``sock``."""
+    out = b""
+    while b"\r\n\r\n" not in out:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole head: {out!r}"
+        out += chunk
+    head, body = out.split(b"\r\n\r\n", 1)
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before the whole body"
+        body += chunk
+    return head, body
+
+
+def _connect(server: ServerProcess, timeout: float = 10) -> socket.socket:
+    host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+PING = b'{"jsonrpc":"2.0","method":"ping","id":1}'
+PONG = b'{"jsonrpc":"2.0","result":"pong","id":1}'
+
+
+def _post_ping() -> bytes:
+    return b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n" + PING
+
+
+def test_http_content_length_of_4300_digits_is_400(server: ServerProcess) -> None:
+    for digits in (b"0" * 4300 + b"40", b"9" * 5000, b"0" * 18 + b"40"):
+        out = _raw(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %s\r\n\r\n%s" % (digits, PING))
+        if len(digits) > 19:
+            assert out.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in out
+            assert b'{"error":"bad request: Content-Length ' in out  # over 19 digits; overflow
+        else:  # leading zeros within 19 digits: the value counts (RFC 9110 section 8.6)
+            assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(PONG)
+    assert server.result("ping") == "pong"
+    server.assert_no_traceback()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        (b"POST / HTTP/2.0", b"505 HTTP Version Not Supported"),
+        (b"POST / HTTP/0.9", b"505 HTTP Version Not Supported"),
+        (b"GET /health", b"505 HTTP Version Not Supported"),  # HTTP/0.9: no version at all
+        (b"POST / HTTP/3.1", b"400 Bad Request"),  # not a version llhttp knows: not HTTP/1.x syntax
+    ],
+)
+def test_http_versions_other_than_1x_are_refused(
+    server: ServerProcess, request_line: bytes, status: bytes
+) -> None:
+    out = _raw(server, request_line + b"\r\nContent-Length: 40\r\n\r\n" + PING)
+    assert out.startswith(b"HTTP/1.1 " + status + b"\r\n"), out
+    assert b"Connection: close" in out and PONG not in out
+    assert server.result("ping") == "pong"
+
+
+def test_http_10_keep_alive_is_announced_and_kept(server: ServerProcess) -> None:
+    with _connect(server) as sock:
+        for _ in range(2):
+            sock.sendall(b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 40\r\n\r\n" + PING)
+            head, body = _head_and_body(sock)
+            assert head.startswith(b"HTTP/1.1 200 OK") and b"\r\nConnection: keep-alive" in head
+            assert body == PONG
+        sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")  # no keep-alive: answered, then closed
+        head, _ = _head_and_body(sock)
+        assert b"Connection: close" in head and sock.recv(1) == b""
+
+
+def test_http_upgrade_other_than_websocket_is_ignored(server: ServerProcess) -> None:
+    """``curl --http2`` on http:// asks for h2c: answered in HTTP/1.1 (RFC 9110 7.8)."""
+    h2c = (
+        b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+    )
+    chunked = b"14\r\n" + PING[:20] + b"\r\n14\r\n" + PING[20:] + b"\r\n0\r\n\r\n"
+    reqs = (
+        b"POST / HTTP/1.1\r\nHost: x\r\n"
+        + h2c
+        + b"Content-Length: 40\r\n\r\n"
+        + PING
+        + b"POST / HTTP/1.1\r\nHost: x\r\n"
+        + h2c
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + chunked
+        + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n"
+    )
+    out = _raw(server, reqs)
+    assert out.count(b"HTTP/1.1 200 OK\r\n") == 3 and out.count(PONG) == 2, out
+    assert b"Upgrade" not in out and b"101" not in out
+    assert out.endswith(b'"channels":0}') or b'"status":"ok"' in out
+    with _connect(server) as sock:  # Expect: 100-continue with an ignored upgrade
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\n" + h2c + b"Expect: 100-continue\r\nContent-Length: 40\r\n\r\n"
+        )
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(PING)
+        assert _head_and_body(sock)[1] == PONG
+    # CONNECT (a tunnel): answered as routed, then closed; what follows is not HTTP
+    out = _raw(server, _post_ping() + b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nxyz")
+    assert out.count(b"HTTP/1.1 ") == 2 and out.endswith(b'Connection: close\r\n\r\n{"error":"not found"}')
+    # a WebSocket upgrade is still refused here: the WebSocket endpoint has its own port
+    out = _raw(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"use the WebSocket port" in out
+    server.assert_no_traceback()
+
+
+def test_http_request_must_arrive_within_request_timeout(start_server: StartServer) -> None:
+    """A byte-at-a-time drip does not extend REQUEST_TIMEOUT: 408, then the server closes."""
+    server = start_server(ROCKETWS_REQUEST_TIMEOUT="1")
+    request_bytes = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n" + PING
+    with _connect(server) as sock:
+        started = time.monotonic()
+        out = b""
+        for i in range(len(request_bytes)):  # one byte per 0.1 s: 7 s for the whole request
+            sock.sendall(request_bytes[i : i + 1])
+            readable, _, _ = select.select([sock], [], [], 0.1)  # paces the drip
+            if readable:
+                break
+        while chunk := sock.recv(65536):
+            out += chunk
+        elapsed = time.monotonic() - started
+    assert out.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"Connection: close" in out
+    assert 1.0 <= elapsed < 3.0, elapsed
+    with _connect(server) as sock:  # an idle keep-alive connection is not a request in progress
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n" + PING)
+        assert _head_and_body(sock)[1] == PONG
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")  # head, no body
+        head, _ = _head_and_body(sock)
+        assert head.startswith(b"HTTP/1.1 408 ")
+    assert server.result("ping") == "pong"

@@ -8,6 +8,8 @@ import struct
 import types
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rocketws.core import framing
 from rocketws.core.exceptions import ProtocolViolation
@@ -273,3 +275,43 @@ def test_reader_holds_a_decoder_only_while_a_fragmented_message_is_in_progress()
     assert events(reader) == [] and held_objects(reader) == ["IncrementalDecoder"]
     reader.feed(client_frame(0x0, b"b"))
     assert events(reader) == [framing.TextMessage("ab")] and held_objects(reader) == []
+
+
+# -- properties (hypothesis; derandomized, bounded) ----------------------------------------
+
+_EVENTS = (framing.TextMessage, framing.Ping, framing.Pong, framing.Close)
+_MAX = 256  # a small message limit, so that the bound is reached often
+_FRAMES = st.builds(
+    lambda opcode, payload, fin, mask, rsv: client_frame(opcode, payload, fin=fin, mask=mask, rsv=rsv),
+    st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB]),
+    st.binary(max_size=300) | st.text(max_size=80).map(str.encode),
+    st.booleans(),
+    st.booleans() | st.just(True),
+    st.sampled_from([0, 0, 0, 0x40, 0x10]),
+)
+_STREAMS = st.lists(_FRAMES | st.binary(max_size=20), max_size=12).map(b"".join) | st.binary(max_size=400)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None, database=None)
+@given(_STREAMS, st.lists(st.integers(1, 64), min_size=1, max_size=8))
+def test_property_frame_reader_yields_events_or_violation_with_a_bounded_buffer(
+    stream: bytes, cuts: list[int]
+) -> None:
+    """Any bytes, in any chunks: events, then at most one ProtocolViolation; never another
+    exception, and what stays buffered is at most one frame's header and payload."""
+    reader = framing.FrameReader(max_message_size=_MAX)
+    pos, i = 0, 0
+    while pos < len(stream):
+        chunk = stream[pos : pos + cuts[i % len(cuts)]]
+        pos, i = pos + len(chunk), i + 1
+        reader.feed(chunk)
+        try:
+            while (event := reader.next_event()) is not None:
+                assert isinstance(event, _EVENTS)
+                if isinstance(event, framing.TextMessage):
+                    assert len(event.text.encode()) <= _MAX
+        except ProtocolViolation as exc:
+            assert exc.close_code in (1002, 1003, 1007, 1009)
+            assert reader.buffered == 0
+            return  # the connection reads nothing more (RFC 6455 7.1.7)
+        assert reader.buffered < 14 + _MAX  # the 2-14 byte header (mask included) + payload

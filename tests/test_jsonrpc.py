@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from rocketws.core import jsonrpc
 from rocketws.core.jsonrpc import Call, Invalid
+
+from .support import DECODER_PATHS as PATHS
+from .support import emit_doc, nested
 
 
 def test_parse_single_request() -> None:
@@ -129,3 +135,172 @@ def test_error_response_message_defaults_to_the_code_name() -> None:
     assert jsonrpc.ErrorResponse(1, -32601).message == "Method not found"
     assert jsonrpc.ErrorResponse(1, -32099).message == "Server error"
     assert jsonrpc.ErrorResponse(1, -32001, None, "custom").message == "custom"
+
+
+# -- nesting limit and the stdlib path's number rules, on both decoder paths ---------------
+
+DEPTH_CASES = [(62, True), (63, False), (100, False), (325, False), (1000, False), (1030, False)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind", ["array", "object"])
+@pytest.mark.parametrize(("data_depth", "accepted"), DEPTH_CASES)
+def test_parse_nesting_limit_is_the_same_on_both_paths(
+    path: str, kind: str, data_depth: int, accepted: bool
+) -> None:
+    doc = emit_doc(nested(data_depth, PATHS[path], kind))  # document depth: data_depth + 2
+    for payload in (doc, doc.encode()):
+        parsed = jsonrpc.parse(payload)
+        (entry,) = parsed.entries
+        if accepted:
+            assert isinstance(entry, Call) and entry.method == "emit"
+        else:
+            assert entry == Invalid(None, "nesting deeper than 64 levels (RPC MAX_NESTING_DEPTH)")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_parse_nesting_limit_counts_a_batch_and_is_configurable(path: str) -> None:
+    member = emit_doc(nested(7, PATHS[path]))  # 9 levels, 10 in a batch
+    assert jsonrpc.parse(f"[{member}]", max_depth=10).batch
+    assert jsonrpc.parse(f"[{member}]", max_depth=9).entries == [
+        Invalid(None, "nesting deeper than 9 levels (RPC MAX_NESTING_DEPTH)")
+    ]
+    wide = "[" + ",".join([member] * 50) + "]"  # many openers, shallow: decoded
+    assert len(jsonrpc.parse(wide, max_depth=10).entries) == 50
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_parse_brackets_inside_strings_neither_hide_nor_add_depth(path: str) -> None:
+    # The string brackets would balance the real ones if they were counted as structure.
+    hidden = f'["]]]]]]", {nested(5, PATHS[path])}, "[[[[[["]'
+    assert jsonrpc.parse(hidden, max_depth=6).batch  # 6 real levels
+    assert not jsonrpc.parse(hidden, max_depth=5).batch
+    assert jsonrpc.parse('["' + "[" * 500 + '", ' + PATHS[path] + "]", max_depth=3).batch
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+999"])
+def test_numbers_beyond_double_range_are_parse_errors_on_both_paths(path: str, number: str) -> None:
+    with pytest.raises(jsonrpc.ParseError):
+        jsonrpc.parse(emit_doc(f"[{number}, {PATHS[path]}]"))
+
+
+def test_loads_refuses_deep_documents_with_a_parse_error() -> None:
+    for leaf in PATHS.values():
+        with pytest.raises(jsonrpc.ParseError, match="nesting deeper than 64"):
+            jsonrpc.loads(nested(400, leaf))
+
+
+# -- properties (hypothesis; derandomized, bounded) ----------------------------------------
+
+PROPERTY = settings(derandomize=True, max_examples=250, deadline=None, database=None)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # any size: beyond 64 bits they take the stdlib path
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+IDS = st.none() | st.integers() | st.text(max_size=12) | st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _mutated(text: str, cuts: list[tuple[int, str]]) -> str:
+    for position, insert in cuts:
+        i = position % (len(text) + 1)
+        text = text[:i] + insert + text[i + 1 :]
+    return text
+
+
+JSONISH = st.one_of(
+    st.binary(max_size=120),
+    st.text(max_size=120),
+    st.builds(
+        _mutated,
+        JSON_VALUES.map(json.dumps),
+        st.lists(
+            st.tuples(
+                st.integers(0, 200),
+                st.sampled_from(["[", "]", "{", "}", '"', "\\", ",", ":", "-", "9", "e", ""]),
+            ),
+            max_size=3,
+        ),
+    ),
+)
+
+
+@PROPERTY
+@given(JSONISH)
+def test_property_parse_raises_only_parse_error(doc: str | bytes) -> None:
+    try:
+        parsed = jsonrpc.parse(doc)
+    except jsonrpc.ParseError:
+        return
+    assert parsed.entries and all(isinstance(e, (Call, Invalid)) for e in parsed.entries)
+
+
+@PROPERTY
+@example(-(2**63) - 1, "m", [])  # 19 digits after a minus: beyond orjson's exact range
+@example(2**64, "m", {})
+@given(
+    IDS,
+    st.text(max_size=10),
+    st.lists(JSON_VALUES, max_size=3) | st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=3),
+)
+def test_property_valid_requests_round_trip_their_ids_exactly(rid: Any, method: str, params: Any) -> None:
+    text = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})
+    for doc in (text, text.encode()):
+        (entry,) = jsonrpc.parse(doc).entries
+        assert isinstance(entry, Call)
+        assert (entry.method, entry.params, entry.notification) == (method, params, False)
+        assert type(entry.id) is type(rid) and entry.id == rid
+        echoed = json.loads(jsonrpc.encode(jsonrpc.Result(entry.id, None)))["id"]
+        assert type(echoed) is type(rid) and echoed == rid
+
+
+def _outcome(doc: str) -> Any:
+    try:
+        parsed = jsonrpc.parse(doc)
+    except jsonrpc.ParseError:
+        return "parse error"
+    if not parsed.batch:  # refused as a whole (too deep)
+        return parsed.entries
+    return parsed.entries[:-1]
+
+
+@PROPERTY
+@given(JSONISH.filter(lambda d: isinstance(d, str)) | JSON_VALUES.map(json.dumps))
+def test_property_both_decoder_paths_agree(member: str) -> None:
+    """The same document, with a last member that sends it to orjson or to the stdlib."""
+    assert _outcome(f"[{member},{PATHS['orjson']}]") == _outcome(f"[{member},{PATHS['stdlib']}]")
+
+
+@pytest.mark.parametrize("n", [-(2**63) - 1, -(2**63), 2**63 - 1, 2**64 - 1, 2**64, -(10**19), 10**19 - 1])
+def test_integers_at_the_64_bit_edges_stay_exact(n: int) -> None:
+    for doc in (f'{{"id": {n}}}', f'{{"id": {n}}}'.encode()):
+        value = jsonrpc.loads(doc)["id"]
+        assert type(value) is int and value == n
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_parse_nesting_limit_in_batches_beside_params(path: str) -> None:
+    """Deep values elsewhere than in params, non-object members, members without params:
+    the batch shortcut must not let any of them through."""
+    deep = nested(70, PATHS[path])
+    flat = emit_doc('"x"')
+    for member in (
+        f'{{"jsonrpc":"2.0","method":"m","id":{deep}}}',  # a deep id (invalid anyway)
+        f'{{"jsonrpc":"2.0","method":"m","extra":{deep}}}',
+        deep,  # a member that is not an object
+        f'{{"jsonrpc":"2.0","method":"m","params":{deep}}}',
+    ):
+        batch = "[" + ",".join([flat] * 40 + [member] + ['{"jsonrpc":"2.0","method":"ping"}'] * 40) + "]"
+        assert jsonrpc.parse(batch).entries == [
+            Invalid(None, "nesting deeper than 64 levels (RPC MAX_NESTING_DEPTH)")
+        ]
+    shallow = "[" + ",".join([flat] * 40 + [emit_doc(nested(60, PATHS[path]))]) + "]"
+    assert len(jsonrpc.parse(shallow).entries) == 41

@@ -14,7 +14,18 @@ from typing import Any
 from websockets.sync.client import ClientConnection
 
 from .redis_fixtures import RedisServer
-from .support import ServerProcess, StartServer, recv_json, request, subscribe, wait_until, ws_connect
+from .support import (
+    DECODER_PATHS,
+    ServerProcess,
+    StartServer,
+    emit_doc,
+    nested,
+    recv_json,
+    request,
+    subscribe,
+    wait_until,
+    ws_connect,
+)
 
 
 def _cluster(start: StartServer, url: str, n: int = 2, **env: str) -> list[ServerProcess]:
@@ -216,3 +227,24 @@ def test_redis_source_delivers_once_per_client_and_survives_garbage(
             node.wait_log(r"invalid message on .*; 5 invalid of 6 so far", timeout=5)
             assert node.health()["status"] == "ok"
             assert "Traceback" not in node.log()
+
+
+def test_redis_source_refuses_documents_nested_too_deep(
+    redis_server: RedisServer, start_server: StartServer
+) -> None:
+    channel = f"source-{uuid.uuid4().hex[:8]}"
+    (node,) = _cluster(
+        start_server, redis_server.url, 1, ROCKETWS_REDIS_SOURCE=f"{redis_server.url}?channel={channel}"
+    )
+    wait_until(lambda: _source_subscribed(redis_server, channel, 1), timeout=5)
+    with ws_connect(node.ws_url) as ws:
+        subscribe(ws, "chat")
+        for leaf in DECODER_PATHS.values():
+            for depth in (63, 400, 1000, 1030):  # document depth: 2 more
+                redis_server.command("PUBLISH", channel, emit_doc(nested(depth, leaf), channel="chat"))
+            accepted = nested(62, leaf)  # 64 levels: served
+            redis_server.command("PUBLISH", channel, emit_doc(accepted, channel="chat"))
+            assert _push(ws)["params"]["data"] == json.loads(accepted)
+        _no_more_pushes(ws)
+    node.wait_log(r"nesting deeper than 64 levels .*; 8 invalid of 9 so far", timeout=5)
+    node.assert_no_traceback()

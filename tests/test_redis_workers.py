@@ -53,6 +53,7 @@ def workers(redis_server: RedisServer) -> Iterator[tuple[ServerProcess, str]]:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    srv.assert_no_traceback()  # the supervisor's and every worker's output
 
 
 def _worker_pids(srv: ServerProcess) -> list[int]:

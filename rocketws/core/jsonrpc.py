@@ -13,6 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
 from typing import Any, NamedTuple
 
 import orjson
@@ -25,6 +26,8 @@ __all__ = [
     "Entry",
     "Parsed",
     "ParseError",
+    "MAX_NESTING_DEPTH",
+    "MAX_NESTING_CEILING",
     "parse",
     "loads",
     "dumps",
@@ -82,41 +85,148 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# Each digit -> "0", every other byte -> " ": a run of 20 digits is then a plain substring
-# search, about 15 times faster than a regular expression over a 15 KB batch.
-_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+MAX_NESTING_DEPTH = 64
+"""Default nesting limit of a document: every array and object is a level, the outermost
+is level 1 (``RPC["MAX_NESTING_DEPTH"]`` in the settings)."""
+MAX_NESTING_CEILING = 200
+"""The highest nesting limit allowed: far below the stdlib decoder's recursion (``_decode``)
+and orjson's encoder limit (254 levels; a push nests its data as deep as a request)."""
+
+
+class _TooDeep(Exception):
+    """A document nests deeper than the limit (parse answers it with one Invalid entry)."""
+
+
+# Each digit -> "0", "[" and "{" -> "[", "-" stays, every other byte -> " ": a run of 20
+# digits is then a plain substring search, about 15 times faster than a regular expression
+# over a 15 KB batch, and the same translated bytes count the openers (an upper bound of
+# the depth).  orjson keeps integers exact from -2**63 to 2**64 - 1: beyond, 20 digits, or
+# 19 after a minus sign (-9223372036854775809).
+_SCAN = bytes(
+    0x30 if 0x30 <= b <= 0x39 else 0x5B if b in b"[{" else 0x2D if b == 0x2D else 0x20 for b in range(256)
+)
+_RUN_19 = b"0" * 19
 _LONG_RUN = b"0" * 20
+_LONG_NEGATIVE = b"-" + _RUN_19
 
 
-def _has_long_number(data: bytes) -> bool:
-    """Whether ``data`` holds a run of 20+ ASCII digits (a candidate integer over 64 bits)."""
-    return data.translate(_DIGITS_ONLY).find(_LONG_RUN) >= 0
+def _beyond_64_bits(scanned: bytes) -> bool:
+    """Whether translated bytes hold an integer candidate orjson cannot keep exact."""
+    return scanned.find(_RUN_19) >= 0 and (scanned.find(_LONG_RUN) >= 0 or scanned.find(_LONG_NEGATIVE) >= 0)
+
+
+_CONTAINERS = frozenset((dict, list))
+
+
+def _deeper_than(doc: Any, limit: int, openers: int) -> bool:
+    """Whether ``doc`` nests deeper than ``limit`` levels; ``openers`` bounds its containers.
+
+    Level by level, with C-level iteration (``map``/``compress``); it stops as soon as the
+    containers not yet seen (at most ``openers`` minus those seen) cannot reach past the
+    limit, so a batch of calls with flat params is decided without visiting the params.
+    """
+    level = [doc]
+    depth = seen = 1
+    while depth + openers - seen > limit:
+        kinds = list(map(type, level))
+        dicts = kinds.count(dict)
+        if dicts == len(level):
+            values = list(chain.from_iterable(map(dict.values, level)))
+        elif dicts == 0:
+            values = list(chain.from_iterable(level))
+        else:
+            values = list(chain.from_iterable([c.values() if type(c) is dict else c for c in level]))
+        level = list(compress(values, map(_CONTAINERS.__contains__, map(type, values))))
+        if not level:
+            return False
+        depth += 1
+        seen += len(level)
+        if depth > limit:
+            return True
+    return False
+
+
+def _flat_batch(doc: Any, limit: int, openers: int) -> bool:
+    """Whether ``doc`` is a batch of objects provably within ``limit`` without a walk.
+
+    A path from the root goes through a member (level 2), then either its ``params``
+    (level 3) or another container, then only containers not counted here: so the depth
+    is at most 3 + openers - 1 - members - container params.  A batch of requests with
+    flat params (the usual one) is decided in C-level passes over the members.
+    """
+    if type(doc) is not list:
+        return False
+    try:
+        kinds = list(map(type, map(dict.get, doc, repeat("params"))))
+    except TypeError:  # a member that is not an object
+        return False
+    return 3 + openers - 1 - len(doc) - kinds.count(dict) - kinds.count(list) <= limit
+
+
+def _too_deep_doc(doc: Any, limit: int, openers: int) -> bool:
+    """Whether a decoded document with ``openers`` brackets nests deeper than ``limit``."""
+    return not _flat_batch(doc, limit, openers) and _deeper_than(doc, limit, openers)
+
+
+def _reject_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # orjson refuses these too (1e400 is not a double)
+        raise ValueError(f"number out of range: {text}")
+    return value
 
 
 def loads(data: bytes | str) -> Any:
     """Decode strict JSON.  Raises ParseError, with the decoder's message.
 
-    orjson, unless the text holds a run of 20+ digits: orjson turns integers over 64 bits
-    into floats, so those documents go to the stdlib decoder, which keeps them exact
-    (NaN/Infinity still rejected).
+    orjson, unless the text holds a run of 20+ digits (or 19 after a minus sign): orjson
+    turns integers beyond -2**63 .. 2**64 - 1 into floats, so those documents go to the
+    stdlib decoder, which keeps them exact (NaN/Infinity and numbers beyond the double
+    range still rejected).  A document nested
+    deeper than MAX_NESTING_DEPTH is refused (ParseError) on both paths.
     """
-    if isinstance(data, str):
-        long_number = _has_long_number(data.encode("utf-8", "surrogatepass"))
-    else:
-        long_number = _has_long_number(data)
-    if not long_number:
+    try:
+        return _decode(data, MAX_NESTING_DEPTH)
+    except _TooDeep as exc:
+        raise ParseError(str(exc)) from None
+
+
+def _decode(data: bytes | str, max_depth: int) -> Any:
+    """``loads`` with a nesting limit: raises ParseError, or _TooDeep past ``max_depth``.
+
+    The depth is checked only when the document has more openers (``[``, ``{``) than
+    ``max_depth``: one count over bytes already translated for the number scan.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    scanned = raw.translate(_SCAN)
+    openers = scanned.count(b"[")
+    if scanned.find(_RUN_19) < 0 or not _beyond_64_bits(scanned):  # the first test inline: hot
         try:
-            return orjson.loads(data)
+            doc = orjson.loads(data)  # refuses more than 1024 levels itself
         except orjson.JSONDecodeError as exc:
+            if openers > max_depth and "depth" in str(exc):
+                raise _TooDeep(_too_deep(max_depth)) from None
             raise ParseError(str(exc)) from None
+        if openers > max_depth and _too_deep_doc(doc, max_depth, openers):
+            raise _TooDeep(_too_deep(max_depth))
+        return doc
     try:
         text = data if isinstance(data, str) else bytes(data).decode("utf-8")
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_constant=_reject_constant, parse_float=_reject_float)
+    except RecursionError:
+        # The stdlib decoder recurses per level (about 990 before the interpreter's
+        # limit); every limit allowed (MAX_NESTING_CEILING) is far below that.
+        raise _TooDeep(_too_deep(max_depth)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(str(exc)) from None
+    if openers > max_depth and _too_deep_doc(doc, max_depth, openers):
+        raise _TooDeep(_too_deep(max_depth))
     if _has_lone_surrogate(doc):  # orjson refuses these; so must this path
         raise ParseError("lone UTF-16 surrogate in a string (not valid Unicode)")
     return doc
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"nesting deeper than {max_depth} levels (RPC MAX_NESTING_DEPTH)"
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -200,13 +310,18 @@ def _entry(obj: Any) -> Entry:
     return new(Call, (method, params, rid, not has_id))
 
 
-def parse(data: bytes | str) -> Parsed:
+def parse(data: bytes | str, max_depth: int = MAX_NESTING_DEPTH) -> Parsed:
     """Parse one JSON-RPC document (a request, a notification or a batch).
 
     Raises ParseError for invalid JSON.  An empty batch is one Invalid entry, as the
-    spec answers it with a single error rather than an array.
+    spec answers it with a single error rather than an array; so is a document nested
+    deeper than ``max_depth`` (arrays and objects, the outermost is level 1), whatever
+    its members.
     """
-    doc = loads(data)
+    try:
+        doc = _decode(data, max_depth)
+    except _TooDeep as exc:
+        return Parsed([Invalid(None, str(exc))], batch=False)
     if isinstance(doc, list):
         if not doc:
             return Parsed([Invalid(None, "empty batch")], batch=False)

@@ -637,15 +637,22 @@ def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Resp
     return responses
 
 
-def dispatch(data: bytes | str, methods: Methods, context: Any, max_batch_size: int) -> bytes | None:
+def dispatch(
+    data: bytes | str,
+    methods: Methods,
+    context: Any,
+    max_batch_size: int,
+    max_depth: int = jsonrpc.MAX_NESTING_DEPTH,
+) -> bytes | None:
     """Answer one JSON-RPC document; return the response bytes, or None when none is due.
 
-    Never raises for bad input: parse errors (-32700), invalid requests (-32600), a batch
-    over ``max_batch_size`` (one -32003, id null), unknown methods and bad params all
-    become error responses as the spec prescribes.
+    Never raises for bad input: parse errors (-32700), invalid requests (-32600, also a
+    document nested deeper than ``max_depth``), a batch over ``max_batch_size`` (one
+    -32003, id null), unknown methods and bad params all become error responses as the
+    spec prescribes.
     """
     try:
-        parsed = jsonrpc.parse(data)
+        parsed = jsonrpc.parse(data, max_depth)
     except jsonrpc.ParseError as exc:
         return jsonrpc.encode(ErrorResponse(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
     if not parsed.batch:

@@ -100,6 +100,7 @@ class Server:
                 self.node,
                 max_channel_length=config.max_channel_length,
                 max_batch_size=config.max_batch_size,
+                max_nesting_depth=config.max_nesting_depth,
             )
         )
         self.ws_server = _listen(

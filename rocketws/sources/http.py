@@ -3,7 +3,10 @@
 ``POST /`` takes a JSON-RPC document (any content type, UTF-8 JSON) and answers 200
 with the JSON-RPC response, or 204 when the document held only notifications.
 ``GET /health`` reports liveness.  Other methods on ``/``: 405; other paths: 404;
-bodies over ``max_request_body``: 413 with a JSON-RPC error.  With an API key set,
+bodies over ``max_request_body``: 413 with a JSON-RPC error.  HTTP/1.0 and 1.1 only
+(others: 505); ``Upgrade`` is ignored (RFC 9110 section 7.8) except ``websocket`` (400:
+the WebSocket endpoint has its own port); a request must arrive whole within
+``request_timeout`` (else 408).  With an API key set,
 ``POST /`` needs ``Authorization: apikey KEY`` or ``X-API-Key: KEY`` (compared in
 constant time); without it or with another key: 401 with a JSON-RPC error, decided
 before the body is read.  ``/health`` stays open (docs/security.md says why).
@@ -48,9 +51,12 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
+    505: "HTTP Version Not Supported",
 }
+MAX_CONTENT_LENGTH_DIGITS = 19  # more cannot be a size (2**63 has 19): 400
 
 
 @dataclass(slots=True)
@@ -119,7 +125,10 @@ class MessagesSourceApp:
 
     def call(self, body: bytes) -> Response:
         """Dispatch a JSON-RPC body: 200 with the response, or 204 when none is due."""
-        answer = rpc.dispatch(body, self.methods, self.context, self.config.max_batch_size)
+        config = self.config
+        answer = rpc.dispatch(
+            body, self.methods, self.context, config.max_batch_size, config.max_nesting_depth
+        )
         return Response(204) if answer is None else Response(200, answer)
 
     def too_large(self) -> Response:
@@ -162,10 +171,16 @@ class _DateHeader:
 _date = _DateHeader()
 
 
-def encode_response(response: Response, head_only: bool = False, keep_alive: bool = True) -> bytes:
-    """Status line, headers and body in one buffer (one write, one packet)."""
+def encode_response(
+    response: Response, head_only: bool = False, keep_alive: bool = True, http10: bool = False
+) -> bytes:
+    """Status line, headers and body in one buffer (one write, one packet).
+
+    ``http10``: the request was HTTP/1.0, whose connections close unless the answer says
+    ``Connection: keep-alive`` (RFC 9112 section 9.3).
+    """
     status = response.status
-    if status == 200 and keep_alive and not (head_only or response.headers or response.close):
+    if status == 200 and keep_alive and not (head_only or response.headers or response.close or http10):
         return b"%s%d\r\n\r\n%s" % (_date.ok_head(), len(response.body), response.body)
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}", f"Date: {_date()}"]
     if status != 204:
@@ -174,6 +189,8 @@ def encode_response(response: Response, head_only: bool = False, keep_alive: boo
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     if response.close or not keep_alive:
         lines.append("Connection: close")
+    elif http10:
+        lines.append("Connection: keep-alive")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head if head_only or status == 204 else head + response.body
 
@@ -189,8 +206,8 @@ def _path(url: bytes) -> str:
     return path.decode("latin-1", "replace") if path else ""
 
 
-class _HeadTooLarge(Exception):
-    """Raised from a parser callback to stop parsing an oversized request head."""
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing; the answer is ``_Request.refusal``."""
 
 
 class _Request:
@@ -208,11 +225,18 @@ class _Request:
         "raw_head",
         "limit",
         "key",
+        "refusal",
+        "started",
+        "http10",
+        "upgrade",
+        "framing",
     )
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.done: list[tuple[str, str, bytes | None, bool, bytes | None]] = []
+        self.done: list[
+            tuple[str, str, bytes | None, bool, bool, bytes | None]
+        ] = []  # ..., keep-alive, HTTP/1.0, API key
         self.reset()
 
     def reset(self) -> None:
@@ -225,8 +249,21 @@ class _Request:
         self.expect_continue = False
         self.too_large = False
         self.key: bytes | None = None  # the API key the request sent
+        self.refusal: Response | None = None
+        self.started: float | None = None  # monotonic time of the request's first byte
+        self.http10 = False
+        self.upgrade: bytes | None = None  # the Upgrade header's value
+        self.framing: list[bytes] = []  # Content-Length, Transfer-Encoding, Connection lines
+
+    def refuse(self, status: int, error: str) -> None:
+        """Stop parsing: answer ``status`` and close."""
+        self.refusal = _json(status, {"error": error})
+        raise _Refused
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.started = time.monotonic()
+
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.head_size += len(url)
@@ -235,8 +272,12 @@ class _Request:
         self.head_size += len(name) + len(value)
         n = len(name)  # most headers are neither: skip lowering them
         if n == 14 and name.lower() == b"content-length":
-            if value.strip().isdigit() and int(value) > self.limit:
+            digits = value.strip()
+            if len(digits) > MAX_CONTENT_LENGTH_DIGITS:  # int() of 4,300+ digits raises
+                self.refuse(400, f"bad request: Content-Length over {MAX_CONTENT_LENGTH_DIGITS} digits")
+            if digits.isdigit() and int(digits) > self.limit:
                 self.too_large = True
+            self.framing.append(b"Content-Length: " + value)
         elif n == 6 and name.lower() == b"expect" and value.strip().lower() == b"100-continue":
             self.expect_continue = True
         elif n == 9 and name.lower() == b"x-api-key":
@@ -245,11 +286,33 @@ class _Request:
             scheme, _, credentials = value.strip().partition(b" ")
             if scheme.lower() == b"apikey":  # RFC 9110 11.1: the scheme is case-insensitive
                 self.key = credentials.strip()
+        elif n in _FRAMING_LENGTHS:
+            self.on_framing_header(name, value)
 
-    def on_headers_complete(self) -> None:
+    def on_framing_header(self, name: bytes, value: bytes) -> None:
+        """Keep what frames and persists the request, to parse it again without Upgrade."""
+        lowered = name.lower()
+        if lowered == b"upgrade":
+            self.upgrade = value
+        elif lowered in (b"transfer-encoding", b"connection"):
+            self.framing.append(name + b": " + value)
+
+    def on_headers_complete(self, version: str) -> None:
         self.headers_complete = True
         if self.head_size > MAX_HEAD_BYTES:
-            raise _HeadTooLarge  # stops the parser: answered 431
+            self.refuse(431, "request head too large")
+        if version != "1.1":
+            if version != "1.0":
+                self.refuse(505, f"HTTP/{version} is not supported: use HTTP/1.1 (or 1.0)")
+            self.http10 = True
+
+    def head_without_upgrade(self, method: bytes) -> bytes:
+        """This request's head as llhttp needs it to read the body: no Upgrade header."""
+        version = b"1.0" if self.http10 else b"1.1"
+        lines = [b"%s %s HTTP/%s" % (method, self.url, version), *self.framing]
+        if self.expect_continue:
+            lines.append(b"Expect: 100-continue")
+        return b"\r\n".join(lines) + b"\r\n\r\n"
 
     def on_body(self, data: bytes) -> None:
         self.body_size += len(data)
@@ -260,6 +323,9 @@ class _Request:
             self.body.append(data)
 
 
+_FRAMING_LENGTHS = frozenset((len(b"upgrade"), len(b"transfer-encoding"), len(b"connection")))
+
+
 class HttpConnection:
     """One keep-alive HTTP/1.1 connection of the MessagesSource."""
 
@@ -268,10 +334,14 @@ class HttpConnection:
         self.tls = tls  # a TLS socket: written with sendall (os.write would bypass TLS)
         self.app = app
         self.idle_timeout = idle_timeout
+        self.request_timeout = app.config.request_timeout
         self.state = _Request(app.config.max_request_body)
         self.parser = httptools.HttpRequestParser(self)
 
     # httptools calls these on the connection; they are forwarded to the request state
+    def on_message_begin(self) -> None:
+        self.state.on_message_begin()
+
     def on_url(self, url: bytes) -> None:
         self.state.on_url(url)
 
@@ -279,23 +349,26 @@ class HttpConnection:
         self.state.on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self.state.on_headers_complete()
+        self.state.on_headers_complete(self.parser.get_http_version())
 
     def on_body(self, data: bytes) -> None:
         self.state.on_body(data)
 
     def on_message_complete(self) -> None:
         st = self.state
+        if st.upgrade is not None and self.parser.should_upgrade():
+            return  # llhttp stops here (HttpParserUpgrade): see _without_upgrade
         method = self.parser.get_method().decode("latin-1")
         path = _path(st.url)
         body = None if st.too_large else b"".join(st.body)
-        st.done.append((method, path, body, self.parser.should_keep_alive(), st.key))
+        st.done.append((method, path, body, self.parser.should_keep_alive(), st.http10, st.key))
         st.reset()
 
     def run(self) -> None:
         sock = self.sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.idle_timeout)
+        deadline: float | None = None  # of the request in progress (REQUEST_TIMEOUT)
         try:
             while True:
                 data = sock.recv(65536)
@@ -304,10 +377,40 @@ class HttpConnection:
                 if not self._feed(data):
                     self._linger()
                     return
-        except (TimeoutError, ConnectionError, OSError):
+                if self.state.started is not None or deadline is not None:
+                    deadline = self._set_deadline()
+        except TimeoutError:
+            if self.state.started is not None:  # a request in progress: a slow client
+                self._timed_out()
+        except (ConnectionError, OSError):
             return  # idle timeout, reset or EOF: normal life for a keep-alive connection
         finally:
             sock.close()
+
+    def _set_deadline(self) -> float | None:
+        """Bound the next read by what is left of REQUEST_TIMEOUT for the request in
+        progress (a byte-at-a-time drip must not extend it), or by the idle timeout."""
+        started = self.state.started
+        if started is None:
+            self.sock.settimeout(self.idle_timeout)
+            return None
+        deadline = started + self.request_timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self.sock.settimeout(min(self.idle_timeout, remaining))
+        return deadline
+
+    def _timed_out(self) -> None:
+        """408 and close: the request did not arrive whole within REQUEST_TIMEOUT."""
+        logger.info("MessagesSource request not received within %s s: 408", self.request_timeout)
+        error = f"request not received within {self.request_timeout} s"
+        response = Response(408, jsonrpc.dumps({"error": error}), close=True)
+        try:
+            self._write(encode_response(response, keep_alive=False))
+            self._linger()
+        except OSError:
+            pass
 
     def _linger(self) -> None:
         """Close gracefully after an answer sent before the request was read in full.
@@ -340,15 +443,11 @@ class HttpConnection:
             st.raw_head += len(data)  # bounds a head that never ends
         failure: Response | None = None
         try:
-            self.parser.feed_data(data)
+            self._parse(data)
         except httptools.HttpParserCallbackError:
-            if st.head_size <= MAX_HEAD_BYTES:
+            if st.refusal is None:
                 raise
-            failure = _json(431, {"error": "request head too large"})
-        except httptools.HttpParserUpgrade:
-            if st.done:
-                st.done.pop()  # the upgrade request itself: refused below
-            failure = _json(400, {"error": "no protocol upgrades here"})
+            failure = st.refusal
         except httptools.HttpParserError as exc:
             logger.info("bad HTTP request from a backend: %s", exc)
             failure = _json(400, {"error": f"bad request: {exc}"})
@@ -356,12 +455,12 @@ class HttpConnection:
             failure = _json(431, {"error": "request head too large"})
         out = bytearray()
         keep = True
-        for method, path, body, keep_alive, key in st.done:
+        for method, path, body, keep_alive, http10, key in st.done:
             response = self.app.route(method, path) or self.app.authorize(key)
             if response is None:
                 response = self.app.too_large() if body is None else self.app.call(body)
             keep = keep_alive and not response.close
-            out += encode_response(response, head_only=method == "HEAD", keep_alive=keep)
+            out += encode_response(response, head_only=method == "HEAD", keep_alive=keep, http10=http10)
             if not keep:
                 break
         st.done.clear()
@@ -379,6 +478,36 @@ class HttpConnection:
         if out:
             self._write(out)
         return keep
+
+    def _parse(self, data: bytes) -> None:
+        """Feed the parser; an upgrade other than WebSocket is ignored (RFC 9110 7.8)."""
+        while True:
+            try:
+                self.parser.feed_data(data)
+                return
+            except httptools.HttpParserUpgrade as exc:
+                st = self.state
+                if st.upgrade is None:  # CONNECT: answered as routed (404), then closed
+                    if st.done:
+                        method, path, body, _, http10, key = st.done[-1]
+                        st.done[-1] = (method, path, body, False, http10, key)
+                    return
+                if b"websocket" in st.upgrade.lower():
+                    st.refusal = _json(400, {"error": "no WebSocket upgrade here: use the WebSocket port"})
+                    raise httptools.HttpParserCallbackError from None
+                data = self._without_upgrade() + data[exc.args[0] :]
+
+    def _without_upgrade(self) -> bytes:
+        """Parse the upgrade request again as a plain one: llhttp stopped at its head,
+        body unread.  A fresh parser is given the same request line and framing
+        headers (without Upgrade), then what follows the head."""
+        st = self.state
+        head = st.head_without_upgrade(self.parser.get_method())
+        key = st.key  # the API key header is not among the framing headers parsed again
+        self.parser = httptools.HttpRequestParser(self)
+        st.reset()
+        st.key = key
+        return head
 
     def _early_answer(self) -> Response | None:
         method = self.parser.get_method().decode("latin-1")

@@ -40,13 +40,22 @@ def split_source_url(url: str) -> tuple[str, str]:
 class RedisSource:
     """Serves JSON-RPC publish requests that arrive on one Redis pub/sub channel."""
 
-    def __init__(self, url: str, node: Node, *, max_channel_length: int, max_batch_size: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        node: Node,
+        *,
+        max_channel_length: int,
+        max_batch_size: int,
+        max_nesting_depth: int = jsonrpc.MAX_NESTING_DEPTH,
+    ) -> None:
         """Parse ``url`` (raises ConfigError); no I/O until ``start``."""
         redis_url, self.channel = split_source_url(url)
         self.url = url
         self._local = Node(node.hub, MemoryBroker())
         self._context = rpc.BackendContext(self._local, max_channel_length)
         self._max_batch = max_batch_size
+        self._max_depth = max_nesting_depth
         self._subscriber = Subscriber(
             connection_kwargs(redis_url), self._on_message, name="redis message source"
         )
@@ -78,7 +87,7 @@ class RedisSource:
     def handle(self, data: bytes) -> list[str]:
         """Serve one message; return what was wrong with it (empty when all went well)."""
         try:
-            parsed = jsonrpc.parse(data)
+            parsed = jsonrpc.parse(data, self._max_depth)
         except jsonrpc.ParseError as exc:
             return [f"parse error: {exc}"]
         if len(parsed.entries) > self._max_batch:

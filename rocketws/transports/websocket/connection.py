@@ -555,7 +555,8 @@ class Connection:
             return
         # Before connect succeeds only connect and ping are served (-32010 for the rest).
         methods = rpc.connecting_methods if self.protocol.state is State.CONNECTING else rpc.client_methods
-        response = rpc.dispatch(text, methods, self, self.config.max_batch_size)
+        config = self.config
+        response = rpc.dispatch(text, methods, self, config.max_batch_size, config.max_nesting_depth)
         if response is not None:
             self.session.push(self.node.reply_frame(self.session, response))
         if self._refusal is not None:  # a refused connect: its error answer goes first
