@@ -50,6 +50,27 @@ def redis_version() -> str | None:
     return out.stdout.strip() or None
 
 
+def redis_server_command(binary: str, port: int, workdir: str | os.PathLike[str]) -> list[str]:
+    """A private, non-persistent redis-server on 127.0.0.1:``port`` (foreground)."""
+    return [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
+
+
 class RedisProcess:
     """One redis-server this benchmark started, optionally pinned to ``cpus``."""
 
@@ -88,23 +109,7 @@ class RedisProcess:
             self.port = free_port()
             log = open(Path(self.workdir) / "redis.log", "ab")  # noqa: SIM115
             self.proc = subprocess.Popen(
-                [
-                    binary,
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    self.workdir,
-                    "--daemonize",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                ],
+                redis_server_command(binary, self.port, self.workdir),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.redisproc import redis_server_command
+
 from .support import free_port, wait_until
 
 
@@ -40,23 +42,7 @@ class RedisServer:
             pytest.skip("redis-server not on PATH (run: bash scripts/sysdeps.sh)")
         log = open(self.workdir / f"redis-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],
+            redis_server_command(binary, self.port, self.workdir),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
