@@ -66,6 +66,35 @@ def wait_in_hub(predicate: Callable[[], T | None], timeout: float = 10.0, *, wha
     return wait_until(predicate, timeout, interval=0.002, what=what, sleep=gevent.sleep)
 
 
+def manage(
+    *args: str,
+    env: dict[str, str] | None = None,
+    inherit_env: bool = True,
+    cwd: Path = ROOT,
+    stdin: str = "",
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py ARGS`` to completion (output captured as text).
+
+    ``env`` is added to this process's environment, or with ``inherit_env=False`` to a
+    bare ``PATH`` only (no ROCKETWS_* variable leaks in).
+    """
+    base = dict(os.environ) if inherit_env else {"PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+RUNSERVER_EPHEMERAL = ("runserver", "--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0")
+"""``manage.py`` arguments for a server on ephemeral loopback ports."""
+
+
 class ServerProcess:
     """`manage.py runserver` on 127.0.0.1 ephemeral ports, its stderr captured.
 
@@ -75,7 +104,7 @@ class ServerProcess:
 
     def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.args = args or ["--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0"]
+        self.args = args or list(RUNSERVER_EPHEMERAL[1:])
         self.lines: list[str] = []
         self.urls: dict[str, str] = {}
         self._cond = threading.Condition()

@@ -22,7 +22,7 @@ from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.sources import http
 
-from .support import ROOT, ServerProcess
+from .support import ServerProcess, manage
 
 KEY = "k3y-" + "x" * 28  # test value, not a real secret
 PING = {"jsonrpc": "2.0", "method": "ping", "id": 1}
@@ -117,31 +117,17 @@ def test_short_or_spaced_key_is_refused_without_showing_it() -> None:
 # -- manage.py shell with the key ------------------------------------------------------
 
 
-def _manage(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_shell_takes_the_key_from_the_environment_or_the_flag_and_never_prints_it(
     keyed: ServerProcess, tmp_path: Path
 ) -> None:
     history = tmp_path / "history"
     env = {"ROCKETWS_SHELL_HISTORY": str(history)}
-    by_env = _manage(
+    by_env = manage(
         "shell", f"--ms-conn={keyed.ms_url}", "-c", "ping\nsubscribers", env={**env, "ROCKETWS_API_KEY": KEY}
     )
-    by_flag = _manage("shell", f"--ms-conn={keyed.ms_url}", f"--api-key={KEY}", stdin="ping\n", env=env)
-    wrong = _manage("shell", f"--ms-conn={keyed.ms_url}", f"--api-key={KEY}-wrong", "-c", "ping", env=env)
-    missing = _manage("shell", f"--ms-conn={keyed.ms_url}", "-c", "ping", env=env)
+    by_flag = manage("shell", f"--ms-conn={keyed.ms_url}", f"--api-key={KEY}", stdin="ping\n", env=env)
+    wrong = manage("shell", f"--ms-conn={keyed.ms_url}", f"--api-key={KEY}-wrong", "-c", "ping", env=env)
+    missing = manage("shell", f"--ms-conn={keyed.ms_url}", "-c", "ping", env=env)
     assert by_env.returncode == 0 and "pong" in by_env.stdout
     assert by_flag.returncode == 0 and "pong" in by_flag.stdout
     assert wrong.returncode == missing.returncode == 1
@@ -158,7 +144,7 @@ SECRET = "test-secret-" + "s" * 40
 
 
 def test_token_prints_a_jwt_signed_with_the_configured_secret() -> None:
-    run = _manage(
+    run = manage(
         "token",
         "--user=alice",
         "--ttl=60",
@@ -176,7 +162,7 @@ def test_token_prints_a_jwt_signed_with_the_configured_secret() -> None:
 
 
 def test_token_with_a_channel_is_a_subscription_token() -> None:
-    run = _manage(
+    run = manage(
         "token", "--user=bob", "--channel=chat:room", "--ttl=0", env={"ROCKETWS_TOKEN_HMAC_SECRET": SECRET}
     )
     assert run.returncode == 0, run.stderr
@@ -194,7 +180,7 @@ def test_token_with_a_channel_is_a_subscription_token() -> None:
     ],
 )
 def test_token_fails_with_exit_2_and_one_line(args: list[str], env: dict[str, str], message: str) -> None:
-    run = _manage("token", *args, env={"ROCKETWS_TOKEN_HMAC_SECRET": "", **env})
+    run = manage("token", *args, env={"ROCKETWS_TOKEN_HMAC_SECRET": "", **env})
     assert run.returncode == 2 and run.stdout == ""
     assert message in run.stderr and run.stderr.count("\n") == 1, run.stderr
 
@@ -202,7 +188,7 @@ def test_token_fails_with_exit_2_and_one_line(args: list[str], env: dict[str, st
 def test_init_writes_private_settings_with_fresh_secrets_that_load(tmp_path: Path) -> None:
     first, second = tmp_path / "one", tmp_path / "two"
     for directory in (first, second):
-        run = _manage("init", str(directory))
+        run = manage("init", str(directory))
         assert run.returncode == 0, run.stderr
     path = first / "settings.py"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -231,6 +217,6 @@ def test_init_writes_private_settings_with_fresh_secrets_that_load(tmp_path: Pat
 def test_init_refuses_to_overwrite_with_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "settings.py"
     path.write_text("KEEP = 1\n")
-    run = _manage("init", str(tmp_path))
+    run = manage("init", str(tmp_path))
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "exists" in run.stderr
     assert path.read_text() == "KEEP = 1\n"

@@ -7,8 +7,6 @@ Tokens are HS256, made here with PyJWT as tests/test_e2e_auth.py makes them.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +17,16 @@ import pytest
 from websockets.sync.client import ClientConnection
 
 from .redis_fixtures import RedisServer
-from .support import ROOT, ServerProcess, StartServer, recv_json, request, subscribe, ws_connect
+from .support import (
+    RUNSERVER_EPHEMERAL,
+    ServerProcess,
+    StartServer,
+    manage,
+    recv_json,
+    request,
+    subscribe,
+    ws_connect,
+)
 from .test_e2e_auth import closed_code
 
 SECRET = "permissions-secret-for-tests-" + "z" * 16
@@ -142,15 +149,16 @@ def test_subscription_token_cannot_authenticate_a_connection(srv: ServerProcess)
 
 
 def test_manage_py_token_channel_is_a_subscription_token(srv: ServerProcess) -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "token", "--user=alice", "--channel=priv:cli"],
-        cwd=ROOT,
-        env={"ROCKETWS_TOKEN_HMAC_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
+    made = manage(
+        "token",
+        "--user=alice",
+        "--channel=priv:cli",
+        env={"ROCKETWS_TOKEN_HMAC_SECRET": SECRET},
+        inherit_env=False,
         timeout=30,
-        check=True,
-    ).stdout.strip()
+    )
+    assert made.returncode == 0, made.stderr
+    out = made.stdout.strip()
     with connected(srv, "alice") as ws:
         resp = request(ws, "subscribe", {"channel": "priv:cli", "token": out})
         assert resp["result"]["subscribed"] is True
@@ -235,18 +243,10 @@ def test_channel_regex_and_max_subscribers(srv: ServerProcess) -> None:
 def test_bad_namespace_options_stop_the_start_in_one_line(
     namespaces: list[dict[str, Any]], env: dict[str, str], message: str
 ) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "manage.py"),
-            "runserver",
-            "--ws-conn=127.0.0.1:0",
-            "--ms-conn=127.0.0.1:0",
-        ],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "ROCKETWS_NAMESPACES": json.dumps(namespaces), **env},
-        capture_output=True,
-        text=True,
+    proc = manage(
+        *RUNSERVER_EPHEMERAL,
+        env={"ROCKETWS_NAMESPACES": json.dumps(namespaces), **env},
+        inherit_env=False,
         timeout=30,
     )
     assert proc.returncode != 0

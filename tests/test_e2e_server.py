@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,18 +12,7 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
-from .support import ROOT, ServerProcess, StartServer, recv_json, subscribe, ws_connect
-
-
-def _manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
+from .support import ServerProcess, StartServer, manage, recv_json, subscribe, ws_connect
 
 
 def test_sigterm_closes_every_websocket_1001_and_exits_0(start_server: StartServer) -> None:
@@ -165,7 +151,7 @@ def test_ipv6_loopback_listen() -> None:
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(args: list[str], env: dict[str, str], needle: str) -> None:
-    result = _manage(*args, env=env)
+    result = manage(*args, env=env)
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
@@ -177,22 +163,22 @@ def test_cli_port_in_use_is_one_line_exit_1() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = _manage("runserver", f"--ws-conn=127.0.0.1:{port}", "--ms-conn=127.0.0.1:0")
+        result = manage("runserver", f"--ws-conn=127.0.0.1:{port}", "--ms-conn=127.0.0.1:0")
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_cli_help_and_version() -> None:
-    assert "runserver" in _manage("--help").stdout
-    version = _manage("--version")
+    assert "runserver" in manage("--help").stdout
+    version = manage("--version")
     assert version.returncode == 0 and version.stdout.startswith("RocketWS ")
 
 
 def test_cli_help_shows_the_declared_default_addresses() -> None:
     from rocketws.config import DEFAULTS
 
-    text = _manage("--help").stdout
+    text = manage("--help").stdout
     assert f"[default from settings: {DEFAULTS.websocket}]" in text
     assert f"{DEFAULTS.backend}]; :PORT means {DEFAULTS.backend.host}." in text
 

@@ -15,7 +15,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,7 +29,16 @@ from cryptography.hazmat.primitives import serialization
 from websockets.exceptions import ConnectionClosed
 
 from .redis_fixtures import RedisServer
-from .support import ROOT, ServerProcess, recv_json, request, subscribe, wait_until, ws_connect
+from .support import (
+    RUNSERVER_EPHEMERAL,
+    ServerProcess,
+    manage,
+    recv_json,
+    request,
+    subscribe,
+    wait_until,
+    ws_connect,
+)
 from .wsraw import RawWebSocket, rpc_frame
 
 
@@ -323,20 +331,7 @@ def test_tls_supervisor_passes_sighup_to_every_worker(
 
 
 def _runserver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "manage.py"),
-            "runserver",
-            "--ws-conn=127.0.0.1:0",
-            "--ms-conn=127.0.0.1:0",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return manage(*RUNSERVER_EPHEMERAL, env=env, timeout=30)
 
 
 @pytest.mark.parametrize(
