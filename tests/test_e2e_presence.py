@@ -47,7 +47,9 @@ def connected(srv: ServerProcess, user: str, **claims: Any) -> tuple[ClientConne
     return ws, answer["client"]
 
 
-def error(ws_or_srv: ClientConnection | ServerProcess, method: str, params: Any) -> tuple[int, dict[str, Any]]:
+def error(
+    ws_or_srv: ClientConnection | ServerProcess, method: str, params: Any
+) -> tuple[int, dict[str, Any]]:
     if isinstance(ws_or_srv, ServerProcess):
         resp = ws_or_srv.call(method, params)
     else:
@@ -95,7 +97,10 @@ def test_presence_lists_subscribers_with_token_info_on_both_endpoints(srv: Serve
             alice_id: entry(alice_id, "alice", {"name": "Alice", "avatar": "a.png"}),
             bob_id: entry(bob_id, "bob"),
         }
-        assert request(bob, "presence", {"channel": channel})["result"] == {"channel": channel, "clients": expected}
+        assert request(bob, "presence", {"channel": channel})["result"] == {
+            "channel": channel,
+            "clients": expected,
+        }
         assert srv.result("presence", {"channel": channel}) == {"channel": channel, "clients": expected}
         stats = {"channel": channel, "num_clients": 2, "num_users": 2}
         assert request(alice, "presence_stats", [channel])["result"] == stats
@@ -211,7 +216,9 @@ def _clients(srv: ServerProcess, channel: str) -> dict[str, Any]:
     return clients
 
 
-def test_presence_and_join_leave_across_two_nodes(redis_server: RedisServer, start_server: StartServer) -> None:
+def test_presence_and_join_leave_across_two_nodes(
+    redis_server: RedisServer, start_server: StartServer
+) -> None:
     a, b = _cluster(start_server, redis_server.url)
     channel = "room:cluster"
     on_a, a_id = connected(a, "alice", info={"node": "a"})

@@ -236,7 +236,7 @@ def test_redis_broker_start_with_redis_down_does_not_block_long() -> None:
 
 ALICE = ClientInfo("c-alice", "alice", {"name": "Alice", "big": 2**70, "text": "line\nbreak"}, None)
 ALICE_ON_B = ClientInfo("c-alice-b", "alice", None, {"role": "mod"})
-BOB = ClientInfo("c-bob", "bob\n\"quoted\"", [1, 2.5, None], None)
+BOB = ClientInfo("c-bob", 'bob\n"quoted"', [1, 2.5, None], None)
 ANON = ClientInfo("c-anon", "", None, None)
 
 
@@ -362,3 +362,16 @@ def test_redis_presence_options_are_checked() -> None:
         create_broker("redis://127.0.0.1:6379/0?presence_heartbeat=soon")
     broker = RedisBroker("redis://127.0.0.1:6379/0?presence_heartbeat=2")
     assert (broker.presence_heartbeat, broker.presence_expiry) == (2.0, 6.0)
+
+
+def test_redis_presence_skips_entries_that_are_not_ours(pair: Pair) -> None:
+    a, node_a, b, node_b = pair
+    _join(a, node_a, "room", ALICE)
+    wait_in_hub(lambda: b.presence("room"), timeout=5, what="A's entry on B")
+    far = str(int(time.time() * 1000) + 60_000)
+    redis_server_cmd = a._client.execute  # the same Redis, written by hand as a foreign client
+    redis_server_cmd("ZADD", f"{a.prefix}presence:room", far, "junk")
+    redis_server_cmd("HSET", f"{a.prefix}presence-info:room", "junk", "not an entry")
+    assert b.presence("room") == {ALICE.client: ALICE}  # skipped (and counted), no error
+    assert b._channel_presence.bad_entries == 1
+    assert b.presence_stats("room") == PresenceStats(2, 1)  # a client, without a user

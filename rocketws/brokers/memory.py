@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import BrokerHandler, ClientInfo, Control, PresenceStats, Publication, presence_stats
+from rocketws.brokers.base import (
+    BrokerHandler,
+    ClientInfo,
+    Control,
+    PresenceStats,
+    Publication,
+    presence_stats,
+)
 
 
 class MemoryBroker:

@@ -137,7 +137,9 @@ class RedisBroker:
             name=f"redis broker {self.node_id}",
             connect_timeout=self.timeout,
         )
-        self._channel_presence = ChannelPresence(self._client, self.prefix, self.node_id, self.presence_expiry)
+        self._channel_presence = ChannelPresence(
+            self._client, self.prefix, self.node_id, self.presence_expiry
+        )
         self._presence_writer = PresenceWriter(
             self._channel_presence, self.presence_heartbeat, lambda: self._subscriber.reconnects
         )

@@ -136,8 +136,8 @@ STATS = (
 local out, seen = {#values}, {}
 for _, v in ipairs(values) do
   local a = string.find(v, '\\n', 1, true)
-  local b = string.find(v, '\\n', a + 1, true)
-  local user = string.sub(v, a + 1, b - 1)
+  local b = a and string.find(v, '\\n', a + 1, true)
+  local user = b and string.sub(v, a + 1, b - 1) or '""'  -- not an entry of ours: no user
   if user ~= '""' and not seen[user] then
     seen[user] = true
     out[#out + 1] = user
@@ -210,21 +210,29 @@ class ChannelPresence:
             replies = self._client.pipeline(part)
             again = [cmd for cmd, reply in zip(part, replies, strict=True) if isinstance(reply, no_script)]
             if again:
-                self._load()
+                self.load()
                 replies = self._client.pipeline(again)
             for reply in replies:
                 if isinstance(reply, Exception) and not isinstance(reply, no_script):
                     logger.error("Redis broker: a presence write was refused: %s", reply)
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the scripts (at start and after a reconnection: Redis may have restarted,
+        and a write must not have to be rerun after the PUBLISHes behind it).  Raises
+        RedisDown."""
         self._client.pipeline([("SCRIPT", "LOAD", source) for source in _SHAS])
 
     def _script(self, source: str, channel: str) -> Any:
+        """Run a read script; Redis refusing it (a key of another type, OOM) is RedisDown."""
         zset, info = self._keys(channel)
+        exceptions = import_redis().exceptions
         try:
-            return self._client.execute("EVALSHA", _SHAS[source], 2, zset, info, self._node)
-        except import_redis().exceptions.NoScriptError:
-            return self._client.execute("EVAL", source, 2, zset, info, self._node)
+            try:
+                return self._client.execute("EVALSHA", _SHAS[source], 2, zset, info, self._node)
+            except exceptions.NoScriptError:
+                return self._client.execute("EVAL", source, 2, zset, info, self._node)
+        except exceptions.ResponseError as exc:
+            raise RedisDown(f"Redis refused the presence read: {exc}") from None
 
     def read(self, channel: str) -> dict[str, ClientInfo]:
         """The other nodes' live entries of ``channel``.  Raises RedisDown."""
@@ -318,13 +326,16 @@ class PresenceWriter:
     def _run(self) -> None:
         seen = self._reconnects()
         due = 0.0  # the next heartbeat (monotonic); 0: now
-        failing = False
+        failing, load = False, True
         while True:
             now = time.monotonic()
             if self._reconnects() != seen:  # Redis may have lost everything: rewrite now
-                seen, due = self._reconnects(), 0.0
+                seen, due, load = self._reconnects(), 0.0, True
             full = now >= due
             try:
+                if load:
+                    self._store.load()
+                    load = False
                 if full or self._dirty or self._publications:
                     self._flush(full=full)
             except RedisDown as exc:
@@ -370,7 +381,9 @@ class PresenceWriter:
                     adds.setdefault(channel, []).append(entry)
             commands: list[tuple[Any, ...]] = []
             for channel in adds.keys() | removes.keys():
-                commands += self._store.write_commands(channel, adds.get(channel, []), removes.get(channel, []))
+                commands += self._store.write_commands(
+                    channel, adds.get(channel, []), removes.get(channel, [])
+                )
             self._store.run(commands + publications)
         except BaseException:
             for key in dirty:  # keep them for the next attempt (bounded in ``changed``)

@@ -154,7 +154,7 @@ class Namespace:
     allow_presence: str | bool = field(  # a bool is normalised to its name on creation
         default="subscribers",
         metadata={
-            "doc": 'who may call the client methods `presence`/`presence_stats` where `presence` is on: '
+            "doc": "who may call the client methods `presence`/`presence_stats` where `presence` is on: "
             '`"subscribers"` (or true): connections subscribed to the channel, else -32001; '
             '`"authenticated"`: any connection with a user (and, on a `#` channel, listed there), '
             'else -32006; `"nobody"` (or false): backends only, -32005',

@@ -184,7 +184,9 @@ class Node:
         if namespace.presence:
             self.broker.presence_update(channel, session.id)
         if namespace.join_leave:  # to the others: the joiner has its subscribe answer
-            self.broker.publish_later(Publication(channel, encode_join_leave(True, channel, entry), session.id))
+            self.broker.publish_later(
+                Publication(channel, encode_join_leave(True, channel, entry), session.id)
+            )
 
     def _left(self, client: str, channel: str) -> None:
         found = self._presence.remove(channel, client)

@@ -395,10 +395,16 @@ _STATS_RESULT = {
 }
 
 
-def _presence_methods(presence: Callable[..., Any], stats: Callable[..., Any], who: str) -> tuple[Method, ...]:
+def _presence_methods(
+    presence: Callable[..., Any], stats: Callable[..., Any], who: str
+) -> tuple[Method, ...]:
     return (
         Method(
-            "presence", presence, (_CHANNEL,), f"The channel's subscribers on every node ({who}).", _PRESENCE_RESULT
+            "presence",
+            presence,
+            (_CHANNEL,),
+            f"The channel's subscribers on every node ({who}).",
+            _PRESENCE_RESULT,
         ),
         Method(
             "presence_stats",
