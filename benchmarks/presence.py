@@ -4,10 +4,11 @@ One RocketWS server on the Redis broker (its own redis-server, both pinned to th
 server's core) with three namespaces: ``plain`` (no presence: the baseline), ``p``
 (``presence``) and ``j`` (``presence`` and ``join_leave``).  ``--conns`` connections each
 subscribe to and unsubscribe from a channel of their own ``--ops`` times, one request at
-a time, the rate limit off (in the ``j`` case each channel has one more, idle subscriber, who gets the
-``join``/``leave`` pushes, read by the client library's background thread).  The cases are interleaved and repeated (``--repeat``);
-medians of server and redis-server CPU per subscribe+unsubscribe pair and the pairs/s
-are reported with ratios to ``plain``.
+a time, the rate limit off.  In the ``j`` case each channel has one more, idle
+subscriber, who gets the ``join``/``leave`` pushes (read by the client library's
+background thread).  The cases are interleaved and repeated (``--repeat``); medians of
+server and redis-server CPU per subscribe+unsubscribe pair and the pairs/s are reported
+with ratios to ``plain``.
 
 Usage::
 
@@ -62,7 +63,11 @@ def _call(ws: ClientConnection, method: str, channel: str) -> None:
 def _run_case(srv: Server, case: str, conns: int, ops: int, tag: str) -> PresenceRun:
     url = f"ws://127.0.0.1:{srv.ws_port}/"
     clients = [connect(url, compression=None, max_queue=None).__enter__() for _ in range(conns)]
-    idle = [connect(url, compression=None, max_queue=None).__enter__() for _ in range(conns)] if case == "j" else []
+    idle = (
+        [connect(url, compression=None, max_queue=None).__enter__() for _ in range(conns)]
+        if case == "j"
+        else []
+    )
     channels = [f"{case}:{tag}-{i}" if case != "plain" else f"{tag}-{i}" for i in range(conns)]
     try:
         for ws, channel in zip(idle, channels, strict=False):
@@ -100,7 +105,10 @@ def _run_case(srv: Server, case: str, conns: int, ops: int, tag: str) -> Presenc
 def run(conns: int = 20, ops: int = 500, repeat: int = 3) -> dict[str, Any]:
     """Every case ``repeat`` times, interleaved; the runs and the medians with ratios."""
     server_cpus, _load = cpu_plan()
-    env = {"ROCKETWS_NAMESPACES": json.dumps(NAMESPACES), "ROCKETWS_RATE_LIMIT": "0"}  # one client: many calls
+    env = {
+        "ROCKETWS_NAMESPACES": json.dumps(NAMESPACES),
+        "ROCKETWS_RATE_LIMIT": "0",
+    }  # one client: many calls
     srv = Server("rocketws-redis", cpus=server_cpus, env=env)
     srv.start()
     runs: list[PresenceRun] = []
@@ -144,7 +152,8 @@ def format_summary(result: dict[str, Any]) -> str:
     for case in CASES:
         m, q = result["medians"][case], result["ratios"][case]
         lines.append(
-            f"| {case} | {m['server_us_per_pair']:.0f} | {m['redis_us_per_pair']:.0f} | {m['pairs_per_s']:.0f} "
+            f"| {case} | {m['server_us_per_pair']:.0f} | {m['redis_us_per_pair']:.0f} "
+            f"| {m['pairs_per_s']:.0f} "
             f"| {q['server_us_per_pair']:.2f} | {q['redis_us_per_pair']:.2f} | {q['pairs_per_s']:.2f} |"
         )
     return "\n".join(lines)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from rocketws.brokers import MemoryBroker, Publication
+from rocketws.brokers import Control, MemoryBroker, Publication
 from rocketws.core.channels import Namespace, Namespaces
 from rocketws.core.deflate import Deflater
-from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
+from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed, PermissionDenied
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
@@ -310,8 +310,6 @@ def test_node_join_leave_without_presence_and_presence_without_pushes(pnode: Nod
 
 
 def test_node_server_side_subscriptions_join_too(pnode: Node) -> None:
-    from rocketws.brokers.base import Control
-
     alice, bob = person(pnode, "alice"), person(pnode, "bob")
     pnode.subscribe(alice, "room:1")
     assert pnode.control(Control("subscribe", "bob", "room:1")) == 1
@@ -322,8 +320,6 @@ def test_node_server_side_subscriptions_join_too(pnode: Node) -> None:
 
 
 def test_node_client_presence_follows_allow_presence(pnode: Node) -> None:
-    from rocketws.core.exceptions import PermissionDenied
-
     alice, anon = person(pnode, "alice"), person(pnode, "")
     with pytest.raises(NotSubscribed):
         pnode.presence("room:1", alice)  # subscribers only, by default
@@ -341,5 +337,5 @@ def test_node_client_presence_follows_allow_presence(pnode: Node) -> None:
 def test_node_channels_without_presence_track_nothing(pnode: Node) -> None:
     alice = person(pnode, "alice")
     pnode.subscribe(alice, "plain")
-    assert not pnode._presence  # the disconnect path has nothing to do
+    assert pnode.presence_channels() == [] and pnode.local_presence("plain") == {}
     pnode.disconnect(alice)

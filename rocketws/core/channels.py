@@ -205,22 +205,14 @@ class Namespace:
         """Check a client's ``send_data``.  Raises NotAllowed (-32005) where nobody may,
         PermissionDenied (-32006) where ``user`` may not, NotSubscribed (-32001) where
         only subscribers may and the sender is not one."""
-        policy = self.allow_send_data
-        if policy == "subscribers":
-            if not subscribed:
-                raise NotSubscribed({"channel": channel, "reason": "subscribe to the channel first"})
-        elif policy == "nobody":
-            raise NotAllowed(
-                {
-                    "channel": channel,
-                    "namespace": self.name,
-                    "reason": f"send_data is disabled in namespace {self.name!r}",
-                }
-            )
-        elif not user:
-            raise self._denied(channel, "only authenticated connections may send_data here")
-        elif self.allow_user_limited_channels:
-            check_channel_user(channel, user)
+        self._apply_policy(
+            self.allow_send_data,
+            channel,
+            user,
+            subscribed,
+            nobody=f"send_data is disabled in namespace {self.name!r}",
+            anonymous="only authenticated connections may send_data here",
+        )
 
     def authorize_presence(self, channel: str, user: str, subscribed: bool) -> None:
         """Check a client's ``presence``/``presence_stats``.  Raises NotAllowed (-32005)
@@ -228,20 +220,26 @@ class Namespace:
         (-32001) where only subscribers may and the caller is not one, PermissionDenied
         (-32006) where ``user`` may not."""
         self.check_presence(channel)
-        policy = self.allow_presence
+        self._apply_policy(
+            self.allow_presence,
+            channel,
+            user,
+            subscribed,
+            nobody=f"presence is for backends only in namespace {self.name!r}",
+            anonymous="only authenticated connections may ask for presence here",
+        )
+
+    def _apply_policy(
+        self, policy: Any, channel: str, user: str, subscribed: bool, *, nobody: str, anonymous: str
+    ) -> None:
+        """One of ``SEND_POLICIES`` applied to a caller (``reason`` texts given)."""
         if policy == "subscribers":
             if not subscribed:
                 raise NotSubscribed({"channel": channel, "reason": "subscribe to the channel first"})
         elif policy == "nobody":
-            raise NotAllowed(
-                {
-                    "channel": channel,
-                    "namespace": self.name,
-                    "reason": f"presence is for backends only in namespace {self.name!r}",
-                }
-            )
+            raise NotAllowed({"channel": channel, "namespace": self.name, "reason": nobody})
         elif not user:
-            raise self._denied(channel, "only authenticated connections may ask for presence here")
+            raise self._denied(channel, anonymous)
         elif self.allow_user_limited_channels:
             check_channel_user(channel, user)
 
