@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection
 
 from .redis_fixtures import RedisServer
 from .support import ServerProcess, StartServer, recv_json, request, subscribe, wait_until, ws_connect
+from .test_e2e_auth import ProxyApp
 
 SECRET = "presence-secret-for-tests-" + "p" * 16
 
@@ -203,6 +204,20 @@ def test_presence_refusals_are_named_errors(srv: ServerProcess) -> None:
         assert code == -32602 and data["param"] == "channel"
 
 
+def test_presence_shows_the_connect_proxy_info_never_its_meta(start_server: StartServer) -> None:
+    app = ProxyApp()  # answers user erin, info {"name": "Erin"}, meta, channels ["proxy:erin"]
+    try:
+        namespaces = json.dumps([{"name": "proxy", "presence": True}])
+        srv = start_server(ROCKETWS_CONNECT_PROXY_URL=app.url, ROCKETWS_NAMESPACES=namespaces)
+        with ws_connect(srv.ws_url, additional_headers={"Cookie": "session=good"}) as ws:
+            client = request(ws, "connect")["result"]["client"]
+            clients = srv.result("presence", {"channel": "proxy:erin"})["clients"]
+            assert clients == {client: entry(client, "erin", {"name": "Erin"})}
+            assert "admin" not in json.dumps(clients)  # the proxy's meta is server-only
+    finally:
+        app.close()
+
+
 # -- two nodes on Redis --------------------------------------------------------------------
 
 
@@ -236,6 +251,24 @@ def test_presence_and_join_leave_across_two_nodes(
         leave = push(on_a)
         assert leave["method"] == "leave" and leave["params"]["client"] == b_id
         assert _clients(a, channel) == {a_id: both[a_id]}
+
+
+def test_node_stopped_with_sigterm_pushes_leaves_and_removes_its_clients_at_once(
+    redis_server: RedisServer, start_server: StartServer
+) -> None:
+    a, b = _cluster(start_server, redis_server.url)  # default expiry: 30 s
+    channel = "room:sigterm"
+    on_a, a_id = connected(a, "alice")
+    on_b, b_id = connected(b, "bob")
+    with on_a:
+        subscribe(on_a, channel)
+        subscribe(on_b, channel)
+        assert push(on_a)["method"] == "join"
+        assert b.terminate() == 0  # closes bob's connection with 1001, then the broker
+        leave = push(on_a)
+        assert (leave["method"], leave["params"]["client"]) == ("leave", b_id)
+        assert list(_clients(a, channel)) == [a_id]  # removed, not left to expire
+        on_b.socket.close()
 
 
 def test_killed_node_leaves_presence_within_the_expiry(

@@ -382,3 +382,26 @@ def test_redis_presence_skips_entries_that_are_not_ours(pair: Pair) -> None:
     assert b.presence("room") == {ALICE.client: ALICE}  # skipped (and counted), no error
     assert b._channel_presence.bad_entries == 1
     assert b.presence_stats("room") == PresenceStats(2, 1)  # a client, without a user
+
+
+def test_redis_presence_writes_never_block_even_with_redis_down() -> None:
+    """presence_update and publish_later run in event-loop callbacks (disconnects): they
+    must not block, whatever Redis does (blocking there would raise in gevent)."""
+    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0?timeout=0.3")  # nothing listens
+    node = FakeNode()
+    broker.start(node)
+    node.presence["room"] = {ALICE.client: ALICE}
+    done: list[float] = []
+
+    def in_the_loop() -> None:
+        started = time.monotonic()
+        broker.presence_update("room", ALICE.client)
+        broker.publish_later(Publication("room", b'{"method":"leave"}'))
+        done.append(time.monotonic() - started)
+
+    gevent.get_hub().loop.run_callback(in_the_loop)
+    wait_in_hub(lambda: done, what="the callback")
+    assert done[0] < 0.01
+    with pytest.raises(BrokerUnavailable):
+        broker.presence("room")
+    broker.close()
