@@ -214,7 +214,7 @@ class ChannelPresence:
                 replies = self._client.pipeline(again)
             for reply in replies:
                 if isinstance(reply, Exception) and not isinstance(reply, no_script):
-                    logger.error("Redis broker: a presence write was refused: %s", reply)
+                    logger.warning("Redis broker: Redis refused a presence write: %s", reply)
 
     def load(self) -> None:
         """Load the scripts (at start and after a reconnection: Redis may have restarted,
