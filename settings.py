@@ -48,7 +48,8 @@ CHANNELS = {
 
 # Channel namespaces and their options (docs/security.md#namespace-options), e.g.
 # [{"name": "news", "allow_send_data": False},            # clients only listen on news:*
-#  {"name": "private", "allow_subscribe": "token"}]       # a subscription token per channel
+#  {"name": "private", "allow_subscribe": "token"},       # a subscription token per channel
+#  {"name": "team", "presence": True, "join_leave": True}] # presence, join/leave pushes
 # (CHANNELS["NAMESPACES"] is the older place: use one of the two.)
 NAMESPACES: list[dict[str, object]] = []
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import Control, Publication
+from collections.abc import Mapping
+
+from rocketws.brokers.base import ClientInfo, Control, Publication
 from rocketws.core.disconnect import Disconnect
 
 
@@ -29,6 +31,7 @@ class FakeNode:
         self.connections = 0
         self.controls: list[Control] = []
         self.users: dict[str, int] = {}  # user -> local connections, for apply_control
+        self.presence: dict[str, dict[str, ClientInfo]] = {}  # channel -> client -> entry
 
     def deliver(self, publication: Publication) -> int:
         self.delivered.append(publication)
@@ -48,6 +51,12 @@ class FakeNode:
         if channel is None:
             return self.connections
         return self.channels.get(channel, 0)
+
+    def local_presence(self, channel: str) -> Mapping[str, ClientInfo]:
+        return self.presence.get(channel, {})
+
+    def presence_channels(self) -> list[str]:
+        return [ch for ch, clients in self.presence.items() if clients]
 
     def payloads(self, channel: str | None = "*") -> list[bytes]:
         return [p.payload for p in self.delivered if channel == "*" or p.channel == channel]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from rocketws.brokers import Broker, Control, MemoryBroker, Publication, create_broker
+from rocketws.brokers.base import ClientInfo, PresenceStats
 
 from .fakes import FakeNode
 from .redis_fixtures import RedisServer
@@ -133,6 +134,56 @@ def test_broker_control_reaches_the_node_once_and_returns_its_count(
     assert node.controls == [control]
     assert broker.control(Control("refresh", "nobody", expire_at=1.5)) == 0
     assert node.controls[1:] == [Control("refresh", "nobody", expire_at=1.5)]
+
+
+# -- presence (namespaces with presence / join_leave) -------------------------------------
+
+ALICE = ClientInfo("c-alice", "alice", {"name": "Alice", "n": 2**70}, None)
+ALICE_2 = ClientInfo("c-alice-2", "alice", None, {"role": "mod"})
+BOB = ClientInfo("c-bob", "bob", ["any", "json", 1.5], None)
+ANON = ClientInfo("c-anon", "", None, None)
+
+
+def _join(broker: Broker, node: FakeNode, channel: str, *entries: ClientInfo) -> None:
+    for entry in entries:
+        node.presence.setdefault(channel, {})[entry.client] = entry
+        broker.presence_update(channel, entry.client)
+
+
+def test_broker_presence_is_the_subscribers_with_their_info(broker_and_node: tuple[Broker, FakeNode]) -> None:
+    broker, node = broker_and_node
+    _join(broker, node, "room", ALICE, BOB, ANON)
+    assert broker.presence("room") == {e.client: e for e in (ALICE, BOB, ANON)}
+    assert broker.presence("elsewhere") == {}
+    assert broker.presence_stats("elsewhere") == PresenceStats(0, 0)
+
+
+def test_broker_presence_stats_counts_clients_and_distinct_users(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, node = broker_and_node
+    _join(broker, node, "room", ALICE, ALICE_2, BOB, ANON)
+    assert broker.presence_stats("room") == PresenceStats(num_clients=4, num_users=2)
+
+
+def test_broker_presence_forgets_a_client_that_left(broker_and_node: tuple[Broker, FakeNode]) -> None:
+    broker, node = broker_and_node
+    _join(broker, node, "room", ALICE, BOB)
+    del node.presence["room"][ALICE.client]
+    broker.presence_update("room", ALICE.client)
+    assert broker.presence("room") == {BOB.client: BOB}
+    assert broker.presence_stats("room") == PresenceStats(1, 1)
+
+
+def test_broker_publish_later_delivers_once_in_order(broker_and_node: tuple[Broker, FakeNode]) -> None:
+    broker, node = broker_and_node
+    broker.subscribe("room")
+    later = [Publication("room", b'{"join":%d}' % i, skip="joiner") for i in range(3)]
+    for publication in later:
+        broker.publish_later(publication)
+    wait_in_hub(lambda: len(node.delivered) >= 3, what="3 deliveries")
+    _marker(broker, node, "room")
+    assert node.delivered == later
 
 
 # -- create_broker (rocketws/brokers/__init__.py) ---------------------------------------

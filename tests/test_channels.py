@@ -14,7 +14,7 @@ from rocketws.core.channels import (
     validate_namespace_name,
 )
 from rocketws.core.codes import RpcCode
-from rocketws.core.exceptions import InvalidParams, NotAllowed
+from rocketws.core.exceptions import InvalidParams, NotAllowed, NotSubscribed, PermissionDenied
 
 LIMIT = DEFAULTS.max_channel_length
 
@@ -120,3 +120,37 @@ def test_validate_channel_accepts_printable_neighbours_of_the_control_ranges(cha
 
 def test_validate_channel_checks_length_before_control_characters() -> None:
     assert refusal("\x00" * 256).data == {"param": "channel", "reason": "longer than 255 characters"}
+
+
+# -- presence options (issue 11) -------------------------------------------------------
+
+
+def test_namespace_allow_presence_takes_the_policies_and_true_false() -> None:
+    assert Namespace("p").allow_presence == "subscribers"
+    assert Namespace("p", allow_presence=True).allow_presence == "subscribers"
+    assert Namespace("p", allow_presence=False).allow_presence == "nobody"
+    assert Namespace("p", allow_presence="authenticated").allow_presence == "authenticated"
+    with pytest.raises(ValueError, match="allow_presence: expected one of"):
+        Namespace("p", allow_presence="maybe")
+
+
+def test_namespace_authorize_presence_by_policy() -> None:
+    off = Namespace("off")
+    with pytest.raises(NotAllowed, match="presence is not enabled"):
+        off.authorize_presence("off:x", "alice", True)
+    with pytest.raises(NotAllowed):
+        off.check_presence("off:x")
+    subscribers = Namespace("s", presence=True)
+    subscribers.authorize_presence("s:x", "", True)  # anonymous subscribers may
+    with pytest.raises(NotSubscribed):
+        subscribers.authorize_presence("s:x", "alice", False)
+    users = Namespace("u", presence=True, allow_presence="authenticated", allow_user_limited_channels=True)
+    users.authorize_presence("u:x", "alice", False)
+    with pytest.raises(PermissionDenied, match="authenticated"):
+        users.authorize_presence("u:x", "", True)
+    with pytest.raises(PermissionDenied):
+        users.authorize_presence("u:x#bob", "alice", False)  # not listed after '#'
+    backends = Namespace("b", presence=True, allow_presence="nobody")
+    with pytest.raises(NotAllowed, match="backends only"):
+        backends.authorize_presence("b:x", "alice", True)
+    backends.check_presence("b:x")

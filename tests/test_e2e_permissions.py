@@ -235,7 +235,7 @@ def test_channel_regex_and_max_subscribers(srv: ServerProcess) -> None:
     [
         ([{"name": "r", "channel_regex": "(["}], {}, "not a valid regular expression"),
         ([{"name": "h", "history_size": 10}], {}, "not implemented yet"),
-        ([{"name": "p", "presence": True}], {}, "not implemented yet"),
+        ([{"name": "p", "allow_presence": "maybe"}], {}, 'expected one of "subscribers"'),
         ([{"name": "s", "allow_subscribe": "maybe"}], {}, 'expected one of "any"'),
         ([{"name": "t", "allow_subscribe": "token"}], {"ROCKETWS_TOKEN_HMAC_SECRET": ""}, "token key"),
     ],

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from rocketws.brokers import MemoryBroker, Publication
+from rocketws.brokers import Control, MemoryBroker, Publication
 from rocketws.core.channels import Namespace, Namespaces
 from rocketws.core.deflate import Deflater
-from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed
+from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed, PermissionDenied
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
@@ -230,3 +230,112 @@ def test_node_reply_frame_is_compressed_for_compressed_sessions_only() -> None:
     assert node.reply_frame(plain, body) == text_frame(body)
     first, payload = split_frames_with_bits(node.reply_frame(packed, body))[0][0]
     assert first == 0xC1 and inflate_message(payload) == body
+
+
+# -- presence and join/leave (issue 11) ---------------------------------------------------
+
+PRESENCE_NAMESPACES = Namespaces(
+    (
+        Namespace("room", presence=True, join_leave=True),
+        Namespace("quiet", presence=True),
+        Namespace("feed", join_leave=True),
+        Namespace("staff", presence=True, allow_presence="authenticated"),
+        Namespace("backend", presence=True, allow_presence=False),
+    ),
+    allow_unknown=True,
+)
+
+
+@pytest.fixture
+def pnode() -> Node:
+    n = Node(Hub(), MemoryBroker(), namespaces=PRESENCE_NAMESPACES, clock=lambda: 42.0)
+    n.start()
+    return n
+
+
+def person(node: Node, user: str, info: Any = None) -> Session:
+    s = session(node)
+    node.identify(s, user)
+    s.info = info
+    return s
+
+
+def test_node_presence_lists_subscribers_with_user_and_info(pnode: Node) -> None:
+    alice, anon = person(pnode, "alice", {"name": "Alice"}), person(pnode, "")
+    pnode.subscribe(alice, "room:1")
+    pnode.subscribe(anon, "room:1")
+    entries = pnode.presence("room:1")
+    assert {c: e.as_json() for c, e in entries.items()} == {
+        alice.id: {"client": alice.id, "user": "alice", "info": {"name": "Alice"}, "chan_info": None},
+        anon.id: {"client": anon.id, "user": "", "info": None, "chan_info": None},
+    }
+    assert tuple(pnode.presence_stats("room:1", alice)) == (2, 1)
+    pnode.unsubscribe(alice, "room:1")
+    assert list(pnode.presence("room:1")) == [anon.id]
+    pnode.disconnect(anon)
+    assert pnode.presence("room:1") == {}
+
+
+def test_node_join_and_leave_reach_the_others_not_the_mover(pnode: Node) -> None:
+    alice, bob = person(pnode, "alice", {"n": 1}), person(pnode, "bob")
+    pnode.subscribe(alice, "room:1")
+    pnode.subscribe(bob, "room:1")
+    assert frames(alice) == [
+        {
+            "jsonrpc": "2.0",
+            "method": "join",
+            "params": {"channel": "room:1", "client": bob.id, "user": "bob", "info": None, "chan_info": None},
+        }
+    ]
+    assert frames(bob) == []  # the joiner has its subscribe answer
+    pnode.unsubscribe(bob, "room:1")
+    assert [f["method"] for f in frames(alice)] == ["leave"]
+    pnode.subscribe(bob, "room:1")
+    frames(alice)
+    pnode.disconnect(alice)  # a disconnect leaves every channel
+    assert [(f["method"], f["params"]["client"]) for f in frames(bob)] == [("leave", alice.id)]
+
+
+def test_node_join_leave_without_presence_and_presence_without_pushes(pnode: Node) -> None:
+    alice, bob = person(pnode, "alice"), person(pnode, "bob")
+    for channel in ("feed:x", "quiet:x", "plain"):
+        pnode.subscribe(alice, channel)
+        pnode.subscribe(bob, channel)
+    assert [(f["method"], f["params"]["channel"]) for f in frames(alice)] == [("join", "feed:x")]
+    with pytest.raises(NotAllowed):
+        pnode.presence("feed:x")  # join_leave alone keeps no presence
+    with pytest.raises(NotAllowed):
+        pnode.presence("plain")
+    assert len(pnode.presence("quiet:x")) == 2
+
+
+def test_node_server_side_subscriptions_join_too(pnode: Node) -> None:
+    alice, bob = person(pnode, "alice"), person(pnode, "bob")
+    pnode.subscribe(alice, "room:1")
+    assert pnode.control(Control("subscribe", "bob", "room:1")) == 1
+    assert [f["method"] for f in frames(alice)] == ["join"]
+    assert bob.id in pnode.presence("room:1")
+    assert pnode.control(Control("unsubscribe", "bob", "room:1")) == 1
+    assert [f["method"] for f in frames(alice)] == ["leave"]
+
+
+def test_node_client_presence_follows_allow_presence(pnode: Node) -> None:
+    alice, anon = person(pnode, "alice"), person(pnode, "")
+    with pytest.raises(NotSubscribed):
+        pnode.presence("room:1", alice)  # subscribers only, by default
+    pnode.subscribe(alice, "room:1")
+    assert list(pnode.presence("room:1", alice)) == [alice.id]
+    assert pnode.presence("staff:x", alice) == {}  # authenticated: no subscription needed
+    with pytest.raises(PermissionDenied):
+        pnode.presence_stats("staff:x", anon)
+    pnode.subscribe(alice, "backend:x")
+    with pytest.raises(NotAllowed):
+        pnode.presence("backend:x", alice)  # backends only
+    assert list(pnode.presence("backend:x")) == [alice.id]
+
+
+def test_node_channels_without_presence_track_nothing(pnode: Node) -> None:
+    alice = person(pnode, "alice")
+    pnode.subscribe(alice, "plain")
+    assert pnode.presence_channels() == [] and pnode.local_presence("plain") == {}
+    pnode.disconnect(alice)

@@ -16,6 +16,7 @@ import gevent.server
 import pytest
 
 from rocketws.brokers import Publication, create_broker
+from rocketws.brokers.base import ClientInfo, PresenceStats
 from rocketws.brokers.redis import RedisBroker
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
@@ -228,4 +229,179 @@ def test_redis_broker_start_with_redis_down_does_not_block_long() -> None:
     assert time.monotonic() - started < 1.0
     with pytest.raises(BrokerUnavailable):
         broker.publish(Publication("chat", b"{}"))
+    broker.close()
+
+
+# -- channel presence across nodes (redis_channel_presence.py) ---------------------------------
+
+ALICE = ClientInfo("c-alice", "alice", {"name": "Alice", "big": 2**70, "text": "line\nbreak"}, None)
+ALICE_ON_B = ClientInfo("c-alice-b", "alice", None, {"role": "mod"})
+BOB = ClientInfo("c-bob", 'bob\n"quoted"', [1, 2.5, None], None)
+ANON = ClientInfo("c-anon", "", None, None)
+
+
+def _join(broker: RedisBroker, node: FakeNode, channel: str, *entries: ClientInfo) -> None:
+    for entry in entries:
+        node.presence.setdefault(channel, {})[entry.client] = entry
+        broker.presence_update(channel, entry.client)
+
+
+def _leave(broker: RedisBroker, node: FakeNode, channel: str, entry: ClientInfo) -> None:
+    del node.presence[channel][entry.client]
+    broker.presence_update(channel, entry.client)
+
+
+def test_redis_presence_of_another_node_with_info_and_users(pair: Pair) -> None:
+    a, node_a, b, node_b = pair
+    _join(a, node_a, "room", ALICE, BOB, ANON)
+    everyone = {e.client: e for e in (ALICE, BOB, ANON)}
+    wait_in_hub(lambda: b.presence("room") == everyone, timeout=5, what="A's entries on B")
+    assert b.presence_stats("room") == PresenceStats(3, 2)
+    _join(b, node_b, "room", ALICE_ON_B)  # alice on both nodes: one user
+    assert b.presence("room") == {**everyone, ALICE_ON_B.client: ALICE_ON_B}  # B's own: at once
+    wait_in_hub(lambda: a.presence_stats("room") == PresenceStats(4, 2), timeout=5, what="B's entry on A")
+    _leave(a, node_a, "room", BOB)
+    wait_in_hub(lambda: BOB.client not in b.presence("room"), timeout=5, what="BOB gone on B")
+    assert b.presence_stats("room") == PresenceStats(3, 1)
+
+
+def test_redis_presence_join_push_follows_the_presence_write(pair: Pair) -> None:
+    """A node that receives a join can read the joiner in presence (written first)."""
+    a, node_a, b, node_b = pair
+    b.subscribe("room")
+    node_a.presence["room"] = {ALICE.client: ALICE}
+    a.presence_update("room", ALICE.client)
+    a.publish_later(Publication("room", b'{"method":"join"}', skip=ALICE.client))
+    wait_in_hub(lambda: node_b.delivered, timeout=5, what="the join on B")
+    assert b.presence("room") == {ALICE.client: ALICE}
+
+
+def test_redis_presence_heartbeat_keeps_entries_past_their_expiry(redis_server: RedisServer) -> None:
+    a, node_a, b, node_b = _pair(redis_server.url, presence_heartbeat="0.1", presence_expiry="0.3")
+    try:
+        _join(a, node_a, "room", ALICE)
+        wait_in_hub(lambda: b.presence("room"), timeout=5, what="A's entry on B")
+        first = a._presence_writer.heartbeats
+        wait_in_hub(lambda: a._presence_writer.heartbeats >= first + 6, timeout=5, what="6 heartbeats")
+        assert b.presence("room") == {ALICE.client: ALICE}  # 0.6 s later: refreshed
+    finally:
+        a.close()
+        b.close()
+
+
+def test_redis_presence_of_a_closed_node_is_removed_at_once(pair: Pair) -> None:
+    a, node_a, b, node_b = pair
+    _join(a, node_a, "room", ALICE, BOB)
+    wait_in_hub(lambda: len(b.presence("room")) == 2, timeout=5, what="A's entries on B")
+    a.close()  # the pair fixture closes it again: close is idempotent enough for that
+    assert b.presence("room") == {}
+
+
+def test_redis_presence_of_a_silent_node_expires(redis_server: RedisServer) -> None:
+    """A node whose writer stopped (as if killed) disappears within presence_expiry."""
+    a, node_a, b, node_b = _pair(redis_server.url, presence_heartbeat="0.1", presence_expiry="0.5")
+    try:
+        _join(a, node_a, "room", ALICE)
+        wait_in_hub(lambda: b.presence("room"), timeout=5, what="A's entry on B")
+        a._presence_writer._greenlet.kill()  # type: ignore[union-attr]
+        stopped = time.monotonic()
+        wait_in_hub(lambda: not b.presence("room"), timeout=5, what="A's entry expired")
+        assert time.monotonic() - stopped <= 0.5 + 0.2
+        assert b.presence_stats("room") == PresenceStats(0, 0)
+        keys = redis_server.command("KEYS", f"{a.prefix}presence*")
+        assert keys == b"*0\r\n"  # the read cleaned the expired entry, and the keys went with it
+    finally:
+        a._presence_writer._handler = None  # nothing left to remove at close
+        a.close()
+        b.close()
+
+
+def test_redis_presence_comes_back_after_a_redis_restart(private_redis: RedisServer) -> None:
+    a, node_a, b, node_b = _pair(private_redis.url)  # default heartbeat: 10 s
+    try:
+        _join(a, node_a, "room", ALICE, BOB)
+        wait_in_hub(lambda: len(b.presence("room")) == 2, timeout=5, what="A's entries on B")
+        private_redis.stop()
+        with pytest.raises(BrokerUnavailable):
+            b.presence("room")
+        private_redis.start()  # no persistence: everything was lost
+
+        def rewritten() -> bool:
+            try:
+                return len(b.presence("room")) == 2
+            except BrokerUnavailable:  # a pooled connection from before the restart
+                return False
+
+        wait_in_hub(rewritten, timeout=5, what="entries rewritten")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_redis_presence_heartbeat_of_many_channels_is_few_round_trips(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, node_a, b, node_b = _pair(redis_server.url)
+    try:
+        for i in range(2000):
+            node_a.presence[f"room{i}"] = {f"c{i}-{j}": ClientInfo(f"c{i}-{j}", f"u{j}") for j in range(3)}
+        trips: list[int] = []
+        pipeline = a._client.pipeline
+
+        def counted(commands: list[tuple[object, ...]]) -> list[object]:
+            if commands and commands[0][0] == "EVALSHA":
+                trips.append(len(commands))
+            return pipeline(commands)
+
+        monkeypatch.setattr(a._client, "pipeline", counted)
+        a._presence_writer._flush(full=True)
+        assert trips == [200] * 10  # 2,000 channels: one script call each, 200 per round trip
+        assert b.presence_stats("room1999") == PresenceStats(3, 3)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_redis_presence_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="presence_expiry"):
+        create_broker("redis://127.0.0.1:6379/0?presence_heartbeat=5&presence_expiry=5")
+    with pytest.raises(ConfigError, match="presence_heartbeat"):
+        create_broker("redis://127.0.0.1:6379/0?presence_heartbeat=soon")
+    broker = RedisBroker("redis://127.0.0.1:6379/0?presence_heartbeat=2")
+    assert (broker.presence_heartbeat, broker.presence_expiry) == (2.0, 6.0)
+
+
+def test_redis_presence_skips_entries_that_are_not_ours(pair: Pair) -> None:
+    a, node_a, b, node_b = pair
+    _join(a, node_a, "room", ALICE)
+    wait_in_hub(lambda: b.presence("room"), timeout=5, what="A's entry on B")
+    far = str(int(time.time() * 1000) + 60_000)
+    redis_server_cmd = a._client.execute  # the same Redis, written by hand as a foreign client
+    redis_server_cmd("ZADD", f"{a.prefix}presence:room", far, "junk")
+    redis_server_cmd("HSET", f"{a.prefix}presence-info:room", "junk", "not an entry")
+    assert b.presence("room") == {ALICE.client: ALICE}  # skipped (and counted), no error
+    assert b._channel_presence.bad_entries == 1
+    assert b.presence_stats("room") == PresenceStats(2, 1)  # a client, without a user
+
+
+def test_redis_presence_writes_never_block_even_with_redis_down() -> None:
+    """presence_update and publish_later run in event-loop callbacks (disconnects): they
+    must not block, whatever Redis does (blocking there would raise in gevent)."""
+    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0?timeout=0.3")  # nothing listens
+    node = FakeNode()
+    broker.start(node)
+    node.presence["room"] = {ALICE.client: ALICE}
+    done: list[float] = []
+
+    def in_the_loop() -> None:
+        started = time.monotonic()
+        broker.presence_update("room", ALICE.client)
+        broker.publish_later(Publication("room", b'{"method":"leave"}'))
+        done.append(time.monotonic() - started)
+
+    gevent.get_hub().loop.run_callback(in_the_loop)
+    wait_in_hub(lambda: done, what="the callback")
+    assert done[0] < 0.01
+    with pytest.raises(BrokerUnavailable):
+        broker.presence("room")
     broker.close()

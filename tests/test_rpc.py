@@ -378,6 +378,8 @@ def test_describe_lists_params_as_json_schema() -> None:
         "emit",
         "notify_all",
         "ping",
+        "presence",  # issue 11
+        "presence_stats",
         "refresh",
         "subscribe",
         "total_subscribers",

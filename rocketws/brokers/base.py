@@ -2,12 +2,13 @@
 
 Two kinds travel: a ``Publication`` (pushes for a channel's subscribers) and a ``Control``
 (a backend's command for every connection of one user: disconnect, subscribe,
-unsubscribe, refresh).
+unsubscribe, refresh).  A channel's presence is made of ``ClientInfo`` entries.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
 
 
 class Publication(NamedTuple):
@@ -43,6 +44,39 @@ class Control(NamedTuple):
 ACTIONS = ("disconnect", "subscribe", "unsubscribe", "refresh")
 
 
+# -- presence (namespaces with ``presence`` / ``join_leave``) ---------------------------
+
+
+class ClientInfo(NamedTuple):
+    """One subscriber in a channel's presence: its client (session) id, its ``user`` (""
+    = anonymous), the connection's public ``info`` (connection token or connect proxy;
+    never an address) and ``chan_info`` (the subscription token's ``info``), JSON values
+    or None."""
+
+    client: str
+    user: str
+    info: Any = None
+    chan_info: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as the ``presence`` answer and the ``join``/``leave`` pushes show it."""
+        return {"client": self.client, "user": self.user, "info": self.info, "chan_info": self.chan_info}
+
+
+class PresenceStats(NamedTuple):
+    """A channel's presence counted: subscribers, and distinct users among them
+    (anonymous subscribers count as clients, not as users)."""
+
+    num_clients: int
+    num_users: int
+
+
+def presence_stats(entries: Mapping[str, ClientInfo]) -> PresenceStats:
+    """Count ``entries`` (client id -> ClientInfo)."""
+    users = {entry.user for entry in entries.values() if entry.user}
+    return PresenceStats(len(entries), len(users))
+
+
 class BrokerHandler(Protocol):
     """What a broker calls back into (the Node)."""
 
@@ -58,6 +92,13 @@ class BrokerHandler(Protocol):
 
     def local_subscribers(self, channel: str | None = None) -> int:
         """Local subscribers of ``channel``, or local open connections when None."""
+
+    def local_presence(self, channel: str) -> Mapping[str, ClientInfo]:
+        """Client id -> entry of this node's subscribers of ``channel`` (empty where the
+        channel's namespace keeps no presence).  Exact; never blocks."""
+
+    def presence_channels(self) -> list[str]:
+        """This node's channels that keep presence and have a subscriber."""
 
 
 class Broker(Protocol):
@@ -97,6 +138,28 @@ class Broker(Protocol):
 
     def subscribers(self, channel: str | None = None) -> int:
         """Subscribers of ``channel`` anywhere, or open connections when None."""
+
+    # -- presence: ``presence_update``/``publish_later`` never block (the node calls them
+    # from event-loop callbacks, on disconnect); the readers may.
+
+    def presence_update(self, channel: str, client: str) -> None:
+        """``client`` joined or left ``channel``'s presence on this node (the handler's
+        ``local_presence`` says which): make every node see it soon.  Must not block."""
+
+    def publish_later(self, publication: Publication) -> None:
+        """Publish without waiting (``join``/``leave`` pushes): after every
+        ``presence_update`` made before it, at most once (dropped, and logged, when the
+        broker cannot take it).  Must not block."""
+
+    def presence(self, channel: str) -> dict[str, ClientInfo]:
+        """Client id -> entry of ``channel``'s subscribers on every live node.
+
+        This node's part is exact; another node's is as of its last write (see the
+        broker's docs).  Raises BrokerUnavailable.
+        """
+
+    def presence_stats(self, channel: str) -> PresenceStats:
+        """``presence`` counted (``presence_stats``).  Raises BrokerUnavailable."""
 
     def close(self) -> None:
         """Stop; release resources.  Called once."""

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import BrokerHandler, Control, Publication
+from rocketws.brokers.base import (
+    BrokerHandler,
+    ClientInfo,
+    Control,
+    PresenceStats,
+    Publication,
+    presence_stats,
+)
 
 
 class MemoryBroker:
@@ -39,6 +46,20 @@ class MemoryBroker:
 
     def subscribers(self, channel: str | None = None) -> int:
         return self._node().local_subscribers(channel)
+
+    # -- presence: this process's subscriptions are the whole presence, exactly
+
+    def presence_update(self, channel: str, client: str) -> None:
+        pass  # the handler's local_presence is read directly
+
+    def publish_later(self, publication: Publication) -> None:
+        self._node().deliver(publication)  # deliver only queues to sessions: never blocks
+
+    def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return dict(self._node().local_presence(channel))
+
+    def presence_stats(self, channel: str) -> PresenceStats:
+        return presence_stats(self._node().local_presence(channel))
 
     def close(self) -> None:
         self._handler = None

@@ -8,6 +8,9 @@ URL: ``redis://[:password@]host[:port][/db][?option=value...]``; RocketWS option
 - ``unsubscribe_delay`` (seconds, default 0.5): a channel that loses its last local
   subscriber stays subscribed this long, absorbing churn.
 - ``timeout`` (seconds, default 1): bound on every Redis command and connect.
+- ``presence_heartbeat`` (seconds, default 10) and ``presence_expiry`` (seconds, default
+  3 heartbeats): channel presence (namespaces with ``presence``) is rewritten every
+  heartbeat; a dead node's clients leave it within the expiry (redis_channel_presence).
 
 A RocketWS channel ``chat`` is the Redis channel ``<prefix>ch:chat``; broadcasts travel on
 ``<prefix>broadcast``, which every node subscribes.  ``publish`` sends the publication to
@@ -41,14 +44,15 @@ import gevent
 import gevent.event
 
 from rocketws.brokers import envelope
-from rocketws.brokers.base import BrokerHandler, Control, Publication
+from rocketws.brokers.base import BrokerHandler, ClientInfo, Control, PresenceStats, Publication
+from rocketws.brokers.redis_channel_presence import ChannelPresence, PresenceWriter
 from rocketws.brokers.redis_io import Client, RedisDown, Subscriber, connection_kwargs
 from rocketws.brokers.redis_presence import Presence
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 logger = logging.getLogger(__name__)
 
-_OPTIONS = {"prefix", "presence_ttl", "unsubscribe_delay", "timeout"}
+_OPTIONS = {"prefix", "presence_ttl", "unsubscribe_delay", "timeout", "presence_heartbeat", "presence_expiry"}
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -112,6 +116,12 @@ class RedisBroker:
         self.timeout = _seconds(url, "timeout", options.get("timeout"), 1.0)
         if self.presence_ttl <= 0 or self.timeout <= 0:
             raise ConfigError("broker", url, "presence_ttl and timeout must be above 0")
+        self.presence_heartbeat = _seconds(url, "presence_heartbeat", options.get("presence_heartbeat"), 10.0)
+        self.presence_expiry = _seconds(
+            url, "presence_expiry", options.get("presence_expiry"), 3 * self.presence_heartbeat
+        )
+        if not 0 < self.presence_heartbeat < self.presence_expiry:
+            raise ConfigError("broker", url, "presence_expiry must be above presence_heartbeat, above 0")
         self.node_id = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._kwargs = kwargs
         self._channel_prefix = f"{self.prefix}ch:".encode()
@@ -126,6 +136,12 @@ class RedisBroker:
             self._on_message,
             name=f"redis broker {self.node_id}",
             connect_timeout=self.timeout,
+        )
+        self._channel_presence = ChannelPresence(
+            self._client, self.prefix, self.node_id, self.presence_expiry
+        )
+        self._presence_writer = PresenceWriter(
+            self._channel_presence, self.presence_heartbeat, lambda: self._subscriber.reconnects
         )
         self._handler: BrokerHandler | None = None
         self._presence_loop: gevent.Greenlet | None = None
@@ -148,6 +164,7 @@ class RedisBroker:
             self._subscriber.add(channel)
         self._subscriber.start()
         self._presence_loop = gevent.spawn(self._keep_presence)
+        self._presence_writer.start(handler)
         deadline = time.monotonic() + self.timeout
         while not all(self._subscriber.is_subscribed(channel) for channel in own):
             if time.monotonic() >= deadline:
@@ -233,10 +250,46 @@ class RedisBroker:
         conns, remote = self._others()
         return local + (conns if channel is None else remote.get(channel, 0))
 
+    # -- channel presence (redis_channel_presence.py) ----------------------------------
+
+    def presence_update(self, channel: str, client: str) -> None:
+        """Queue the change for the background writer (never blocks)."""
+        self._presence_writer.changed(channel, client)
+
+    def publish_later(self, publication: Publication) -> None:
+        """Queue the PUBLISH for the background writer, after the changes before it."""
+        if publication.channel is None:
+            redis_channel = self._broadcast
+        else:
+            redis_channel = self._channel_prefix + publication.channel.encode()
+        self._presence_writer.publish(redis_channel, envelope.encode(publication))
+
+    def presence(self, channel: str) -> dict[str, ClientInfo]:
+        """This node's subscribers exactly, the other nodes' as of their last write (live
+        entries only).  Raises BrokerUnavailable."""
+        local = self._node().local_presence(channel)
+        try:
+            remote = self._channel_presence.read(channel)
+        except RedisDown as exc:
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
+        remote.update(local)
+        return remote
+
+    def presence_stats(self, channel: str) -> PresenceStats:
+        """``presence`` counted (users counted in Redis, not sent).  Raises BrokerUnavailable."""
+        local = self._node().local_presence(channel)
+        try:
+            clients, users = self._channel_presence.stats(channel)
+        except RedisDown as exc:
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
+        users.update(entry.user for entry in local.values() if entry.user)
+        return PresenceStats(clients + len(local), len(users))
+
     def close(self) -> None:
         """Stop listening and remove this node's presence (best effort)."""
         if self._presence_loop is not None:
             self._presence_loop.kill(block=True, timeout=2)
+        self._presence_writer.close()
         try:
             self._presence.clear()
         except RedisDown:

@@ -45,6 +45,7 @@ def namespace_of(channel: str) -> str:
 
 SUBSCRIBE_POLICIES = ("any", "authenticated", "token")
 SEND_POLICIES = ("subscribers", "authenticated", "nobody")
+PRESENCE_POLICIES = SEND_POLICIES  # who may ask for presence: the same three choices
 USER_BOUNDARY = "#"  # `chat#alice,bob`: only users alice and bob may subscribe (Centrifugo's rule)
 USER_SEPARATOR = ","
 NOT_IMPLEMENTED = "not implemented yet: refused at start if set to a non-default value"
@@ -143,14 +144,37 @@ class Namespace:
     )
     history_size: int = field(default=0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
     history_ttl: float = field(default=0.0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
-    presence: bool = field(default=False, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
-    join_leave: bool = field(default=False, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
+    presence: bool = field(
+        default=False,
+        metadata={
+            "doc": "true: the channels' presence is kept (client id, user, `info` of each subscriber, "
+            "on every node) for `presence` / `presence_stats`; false: those answer -32005"
+        },
+    )
+    allow_presence: str | bool = field(  # a bool is normalised to its name on creation
+        default="subscribers",
+        metadata={
+            "doc": "who may call the client methods `presence`/`presence_stats` where `presence` is on: "
+            '`"subscribers"` (or true): connections subscribed to the channel, else -32001; '
+            '`"authenticated"`: any connection with a user (and, on a `#` channel, listed there), '
+            'else -32006; `"nobody"` (or false): backends only, -32005',
+            "parse": _choice("allow_presence", PRESENCE_POLICIES, boolean=("subscribers", "nobody")),
+        },
+    )
+    join_leave: bool = field(
+        default=False,
+        metadata={
+            "doc": "true: a `join` / `leave` notification (client id, user, `info`) is pushed to the "
+            "channel's other subscribers, on every node, when a connection subscribes / unsubscribes "
+            "or disconnects"
+        },
+    )
     _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         """Normalises the aliases, checks the choices and compiles ``channel_regex``;
         ValueError naming the option."""
-        for option in ("allow_subscribe", "allow_send_data", "channel_regex"):
+        for option in ("allow_subscribe", "allow_send_data", "allow_presence", "channel_regex"):
             parse = _FIELDS[option].metadata["parse"]
             try:
                 object.__setattr__(self, option, parse(getattr(self, option)))
@@ -181,22 +205,54 @@ class Namespace:
         """Check a client's ``send_data``.  Raises NotAllowed (-32005) where nobody may,
         PermissionDenied (-32006) where ``user`` may not, NotSubscribed (-32001) where
         only subscribers may and the sender is not one."""
-        policy = self.allow_send_data
+        self._apply_policy(
+            self.allow_send_data,
+            channel,
+            user,
+            subscribed,
+            nobody=f"send_data is disabled in namespace {self.name!r}",
+            anonymous="only authenticated connections may send_data here",
+        )
+
+    def authorize_presence(self, channel: str, user: str, subscribed: bool) -> None:
+        """Check a client's ``presence``/``presence_stats``.  Raises NotAllowed (-32005)
+        where ``presence`` is off or ``allow_presence`` is ``"nobody"``, NotSubscribed
+        (-32001) where only subscribers may and the caller is not one, PermissionDenied
+        (-32006) where ``user`` may not."""
+        self.check_presence(channel)
+        self._apply_policy(
+            self.allow_presence,
+            channel,
+            user,
+            subscribed,
+            nobody=f"presence is for backends only in namespace {self.name!r}",
+            anonymous="only authenticated connections may ask for presence here",
+        )
+
+    def _apply_policy(
+        self, policy: Any, channel: str, user: str, subscribed: bool, *, nobody: str, anonymous: str
+    ) -> None:
+        """One of ``SEND_POLICIES`` applied to a caller (``reason`` texts given)."""
         if policy == "subscribers":
             if not subscribed:
                 raise NotSubscribed({"channel": channel, "reason": "subscribe to the channel first"})
         elif policy == "nobody":
+            raise NotAllowed({"channel": channel, "namespace": self.name, "reason": nobody})
+        elif not user:
+            raise self._denied(channel, anonymous)
+        elif self.allow_user_limited_channels:
+            check_channel_user(channel, user)
+
+    def check_presence(self, channel: str) -> None:
+        """Raises NotAllowed (-32005) when this namespace does not keep presence."""
+        if not self.presence:
             raise NotAllowed(
                 {
                     "channel": channel,
                     "namespace": self.name,
-                    "reason": f"send_data is disabled in namespace {self.name!r}",
+                    "reason": f"presence is not enabled in namespace {self.name!r}",
                 }
             )
-        elif not user:
-            raise self._denied(channel, "only authenticated connections may send_data here")
-        elif self.allow_user_limited_channels:
-            check_channel_user(channel, user)
 
     def check_name(self, channel: str) -> None:
         """Raises NotAllowed (-32005) when ``channel`` does not match ``channel_regex``."""

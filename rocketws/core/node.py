@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from rocketws.brokers.base import Broker, Control, Publication
+from rocketws.brokers.base import Broker, ClientInfo, Control, PresenceStats, Publication
 from rocketws.core.channels import ANY_NAMESPACE, Namespace, Namespaces
 from rocketws.core.codes import RpcCode
 from rocketws.core.disconnect import Disconnect
@@ -15,6 +15,7 @@ from rocketws.core.exceptions import AuthFailed, LimitExceeded, PermissionDenied
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push, encode_subscription_push
+from rocketws.core.presence import LocalPresence, encode_join_leave
 from rocketws.core.session import Session
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class Node:
     namespace rules) bound what clients may do; the server passes both from its Config.
     ``deflater`` (None: compression off) compresses a publication once, and only when a
     subscriber reached negotiated permessage-deflate (RFC 7692).
+
+    Channels whose namespace has ``presence`` or ``join_leave`` are tracked in a
+    ``LocalPresence`` (see "presence" below); the others cost nothing there.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class Node:
         self.namespaces = namespaces
         self._clock = clock
         self.deflater = deflater
+        self._presence = LocalPresence()
 
     def start(self) -> None:
         self.broker.start(self)
@@ -77,9 +82,13 @@ class Node:
         self.hub.connect(session)
 
     def disconnect(self, session: Session) -> None:
-        """Remove ``session`` and every subscription it held, at once."""
+        """Remove ``session`` and every subscription it held, at once (its ``leave``s
+        announced where the namespace says so).  Never blocks."""
+        tracked = [ch for ch in session.channels if self._presence.tracks(ch)] if self._presence else ()
         for channel in self.hub.disconnect(session):
             self.broker.unsubscribe(channel)
+        for channel in tracked:
+            self._left(session.id, channel)
 
     def identify(self, session: Session, user: str) -> None:
         """Record who ``session`` belongs to ("" = anonymous), for the control commands.
@@ -122,7 +131,7 @@ class Node:
             if tokens is None:
                 reason = "subscription tokens are not accepted: no token key is configured"
                 raise AuthFailed(RpcCode.TOKEN_INVALID, reason)
-            tokens.verify_subscription(token, session.user, channel)
+            chan_info = tokens.verify_subscription(token, session.user, channel)
         elif needs_token:
             raise PermissionDenied(
                 {
@@ -131,9 +140,11 @@ class Node:
                     "reason": "a subscription token is required in this namespace",
                 }
             )
-        self._subscribe(session, channel, namespace)
+        else:
+            chan_info = None
+        self._subscribe(session, channel, namespace, chan_info)
 
-    def _subscribe(self, session: Session, channel: str, namespace: Namespace) -> None:
+    def _subscribe(self, session: Session, channel: str, namespace: Namespace, chan_info: Any = None) -> None:
         limit = self.max_channels_per_connection
         if limit is not None and len(session.channels) >= limit:
             raise LimitExceeded(
@@ -154,12 +165,60 @@ class Node:
                 }
             )
         if self.hub.subscribe(session, channel):
-            self.broker.subscribe(channel)
+            self.broker.subscribe(channel)  # may wait for Redis: the session may be gone since
+        if (namespace.presence or namespace.join_leave) and channel in session.channels:
+            self._joined(session, channel, namespace, chan_info)
 
     def unsubscribe(self, session: Session, channel: str) -> None:
-        """Unsubscribe (idempotent)."""
+        """Unsubscribe (idempotent; its ``leave`` announced where the namespace says so)."""
         if self.hub.unsubscribe(session, channel):
             self.broker.unsubscribe(channel)
+        if self._presence:
+            self._left(session.id, channel)
+
+    # -- presence and join/leave (namespaces with ``presence`` / ``join_leave``) -------
+
+    def _joined(self, session: Session, channel: str, namespace: Namespace, chan_info: Any) -> None:
+        entry = ClientInfo(session.id, session.user, session.info, chan_info)
+        self._presence.add(channel, entry, presence=namespace.presence, join_leave=namespace.join_leave)
+        if namespace.presence:
+            self.broker.presence_update(channel, session.id)
+        if namespace.join_leave:  # to the others: the joiner has its subscribe answer
+            self.broker.publish_later(
+                Publication(channel, encode_join_leave(True, channel, entry), session.id)
+            )
+
+    def _left(self, client: str, channel: str) -> None:
+        found = self._presence.remove(channel, client)
+        if found is None:
+            return
+        entry, presence, join_leave = found
+        if presence:
+            self.broker.presence_update(channel, client)
+        if join_leave:
+            self.broker.publish_later(Publication(channel, encode_join_leave(False, channel, entry), client))
+
+    def presence(self, channel: str, session: Session | None = None) -> dict[str, ClientInfo]:
+        """``channel``'s subscribers on every node, for a backend or (``session``) a client.
+
+        Raises NotAllowed (-32005) where the namespace keeps no presence (or, for a
+        client, ``allow_presence`` is ``"nobody"``), NotSubscribed / PermissionDenied
+        for a client ``allow_presence`` refuses, BrokerUnavailable.
+        """
+        self._authorize_presence(channel, session)
+        return self.broker.presence(channel)
+
+    def presence_stats(self, channel: str, session: Session | None = None) -> PresenceStats:
+        """``presence`` counted; the same rules and errors."""
+        self._authorize_presence(channel, session)
+        return self.broker.presence_stats(channel)
+
+    def _authorize_presence(self, channel: str, session: Session | None) -> None:
+        namespace = self.namespaces.lookup(channel)
+        if session is None:
+            namespace.check_presence(channel)
+        else:
+            namespace.authorize_presence(channel, session.user, channel in session.channels)
 
     # -- publishing -----------------------------------------------------------------
 
@@ -274,6 +333,12 @@ class Node:
         if channel is None:
             return self.hub.connections
         return self.hub.count(channel)
+
+    def local_presence(self, channel: str) -> Mapping[str, ClientInfo]:
+        return self._presence.clients(channel)
+
+    def presence_channels(self) -> list[str]:
+        return self._presence.presence_channels()
 
     # -- queries --------------------------------------------------------------------
 

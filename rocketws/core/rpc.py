@@ -342,6 +342,87 @@ def _subscribed(value: bool) -> dict[str, Any]:
     return {"type": "object", "properties": {"channel": {"type": "string"}, "subscribed": {"const": value}}}
 
 
+# -- presence (namespaces with `presence`; docs/protocol.md#presence) --------------------
+
+
+def _presence_answer(channel: str, entries: Mapping[str, Any]) -> dict[str, Any]:
+    return {"channel": channel, "clients": {client: entry.as_json() for client, entry in entries.items()}}
+
+
+def _stats_answer(channel: str, stats: Any) -> dict[str, Any]:
+    return {"channel": channel, "num_clients": stats.num_clients, "num_users": stats.num_users}
+
+
+def client_presence(ctx: Caller, channel: Any) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    return _presence_answer(name, ctx.node.presence(name, ctx.session))
+
+
+def client_presence_stats(ctx: Caller, channel: Any) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    return _stats_answer(name, ctx.node.presence_stats(name, ctx.session))
+
+
+def backend_presence(ctx: BackendContext, channel: Any) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    return _presence_answer(name, ctx.node.presence(name))
+
+
+def backend_presence_stats(ctx: BackendContext, channel: Any) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    return _stats_answer(name, ctx.node.presence_stats(name))
+
+
+_ENTRY = {
+    "type": "object",
+    "properties": {
+        "client": {"type": "string"},
+        "user": {"type": "string"},
+        "info": {"description": "the connection's public info (connection token or connect proxy)"},
+        "chan_info": {"description": "the subscription token's info, or null"},
+    },
+}
+_PRESENCE_RESULT = {
+    "type": "object",
+    "properties": {
+        "channel": {"type": "string"},
+        "clients": {"type": "object", "additionalProperties": _ENTRY, "description": "client id -> entry"},
+    },
+}
+_STATS_RESULT = {
+    "type": "object",
+    "properties": {"channel": {"type": "string"}, "num_clients": _DELIVERED, "num_users": _DELIVERED},
+}
+
+
+def _presence_methods(
+    presence: Callable[..., Any], stats: Callable[..., Any], who: str
+) -> tuple[Method, ...]:
+    return (
+        Method(
+            "presence",
+            presence,
+            (_CHANNEL,),
+            f"The channel's subscribers on every node ({who}).",
+            _PRESENCE_RESULT,
+        ),
+        Method(
+            "presence_stats",
+            stats,
+            (_CHANNEL,),
+            f"The channel's subscribers and distinct users, counted on every node ({who}).",
+            _STATS_RESULT,
+        ),
+    )
+
+
+_CLIENT_PRESENCE = _presence_methods(
+    client_presence, client_presence_stats, "where the namespace's allow_presence lets this connection"
+)
+_BACKEND_PRESENCE = _presence_methods(
+    backend_presence, backend_presence_stats, "where the namespace has presence"
+)
+
 client_methods: Methods = table(
     Method(
         "subscribe",
@@ -382,6 +463,7 @@ client_methods: Methods = table(
     ),
     _CONNECT,
     _REFRESH,
+    *_CLIENT_PRESENCE,
 )
 
 connecting_methods: Methods = table(_CONNECT, _PING)
@@ -582,6 +664,7 @@ backend_methods: Methods = table(
         _DELIVERED,
     ),
     *_CONTROL_METHODS,
+    *_BACKEND_PRESENCE,
     _PING,
 )
 
