@@ -94,8 +94,17 @@ def test_env_name_is_derived_from_the_flag_or_the_settings_key() -> None:
     assert SETTINGS["max_message_size"].env == "ROCKETWS_MAX_MESSAGE_SIZE"  # from the key
     assert SETTINGS["backend_idle_timeout"].env == "ROCKETWS_IDLE_TIMEOUT"
     assert SETTINGS["logging"].env is None  # the whole LOGGING dict: settings module only
+    # Declared names instead: ROCKETWS_NAMESPACES (the whole module attribute) and the PROXY
+    # settings, which issue 12 names (ROCKETWS_RPC_PROXY_URL, not ROCKETWS_RPC_URL).
+    assert SETTINGS["rpc_proxy_url"].env == "ROCKETWS_RPC_PROXY_URL"
+    assert SETTINGS["subscribe_proxy_url"].env == "ROCKETWS_SUBSCRIBE_PROXY_URL"
+    assert SETTINGS["publish_proxy_url"].env == "ROCKETWS_PUBLISH_PROXY_URL"
+    assert SETTINGS["proxy_timeout"].env == "ROCKETWS_PROXY_TIMEOUT"
     for spec in SETTINGS.values():
-        if spec.env is not None:
+        if spec.env_name is not None:
+            assert spec.env == spec.env_name
+            assert spec.section in ("PROXY", "NAMESPACES"), spec.location
+        elif spec.env is not None:
             name = (
                 spec.flag.removeprefix("--") if spec.flag else (spec.keys[0] if spec.keys else spec.section)
             )
@@ -183,7 +192,7 @@ def test_namespaces_from_settings_and_from_env_json() -> None:
             "invalid settings.CHANNELS['NAMESPACES'][0]={'name': 'n', 'history': 5}: "
             "unknown key(s) ['history']; known: ['allow_anonymous', 'allow_send_data', 'allow_subscribe', "
             "'allow_user_limited_channels', 'channel_regex', 'history_size', 'history_ttl', 'join_leave', 'max_subscribers', 'name', "
-            "'presence']",
+            "'presence', 'publish_proxy', 'subscribe_proxy']",
         ),
         (["news"], "invalid settings.CHANNELS['NAMESPACES'][0]='news': expected a dict"),
         ({"name": "n"}, "invalid settings.CHANNELS['NAMESPACES']={'name': 'n'}: expected a list"),
