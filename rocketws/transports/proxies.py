@@ -105,6 +105,9 @@ class HttpPoster:
         fields.add("Content-Type", "application/json")
         for name, value in headers:
             fields.add(name, value)
+        # One deadline for the whole call.  geventhttpclient closes a connection whose
+        # answer was not read to the end (should_close), so a late answer never reaches
+        # the next call; its sockets also time out after the same seconds.
         deadline = gevent.Timeout(self.timeout)
         deadline.start()
         try:
@@ -126,6 +129,11 @@ class HttpPoster:
             raise failure(RpcCode.BAD_APPLICATION_ANSWER, "the answer is not HTTP", method) from None
         except OSError as exc:
             reason = f"unreachable: {exc.strerror or type(exc).__name__}"
+            raise failure(RpcCode.APPLICATION_UNAVAILABLE, reason, method) from None
+        except RuntimeError as exc:  # geventhttpclient: a pool closed at shutdown, a host not resolved
+            raise failure(RpcCode.APPLICATION_UNAVAILABLE, f"unreachable: {exc}", method) from None
+        except ValueError:  # geventhttpclient refused a forwarded header's value
+            reason = "a forwarded header's value cannot be sent"
             raise failure(RpcCode.APPLICATION_UNAVAILABLE, reason, method) from None
         finally:
             deadline.close()
