@@ -239,3 +239,60 @@ def test_settings_py_spells_out_every_declared_setting() -> None:
         raw = spec.read(settings)  # None: not set, which is right only where the default is None
         value = None if raw is None else spec.parse(spec.settings_name(), raw)
         assert value == spec.default, spec.location
+
+
+# -- PROXY (docs/operations.md#proxies) ----------------------------------------------------
+
+
+def test_proxy_settings_from_the_environment() -> None:
+    routes = '[{"pattern": "db.*", "url": "http://127.0.0.1:8000/rpc"}, {"pattern": "t", "handler": "m.n:f"}]'
+    cfg = load_config(
+        None,
+        {
+            "ROCKETWS_RPC_PROXY_URL": "https://app.example/rpc",
+            "ROCKETWS_RPC_PROXY_ROUTES": routes,
+            "ROCKETWS_PROXY_TIMEOUT": "2.5",
+            "ROCKETWS_PROXY_HEADERS": "Cookie, X-Tenant",
+            "ROCKETWS_PROXY_MAX_IN_FLIGHT_PER_CONNECTION": "3",
+        },
+    )
+    assert cfg.rpc_proxy_url == "https://app.example/rpc" and cfg.proxy_timeout == 2.5
+    assert [(r.pattern, r.url, r.handler) for r in cfg.rpc_proxy_routes] == [
+        ("db.*", "http://127.0.0.1:8000/rpc", None),
+        ("t", None, "m.n:f"),
+    ]
+    assert cfg.proxy_headers == ("Cookie", "X-Tenant") and cfg.proxy_max_in_flight_per_connection == 3
+    assert (cfg.proxy_max_in_flight, cfg.proxy_max_response_size) == (1000, 1048576)
+
+
+@pytest.mark.parametrize(
+    ("proxy", "needle"),
+    [
+        ({"RPC": [{"pattern": "a"}]}, 'give exactly one of "url" and "handler"'),
+        ({"RPC": [{"pattern": "a", "url": "ftp://x"}]}, "expected an http:// or https:// URL"),
+        ({"RPC": [{"pattern": "a", "handler": "no-colon"}]}, "expected an import path module:function"),
+        ({"RPC": [{"pattern": "", "url": "http://x/"}]}, "expected a method name or glob"),
+        ({"RPC": [{"pattern": "a", "url": "http://x/", "timeout": 1}]}, "unknown key(s) ['timeout']"),
+        ({"RPC": {"pattern": "a"}}, "expected a list of dicts"),
+        ({"HEADERS": ["X-RocketWS-User"]}, "set by RocketWS itself"),
+        ({"HEADERS": ["Content-Length"]}, "set by RocketWS itself"),
+        ({"TIMEOUT": 0}, "above 0"),
+        ({"MAX_IN_FLIGHT": 0}, "above 0"),
+    ],
+)
+def test_bad_proxy_settings_are_refused_naming_the_value(proxy: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(settings_module(PROXY=proxy), {})
+    assert needle in str(info.value) and "PROXY" in str(info.value)
+
+
+def test_namespace_proxy_options_need_their_urls() -> None:
+    namespaces = [{"name": "g", "subscribe_proxy": True}]
+    with pytest.raises(ConfigError, match="ROCKETWS_SUBSCRIBE_PROXY_URL"):
+        load_config(settings_module(NAMESPACES=namespaces), {})
+    with pytest.raises(ConfigError, match="ROCKETWS_PUBLISH_PROXY_URL"):
+        load_config(settings_module(NAMESPACES=[{"name": "g", "publish_proxy": "true"}]), {})
+    cfg = load_config(
+        settings_module(NAMESPACES=namespaces, PROXY={"SUBSCRIBE_URL": "http://127.0.0.1:1/s"}), {}
+    )
+    assert cfg.namespaces[0].subscribe_proxy and not cfg.namespaces[0].publish_proxy

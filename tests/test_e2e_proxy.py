@@ -18,7 +18,17 @@ import pytest
 from websockets.sync.client import ClientConnection
 
 from .proxy_app import ProxyApp
-from .support import ServerProcess, free_port, recv_json, request, subscribe, wait_until, ws_connect
+from .support import (
+    RUNSERVER_EPHEMERAL,
+    ServerProcess,
+    free_port,
+    manage,
+    recv_json,
+    request,
+    subscribe,
+    wait_until,
+    ws_connect,
+)
 
 SECRET = "proxy-tests-secret-" + "z" * 32
 HANDLERS = "tests.proxy_app"
@@ -51,7 +61,9 @@ def proxy_env(app: ProxyApp, **more: str) -> dict[str, str]:
         "ROCKETWS_PUBLISH_PROXY_URL": app.url,
         "ROCKETWS_PROXY_TIMEOUT": "1",
         "ROCKETWS_PROXY_HEADERS": "Cookie,Authorization,X-Tenant",
-        "ROCKETWS_NAMESPACES": json.dumps([{"name": "guarded", "subscribe_proxy": True, "publish_proxy": True}]),
+        "ROCKETWS_NAMESPACES": json.dumps(
+            [{"name": "guarded", "subscribe_proxy": True, "publish_proxy": True}]
+        ),
         **more,
     }
 
@@ -97,7 +109,12 @@ def error(ws: ClientConnection, method: str, params: Any = None) -> dict[str, An
 def test_rpc_returns_the_applications_result_with_who_calls_and_forwarded_headers(
     srv: ServerProcess, app: ProxyApp
 ) -> None:
-    headers = {"Cookie": "session=abc", "Authorization": "Basic YXBwOnNlY3JldA==", "X-Tenant": "t1", "X-Other": "no"}
+    headers = {
+        "Cookie": "session=abc",
+        "Authorization": "Basic YXBwOnNlY3JldA==",
+        "X-Tenant": "t1",
+        "X-Other": "no",
+    }
     ws, client = connected(srv, "alice@example.com", additional_headers=headers)
     with ws:
         assert call(ws, "echo", {"a": [1, 2]})["result"] == {"echo": {"a": [1, 2]}}
@@ -187,7 +204,7 @@ def test_rpc_without_a_route_and_with_bad_params(srv: ServerProcess) -> None:
             "message": "No such proxied method",
             "data": {"method": "nowhere.to.go", "reason": "no PROXY route matches this method"},
         }
-        assert error(ws, "") ["code"] == -32602
+        assert error(ws, "")["code"] == -32602
         assert request(ws, "rpc", {"method": 5})["error"]["data"]["param"] == "method"
         assert request(ws, "rpc", {"method": "echo", "params": "text"})["error"]["code"] == -32602
     with ws_connect(srv.ws_url) as fresh:  # before connect: -32010, like every other method
@@ -251,7 +268,9 @@ def test_subscribe_proxy_allows_and_denies_only_in_its_namespace(srv: ServerProc
         asked = app.seen[-1]
         assert asked["request"]["method"] == "subscribe"
         assert asked["request"]["params"] == {"channel": "guarded:room"}
-        assert asked["headers"]["x-rocketws-user"] == "bob" and asked["headers"]["x-rocketws-client"] == client
+        assert (
+            asked["headers"]["x-rocketws-user"] == "bob" and asked["headers"]["x-rocketws-client"] == client
+        )
         denied = request(ws, "subscribe", {"channel": "guarded:deny-me"})["error"]
         assert denied == {"code": 403, "message": "not your channel", "data": {"channel": "guarded:deny-me"}}
         assert srv.result("total_subscribers", {"channel": "guarded:deny-me"}) == 0
@@ -268,7 +287,10 @@ def test_publish_proxy_allows_denies_and_replaces_data(srv: ServerProcess, app: 
     with sender, listener:
         subscribe(sender, "guarded:pub")
         subscribe(listener, "guarded:pub")
-        assert request(sender, "send_data", {"channel": "guarded:pub", "data": "hello"})["result"]["delivered"] == 1
+        assert (
+            request(sender, "send_data", {"channel": "guarded:pub", "data": "hello"})["result"]["delivered"]
+            == 1
+        )
         assert recv_json(listener)["params"]["data"] == "hello"
         assert app.seen[-1]["request"]["params"] == {"channel": "guarded:pub", "data": "hello"}
         denied = request(sender, "send_data", {"channel": "guarded:pub", "data": "deny"})["error"]
@@ -279,10 +301,16 @@ def test_publish_proxy_allows_denies_and_replaces_data(srv: ServerProcess, app: 
         assert recv_json(listener)["params"]["data"] == {"replaced": True, "by": "the application"}
 
 
+def refused_start(**env: str) -> str:
+    """Run ``runserver`` with ``env``; it must exit 2 with one error line, no traceback."""
+    done = manage(*RUNSERVER_EPHEMERAL, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
 def test_namespace_proxy_options_need_their_url() -> None:
-    srv = ServerProcess(env={"ROCKETWS_NAMESPACES": json.dumps([{"name": "g", "subscribe_proxy": True}])})
-    with pytest.raises(RuntimeError, match="ROCKETWS_SUBSCRIBE_PROXY_URL"):
-        srv.start()
+    namespaces = json.dumps([{"name": "g", "subscribe_proxy": True}])
+    assert "ROCKETWS_SUBSCRIBE_PROXY_URL" in refused_start(ROCKETWS_NAMESPACES=namespaces)
 
 
 # -- concurrency, limits, connection reuse (a patient server: TIMEOUT 10) -----------------
@@ -308,7 +336,9 @@ def patient(slow_app: ProxyApp) -> Iterator[ServerProcess]:
     server.kill()
 
 
-def test_keep_alive_reuses_a_few_connections_for_many_calls(patient: ServerProcess, slow_app: ProxyApp) -> None:
+def test_keep_alive_reuses_a_few_connections_for_many_calls(
+    patient: ServerProcess, slow_app: ProxyApp
+) -> None:
     with ws_connect(patient.ws_url) as ws:
         before = slow_app.connections
         for i in range(50):
@@ -316,11 +346,15 @@ def test_keep_alive_reuses_a_few_connections_for_many_calls(patient: ServerProce
     assert slow_app.connections - before <= 2  # one TCP connection, or one more if it closed
 
 
-def test_calls_are_concurrent_per_connection_up_to_the_limit(patient: ServerProcess, slow_app: ProxyApp) -> None:
+def test_calls_are_concurrent_per_connection_up_to_the_limit(
+    patient: ServerProcess, slow_app: ProxyApp
+) -> None:
     with ws_connect(patient.ws_url) as ws:
         held = slow_app.held()
         for i in range(4):
-            ws.send(json.dumps({"jsonrpc": "2.0", "method": "rpc", "params": {"method": "app.slow"}, "id": i}))
+            ws.send(
+                json.dumps({"jsonrpc": "2.0", "method": "rpc", "params": {"method": "app.slow"}, "id": i})
+            )
         wait_until(lambda: slow_app.held() == held + 4, what="4 calls held by the application")
         over = request(ws, "rpc", {"method": "echo"}, rid="over")
         assert over["id"] == "over" and over["error"]["code"] == -32044
@@ -381,7 +415,9 @@ def test_per_process_limit_refuses_calls_beyond_it(slow_app: ProxyApp) -> None:
         with first, second:
             held = slow_app.held()
             for i in range(3):
-                first.send(json.dumps({"jsonrpc": "2.0", "method": "rpc", "params": {"method": "app.slow"}, "id": i}))
+                first.send(
+                    json.dumps({"jsonrpc": "2.0", "method": "rpc", "params": {"method": "app.slow"}, "id": i})
+                )
             wait_until(lambda: slow_app.held() == held + 3, what="3 calls held")
             over = request(second, "rpc", {"method": "echo"})["error"]
             assert over["code"] == -32044 and over["data"]["limit"] == "max_in_flight"
@@ -391,3 +427,15 @@ def test_per_process_limit_refuses_calls_beyond_it(slow_app: ProxyApp) -> None:
     finally:
         slow_app.release()
         srv.kill()
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason"),
+    [
+        ("tests.no_such_module:f", "cannot import: ModuleNotFoundError"),
+        ("tests.proxy_app:HUGE", "is not callable"),
+    ],
+)
+def test_a_handler_that_cannot_be_loaded_stops_the_start(handler: str, reason: str) -> None:
+    error = refused_start(ROCKETWS_RPC_PROXY_ROUTES=json.dumps([{"pattern": "x", "handler": handler}]))
+    assert f"invalid PROXY[\"RPC\"] handler='{handler}': {reason}" in error

@@ -111,6 +111,8 @@ class ApplicationError(RpcError):
     """An error the application behind a proxy chose (``core.proxy.application_error``):
     its own ``code``, ``message`` and ``data`` (any JSON value), answered as given."""
 
+    data: Any
+
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(None, code=code)
         self.data = data
