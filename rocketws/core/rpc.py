@@ -234,7 +234,8 @@ _PING = Method("ping", ping, summary="Liveness check.", result={"const": "pong"}
 
 class Caller(Protocol):
     """What a client method sees: the node, the caller's session, the channel-name limit,
-    and for ``connect``/``refresh`` the process's Authenticator and the connection.
+    for ``connect``/``refresh`` the process's Authenticator and the connection, and for
+    ``rpc``, ``subscribe`` and ``send_data`` the proxies (``core.proxy``).
 
     A ``ClientContext``, or the WebSocket connection itself (so an idle connection holds
     no context object of its own).
@@ -252,6 +253,11 @@ class Caller(Protocol):
     def link(self) -> Admission | None: ...
     @property
     def channel_proxy(self) -> ChannelProxy | None: ...
+    @property
+    def proxies(self) -> Proxies:
+        """The process's proxies; ``proxies.routes.patterns()`` lists what ``rpc`` routes."""
+        ...
+
     def proxy_call(self, method: str, params: Any) -> Any:
         """``rpc``: the application's result (``core.proxy.Proxies.call``)."""
         ...
