@@ -86,6 +86,7 @@ PROXY = {
     "PUBLISH_URL": None,  # asked before send_data where a namespace has publish_proxy
     "TIMEOUT": 5.0,  # seconds for an answer; then -32042
     "HEADERS": ["Cookie", "Authorization"],  # upgrade request headers forwarded with each call
+    "STATIC_HEADERS": {},  # sent with each call, e.g. an API key: use ROCKETWS_PROXY_STATIC_HEADERS
     "MAX_IN_FLIGHT_PER_CONNECTION": 8,  # rpc calls waiting per connection; more: -32044
     "MAX_IN_FLIGHT": 1000,  # proxied calls waiting per process; more: -32044
     "MAX_RESPONSE_SIZE": 1048576,  # bytes of an answer; more: -32043

@@ -449,6 +449,32 @@ def _proxy_headers(name: str, value: Any) -> tuple[str, ...]:
     return names
 
 
+_FIELD_VALUE = re.compile(r"[\x20-\x7e]*")  # RFC 9110 5.5, visible ASCII and spaces
+
+
+def _static_headers(name: str, value: Any) -> dict[str, str]:
+    """Header name -> value sent with every proxied call (values are secrets: never echoed);
+    from the environment, a JSON object."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(name, _HIDDEN, "expected a JSON object of header names and values") from None
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, _HIDDEN, 'expected a dict such as {"X-Api-Key": "..."}')
+    headers: dict[str, str] = {}
+    for header, text in value.items():
+        if not isinstance(header, str) or not is_token(header):
+            raise ConfigError(name, _HIDDEN, f"{header!r} is not a header name")
+        lower = header.lower()
+        if lower in _OWN_HEADERS or lower.startswith("x-rocketws-"):
+            raise ConfigError(name, _HIDDEN, f"{header!r} is set by RocketWS itself")
+        if not isinstance(text, str) or not _FIELD_VALUE.fullmatch(text):
+            raise ConfigError(name, _HIDDEN, f"the value of {header!r} must be printable ASCII")
+        headers[header] = text
+    return headers
+
+
 def _route(name: str, entry: Any) -> Route:
     if not isinstance(entry, Mapping):
         raise ConfigError(name, entry, 'expected a dict such as {"pattern": "db.*", "url": "http://..."}')
@@ -843,6 +869,16 @@ class Config:
         _proxy_headers,
         "upgrade request headers forwarded with every proxied call (comma-separated in the environment)",
         env_name=ENV_PREFIX + "PROXY_HEADERS",
+    )
+    proxy_static_headers: dict[str, str] = setting(
+        "PROXY",
+        "STATIC_HEADERS",
+        {},
+        _static_headers,
+        'headers sent with every proxied call, e.g. `{"X-Api-Key": "..."}` for the application to check '
+        "(a secret: never logged; a JSON object in the environment)",
+        env_name=ENV_PREFIX + "PROXY_STATIC_HEADERS",
+        secret=True,
     )
     proxy_max_in_flight_per_connection: int = setting(
         "PROXY",

@@ -11,6 +11,7 @@ example of the handler signature ``handler(params, context)``.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,14 @@ from rocketws.core.exceptions import ApplicationError
 from rocketws.core.proxy import CallContext
 
 HUGE = 2 * 1024 * 1024  # bytes of the `huge` answer (over the default MAX_RESPONSE_SIZE)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # RocketWS closed a connection
+            super().handle_error(request, client_address)
 
 
 class ProxyApp:
@@ -60,8 +69,7 @@ class ProxyApp:
                     )
                 app.answer(self, request)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/rpc"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

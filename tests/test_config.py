@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 from typing import Any
 
@@ -296,3 +297,13 @@ def test_namespace_proxy_options_need_their_urls() -> None:
         settings_module(NAMESPACES=namespaces, PROXY={"SUBSCRIBE_URL": "http://127.0.0.1:1/s"}), {}
     )
     assert cfg.namespaces[0].subscribe_proxy and not cfg.namespaces[0].publish_proxy
+
+
+def test_proxy_static_headers_are_a_secret() -> None:
+    key = "k-" + "s" * 30
+    cfg = load_config(None, {"ROCKETWS_PROXY_STATIC_HEADERS": json.dumps({"X-Api-Key": key})})
+    assert cfg.proxy_static_headers == {"X-Api-Key": key} and key not in repr(cfg)
+    for bad in ({"X-Api-Key": key + "\n"}, {"X-RocketWS-User": key}, {"bad name": key}, [key]):
+        with pytest.raises(ConfigError) as info:
+            load_config(settings_module(PROXY={"STATIC_HEADERS": bad}), {})
+        assert key not in str(info.value) and "STATIC_HEADERS" in str(info.value)

@@ -31,6 +31,7 @@ from .support import (
 )
 
 SECRET = "proxy-tests-secret-" + "z" * 32
+APP_KEY = "app-key-for-the-tests-0123456789"  # PROXY["STATIC_HEADERS"]: a secret, never logged
 HANDLERS = "tests.proxy_app"
 
 
@@ -61,6 +62,7 @@ def proxy_env(app: ProxyApp, **more: str) -> dict[str, str]:
         "ROCKETWS_PUBLISH_PROXY_URL": app.url,
         "ROCKETWS_PROXY_TIMEOUT": "1",
         "ROCKETWS_PROXY_HEADERS": "Cookie,Authorization,X-Tenant",
+        "ROCKETWS_PROXY_STATIC_HEADERS": json.dumps({"X-Api-Key": APP_KEY}),
         "ROCKETWS_NAMESPACES": json.dumps(
             [{"name": "guarded", "subscribe_proxy": True, "publish_proxy": True}]
         ),
@@ -79,6 +81,7 @@ def app() -> Iterator[ProxyApp]:
 def srv(app: ProxyApp) -> Iterator[ServerProcess]:
     server = ServerProcess(env=proxy_env(app)).start()
     yield server
+    assert APP_KEY not in server.log() and SECRET not in server.log()
     server.kill()  # fails the module's last test if any proxy case logged a traceback
 
 
@@ -131,7 +134,7 @@ def test_rpc_returns_the_applications_result_with_who_calls_and_forwarded_header
     assert json.loads(seen["x-rocketws-meta"]) == {"plan": "pro"}
     assert seen["cookie"] == "session=abc" and seen["authorization"] == "Basic YXBwOnNlY3JldA=="
     assert seen["x-tenant"] == "t1" and "x-other" not in seen
-    assert seen["content-type"] == "application/json"
+    assert seen["content-type"] == "application/json" and seen["x-api-key"] == APP_KEY
 
 
 def test_rpc_passes_the_applications_own_error_through(srv: ServerProcess) -> None:

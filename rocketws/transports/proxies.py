@@ -171,6 +171,7 @@ class Proxies:
         self.timeout = config.proxy_timeout
         self.max_in_flight = config.proxy_max_in_flight
         self.forward_headers = frozenset(h.lower() for h in config.proxy_headers)
+        self.static_headers = tuple(config.proxy_static_headers.items())
         self.handlers = {
             r.handler: load_handler(r.handler) for r in config.rpc_proxy_routes if r.handler is not None
         }
@@ -251,9 +252,9 @@ class Proxies:
     def _post(self, url: str, method: str, params: Any, context: CallContext) -> Any:
         request_id = next(self._ids)
         try:
-            status, body = self.http.post(
-                url, request_body(request_id, method, params), context_headers(context), method
-            )
+            headers = context_headers(context)
+            headers += self.static_headers
+            status, body = self.http.post(url, request_body(request_id, method, params), headers, method)
             if status == 200:
                 return read_answer(body, request_id, method)
             try:  # a JSON-RPC error sent with another status is still the application's error
