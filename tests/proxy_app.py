@@ -11,6 +11,7 @@ example of the handler signature ``handler(params, context)``.
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import threading
 import time
@@ -39,7 +40,8 @@ class ProxyApp:
     ``seen`` the requests (JSON body and lower-cased headers), ``release()`` ends the
     ``slow`` calls waiting."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: a server context to serve ``https://`` with."""
         self.connections = 0
         self.requests = 0
         self.seen: list[dict[str, Any]] = []
@@ -70,8 +72,10 @@ class ProxyApp:
                 app.answer(self, request)
 
         self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/rpc"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/rpc"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def release(self) -> None:

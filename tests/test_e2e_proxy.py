@@ -8,6 +8,7 @@ HS256 tokens so the application sees a user and ``meta``.
 from __future__ import annotations
 
 import json
+import ssl
 import statistics
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import jwt
 import pytest
+import trustme
 from websockets.sync.client import ClientConnection
 
 from .proxy_app import ProxyApp
@@ -442,3 +444,30 @@ def test_per_process_limit_refuses_calls_beyond_it(slow_app: ProxyApp) -> None:
 def test_a_handler_that_cannot_be_loaded_stops_the_start(handler: str, reason: str) -> None:
     error = refused_start(ROCKETWS_RPC_PROXY_ROUTES=json.dumps([{"pattern": "x", "handler": handler}]))
     assert f"invalid PROXY[\"RPC\"] handler='{handler}': {reason}" in error
+
+
+def test_rpc_over_https_trusts_the_system_store(tmp_path: Any) -> None:
+    """The CA comes from SSL_CERT_FILE (as a private CA installed in the system store
+    would); without it, the certificate is not trusted: -32041, no traceback."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    app = ProxyApp(tls=context)
+    try:
+        assert app.url.startswith("https://")
+        for env, expected in (({"SSL_CERT_FILE": str(ca_file)}, True), ({}, False)):
+            srv = ServerProcess(env={"ROCKETWS_RPC_PROXY_URL": app.url, **env}).start()
+            try:
+                with ws_connect(srv.ws_url) as ws:
+                    answer = call(ws, "echo", [3])
+                if expected:
+                    assert answer["result"] == {"echo": [3]}
+                else:
+                    assert answer["error"]["code"] == -32041
+                    assert "CERTIFICATE_VERIFY_FAILED" in answer["error"]["data"]["reason"]
+            finally:
+                srv.kill()
+    finally:
+        app.close()

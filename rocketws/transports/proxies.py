@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+from gevent import ssl as gssl
 from geventhttpclient import HTTPClient
 from geventhttpclient.header import Headers
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
@@ -68,6 +69,16 @@ def load_handler(path: str) -> Callable[[Any, CallContext], Any]:
     return handler
 
 
+def _tls_context(cafile: str | None = None) -> gssl.SSLContext:
+    """The system's trusted CAs (as Python's default context has them, so a private CA
+    installed in the system store is trusted), plus the ``cafile`` geventhttpclient gives
+    (certifi's bundle); hostnames checked."""
+    context = gssl.create_default_context()
+    if cafile:
+        context.load_verify_locations(cafile=cafile)
+    return context
+
+
 class HttpPoster:
     """POSTs JSON-RPC requests to application URLs over keep-alive connection pools."""
 
@@ -86,6 +97,7 @@ class HttpPoster:
                 port,
                 ssl=scheme == "https",
                 concurrency=self.pool_size,
+                ssl_context_factory=_tls_context if scheme == "https" else None,
                 connection_timeout=self.timeout,
                 network_timeout=self.timeout,
                 headers={"User-Agent": USER_AGENT},
@@ -107,7 +119,10 @@ class HttpPoster:
             fields.add(name, value)
         # One deadline for the whole call.  geventhttpclient closes a connection whose
         # answer was not read to the end (should_close), so a late answer never reaches
-        # the next call; its sockets also time out after the same seconds.
+        # the next call; its sockets also time out after the same seconds.  (The one
+        # moment a deadline would cost a pool slot: a ``sendall`` blocked for the whole
+        # timeout, which a request of at most MAX_MESSAGE_SIZE does not do while the
+        # peer's TCP window is open.)
         deadline = gevent.Timeout(self.timeout)
         deadline.start()
         try:
