@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +50,10 @@ handler_logger = logging.getLogger("rocketws.handlers")
 """Where an in-process handler's own exceptions are logged (the application's bugs)."""
 
 USER_AGENT = "rocketws-proxy"
+Observer = Callable[[str, str, float, "int | None"], None]
+"""Told after every proxied call: (kind ``rpc``/``subscribe``/``publish``, the route's
+pattern or the kind, seconds, the JSON-RPC error code or None).  Labels are bounded: the
+configured patterns, never the client's method names.  Must not block."""
 _READ_SIZE = 65536
 
 
@@ -195,6 +200,7 @@ class Proxies:
         )
         self.in_flight = 0
         self._ids = itertools.count(1)
+        self.observer: Observer | None = None  # e.g. the metrics: set once, before serving
 
     @property
     def configured(self) -> bool:
@@ -220,8 +226,11 @@ class Proxies:
         return "proxies: " + ("; ".join(parts) or "none")
 
     @contextmanager
-    def _slot(self, method: str) -> Iterator[None]:
+    def _slot(self, method: str, kind: str = "rpc", pattern: str = "") -> Iterator[None]:
+        """One of MAX_IN_FLIGHT, for one call; ``observer`` is told how it went."""
         if self.in_flight >= self.max_in_flight:
+            if self.observer is not None:
+                self.observer(kind, pattern or kind, 0.0, RpcCode.TOO_MANY_CALLS)
             raise RpcError(
                 {
                     "method": method,
@@ -232,16 +241,23 @@ class Proxies:
                 code=RpcCode.TOO_MANY_CALLS,
             )
         self.in_flight += 1
+        started = time.perf_counter()
+        code: int | None = None
         try:
             yield
+        except RpcError as exc:
+            code = exc.code
+            raise
         finally:
             self.in_flight -= 1
+            if self.observer is not None:
+                self.observer(kind, pattern or kind, time.perf_counter() - started, code)
 
     # -- core.proxy.Proxies ------------------------------------------------------------
 
     def call(self, context: CallContext, params: Any) -> Any:
         route = self.routes.route(context.method)
-        with self._slot(context.method):
+        with self._slot(context.method, "rpc", route.pattern):
             if route.handler is not None:
                 return self._run_handler(route.handler, context, params)
             assert route.url is not None
@@ -250,13 +266,13 @@ class Proxies:
     def subscribe(self, context: CallContext, channel: str) -> None:
         if self.subscribe_url is None:
             raise failure(RpcCode.APPLICATION_UNAVAILABLE, "no subscribe proxy is configured", "subscribe")
-        with self._slot("subscribe"):
+        with self._slot("subscribe", "subscribe"):
             self._post(self.subscribe_url, "subscribe", {"channel": channel}, context)
 
     def publish(self, context: CallContext, channel: str, data: Any) -> Any:
         if self.publish_url is None:
             raise failure(RpcCode.APPLICATION_UNAVAILABLE, "no publish proxy is configured", "publish")
-        with self._slot("publish"):
+        with self._slot("publish", "publish"):
             result = self._post(self.publish_url, "publish", {"channel": channel, "data": data}, context)
         if isinstance(result, dict) and "data" in result:
             return result["data"]  # the application replaced the data
