@@ -11,6 +11,7 @@ example of the handler signature ``handler(params, context)``.
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import sys
 import threading
@@ -55,6 +56,9 @@ class ProxyApp:
 
             def setup(self) -> None:
                 super().setup()
+                # http.server writes an answer's head and body in two writes: without
+                # TCP_NODELAY the body waits for the client's delayed ACK (40 ms).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with app.lock:
                     app.connections += 1
 
