@@ -75,11 +75,12 @@ class Route:
 class Routes:
     """The RPC routes in order, then the catch-all URL (None: none)."""
 
-    __slots__ = ("routes", "catch_all")
+    __slots__ = ("routes", "catch_all", "_rest")
 
     def __init__(self, routes: Sequence[Route] = (), catch_all: str | None = None) -> None:
         self.routes = tuple(routes)
         self.catch_all = catch_all
+        self._rest = None if catch_all is None else Route("*", url=catch_all)
 
     def __bool__(self) -> bool:
         return bool(self.routes) or self.catch_all is not None
@@ -89,8 +90,8 @@ class Routes:
         for route in self.routes:
             if route.matches(method):
                 return route
-        if self.catch_all is not None:
-            return Route("*", url=self.catch_all)
+        if self._rest is not None:
+            return self._rest
         raise failure(RpcCode.PROXY_METHOD_NOT_FOUND, "no PROXY route matches this method", method)
 
     def patterns(self) -> list[str]:
