@@ -78,7 +78,7 @@ AUTH = {
 # RPC, subscribe and publish proxies (docs/operations.md#proxies): clients call `rpc
 # {method, params}` and RocketWS POSTs a JSON-RPC request to the application (or calls an
 # in-process handler); namespaces with subscribe_proxy / publish_proxy ask the application.
-PROXY = {
+PROXY: dict[str, object] = {
     "RPC_URL": None,  # catch-all for rpc, e.g. "http://127.0.0.1:8000/rocketws/rpc"
     "RPC": [],  # routes, first match wins: [{"pattern": "db.*", "url": "http://..."},
     #             {"pattern": "time.now", "handler": "myapp.rpc:now"}]
