@@ -371,6 +371,24 @@ def test_calls_are_concurrent_per_connection_up_to_the_limit(
         assert sorted(answers) == [0, 1, 2, 3]
 
 
+def test_a_connection_closing_while_its_calls_wait_loses_only_their_answers(
+    patient: ServerProcess, slow_app: ProxyApp
+) -> None:
+    held = slow_app.held()
+    with ws_connect(patient.ws_url) as ws:
+        for i in range(3):
+            ws.send(
+                json.dumps({"jsonrpc": "2.0", "method": "rpc", "params": {"method": "app.slow"}, "id": i})
+            )
+        wait_until(lambda: slow_app.held() == held + 3, what="3 calls held by the application")
+    wait_until(lambda: patient.result("total_subscribers") == 0, what="the connection gone")
+    slow_app.release()  # the answers come back for a connection that is gone: dropped
+    wait_until(lambda: slow_app.held() == held, what="the calls answered")
+    with ws_connect(patient.ws_url) as ws:
+        assert call(ws, "echo", [4])["result"] == {"echo": [4]}
+    patient.assert_no_traceback()
+
+
 def _latencies(srv: ServerProcess, ws: ClientConnection, n: int) -> list[float]:
     out = []
     for i in range(n):
