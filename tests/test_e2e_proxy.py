@@ -139,6 +139,13 @@ def test_rpc_returns_the_applications_result_with_who_calls_and_forwarded_header
     assert seen["content-type"] == "application/json" and seen["x-api-key"] == APP_KEY
 
 
+def test_startup_log_says_what_is_proxied(srv: ServerProcess) -> None:
+    assert (
+        "INFO rocketws.server: proxies: rpc time.now, local.refuse, local.broken, "
+        "local.sleepy, local.unencodable, down.*, app.*, echo; subscribe; publish"
+    ) in srv.log()
+
+
 def test_rpc_passes_the_applications_own_error_through(srv: ServerProcess) -> None:
     ws, _ = connected(srv)
     with ws:
