@@ -25,6 +25,7 @@ import gevent
 from rocketws.core.exceptions import ApplicationError
 from rocketws.core.proxy import CallContext
 
+BROWSER_COOKIE = "from-the-application-page"
 HUGE = 2 * 1024 * 1024  # bytes of the `huge` answer (over the default MAX_RESPONSE_SIZE)
 
 
@@ -65,6 +66,16 @@ class ProxyApp:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                """A page that gives the browser a session cookie (for the browser test)."""
+                page = b"<!doctype html><title>app</title>"
+                self.send_response(200)
+                self.send_header("Set-Cookie", f"session={BROWSER_COOKIE}; Path=/; SameSite=Lax")
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = json.loads(body)
@@ -79,7 +90,8 @@ class ProxyApp:
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/rpc"
+        self.page_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
+        self.url = self.page_url + "rpc"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def release(self) -> None:

@@ -19,7 +19,7 @@ import pytest
 import trustme
 from websockets.sync.client import ClientConnection
 
-from .proxy_app import ProxyApp
+from .proxy_app import BROWSER_COOKIE, ProxyApp
 from .support import (
     RUNSERVER_EPHEMERAL,
     ServerProcess,
@@ -238,6 +238,36 @@ def test_rpc_in_a_batch_is_answered_in_the_batch(srv: ServerProcess) -> None:
         answers = {a["id"]: a for a in recv_json(ws)}
         assert answers[1]["result"] == {"echo": [1]} and answers[2]["result"] == "pong"
         assert answers[3]["error"]["code"] == 1001
+
+
+def test_browser_session_cookie_reaches_the_application_through_rpc(
+    srv: ServerProcess, app: ProxyApp
+) -> None:
+    """Real Chromium: a page of the application sets a session cookie; the WebSocket's
+    upgrade carries it (same site: ports do not count), RocketWS forwards it with rpc."""
+    from .browser import Browser
+
+    browser = Browser()
+    try:
+        browser.navigate(app.page_url)
+        out = browser.evaluate(f"""
+          new Promise((resolve, reject) => {{
+            const ws = new WebSocket({json.dumps(srv.ws_url)});
+            const call = (method, params, id) => ws.send(JSON.stringify({{ jsonrpc: "2.0", method, params, id }}));
+            ws.onopen = () => call("connect", {{ token: {json.dumps(token("browser"))} }}, 1);
+            ws.onmessage = (event) => {{
+              const msg = JSON.parse(event.data);
+              if (msg.id === 1) call("rpc", {{ method: "echo", params: {{ from: "chromium" }} }}, 2);
+              if (msg.id === 2) {{ resolve(msg); ws.close(1000); }}
+            }};
+            setTimeout(() => reject(new Error("no answer within 15 s")), 15000);
+          }})""")
+    finally:
+        browser.close()
+    assert out["result"] == {"echo": {"from": "chromium"}}
+    seen = next(s for s in reversed(app.seen) if s["request"]["params"] == {"from": "chromium"})
+    assert seen["headers"]["cookie"] == f"session={BROWSER_COOKIE}"
+    assert seen["headers"]["x-rocketws-user"] == "browser"
 
 
 # -- in-process handlers ------------------------------------------------------------------
