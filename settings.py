@@ -76,6 +76,23 @@ AUTH = {
     "CONNECT_PROXY_TIMEOUT": 5.0,  # seconds for its answer; then -32014 and close 4012
 }
 
+# RPC, subscribe and publish proxies (docs/operations.md#proxies): clients call `rpc
+# {method, params}` and RocketWS POSTs a JSON-RPC request to the application (or calls an
+# in-process handler); namespaces with subscribe_proxy / publish_proxy ask the application.
+PROXY: dict[str, object] = {
+    "RPC_URL": None,  # catch-all for rpc, e.g. "http://127.0.0.1:8000/rocketws/rpc"
+    "RPC": [],  # routes, first match wins: [{"pattern": "db.*", "url": "http://..."},
+    #             {"pattern": "time.now", "handler": "myapp.rpc:now"}]
+    "SUBSCRIBE_URL": None,  # asked before subscribe where a namespace has subscribe_proxy
+    "PUBLISH_URL": None,  # asked before send_data where a namespace has publish_proxy
+    "TIMEOUT": 5.0,  # seconds for an answer; then -32042
+    "HEADERS": ["Cookie", "Authorization"],  # upgrade request headers forwarded with each call
+    "STATIC_HEADERS": {},  # sent with each call, e.g. an API key: use ROCKETWS_PROXY_STATIC_HEADERS
+    "MAX_IN_FLIGHT_PER_CONNECTION": 8,  # rpc calls waiting per connection; more: -32044
+    "MAX_IN_FLIGHT": 1000,  # proxied calls waiting per process; more: -32044
+    "MAX_RESPONSE_SIZE": 1048576,  # bytes of an answer; more: -32043
+}
+
 # TLS on both endpoints (docs/security.md#tls): set CERT and KEY (or ROCKETWS_TLS_CERT and
 # ROCKETWS_TLS_KEY) to serve wss:// and https://; SIGHUP re-reads both files.
 TLS = {

@@ -24,6 +24,7 @@ from rocketws.core import jsonrpc
 from rocketws.core.channels import OPTIONS, Namespace, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
 from rocketws.core.handshake import is_token
+from rocketws.core.proxy import Route
 
 T = TypeVar("T")
 Parser = Callable[[str, Any], Any]
@@ -55,14 +56,14 @@ class Setting:
     flag: str | None = None
     aliases: tuple[str, ...] = ()
     secret: bool = False  # never in repr(), error messages or logs
-    env_name: str | None = None  # a whole-module setting's variable (ROCKETWS_NAMESPACES)
+    env_name: str | None = None  # its variable when not derived (ROCKETWS_NAMESPACES, ROCKETWS_RPC_PROXY_URL)
     older: tuple[str, str] | None = None  # (section, key): where settings.py kept it before
 
     @property
     def env(self) -> str | None:
-        """The derived environment variable (None for a whole-module setting without
-        ``env_name``)."""
-        if not self.keys:
+        """``env_name`` when declared, else the derived environment variable (None for a
+        whole-module setting without ``env_name``)."""
+        if self.env_name is not None or not self.keys:
             return self.env_name
         name = self.flag.removeprefix("--") if self.flag else self.keys[0]
         return ENV_PREFIX + name.upper().replace("-", "_")
@@ -429,6 +430,82 @@ def _http_url(name: str, value: Any) -> str | None:
 _header_names = _token_list("header names", "a header name")
 
 
+# -- PROXY parsers (docs/operations.md#proxies) ---------------------------------------------
+
+# Headers a proxy request sets itself; forwarding them from the upgrade request would let
+# a client speak for RocketWS (X-RocketWS-User) or break the request's framing.
+_OWN_HEADERS = frozenset(
+    ("host", "content-type", "content-length", "transfer-encoding", "connection", "user-agent", "expect")
+)
+_HANDLER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _proxy_headers(name: str, value: Any) -> tuple[str, ...]:
+    names: tuple[str, ...] = _header_names(name, value)
+    for header in names:
+        lower = header.lower()
+        if lower in _OWN_HEADERS or lower.startswith("x-rocketws-"):
+            raise ConfigError(name, value, f"{header!r} is set by RocketWS itself: it cannot be forwarded")
+    return names
+
+
+_FIELD_VALUE = re.compile(r"[\x20-\x7e]*")  # RFC 9110 5.5, visible ASCII and spaces
+
+
+def _static_headers(name: str, value: Any) -> dict[str, str]:
+    """Header name -> value sent with every proxied call (values are secrets: never echoed);
+    from the environment, a JSON object."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(name, _HIDDEN, "expected a JSON object of header names and values") from None
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, _HIDDEN, 'expected a dict such as {"X-Api-Key": "..."}')
+    headers: dict[str, str] = {}
+    for header, text in value.items():
+        if not isinstance(header, str) or not is_token(header):
+            raise ConfigError(name, _HIDDEN, f"{header!r} is not a header name")
+        lower = header.lower()
+        if lower in _OWN_HEADERS or lower.startswith("x-rocketws-"):
+            raise ConfigError(name, _HIDDEN, f"{header!r} is set by RocketWS itself")
+        if not isinstance(text, str) or not _FIELD_VALUE.fullmatch(text):
+            raise ConfigError(name, _HIDDEN, f"the value of {header!r} must be printable ASCII")
+        headers[header] = text
+    return headers
+
+
+def _route(name: str, entry: Any) -> Route:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(name, entry, 'expected a dict such as {"pattern": "db.*", "url": "http://..."}')
+    unknown = sorted(set(entry) - {"pattern", "url", "handler"}, key=str)
+    if unknown:
+        raise ConfigError(name, entry, f"unknown key(s) {unknown}; known: handler, pattern, url")
+    pattern = entry.get("pattern")
+    if not isinstance(pattern, str) or not pattern or not pattern.isprintable():
+        raise ConfigError(f"{name}['pattern']", pattern, "expected a method name or glob such as db.*")
+    url, handler = entry.get("url"), entry.get("handler")
+    if (url is None) == (handler is None):
+        raise ConfigError(name, entry, 'give exactly one of "url" and "handler"')
+    if url is not None:
+        return Route(pattern, url=_http_url(f"{name}['url']", url))
+    if not isinstance(handler, str) or not _HANDLER.fullmatch(handler):
+        raise ConfigError(f"{name}['handler']", handler, "expected an import path module:function")
+    return Route(pattern, handler=handler)
+
+
+def _routes(name: str, value: Any) -> tuple[Route, ...]:
+    """A list of route dicts; from the environment, that list as JSON."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(name, value, f"expected a JSON list of dicts: {exc}") from None
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(name, value, 'expected a list of dicts such as [{"pattern": "db.*", "url": ...}]')
+    return tuple(_route(f"{name}[{i}]", entry) for i, entry in enumerate(value))
+
+
 # -- the declarations --------------------------------------------------------------------
 
 
@@ -741,6 +818,93 @@ class Config:
         _positive_float,
         "seconds for the connect proxy's answer; then -32014 and close 4012",
     )
+    # -- RPC, subscribe and publish proxies (docs/operations.md#proxies) --
+    rpc_proxy_url: str | None = setting(
+        "PROXY",
+        "RPC_URL",
+        None,
+        _http_url,
+        'the application\'s URL for `rpc` calls no `PROXY["RPC"]` pattern routes (the catch-all); '
+        "unset: such calls answer -32040",
+        env_name=ENV_PREFIX + "RPC_PROXY_URL",
+    )
+    rpc_proxy_routes: tuple[Route, ...] = setting(
+        "PROXY",
+        "RPC",
+        (),
+        _routes,
+        '`rpc` routes, first match wins: `{"pattern": "db.*", "url": ...}` POSTs there, '
+        '`{"pattern": "time.now", "handler": "module:function"}` calls that in-process (JSON in the '
+        "environment)",
+        env_name=ENV_PREFIX + "RPC_PROXY_ROUTES",
+    )
+    subscribe_proxy_url: str | None = setting(
+        "PROXY",
+        "SUBSCRIBE_URL",
+        None,
+        _http_url,
+        "the application's URL asked before a `subscribe` in namespaces with `subscribe_proxy`",
+        env_name=ENV_PREFIX + "SUBSCRIBE_PROXY_URL",
+    )
+    publish_proxy_url: str | None = setting(
+        "PROXY",
+        "PUBLISH_URL",
+        None,
+        _http_url,
+        "the application's URL asked before a `send_data` in namespaces with `publish_proxy`",
+        env_name=ENV_PREFIX + "PUBLISH_PROXY_URL",
+    )
+    proxy_timeout: float = setting(
+        "PROXY",
+        "TIMEOUT",
+        5.0,
+        _positive_float,
+        "seconds for a proxied call's answer (HTTP or in-process handler); then -32042",
+        env_name=ENV_PREFIX + "PROXY_TIMEOUT",
+    )
+    proxy_headers: tuple[str, ...] = setting(
+        "PROXY",
+        "HEADERS",
+        ("Cookie", "Authorization"),
+        _proxy_headers,
+        "upgrade request headers forwarded with every proxied call (comma-separated in the environment)",
+        env_name=ENV_PREFIX + "PROXY_HEADERS",
+    )
+    proxy_static_headers: dict[str, str] = setting(
+        "PROXY",
+        "STATIC_HEADERS",
+        {},
+        _static_headers,
+        'headers sent with every proxied call, e.g. `{"X-Api-Key": "..."}` for the application to check '
+        "(a secret: never logged; a JSON object in the environment)",
+        env_name=ENV_PREFIX + "PROXY_STATIC_HEADERS",
+        secret=True,
+    )
+    proxy_max_in_flight_per_connection: int = setting(
+        "PROXY",
+        "MAX_IN_FLIGHT_PER_CONNECTION",
+        8,
+        _positive_int,
+        "`rpc` calls one connection may have waiting; one more: -32044",
+        env_name=ENV_PREFIX + "PROXY_MAX_IN_FLIGHT_PER_CONNECTION",
+    )
+    proxy_max_in_flight: int = setting(
+        "PROXY",
+        "MAX_IN_FLIGHT",
+        1000,
+        _positive_int,
+        "proxied calls (rpc, subscribe, publish) waiting in one process; one more: -32044; also the "
+        "size of each application's keep-alive connection pool",
+        env_name=ENV_PREFIX + "PROXY_MAX_IN_FLIGHT",
+    )
+    proxy_max_response_size: int = setting(
+        "PROXY",
+        "MAX_RESPONSE_SIZE",
+        1048576,
+        _positive_int,
+        "bytes of an application's answer; a longer one: -32043 (the connection to it is closed)",
+        env_name=ENV_PREFIX + "PROXY_MAX_RESPONSE_SIZE",
+    )
     # -- TLS (docs/security.md#tls) --
     tls_cert: str | None = setting(
         "TLS",
@@ -897,7 +1061,16 @@ def load_config(
                 "subscription tokens need a token key "
                 "(AUTH TOKEN_HMAC_SECRET, TOKEN_PUBLIC_KEY or TOKEN_JWKS_FILE)",
             )
+    for ns in config.namespaces:
+        for option, url in _PROXY_OPTIONS:
+            if getattr(ns, option) and getattr(config, url) is None:
+                raise ConfigError(
+                    f"NAMESPACES {ns.name!r} {option}", True, f"needs {SETTINGS[url].names} to be set"
+                )
     return config
+
+
+_PROXY_OPTIONS = (("subscribe_proxy", "subscribe_proxy_url"), ("publish_proxy", "publish_proxy_url"))
 
 
 # -- the documentation table ---------------------------------------------------------------

@@ -21,6 +21,8 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
+from .support import wait_until
+
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -105,6 +107,23 @@ class Browser:
             if "exceptionDetails" in res:
                 raise AssertionError(f"page error: {res['exceptionDetails']}")
             return res["result"].get("value")
+
+    def navigate(self, url: str, timeout: float = 20.0) -> None:
+        """Load ``url`` in the page (its cookies are then the page's) and wait until the
+        new document has loaded."""
+        rid = next(self._ids)
+        self.cdp.send(json.dumps({"id": rid, "method": "Page.navigate", "params": {"url": url}}))
+        while True:
+            msg = json.loads(self.cdp.recv(timeout=timeout))
+            if msg.get("id") == rid:
+                if "errorText" in msg.get("result", {}) or "error" in msg:
+                    raise AssertionError(f"navigation to {url} failed: {msg}")
+                break
+        loaded = (
+            "new Promise((resolve) => { const done = () => resolve(location.href);"
+            " if (document.readyState === 'complete') done(); else addEventListener('load', done); })"
+        )
+        wait_until(lambda: self.evaluate(loaded, timeout) == url, timeout, what=f"{url} loaded")
 
     def evaluate(self, expression: str, timeout: float = 20.0) -> Any:
         return self.result(self.start_eval(expression), timeout)

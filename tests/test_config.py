@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 from typing import Any
 
@@ -94,8 +95,17 @@ def test_env_name_is_derived_from_the_flag_or_the_settings_key() -> None:
     assert SETTINGS["max_message_size"].env == "ROCKETWS_MAX_MESSAGE_SIZE"  # from the key
     assert SETTINGS["backend_idle_timeout"].env == "ROCKETWS_IDLE_TIMEOUT"
     assert SETTINGS["logging"].env is None  # the whole LOGGING dict: settings module only
+    # Declared names instead: ROCKETWS_NAMESPACES (the whole module attribute) and the PROXY
+    # settings, which issue 12 names (ROCKETWS_RPC_PROXY_URL, not ROCKETWS_RPC_URL).
+    assert SETTINGS["rpc_proxy_url"].env == "ROCKETWS_RPC_PROXY_URL"
+    assert SETTINGS["subscribe_proxy_url"].env == "ROCKETWS_SUBSCRIBE_PROXY_URL"
+    assert SETTINGS["publish_proxy_url"].env == "ROCKETWS_PUBLISH_PROXY_URL"
+    assert SETTINGS["proxy_timeout"].env == "ROCKETWS_PROXY_TIMEOUT"
     for spec in SETTINGS.values():
-        if spec.env is not None:
+        if spec.env_name is not None:
+            assert spec.env == spec.env_name
+            assert spec.section in ("PROXY", "NAMESPACES"), spec.location
+        elif spec.env is not None:
             name = (
                 spec.flag.removeprefix("--") if spec.flag else (spec.keys[0] if spec.keys else spec.section)
             )
@@ -183,7 +193,7 @@ def test_namespaces_from_settings_and_from_env_json() -> None:
             "invalid settings.CHANNELS['NAMESPACES'][0]={'name': 'n', 'history': 5}: "
             "unknown key(s) ['history']; known: ['allow_anonymous', 'allow_presence', 'allow_send_data', 'allow_subscribe', "
             "'allow_user_limited_channels', 'channel_regex', 'history_size', 'history_ttl', 'join_leave', 'max_subscribers', 'name', "
-            "'presence']",
+            "'presence', 'publish_proxy', 'subscribe_proxy']",
         ),
         (["news"], "invalid settings.CHANNELS['NAMESPACES'][0]='news': expected a dict"),
         ({"name": "n"}, "invalid settings.CHANNELS['NAMESPACES']={'name': 'n'}: expected a list"),
@@ -230,3 +240,70 @@ def test_settings_py_spells_out_every_declared_setting() -> None:
         raw = spec.read(settings)  # None: not set, which is right only where the default is None
         value = None if raw is None else spec.parse(spec.settings_name(), raw)
         assert value == spec.default, spec.location
+
+
+# -- PROXY (docs/operations.md#proxies) ----------------------------------------------------
+
+
+def test_proxy_settings_from_the_environment() -> None:
+    routes = '[{"pattern": "db.*", "url": "http://127.0.0.1:8000/rpc"}, {"pattern": "t", "handler": "m.n:f"}]'
+    cfg = load_config(
+        None,
+        {
+            "ROCKETWS_RPC_PROXY_URL": "https://app.example/rpc",
+            "ROCKETWS_RPC_PROXY_ROUTES": routes,
+            "ROCKETWS_PROXY_TIMEOUT": "2.5",
+            "ROCKETWS_PROXY_HEADERS": "Cookie, X-Tenant",
+            "ROCKETWS_PROXY_MAX_IN_FLIGHT_PER_CONNECTION": "3",
+        },
+    )
+    assert cfg.rpc_proxy_url == "https://app.example/rpc" and cfg.proxy_timeout == 2.5
+    assert [(r.pattern, r.url, r.handler) for r in cfg.rpc_proxy_routes] == [
+        ("db.*", "http://127.0.0.1:8000/rpc", None),
+        ("t", None, "m.n:f"),
+    ]
+    assert cfg.proxy_headers == ("Cookie", "X-Tenant") and cfg.proxy_max_in_flight_per_connection == 3
+    assert (cfg.proxy_max_in_flight, cfg.proxy_max_response_size) == (1000, 1048576)
+
+
+@pytest.mark.parametrize(
+    ("proxy", "needle"),
+    [
+        ({"RPC": [{"pattern": "a"}]}, 'give exactly one of "url" and "handler"'),
+        ({"RPC": [{"pattern": "a", "url": "ftp://x"}]}, "expected an http:// or https:// URL"),
+        ({"RPC": [{"pattern": "a", "handler": "no-colon"}]}, "expected an import path module:function"),
+        ({"RPC": [{"pattern": "", "url": "http://x/"}]}, "expected a method name or glob"),
+        ({"RPC": [{"pattern": "a", "url": "http://x/", "timeout": 1}]}, "unknown key(s) ['timeout']"),
+        ({"RPC": {"pattern": "a"}}, "expected a list of dicts"),
+        ({"HEADERS": ["X-RocketWS-User"]}, "set by RocketWS itself"),
+        ({"HEADERS": ["Content-Length"]}, "set by RocketWS itself"),
+        ({"TIMEOUT": 0}, "above 0"),
+        ({"MAX_IN_FLIGHT": 0}, "above 0"),
+    ],
+)
+def test_bad_proxy_settings_are_refused_naming_the_value(proxy: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(settings_module(PROXY=proxy), {})
+    assert needle in str(info.value) and "PROXY" in str(info.value)
+
+
+def test_namespace_proxy_options_need_their_urls() -> None:
+    namespaces = [{"name": "g", "subscribe_proxy": True}]
+    with pytest.raises(ConfigError, match="ROCKETWS_SUBSCRIBE_PROXY_URL"):
+        load_config(settings_module(NAMESPACES=namespaces), {})
+    with pytest.raises(ConfigError, match="ROCKETWS_PUBLISH_PROXY_URL"):
+        load_config(settings_module(NAMESPACES=[{"name": "g", "publish_proxy": "true"}]), {})
+    cfg = load_config(
+        settings_module(NAMESPACES=namespaces, PROXY={"SUBSCRIBE_URL": "http://127.0.0.1:1/s"}), {}
+    )
+    assert cfg.namespaces[0].subscribe_proxy and not cfg.namespaces[0].publish_proxy
+
+
+def test_proxy_static_headers_are_a_secret() -> None:
+    key = "k-" + "s" * 30
+    cfg = load_config(None, {"ROCKETWS_PROXY_STATIC_HEADERS": json.dumps({"X-Api-Key": key})})
+    assert cfg.proxy_static_headers == {"X-Api-Key": key} and key not in repr(cfg)
+    for bad in ({"X-Api-Key": key + "\n"}, {"X-RocketWS-User": key}, {"bad name": key}, [key]):
+        with pytest.raises(ConfigError) as info:
+            load_config(settings_module(PROXY={"STATIC_HEADERS": bad}), {})
+        assert key not in str(info.value) and "STATIC_HEADERS" in str(info.value)

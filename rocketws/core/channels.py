@@ -142,6 +142,22 @@ class Namespace:
             "it: -32003; 0 = no limit"
         },
     )
+    subscribe_proxy: bool = field(
+        default=False,
+        metadata={
+            "doc": "true: a client's `subscribe` passing the rules above is also asked of "
+            '`PROXY["SUBSCRIBE_URL"]`, which allows it or answers the error the client gets '
+            "([operations.md](operations.md#proxies))"
+        },
+    )
+    publish_proxy: bool = field(
+        default=False,
+        metadata={
+            "doc": "true: a client's `send_data` passing the rules above is also asked of "
+            '`PROXY["PUBLISH_URL"]`, which allows it (and may replace the data) or answers the '
+            "error the client gets"
+        },
+    )
     history_size: int = field(default=0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
     history_ttl: float = field(default=0.0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
     presence: bool = field(

@@ -38,6 +38,13 @@ class RpcCode(IntEnum):
     TOO_MANY_REQUESTS = -32029
     # MessagesSource: no API key, or a wrong one (HTTP 401).
     UNAUTHORIZED = -32030
+    # RPC, subscribe and publish proxies (-32040..-32049; docs/protocol.md#rpc-proxy).
+    PROXY_METHOD_NOT_FOUND = -32040  # `rpc` to a method no PROXY pattern routes
+    APPLICATION_UNAVAILABLE = -32041  # connection refused, reset, an HTTP status other than 200
+    APPLICATION_TIMEOUT = -32042  # no answer within PROXY["TIMEOUT"]
+    BAD_APPLICATION_ANSWER = -32043  # not a JSON-RPC response, or over PROXY["MAX_RESPONSE_SIZE"]
+    TOO_MANY_CALLS = -32044  # over PROXY's in-flight limit per connection or per node
+    APPLICATION_ERROR = -32045  # the application failed (a reserved code it sent, a handler raised)
 
 
 RPC_MESSAGES: dict[int, str] = {
@@ -61,6 +68,12 @@ RPC_MESSAGES: dict[int, str] = {
     RpcCode.TOO_MANY_CONNECTIONS: "Too many connections",
     RpcCode.TOO_MANY_REQUESTS: "Too many requests",
     RpcCode.UNAUTHORIZED: "Unauthorized",
+    RpcCode.PROXY_METHOD_NOT_FOUND: "No such proxied method",
+    RpcCode.APPLICATION_UNAVAILABLE: "Application unavailable",
+    RpcCode.APPLICATION_TIMEOUT: "Application timeout",
+    RpcCode.BAD_APPLICATION_ANSWER: "Bad application answer",
+    RpcCode.TOO_MANY_CALLS: "Too many concurrent calls",
+    RpcCode.APPLICATION_ERROR: "Application error",
 }
 
 

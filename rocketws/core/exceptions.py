@@ -12,7 +12,8 @@
     │   ├── NotAllowed            -32005 (a channel namespace rule refuses it)
     │   ├── PermissionDenied      -32006 (refused for this connection's user)
     │   ├── TooManyRequests       -32029 (over the per-connection rate limit)
-    │   └── AuthFailed            -32010..-32015 (connect/refresh refused; may carry a close)
+    │   ├── AuthFailed            -32010..-32015 (connect/refresh refused; may carry a close)
+    │   └── ApplicationError      an error an RPC/subscribe/publish proxy's application chose
     └── WebSocketClosing          the connection must close (has .close_code)
         ├── PeerClosed            the client sent a close frame
         └── ProtocolViolation     the client broke RFC 6455 or a limit
@@ -104,6 +105,22 @@ class AuthFailed(RpcError):
         super().__init__({"reason": reason}, code=code)
         self.reason = reason
         self.close = close
+
+
+class ApplicationError(RpcError):
+    """An error the application behind a proxy chose (``core.proxy.application_error``):
+    its own ``code``, ``message`` and ``data`` (any JSON value), answered as given."""
+
+    data: Any
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(None, code=code)
+        self.data = data
+        self._message = message
+
+    @property
+    def message(self) -> str:
+        return self._message
 
 
 class WebSocketClosing(RocketWSError):

@@ -36,6 +36,19 @@ class SubscriptionTokens(Protocol):
         """The token's ``info``.  Raises AuthFailed (-32011/-32012, no close)."""
 
 
+class ChannelProxy(Protocol):
+    """Asks the application about one connection's ``subscribe`` or ``send_data`` where the
+    namespace says so (``subscribe_proxy``, ``publish_proxy``): the WebSocket connection,
+    through ``core.proxy.Proxies``.  Both may block the calling greenlet, never others."""
+
+    def allow_subscribe(self, channel: str) -> None:
+        """Returns when the application allows it.  Raises RpcError (its refusal, or a
+        proxy failure -32041..-32044)."""
+
+    def allow_publish(self, channel: str, data: Any) -> Any:
+        """The data to publish (the application may replace it).  Raises RpcError."""
+
+
 class Node:
     """Publishes through the broker and delivers what the broker hands back to the hub.
 
@@ -114,14 +127,20 @@ class Node:
         self._subscribe(session, channel, namespace)
 
     def subscribe_client(
-        self, session: Session, channel: str, token: Any = None, tokens: SubscriptionTokens | None = None
+        self,
+        session: Session,
+        channel: str,
+        token: Any = None,
+        tokens: SubscriptionTokens | None = None,
+        proxy: ChannelProxy | None = None,
     ) -> None:
         """A client's ``subscribe`` (idempotent): the namespace's rules, then ``subscribe``.
 
         ``token``: the subscription token the client sent (None: none), verified by
         ``tokens`` whenever given and required where ``allow_subscribe`` is ``"token"``.
+        Where the namespace has ``subscribe_proxy``, ``proxy`` is asked last (None: -32041).
         Raises NotAllowed, PermissionDenied (-32006), AuthFailed (-32011/-32012, the
-        connection stays open), LimitExceeded.
+        connection stays open), LimitExceeded, or the proxy's RpcError.
         """
         namespace = self.namespaces.lookup(channel)
         if channel in session.channels:
@@ -142,6 +161,12 @@ class Node:
             )
         else:
             chan_info = None
+        if namespace.subscribe_proxy:
+            if proxy is None:
+                raise _no_proxy("subscribe", channel)
+            proxy.allow_subscribe(channel)
+            if channel in session.channels or session.closed:  # changed while the application answered
+                return
         self._subscribe(session, channel, namespace, chan_info)
 
     def _subscribe(self, session: Session, channel: str, namespace: Namespace, chan_info: Any = None) -> None:
@@ -227,14 +252,21 @@ class Node:
         payload = encode_message_push(channel, data, self._clock())
         return self.broker.publish(Publication(channel, payload))
 
-    def send_data(self, session: Session, channel: str, data: Any) -> int:
+    def send_data(self, session: Session, channel: str, data: Any, proxy: ChannelProxy | None = None) -> int:
         """Publish from a client to the other subscribers of a channel.
 
         The namespace's ``allow_send_data`` decides (``Namespace.authorize_send``):
         NotAllowed where nobody may, PermissionDenied where this user may not,
-        NotSubscribed where only subscribers may and the sender is not one.
+        NotSubscribed where only subscribers may and the sender is not one.  Where the
+        namespace has ``publish_proxy``, ``proxy`` is asked then and its data published
+        (None: -32041); its refusal is raised as it is.
         """
-        self.namespaces.lookup(channel).authorize_send(channel, session.user, channel in session.channels)
+        namespace = self.namespaces.lookup(channel)
+        namespace.authorize_send(channel, session.user, channel in session.channels)
+        if namespace.publish_proxy:
+            if proxy is None:
+                raise _no_proxy("publish", channel)
+            data = proxy.allow_publish(channel, data)
         payload = encode_message_push(channel, data, self._clock())
         return self.broker.publish(Publication(channel, payload, skip=session.id))
 
@@ -347,6 +379,13 @@ class Node:
 
     def total_subscribers(self, channel: str | None = None) -> int:
         return self.broker.subscribers(channel)
+
+
+def _no_proxy(what: str, channel: str) -> RpcError:
+    return RpcError(
+        {"channel": channel, "reason": f"the namespace asks a {what} proxy, and none is reachable here"},
+        code=RpcCode.APPLICATION_UNAVAILABLE,
+    )
 
 
 _APPLY: dict[str, Callable[[Node, list[Session], Control], int]] = {

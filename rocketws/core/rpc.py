@@ -30,7 +30,8 @@ from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import InvalidParams, LimitExceeded, RpcError
 from rocketws.core.jsonrpc import Call, ErrorResponse, Invalid, Parsed, Response, Result, new
-from rocketws.core.node import Node
+from rocketws.core.node import ChannelProxy, Node
+from rocketws.core.proxy import NO_PROXIES, CallContext, Proxies, validate_method
 from rocketws.core.session import Session
 
 __all__ = [
@@ -78,6 +79,8 @@ class Method:
     """A JSON-RPC method: ``func(context, *args)`` with ``args`` bound from ``params``.
 
     ``rest``, when set, takes any further positional params (each described by its schema).
+    ``concurrent``: called alone (not in a batch) and given a ``defer``, ``dispatch`` hands
+    it over to be served apart, so a slow call (``rpc``) holds back no other request.
     Construction checks that ``func``'s signature names exactly these params, so the
     declaration and the function cannot drift apart.  ``bind`` raises InvalidParams.
     """
@@ -88,6 +91,7 @@ class Method:
     summary: str = ""
     result: Mapping[str, Any] = field(default_factory=dict)
     rest: Param | None = None
+    concurrent: bool = False
     # Derived once, for ``bind``:
     _names: tuple[str, ...] = field(init=False, repr=False)
     _defaults: tuple[Any, ...] = field(init=False, repr=False)
@@ -230,7 +234,8 @@ _PING = Method("ping", ping, summary="Liveness check.", result={"const": "pong"}
 
 class Caller(Protocol):
     """What a client method sees: the node, the caller's session, the channel-name limit,
-    and for ``connect``/``refresh`` the process's Authenticator and the connection.
+    for ``connect``/``refresh`` the process's Authenticator and the connection, and for
+    ``rpc``, ``subscribe`` and ``send_data`` the proxies (``core.proxy``).
 
     A ``ClientContext``, or the WebSocket connection itself (so an idle connection holds
     no context object of its own).
@@ -246,6 +251,16 @@ class Caller(Protocol):
     def auth(self) -> Authenticator: ...
     @property
     def link(self) -> Admission | None: ...
+    @property
+    def channel_proxy(self) -> ChannelProxy | None: ...
+    @property
+    def proxies(self) -> Proxies:
+        """The process's proxies; ``proxies.routes.patterns()`` lists what ``rpc`` routes."""
+        ...
+
+    def proxy_call(self, method: str, params: Any) -> Any:
+        """``rpc``: the application's result (``core.proxy.Proxies.call``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +272,12 @@ class ClientContext:
     max_channel_length: int
     auth: Authenticator = ANONYMOUS_MODE
     link: Admission | None = None
+    channel_proxy: ChannelProxy | None = None
+    proxies: Proxies = NO_PROXIES
+
+    def proxy_call(self, method: str, params: Any) -> Any:
+        session = self.session
+        return self.proxies.call(CallContext(method, session.id, session.user, session.meta), params)
 
 
 def subscribe(ctx: Caller, channel: Any, token: Any) -> dict[str, Any]:
@@ -272,7 +293,7 @@ def subscribe(ctx: Caller, channel: Any, token: Any) -> dict[str, Any]:
             )
         if not isinstance(token, str):
             raise InvalidParams({"param": "token", "reason": "must be a string"})
-    ctx.node.subscribe_client(ctx.session, name, token, verifier)
+    ctx.node.subscribe_client(ctx.session, name, token, verifier, ctx.channel_proxy)
     return {"channel": channel, "subscribed": True}
 
 
@@ -283,7 +304,7 @@ def unsubscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
 
 def send_data(ctx: Caller, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data)}
+    return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data, ctx.channel_proxy)}
 
 
 def subscriptions(ctx: Caller) -> list[str]:
@@ -335,6 +356,37 @@ _REFRESH = Method(
     (Param("token", {"type": "string"}, doc="a new connection JWT for the same sub"),),
     "Extend an expiring connection with a new token.",
     {"type": "object", "properties": {"expires_in": {"type": ["integer", "null"]}}},
+)
+
+
+# -- the RPC proxy (core/proxy.py; docs/operations.md#proxies) ---------------------------
+
+
+def rpc_call(ctx: Caller, method: Any, params: Any) -> Any:
+    if params is not None and not isinstance(params, (dict, list)):
+        raise InvalidParams({"param": "params", "reason": "must be an object or an array (or left out)"})
+    return ctx.proxy_call(validate_method(method), params)
+
+
+_RPC = Method(
+    "rpc",
+    rpc_call,
+    (
+        Param(
+            "method",
+            {"type": "string", "minLength": 1, "maxLength": 255},
+            doc="the application's method; PROXY routes it by pattern to a URL or an in-process handler",
+        ),
+        Param(
+            "params",
+            {"type": ["object", "array"]},
+            required=False,
+            doc="the method's params, passed as given",
+        ),
+    ),
+    "Call a method of the application behind RocketWS (the RPC proxy): its result, or its error.",
+    {"description": "the application's result, as it answered it"},
+    concurrent=True,
 )
 
 
@@ -464,6 +516,7 @@ client_methods: Methods = table(
     _CONNECT,
     _REFRESH,
     *_CLIENT_PRESENCE,
+    _RPC,
 )
 
 connecting_methods: Methods = table(_CONNECT, _PING)
@@ -720,19 +773,27 @@ def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Resp
     return responses
 
 
+Defer = Callable[[Callable[[], "bytes | None"]], RpcError | None]
+"""Takes a call to serve apart (``Method.concurrent``): runs the given function later,
+sending the answer it returns (None: none due), and returns None; or refuses at once
+with the RpcError to answer instead (too many calls waiting)."""
+
+
 def dispatch(
     data: bytes | str,
     methods: Methods,
     context: Any,
     max_batch_size: int,
     max_depth: int = jsonrpc.MAX_NESTING_DEPTH,
+    defer: Defer | None = None,
 ) -> bytes | None:
     """Answer one JSON-RPC document; return the response bytes, or None when none is due.
 
     Never raises for bad input: parse errors (-32700), invalid requests (-32600, also a
     document nested deeper than ``max_depth``), a batch over ``max_batch_size`` (one
     -32003, id null), unknown methods and bad params all become error responses as the
-    spec prescribes.
+    spec prescribes.  A lone call of a ``concurrent`` method goes to ``defer`` (None is
+    returned: its answer comes later); in a batch it is served in turn like the others.
     """
     try:
         parsed = jsonrpc.parse(data, max_depth)
@@ -740,6 +801,11 @@ def dispatch(
         return jsonrpc.encode(ErrorResponse(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
     if not parsed.batch:
         entry = parsed.entries[0]
+        if defer is not None and isinstance(entry, Call) and _concurrent(entry, methods):
+            refused = defer(functools.partial(_serve_alone, entry, methods, context))
+            if refused is None or entry.notification:
+                return None
+            return _encode(ErrorResponse(entry.id, refused.code, refused.data, refused.message))
         response = serve(entry, methods, context)
         if isinstance(entry, Call) and entry.notification:
             return None  # executed, never answered (spec section 4.1)
@@ -750,6 +816,17 @@ def dispatch(
     responses = dispatch_parsed(parsed, methods, context)
     # A batch of only notifications is answered with nothing at all (spec section 6).
     return _encode(responses) if responses else None
+
+
+def _concurrent(call: Call, methods: Methods) -> bool:
+    method = methods.get(call.method)
+    return method is not None and method.concurrent
+
+
+def _serve_alone(call: Call, methods: Methods, context: Any) -> bytes | None:
+    """A deferred call's answer (None for a notification)."""
+    response = serve(call, methods, context)
+    return None if call.notification else _encode(response)
 
 
 def refuse(data: bytes | str, error: RpcError) -> bytes | None:

@@ -138,6 +138,8 @@ class Server:
         self.ws_server.start()
         self.ms_server.start()
         self._log_auth()
+        if self.ws_app.proxies.configured:
+            logger.info("%s", self.ws_app.proxies.describe())
         if self.tls is not None:
             logger.info(
                 "TLS certificate %s (sha256 %s); SIGHUP reloads it", self.tls.cert, self.tls.fingerprint
@@ -198,6 +200,7 @@ class Server:
             )
         self.ws_server.stop(timeout=0)
         self.ms_server.stop(timeout=1.0)
+        self.ws_app.proxies.close()
         if self.redis_source is not None:
             self.redis_source.close()
         self.node.close()

@@ -14,6 +14,7 @@ from rocketws.core.connection import Liveness
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.handshake import Extension, Request
 from rocketws.core.node import Node
+from rocketws.transports.proxies import Proxies
 from rocketws.transports.tls import TlsStream
 from rocketws.transports.websocket.auth import auth_timing, build_authenticator
 from rocketws.transports.websocket.connection import Connection, Flusher, Sweeper, configure_socket
@@ -32,6 +33,7 @@ class WebSocketApp:
         self.connections: set[Connection] = set()
         self.auth = build_authenticator(config)  # anonymous mode when nothing is configured
         self.timing = auth_timing(config)
+        self.proxies = Proxies(config)  # imports in-process handlers: ConfigError
         # With authentication on, the sweep also serves the connect and refresh deadlines.
         deadlines = min(config.connect_timeout, config.refresh_grace) if self.auth.required else 0.0
         liveness = Liveness.from_seconds(
@@ -67,8 +69,11 @@ class WebSocketApp:
         configure_socket(sock, self.config.send_buffer)
         token: str | None = None
         kept: tuple[tuple[str, str], ...] = ()
-        if request is not None and self.auth.required:
-            token, kept = self.auth.at_upgrade(request)
+        forwarded: tuple[tuple[str, str], ...] = ()
+        if request is not None:
+            if self.auth.required:
+                token, kept = self.auth.at_upgrade(request)
+            forwarded = self.proxies.at_upgrade(request)
         conn = Connection(
             sock,
             self.node,
@@ -81,6 +86,8 @@ class WebSocketApp:
             auth=self.auth,
             timing=self.timing,
             upgrade_headers=kept,
+            proxies=self.proxies,
+            proxy_headers=forwarded,
         )
         self.connections.add(conn)
         self._idle.clear()

@@ -1,13 +1,11 @@
 """Connection authentication's adapters: the Authenticator built from the Config (key
-files read here), and the connect proxy's HTTP client.
+files read here), and the connect proxy.
 
-The connect proxy client is a minimal HTTP/1.1 client: a gevent socket (``gevent.socket``
-used directly, so nothing is monkey-patched and a slow application blocks only the
-connection's own dispatcher greenlet), the request written in one ``sendall``, the
-answer parsed with httptools (already the server's HTTP parser), one request per TCP
-connection (``Connection: close``), nothing cached.  ``requests`` was not used: its
-sockets are blocking stdlib sockets, which would stall the whole process unless
-``socket`` were monkey-patched globally.
+The connect proxy POSTs through the same HTTP client as the RPC, subscribe and publish
+proxies (``transports.proxies.HttpPoster``: geventhttpclient, gevent sockets whether or
+not the process is monkey-patched, keep-alive connection pools), so a slow application
+blocks only the connection's own dispatcher greenlet and a reconnect storm after a
+restart reuses connections instead of opening one per ``connect``.
 """
 
 from __future__ import annotations
@@ -17,12 +15,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import gevent
-import httptools
-from gevent import socket as gsocket
-from gevent import ssl as gssl
 
 from rocketws.config import Config
 from rocketws.core import disconnect
@@ -30,13 +22,14 @@ from rocketws.core.auth import Authenticator
 from rocketws.core.codes import RpcCode
 from rocketws.core.connection import AuthTiming
 from rocketws.core.disconnect import Disconnect
-from rocketws.core.exceptions import AuthFailed, ConfigError
+from rocketws.core.exceptions import AuthFailed, ConfigError, RpcError
 from rocketws.core.tokens import Identity, TokenVerifier, identity_from_claims
+from rocketws.transports.proxies import HttpPoster
 
 logger = logging.getLogger("rocketws.auth")
 
 MAX_ANSWER_BYTES = 64 * 1024  # a connect proxy answer larger than this is refused
-USER_AGENT = "rocketws-connect-proxy"
+POOL_SIZE = 100  # keep-alive connections to the connect proxy, at most
 
 
 def _read(name: str, path: str | None) -> str | None:
@@ -85,26 +78,6 @@ def unavailable(reason: str) -> AuthFailed:
     return AuthFailed(RpcCode.AUTH_UNAVAILABLE, reason, disconnect.AUTH_UNAVAILABLE)
 
 
-class _Answer:
-    """httptools callbacks: the body of one response, bounded."""
-
-    __slots__ = ("body", "complete", "too_large")
-
-    def __init__(self) -> None:
-        self.body = bytearray()
-        self.complete = False
-        self.too_large = False
-
-    def on_body(self, body: bytes) -> None:
-        if len(self.body) + len(body) > MAX_ANSWER_BYTES:
-            self.too_large = True
-        else:
-            self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-
 class HttpConnectProxy:
     """POSTs ``connect``'s params (JSON) with the forwarded upgrade headers to ``url``.
 
@@ -117,14 +90,9 @@ class HttpConnectProxy:
     """
 
     def __init__(self, url: str, timeout: float) -> None:
-        parts = urlsplit(url)
         self.url = url
-        self.tls = parts.scheme == "https"
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if self.tls else 80)
-        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.host_header = parts.netloc.rpartition("@")[2]
         self.timeout = timeout
+        self.http = HttpPoster(timeout, POOL_SIZE, MAX_ANSWER_BYTES)
 
     def __call__(self, params: dict[str, Any], headers: Sequence[tuple[str, str]]) -> Identity:
         try:
@@ -172,46 +140,8 @@ class HttpConnectProxy:
         raise unavailable('connect proxy answer has no "result", "error" or "disconnect"')
 
     def _post(self, body: bytes, headers: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
-        lines = [
-            f"POST {self.target} HTTP/1.1",
-            f"Host: {self.host_header}",
-            f"User-Agent: {USER_AGENT}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-            "Connection: close",
-        ]
-        lines += [f"{name}: {value}" for name, value in headers]  # parsed by httptools: no CR/LF
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        answer = _Answer()
-        parser = httptools.HttpResponseParser(answer)
-        sock: Any = None
-        deadline = gevent.Timeout(self.timeout)
-        deadline.start()
         try:
-            sock = gsocket.create_connection((self.host, self.port))
-            if self.tls:
-                sock = gssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
-            sock.sendall(request)
-            while not answer.complete:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    parser.feed_data(b"")  # EOF ends a body without a length
-                    break
-                parser.feed_data(chunk)
-                if answer.too_large:
-                    raise unavailable(f"connect proxy answer over {MAX_ANSWER_BYTES} bytes")
-        except gevent.Timeout as exc:
-            if exc is not deadline:
-                raise
-            raise unavailable(f"connect proxy did not answer within {self.timeout:g} s") from None
-        except OSError as exc:
-            raise unavailable(f"connect proxy unreachable: {exc.strerror or exc}") from None
-        except httptools.HttpParserError as exc:
-            raise unavailable(f"connect proxy answer is not HTTP: {exc}") from None
-        finally:
-            deadline.close()
-            if sock is not None:
-                sock.close()
-        if not answer.complete:
-            raise unavailable("connect proxy closed the connection before answering")
-        return parser.get_status_code(), bytes(answer.body)
+            return self.http.post(self.url, body, headers, "connect")
+        except RpcError as exc:
+            reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
+            raise unavailable(f"connect proxy: {reason or exc.message}") from None

@@ -36,11 +36,13 @@ from rocketws.config import Config
 from rocketws.core import deflate, disconnect, rpc
 from rocketws.core.auth import ANONYMOUS_MODE, Authenticator
 from rocketws.core.channels import validate_channel
+from rocketws.core.codes import RpcCode
 from rocketws.core.connection import DEFAULT_TIMING, AuthTiming, ConnectionProtocol, Do, Liveness, State, Step
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.exceptions import AuthFailed, RpcError, TooManyRequests
 from rocketws.core.handshake import Extension
-from rocketws.core.node import Node
+from rocketws.core.node import ChannelProxy, Node
+from rocketws.core.proxy import NO_PROXIES, CallContext, Proxies
 from rocketws.core.session import DeflateSession, Session
 from rocketws.core.tokens import Identity
 from rocketws.transports.tls import TlsStream
@@ -228,6 +230,9 @@ class Connection:
         "_bucket",
         "_bucket_at",
         "_refusals",
+        "proxies",
+        "_proxy_headers",
+        "_calls",
     )
 
     def __init__(
@@ -244,12 +249,16 @@ class Connection:
         auth: Authenticator = ANONYMOUS_MODE,
         timing: AuthTiming = DEFAULT_TIMING,
         upgrade_headers: tuple[tuple[str, str], ...] = (),
+        proxies: Proxies = NO_PROXIES,
+        proxy_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """``sock`` must be non-blocking; the connection owns it from now on.  A
         ``TlsStream`` is read the same way and written through its ``send`` (plain TCP
         keeps ``os.write``).  ``subprotocol`` and ``extensions``: what the opening
         handshake agreed; ``auth``, ``timing``: how it authenticates; ``upgrade_headers``:
-        what the upgrade sent that the connect proxy is given."""
+        what the upgrade sent that the connect proxy is given; ``proxies``,
+        ``proxy_headers``: the RPC/subscribe/publish proxies and the upgrade's headers
+        forwarded to them for the connection's life."""
         self.sock = sock
         self.fd = sock.fileno()
         self._tls = sock if isinstance(sock, TlsStream) else None
@@ -281,8 +290,63 @@ class Connection:
         self._bucket = float(config.rate_burst)
         self._bucket_at = time.monotonic()
         self._refusals = 0
+        self.proxies = proxies
+        self._proxy_headers = proxy_headers
+        self._calls = 0  # `rpc` calls served apart and not answered yet
 
     # -- rpc.Caller: what client methods see ---------------------------------------------
+
+    @property
+    def channel_proxy(self) -> ChannelProxy:
+        return self
+
+    def proxy_call(self, method: str, params: Any) -> Any:
+        return self.proxies.call(self._call_context(method), params)
+
+    # -- core.node.ChannelProxy ------------------------------------------------------------
+
+    def allow_subscribe(self, channel: str) -> None:
+        self.proxies.subscribe(self._call_context("subscribe"), channel)
+
+    def allow_publish(self, channel: str, data: Any) -> Any:
+        return self.proxies.publish(self._call_context("publish"), channel, data)
+
+    def _call_context(self, method: str) -> CallContext:
+        headers: dict[str, str] = {}
+        for name, value in self._proxy_headers:
+            if name in headers:  # repeated: one field, as RFC 9110 5.3 (cookies with "; ")
+                value = headers[name] + ("; " if name == "cookie" else ", ") + value
+            headers[name] = value
+        session = self.session
+        return CallContext(method, session.id, session.user, session.meta, headers)
+
+    def _defer(self, serve: Callable[[], bytes | None]) -> RpcError | None:
+        """rpc.Defer: serve a call in a greenlet of its own, up to
+        PROXY["MAX_IN_FLIGHT_PER_CONNECTION"] at once."""
+        most = self.config.proxy_max_in_flight_per_connection
+        if self._calls >= most:
+            return RpcError(
+                {
+                    "limit": "max_in_flight_per_connection",
+                    "max": most,
+                    "reason": "too many rpc calls waiting on this connection",
+                },
+                code=RpcCode.TOO_MANY_CALLS,
+            )
+        self._calls += 1
+        gevent.spawn_raw(self._serve_apart, serve)
+        return None
+
+    def _serve_apart(self, serve: Callable[[], bytes | None]) -> None:
+        try:
+            response = serve()  # rpc.serve: never raises for the call's own failures
+            session = self.session
+            if response is not None and not session.closed:
+                session.push(self.node.reply_frame(session, response))
+        except Exception:
+            logger.exception("bug while serving a call of %s", self.session.id)
+        finally:
+            self._calls -= 1
 
     @property
     def max_channel_length(self) -> int:
@@ -556,7 +620,9 @@ class Connection:
         # Before connect succeeds only connect and ping are served (-32010 for the rest).
         methods = rpc.connecting_methods if self.protocol.state is State.CONNECTING else rpc.client_methods
         config = self.config
-        response = rpc.dispatch(text, methods, self, config.max_batch_size, config.max_nesting_depth)
+        response = rpc.dispatch(
+            text, methods, self, config.max_batch_size, config.max_nesting_depth, self._defer
+        )
         if response is not None:
             self.session.push(self.node.reply_frame(self.session, response))
         if self._refusal is not None:  # a refused connect: its error answer goes first
