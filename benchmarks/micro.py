@@ -89,6 +89,9 @@ class NullOutlet:
     def close(self, why: Disconnect) -> None:
         pass
 
+    def extend(self, expires_at: float) -> None:
+        pass
+
 
 def drain(sessions: Iterable[Session]) -> None:
     """Empty every outbox, as a writer that sent everything would."""

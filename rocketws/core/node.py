@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rocketws.brokers.base import Broker, Control, Publication
+from rocketws.core import disconnect
 from rocketws.core.channels import ANY_NAMESPACE, Namespace, Namespaces
 from rocketws.core.codes import RpcCode
 from rocketws.core.disconnect import Disconnect
@@ -46,6 +47,8 @@ class Node:
     namespace rules) bound what clients may do; the server passes both from its Config.
     ``deflater`` (None: compression off) compresses a publication once, and only when a
     subscriber reached negotiated permessage-deflate (RFC 7692).
+    ``max_connections_per_user`` (0: no limit) bounds each user's connections on this node
+    (``admit_user``).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Node:
         namespaces: Namespaces = ANY_NAMESPACE,
         clock: Callable[[], float] = time.time,
         deflater: FrameDeflater | None = None,
+        max_connections_per_user: int = 0,
     ) -> None:
         self.hub = hub
         self.broker = broker
@@ -64,6 +68,7 @@ class Node:
         self.namespaces = namespaces
         self._clock = clock
         self.deflater = deflater
+        self.max_connections_per_user = max_connections_per_user
 
     def start(self) -> None:
         self.broker.start(self)
@@ -88,6 +93,24 @@ class Node:
         user is known; until then every connection is anonymous.
         """
         self.hub.identify(session, user)
+
+    def admit_user(self, session: Session, user: str) -> None:
+        """``identify`` a connection being accepted, unless ``user`` has
+        ``max_connections_per_user`` connections on this node already (anonymous ones are
+        never limited).
+
+        Raises AuthFailed (-32016, close 4013, reconnect allowed) and changes nothing then.
+        Checks and records in one step, so concurrent connects cannot both take the last
+        slot; the slot frees when a connection is released (``disconnect``).
+        """
+        limit = self.max_connections_per_user
+        if limit and user and session.user != user and self.hub.user_connections(user) >= limit:
+            raise AuthFailed(
+                RpcCode.TOO_MANY_CONNECTIONS,
+                f"user has {limit} connection(s) on this node already (MAX_CONNECTIONS_PER_USER)",
+                disconnect.TOO_MANY_CONNECTIONS,
+            )
+        self.identify(session, user)
 
     def subscribe(self, session: Session, channel: str) -> None:
         """Subscribe (idempotent), as the server decides (a token's ``channels``, a
@@ -200,8 +223,8 @@ class Node:
         ``disconnect`` closes each one through its transport (close code and reason);
         ``subscribe``/``unsubscribe`` change its subscriptions and push it a
         ``subscribed``/``unsubscribed`` notification when that changed anything (a
-        connection at its channel limit is skipped and not counted); ``refresh`` records
-        ``expire_at`` on each.  Never blocks.
+        connection at its channel limit is skipped and not counted); ``refresh`` moves
+        each one's expiry (``_apply_refresh``).  Never blocks.
         """
         sessions = [s for s in self.hub.user_sessions(control.user) if not s.closed]
         if not sessions:
@@ -215,8 +238,12 @@ class Node:
         return len(sessions)
 
     def _apply_refresh(self, sessions: list[Session], control: Control) -> int:
+        """``expire_at`` None: the connections never expire; a time already past (0
+        included) expires them now: ``refresh_required`` at once, then closed with 4011
+        after REFRESH_GRACE unless the client refreshes, as when a token's ``exp`` passes."""
+        at = 0.0 if control.expire_at is None else max(float(control.expire_at), self._clock())
         for session in sessions:
-            session.expire_at = control.expire_at
+            session.expire(at)
         return len(sessions)
 
     def _apply_subscribe(self, sessions: list[Session], control: Control) -> int:
