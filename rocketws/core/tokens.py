@@ -353,10 +353,15 @@ _FAST_HEADER = frozenset({"alg", "typ", "kid"})  # other header fields go throug
 def _canonical_b64(segment: str) -> bytes:
     """The bytes of an unpadded base64url ``segment`` (RFC 7515 2, RFC 4648 5), ValueError
     unless re-encoding them gives ``segment`` back (PyJWT refuses non-canonical ones)."""
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode():
+    data = segment.encode()
+    raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
+    if binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=") != data:
         raise ValueError("non-canonical base64url")
     return raw
+
+
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")  # RFC 4648 5 -> 4, for binascii
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def subscription_invalid(reason: str) -> AuthFailed:
