@@ -168,7 +168,6 @@ def test_malformed_header_is_invalid_not_a_crash() -> None:
 # -- the HS* fast path (TokenVerifier._hs_claims) against PyJWT ---------------------------
 
 OTHER_SECRET = "o" * 32
-NOW = int(time.time())
 
 
 def b64url(raw: bytes) -> str:
@@ -193,7 +192,7 @@ def padded(header: bytes, payload: bytes) -> str:
 
 def full(**extra: Any) -> dict[str, Any]:
     """Claims that pass every configured check of ``pair()``."""
-    return {"sub": "alice", "exp": NOW + 600, "aud": "app", "iss": "issuer", **extra}
+    return {"sub": "alice", "exp": int(time.time()) + 600, "aud": "app", "iss": "issuer", **extra}
 
 
 def without(name: str) -> dict[str, Any]:
@@ -216,93 +215,108 @@ def outcome(verifier: TokenVerifier, token: Any) -> tuple[Any, ...]:
 
 
 HS256 = {"alg": "HS256", "typ": "JWT"}
-GOOD = jws(HS256, full())
+
+
+def good() -> str:
+    return jws(HS256, full())
+
+
+# The tables are built when a test runs (their times are relative to now), by name.
 # Accepted by the fast path alone (PyJWT is not called).
-FAST_VALID = {
-    "hs256": GOOD,
-    "hs384": jws({"alg": "HS384"}, full(), alg="sha384"),
-    "hs512": jws({"alg": "HS512", "typ": "JWT"}, full(), alg="sha512"),
-    "pyjwt-made": jwt.encode(
-        full(info={"n": [1, 2.5, None]}, meta={"m": True}, channels=["a"]), SECRET, "HS256"
-    ),
-    "kid": jws({"alg": "HS256", "kid": "k1"}, full()),
-    "aud-list": jws(HS256, full(aud=["other", "app"])),
-    "iat-nbf-past": jws(HS256, full(iat=NOW - 60, nbf=NOW - 60)),
-    "iat-nbf-in-leeway": jws(HS256, full(iat=NOW + 2, nbf=NOW + 2)),
-    "exp-in-leeway": jws(HS256, full(exp=NOW - 2)),
-    "float-times": jws(HS256, full(exp=NOW + 600.5, iat=NOW - 1.5)),
-    "jti": jws(HS256, full(jti="j")),
-    "anonymous": jws(HS256, full(sub="")),
-}
+def fast_valid() -> dict[str, Any]:
+    now, token = int(time.time()), good()
+    return {
+        "hs256": token,
+        "hs384": jws({"alg": "HS384"}, full(), alg="sha384"),
+        "hs512": jws({"alg": "HS512", "typ": "JWT"}, full(), alg="sha512"),
+        "pyjwt-made": jwt.encode(
+            full(info={"n": [1, 2.5, None]}, meta={"m": True}, channels=["a"]), SECRET, "HS256"
+        ),
+        "kid": jws({"alg": "HS256", "kid": "k1"}, full()),
+        "aud-list": jws(HS256, full(aud=["other", "app"])),
+        "iat-nbf-past": jws(HS256, full(iat=now - 60, nbf=now - 60)),
+        "iat-nbf-in-leeway": jws(HS256, full(iat=now + 2, nbf=now + 2)),
+        "exp-in-leeway": jws(HS256, full(exp=now - 2)),
+        "float-times": jws(HS256, full(exp=now + 600.5, iat=now - 1.5)),
+        "jti": jws(HS256, full(jti="j")),
+        "anonymous": jws(HS256, full(sub="")),
+    }
+
+
 # Accepted, through PyJWT (a form the fast path leaves to it).
-SLOW_VALID = {
-    "other-header-field": jws({"alg": "HS256", "cty": "x"}, full()),
-    "padded-header": padded(b'{"alg": "HS256"}', json.dumps(full()).encode()),
-    "bool-iat": jws(HS256, full(iat=True)),
-    "payload-utf16": jws(json.dumps(HS256).encode(), json.dumps(full()).encode("utf-16"), raw=True),
-    "payload-big-int": jws(HS256, full(info=2**70)),
-    "payload-nan": jws(
-        json.dumps(HS256).encode(), json.dumps(full(info=1.5)).replace("1.5", "NaN").encode(), raw=True
-    ),
-}
-INVALID = {
-    "wrong-secret": jws(HS256, full(), key=OTHER_SECRET),
-    "expired": jws(HS256, full(exp=NOW - 60)),
-    "exp-bool": jws(HS256, full(exp=True)),
-    "exp-null": jws(HS256, full(exp=None)),
-    "exp-string": jws(HS256, full(exp="soon")),
-    "exp-missing": jws(HS256, without("exp")),
-    "nbf-future": jws(HS256, full(nbf=NOW + 600)),
-    "iat-future": jws(HS256, full(iat=NOW + 600)),
-    "iat-string": jws(HS256, full(iat="x")),
-    "aud-wrong": jws(HS256, full(aud="elsewhere")),
-    "aud-missing": jws(HS256, without("aud")),
-    "aud-empty": jws(HS256, full(aud="")),
-    "aud-list-without": jws(HS256, full(aud=["x", "y"])),
-    "aud-list-not-strings": jws(HS256, full(aud=["app", 1])),
-    "aud-object": jws(HS256, full(aud={"app": 1})),
-    "iss-wrong": jws(HS256, full(iss="mallory")),
-    "iss-missing": jws(HS256, without("iss")),
-    "iss-number": jws(HS256, full(iss=1)),
-    "sub-missing": jws(HS256, without("sub")),
-    "sub-null": jws(HS256, full(sub=None)),
-    "sub-number": jws(HS256, full(sub=7)),
-    "jti-number": jws(HS256, full(jti=7)),
-    "channel-claim": jws(HS256, full(channel="chat:a")),
-    "channels-not-list": jws(HS256, full(channels="a")),
-    "alg-none": b64url(b'{"alg":"none"}') + "." + b64url(json.dumps(full()).encode()) + ".",
-    "alg-none-signed": jws({"alg": "none"}, full()),
-    "alg-rs256-hmac-signed": jws({"alg": "RS256"}, full()),
-    "alg-mismatch": jws(HS256, full(), alg="sha512"),
-    "alg-missing": jws({"typ": "JWT"}, full()),
-    "alg-lowercase": jws({"alg": "hs256"}, full()),
-    "kid-number": jws({"alg": "HS256", "kid": 1}, full()),
-    "crit": jws({"alg": "HS256", "crit": ["exp"]}, full()),
-    "b64-false": jws({"alg": "HS256", "b64": False, "crit": ["b64"]}, full()),
-    "header-list": jws(["HS256"], full()),
-    "header-not-json": jws(b"{alg", json.dumps(full()).encode(), raw=True),
-    "payload-list": jws(HS256, [full()]),
-    "payload-not-json": jws(json.dumps(HS256).encode(), b"{sub", raw=True),
-    "signature-non-canonical": GOOD[:-1] + chr(ord(GOOD[-1]) ^ 1),
-    "signature-std-alphabet": GOOD.replace("-", "+").replace("_", "/")
-    if "-" in GOOD or "_" in GOOD
-    else GOOD + "+",
-    "signature-missing": GOOD.rsplit(".", 1)[0] + ".",
-    "two-segments": GOOD.rsplit(".", 1)[0],
-    "four-segments": GOOD + ".e30",
-    "non-ascii": GOOD[:-2] + "é" + GOOD[-1],
-    "spaces": " " + GOOD,
-    "empty": "",
-    "not-a-string": 12,
-}
+def slow_valid() -> dict[str, Any]:
+    return {
+        "other-header-field": jws({"alg": "HS256", "cty": "x"}, full()),
+        "padded-header": padded(b'{"alg": "HS256"}', json.dumps(full()).encode()),
+        "bool-iat": jws(HS256, full(iat=True)),
+        "payload-utf16": jws(json.dumps(HS256).encode(), json.dumps(full()).encode("utf-16"), raw=True),
+        "payload-big-int": jws(HS256, full(info=2**70)),
+        "payload-nan": jws(
+            json.dumps(HS256).encode(), json.dumps(full(info=1.5)).replace("1.5", "NaN").encode(), raw=True
+        ),
+    }
 
 
-@pytest.mark.parametrize("name", sorted(FAST_VALID))
+def invalid() -> dict[str, Any]:
+    now, token = int(time.time()), good()
+    return {
+        "wrong-secret": jws(HS256, full(), key=OTHER_SECRET),
+        "expired": jws(HS256, full(exp=now - 60)),
+        "exp-bool": jws(HS256, full(exp=True)),
+        "exp-null": jws(HS256, full(exp=None)),
+        "exp-string": jws(HS256, full(exp="soon")),
+        "exp-missing": jws(HS256, without("exp")),
+        "nbf-future": jws(HS256, full(nbf=now + 600)),
+        "iat-future": jws(HS256, full(iat=now + 600)),
+        "iat-string": jws(HS256, full(iat="x")),
+        "aud-wrong": jws(HS256, full(aud="elsewhere")),
+        "aud-missing": jws(HS256, without("aud")),
+        "aud-empty": jws(HS256, full(aud="")),
+        "aud-list-without": jws(HS256, full(aud=["x", "y"])),
+        "aud-list-not-strings": jws(HS256, full(aud=["app", 1])),
+        "aud-object": jws(HS256, full(aud={"app": 1})),
+        "iss-wrong": jws(HS256, full(iss="mallory")),
+        "iss-missing": jws(HS256, without("iss")),
+        "iss-number": jws(HS256, full(iss=1)),
+        "sub-missing": jws(HS256, without("sub")),
+        "sub-null": jws(HS256, full(sub=None)),
+        "sub-number": jws(HS256, full(sub=7)),
+        "jti-number": jws(HS256, full(jti=7)),
+        "channel-claim": jws(HS256, full(channel="chat:a")),
+        "channels-not-list": jws(HS256, full(channels="a")),
+        "alg-none": b64url(b'{"alg":"none"}') + "." + b64url(json.dumps(full()).encode()) + ".",
+        "alg-none-signed": jws({"alg": "none"}, full()),
+        "alg-rs256-hmac-signed": jws({"alg": "RS256"}, full()),
+        "alg-mismatch": jws(HS256, full(), alg="sha512"),
+        "alg-missing": jws({"typ": "JWT"}, full()),
+        "alg-lowercase": jws({"alg": "hs256"}, full()),
+        "kid-number": jws({"alg": "HS256", "kid": 1}, full()),
+        "crit": jws({"alg": "HS256", "crit": ["exp"]}, full()),
+        "b64-false": jws({"alg": "HS256", "b64": False, "crit": ["b64"]}, full()),
+        "header-list": jws(["HS256"], full()),
+        "header-not-json": jws(b"{alg", json.dumps(full()).encode(), raw=True),
+        "payload-list": jws(HS256, [full()]),
+        "payload-not-json": jws(json.dumps(HS256).encode(), b"{sub", raw=True),
+        "signature-non-canonical": token[:-1] + chr(ord(token[-1]) ^ 1),
+        "signature-std-alphabet": token.replace("-", "+").replace("_", "/")
+        if "-" in token or "_" in token
+        else token + "+",
+        "signature-missing": token.rsplit(".", 1)[0] + ".",
+        "two-segments": token.rsplit(".", 1)[0],
+        "four-segments": token + ".e30",
+        "non-ascii": token[:-2] + "é" + token[-1],
+        "spaces": " " + token,
+        "empty": "",
+        "not-a-string": 12,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(fast_valid()))
 def test_fast_path_accepts_alone_exactly_what_pyjwt_accepts(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast, reference = pair()
-    expected = outcome(reference, FAST_VALID[name])
+    expected = outcome(reference, fast_valid()[name])
     assert expected[0] == "ok"
     decoded: list[str] = []
     real = jwt.PyJWT.decode
@@ -312,29 +326,29 @@ def test_fast_path_accepts_alone_exactly_what_pyjwt_accepts(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(jwt.PyJWT, "decode", counted)
-    assert outcome(fast, FAST_VALID[name]) == expected
+    assert outcome(fast, fast_valid()[name]) == expected
     assert decoded == []  # the fast path decided
 
 
-@pytest.mark.parametrize("name", sorted(SLOW_VALID))
+@pytest.mark.parametrize("name", sorted(slow_valid()))
 def test_fast_path_leaves_unusual_valid_tokens_to_pyjwt(name: str) -> None:
     fast, reference = pair()
-    expected = outcome(reference, SLOW_VALID[name])
+    expected = outcome(reference, slow_valid()[name])
     assert expected[0] == "ok"
-    assert outcome(fast, SLOW_VALID[name]) == expected
+    assert outcome(fast, slow_valid()[name]) == expected
 
 
-@pytest.mark.parametrize("name", sorted(INVALID))
+@pytest.mark.parametrize("name", sorted(invalid()))
 def test_fast_path_refuses_what_pyjwt_refuses_with_its_reason(name: str) -> None:
     fast, reference = pair()
-    expected = outcome(reference, INVALID[name])
+    expected = outcome(reference, invalid()[name])
     assert expected[0] == "refused"
-    assert outcome(fast, INVALID[name]) == expected
+    assert outcome(fast, invalid()[name]) == expected
 
 
 def test_fast_path_without_audience_or_issuer_accepts_what_pyjwt_does() -> None:
     fast, reference = pair(audience=None, issuer=None, require_exp=False)
-    for token in (GOOD, jws(HS256, {"sub": "bob"}), jws(HS256, {"sub": "bob", "aud": 3, "iss": 4})):
+    for token in (good(), jws(HS256, {"sub": "bob"}), jws(HS256, {"sub": "bob", "aud": 3, "iss": 4})):
         assert outcome(fast, token) == outcome(reference, token)
         assert outcome(fast, token)[0] == "ok"
 
@@ -351,8 +365,9 @@ def test_fast_path_subscription_tokens_match_pyjwt() -> None:
         assert results[0] == results[1]
 
 
-_TIMES = st.sampled_from(
-    [NOW - 3600, NOW - 7, NOW - 3, NOW + 3, NOW + 7, NOW + 3600, NOW + 0.5, None, True, "x"]
+# Times relative to when each example is made, at least 1 s away from the 5 s leeway's edges.
+_TIMES = st.sampled_from([-3600, -7, -3, 3, 7, 3600, 0.5]).map(lambda offset: int(time.time()) + offset) | (
+    st.sampled_from([None, True, "x"])
 )
 _VALUES = (
     st.none()
