@@ -74,6 +74,7 @@ AUTH = {
     "CONNECT_PROXY_URL": None,  # e.g. "http://127.0.0.1:8000/rocketws/connect"
     "CONNECT_PROXY_HEADERS": ["Cookie", "Authorization"],  # forwarded from the upgrade
     "CONNECT_PROXY_TIMEOUT": 5.0,  # seconds for its answer; then -32014 and close 4012
+    "MAX_CONNECTIONS_PER_USER": 0,  # per user and node, 0 = no limit; more: -32016, close 4013
 }
 
 # RPC, subscribe and publish proxies (docs/operations.md#proxies): clients call `rpc

@@ -12,9 +12,12 @@ Operations (``--only`` takes their names, comma-separated):
 - ``rpc.dispatch_batch_100``   the same with a batch of 100 emits in one document.
 - ``auth.connect_hs256``       (only with ``--only``) ``rpc.dispatch`` of one ``connect`` request carrying an
   HS256 token (``sub``, ``exp``, ``aud``, a small ``info``) on the CONNECTING methods:
-  parse, PyJWT verification with an audience check, the identity set on the session, the
+  parse, token verification with an audience check (the HS* fast path of
+  ``core/tokens.py``), the identity set on the session and indexed by user in the hub, the
   connection protocol accepted, the answer encoded (the whole server-side path of
   ``connect`` but the socket read and write).
+- ``auth.connect_hs256_pyjwt`` (only with ``--only``) the same with every token through PyJWT's
+  ``decode`` (``hmac_fast_path=False``): the reference for the fast path, in the same run.
 
 Each operation is timed in loops calibrated to ``--target`` seconds per repeat; the figure
 is the median over ``--repeat`` repeats (default 5).  The clock is this thread's CPU time
@@ -84,6 +87,9 @@ class NullOutlet:
         pass
 
     def close(self, why: Disconnect) -> None:
+        pass
+
+    def extend(self, expires_at: float) -> None:
         pass
 
 
@@ -203,8 +209,9 @@ class BenchLink:
     """The Admission side of ``connect``, as the transport's Connection does it minus the
     socket: a fresh protocol per connect, the identity set on the session."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, node: Node) -> None:
         self.session = session
+        self.node = node
         self.protocol = ConnectionProtocol(65536)
 
     @property
@@ -216,7 +223,8 @@ class BenchLink:
 
     def admit(self, identity: Identity) -> list[str]:
         s = self.session
-        s.user, s.info, s.meta = identity.user, identity.info, identity.meta
+        self.node.identify(s, identity.user)
+        s.info, s.meta = identity.info, identity.meta
         self.protocol.accept(identity.expires_at)
         return []
 
@@ -227,14 +235,17 @@ class BenchLink:
         pass
 
 
-def connect_hs256() -> Timer:
+def connect_hs256(fast_path: bool = True) -> Timer:
     import jwt
 
     secret = "benchmark-secret-" + "k" * 32
-    auth = Authenticator(TokenVerifier(hmac_secret=secret, audience="bench"), ping_interval=25.0)
+    verifier = TokenVerifier(hmac_secret=secret, audience="bench", hmac_fast_path=fast_path)
+    auth = Authenticator(verifier, ping_interval=25.0)
     session = Session(NullOutlet(), MAX_PENDING)
-    link = BenchLink(session)
-    ctx = rpc.ClientContext(Node(Hub(), MemoryBroker()), session, 255, auth, link)
+    node = Node(Hub(), MemoryBroker())
+    node.connect(session)
+    link = BenchLink(session, node)
+    ctx = rpc.ClientContext(node, session, 255, auth, link)
     claims = {"sub": "user-12345", "exp": int(time.time()) + 3600, "aud": "bench", "info": {"name": "Bench"}}
     token = jwt.encode(claims, secret, algorithm="HS256")
     body = orjson.dumps({"jsonrpc": "2.0", "method": "connect", "params": {"token": token}, "id": 1})
@@ -291,6 +302,11 @@ EXTRA_OPERATIONS = (
         "auth.connect_hs256",
         "rpc.dispatch of one connect with an HS256 token (verify, accept, answer)",
         connect_hs256,
+    ),
+    Operation(
+        "auth.connect_hs256_pyjwt",
+        "the same, every token through PyJWT's decode (the fast path's reference)",
+        lambda: connect_hs256(fast_path=False),
     ),
 )
 

@@ -200,7 +200,9 @@ class Client:
         return result
 
     def refresh(self, user: str, expire_at: float | None = None) -> dict[str, Any]:
-        """Record a new expiry (Unix seconds, None: none) for ``user``'s connections."""
+        """Set when ``user``'s connections expire (Unix seconds; None: never; a time past:
+        now, closed with 4011 after the grace unless they refresh); ``{"user", "expire_at",
+        "reached"}``."""
         result: dict[str, Any] = self.call("refresh", {"user": user, "expire_at": expire_at})
         return result
 

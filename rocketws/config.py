@@ -818,6 +818,14 @@ class Config:
         _positive_float,
         "seconds for the connect proxy's answer; then -32014 and close 4012",
     )
+    max_connections_per_user: int = setting(
+        "AUTH",
+        "MAX_CONNECTIONS_PER_USER",
+        0,
+        _non_negative_int,
+        "connections one user (a token's `sub`) may have open on each node, 0 = no limit; one "
+        "more: -32016 and close 4013 (per node, not across nodes: [security.md](security.md#limits))",
+    )
     # -- RPC, subscribe and publish proxies (docs/operations.md#proxies) --
     rpc_proxy_url: str | None = setting(
         "PROXY",

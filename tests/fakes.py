@@ -21,6 +21,9 @@ class RecordingOutlet:
     def close(self, why: Disconnect) -> None:
         self.closed_with.append(why)
 
+    def extend(self, expires_at: float) -> None:
+        pass
+
 
 class FakeNode:
     """A BrokerHandler that records deliveries and reports counts set by the test."""

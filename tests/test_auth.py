@@ -11,7 +11,7 @@ import pytest
 
 from rocketws.core.auth import ANONYMOUS_MODE, Authenticator, upgrade_token
 from rocketws.core.codes import RpcCode
-from rocketws.core.disconnect import Disconnect
+from rocketws.core.disconnect import TOO_MANY_CONNECTIONS, Disconnect
 from rocketws.core.exceptions import AuthFailed, RpcError
 from rocketws.core.handshake import Request
 from rocketws.core.tokens import Identity, TokenVerifier
@@ -119,3 +119,18 @@ def test_upgrade_token_from_bearer_header_then_query() -> None:
     assert upgrade_token(bearer) == "abc"
     assert upgrade_token(Request("GET", "/?x=1&token=a%2Eb", "1.1", ())) == "a.b"
     assert upgrade_token(Request("GET", "/", "1.1", (("authorization", "Basic xyz"),))) is None
+
+
+class FullLink(FakeLink):
+    """A connection whose node refuses the user (MAX_CONNECTIONS_PER_USER)."""
+
+    def admit(self, identity: Identity) -> list[str]:
+        raise AuthFailed(RpcCode.TOO_MANY_CONNECTIONS, "user has 1 connection(s)", TOO_MANY_CONNECTIONS)
+
+
+def test_connect_refused_by_the_per_user_limit_answers_32016_then_closes_4013() -> None:
+    link = FullLink()
+    with pytest.raises(AuthFailed) as info:
+        authenticator().connect(link, "c1", token(), None, None)
+    assert info.value.code == RpcCode.TOO_MANY_CONNECTIONS
+    assert link.refused == [TOO_MANY_CONNECTIONS] and link.refused[0].code == 4013

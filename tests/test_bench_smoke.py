@@ -192,6 +192,30 @@ def test_micro_quick_table_lists_every_operation_with_positive_figures() -> None
         assert int(loops) >= 1
 
 
+def test_micro_connect_operations_run_when_named() -> None:
+    doc = json.loads(run_micro("--json", "--only", "auth.connect_hs256,auth.connect_hs256_pyjwt"))
+    figures = {r["name"]: r["us_per_op"] for r in doc["results"]}
+    assert set(figures) == {"auth.connect_hs256", "auth.connect_hs256_pyjwt"}
+    assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
+
+
+def test_connect_cpu_tiny_run_reports_both_cases() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.connect_cpu", "--n", "20", "--repeat", "1"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("N=20 connections per case")
+    for label in ("upgrade + ping", "upgrade + connect", "connect - ping"):
+        (line,) = [x for x in lines if x.strip().startswith(label)]
+        assert math.isfinite(float(line.split("µs")[0].split()[-1])), line
+    assert float(lines[1].split("µs")[0].split()[-1]) > 0
+
+
 # -- RocketWS on the Redis broker ---------------------------------------------------------
 
 needs_redis = pytest.mark.skipif(  # never skipped in CI, where `make test` installs it

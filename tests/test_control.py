@@ -21,16 +21,20 @@ from rocketws.core.session import Session
 
 
 class ClosingOutlet:
-    """An Outlet that records the close it was asked for."""
+    """An Outlet that records the closes and expiries it was asked for."""
 
     def __init__(self) -> None:
         self.closed_with: list[Disconnect] = []
+        self.extended: list[float] = []
 
     def wake(self) -> None:
         pass
 
     def close(self, why: Disconnect) -> None:
         self.closed_with.append(why)
+
+    def extend(self, expires_at: float) -> None:
+        self.extended.append(expires_at)
 
 
 def _node(**kwargs: Any) -> Node:
@@ -140,18 +144,25 @@ def test_unsubscribe_by_user_tells_only_connections_that_were_subscribed() -> No
     assert _pushes(other) == []
 
 
-def test_refresh_records_the_expiry_on_the_users_connections() -> None:
-    node = _node()
-    s1, _ = _session(node, "alice")
-    anon, _ = _session(node)
+def test_refresh_moves_the_expiry_of_the_users_connections() -> None:
+    node = _node(clock=lambda: 1_800_000_000.0)
+    s1, alice1 = _session(node, "alice")
+    s2, alice2 = _session(node, "alice")
+    anon, anonymous = _session(node)
     assert _call(node, "refresh", {"user": "alice", "expire_at": 1900000000})["result"] == {
         "user": "alice",
         "expire_at": 1900000000,
-        "reached": 1,
+        "reached": 2,
     }
-    assert s1.expire_at == 1900000000 and anon.expire_at is None
-    assert _call(node, "refresh", {"user": "alice"})["result"]["reached"] == 1
-    assert s1.expire_at is None
+    assert alice1.extended == alice2.extended == [1900000000.0] and anonymous.extended == []
+    # absent or null: never (0 to the transport)
+    assert _call(node, "refresh", {"user": "alice"})["result"]["reached"] == 2
+    assert _call(node, "refresh", {"user": "alice", "expire_at": None})["result"]["reached"] == 2
+    assert alice1.extended[1:] == [0.0, 0.0]
+    # a time past, 0 included, expires them now (the node's clock), never "never"
+    for past in (1_700_000_000, 0):
+        assert _call(node, "refresh", {"user": "alice", "expire_at": past})["result"]["reached"] == 2
+    assert alice1.extended[3:] == alice2.extended[3:] == [1_800_000_000.0, 1_800_000_000.0]
 
 
 def test_control_of_an_unknown_user_or_a_closed_session_reaches_nobody() -> None:

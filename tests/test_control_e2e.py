@@ -93,8 +93,8 @@ def _control_across(servers: list[Server]) -> None:
         assert _push(client)["params"]["data"] == 1
 
     assert _post(b, "refresh", {"user": "alice", "expire_at": 2000000000})["result"]["reached"] == 2
-    sessions = [c.session for s in servers for c in s.ws_app.connections if c.session.user == "alice"]
-    assert len(sessions) == 2 and {s.expire_at for s in sessions} == {2000000000}
+    protocols = [c.protocol for s in servers for c in s.ws_app.connections if c.session.user == "alice"]
+    assert len(protocols) == 2 and {p.expires_at for p in protocols} == {2000000000}
 
     reply = _post(b, "unsubscribe", {"user": "alice", "channel": "news"})
     assert reply["result"] == {"user": "alice", "channel": "news", "reached": 2}

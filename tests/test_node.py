@@ -9,8 +9,9 @@ import pytest
 
 from rocketws.brokers import Control, MemoryBroker, Publication
 from rocketws.core.channels import Namespace, Namespaces
+from rocketws.core.codes import RpcCode
 from rocketws.core.deflate import Deflater
-from rocketws.core.exceptions import LimitExceeded, NotAllowed, NotSubscribed, PermissionDenied
+from rocketws.core.exceptions import AuthFailed, LimitExceeded, NotAllowed, NotSubscribed, PermissionDenied
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
@@ -339,3 +340,29 @@ def test_node_channels_without_presence_track_nothing(pnode: Node) -> None:
     pnode.subscribe(alice, "plain")
     assert pnode.presence_channels() == [] and pnode.local_presence("plain") == {}
     pnode.disconnect(alice)
+
+
+def test_node_admit_user_limits_each_users_connections_not_anonymous_ones() -> None:
+    node = Node(Hub(), MemoryBroker(), max_connections_per_user=2)
+    node.start()
+    first, second, third = session(node), session(node), session(node)
+    node.admit_user(first, "alice")
+    node.admit_user(second, "alice")
+    with pytest.raises(AuthFailed) as info:
+        node.admit_user(third, "alice")
+    assert info.value.code == RpcCode.TOO_MANY_CONNECTIONS and int(info.value.code) == -32016
+    assert info.value.close is not None and info.value.close.code == 4013 and info.value.close.reconnect
+    assert third.user == "" and node.hub.user_connections("alice") == 2  # nothing changed
+    node.admit_user(third, "bob")  # another user has slots of their own
+    for _ in range(3):
+        node.admit_user(session(node), "")  # anonymous: never limited
+    node.disconnect(first)  # a released connection frees its slot
+    node.admit_user(session(node), "alice")
+    assert node.hub.user_connections("alice") == 2
+
+
+def test_node_without_a_per_user_limit_admits_any_number() -> None:
+    node = Node(Hub(), MemoryBroker())
+    for _ in range(50):
+        node.admit_user(session(node), "alice")
+    assert node.hub.user_connections("alice") == 50

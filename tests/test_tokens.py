@@ -13,6 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import AuthFailed
@@ -161,3 +163,262 @@ def test_identity_from_proxy_claims_checks_types() -> None:
 def test_malformed_header_is_invalid_not_a_crash() -> None:
     header = base64.urlsafe_b64encode(b"[1,2]").rstrip(b"=").decode()
     assert refused(TokenVerifier(hmac_secret=SECRET), f"{header}.e30.sig").code == RpcCode.TOKEN_INVALID
+
+
+# -- the HS* fast path (TokenVerifier._hs_claims) against PyJWT ---------------------------
+
+OTHER_SECRET = "o" * 32
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def jws(header: Any, payload: Any, *, key: str = SECRET, alg: str = "sha256", raw: bool = False) -> str:
+    """A compact JWS of any header and payload (``raw``: both are bytes already), HMAC-signed
+    with ``key`` whatever the header says."""
+    head = header if raw else json.dumps(header).encode()
+    body = payload if raw else json.dumps(payload).encode()
+    signing = b64url(head) + "." + b64url(body)
+    return signing + "." + b64url(hmac.new(key.encode(), signing.encode(), alg).digest())
+
+
+def padded(header: bytes, payload: bytes) -> str:
+    """A JWS whose header segment keeps its '=' padding (some issuers send it)."""
+    signing = base64.urlsafe_b64encode(header).decode() + "." + b64url(payload)
+    assert signing.split(".")[0].endswith("=")
+    return signing + "." + b64url(hmac.new(SECRET.encode(), signing.encode(), "sha256").digest())
+
+
+def full(**extra: Any) -> dict[str, Any]:
+    """Claims that pass every configured check of ``pair()``."""
+    return {"sub": "alice", "exp": int(time.time()) + 600, "aud": "app", "iss": "issuer", **extra}
+
+
+def without(name: str) -> dict[str, Any]:
+    c = full()
+    del c[name]
+    return c
+
+
+def pair(**options: Any) -> tuple[TokenVerifier, TokenVerifier]:
+    """(the verifier with its fast path, the same checks through PyJWT only)."""
+    kwargs = {"hmac_secret": SECRET, "audience": "app", "issuer": "issuer", "require_exp": True, **options}
+    return TokenVerifier(**kwargs), TokenVerifier(**kwargs, hmac_fast_path=False)
+
+
+def outcome(verifier: TokenVerifier, token: Any) -> tuple[Any, ...]:
+    try:
+        return ("ok", verifier.verify(token))
+    except AuthFailed as exc:
+        return ("refused", exc.code, exc.reason, exc.close)
+
+
+HS256 = {"alg": "HS256", "typ": "JWT"}
+
+
+def good() -> str:
+    return jws(HS256, full())
+
+
+# The tables are built when a test runs (their times are relative to now), by name.
+# Accepted by the fast path alone (PyJWT is not called).
+def fast_valid() -> dict[str, Any]:
+    now, token = int(time.time()), good()
+    return {
+        "hs256": token,
+        "hs384": jws({"alg": "HS384"}, full(), alg="sha384"),
+        "hs512": jws({"alg": "HS512", "typ": "JWT"}, full(), alg="sha512"),
+        "pyjwt-made": jwt.encode(
+            full(info={"n": [1, 2.5, None]}, meta={"m": True}, channels=["a"]), SECRET, "HS256"
+        ),
+        "kid": jws({"alg": "HS256", "kid": "k1"}, full()),
+        "aud-list": jws(HS256, full(aud=["other", "app"])),
+        "iat-nbf-past": jws(HS256, full(iat=now - 60, nbf=now - 60)),
+        "iat-nbf-in-leeway": jws(HS256, full(iat=now + 2, nbf=now + 2)),
+        "exp-in-leeway": jws(HS256, full(exp=now - 2)),
+        "float-times": jws(HS256, full(exp=now + 600.5, iat=now - 1.5)),
+        "jti": jws(HS256, full(jti="j")),
+        "anonymous": jws(HS256, full(sub="")),
+    }
+
+
+# Accepted, through PyJWT (a form the fast path leaves to it).
+def slow_valid() -> dict[str, Any]:
+    return {
+        "other-header-field": jws({"alg": "HS256", "cty": "x"}, full()),
+        "padded-header": padded(b'{"alg": "HS256"}', json.dumps(full()).encode()),
+        "bool-iat": jws(HS256, full(iat=True)),
+        "payload-utf16": jws(json.dumps(HS256).encode(), json.dumps(full()).encode("utf-16"), raw=True),
+        "payload-big-int": jws(HS256, full(info=2**70)),
+        "payload-nan": jws(
+            json.dumps(HS256).encode(), json.dumps(full(info=1.5)).replace("1.5", "NaN").encode(), raw=True
+        ),
+    }
+
+
+def invalid() -> dict[str, Any]:
+    now, token = int(time.time()), good()
+    return {
+        "wrong-secret": jws(HS256, full(), key=OTHER_SECRET),
+        "expired": jws(HS256, full(exp=now - 60)),
+        "exp-bool": jws(HS256, full(exp=True)),
+        "exp-null": jws(HS256, full(exp=None)),
+        "exp-string": jws(HS256, full(exp="soon")),
+        "exp-missing": jws(HS256, without("exp")),
+        "nbf-future": jws(HS256, full(nbf=now + 600)),
+        "iat-future": jws(HS256, full(iat=now + 600)),
+        "iat-string": jws(HS256, full(iat="x")),
+        "aud-wrong": jws(HS256, full(aud="elsewhere")),
+        "aud-missing": jws(HS256, without("aud")),
+        "aud-empty": jws(HS256, full(aud="")),
+        "aud-list-without": jws(HS256, full(aud=["x", "y"])),
+        "aud-list-not-strings": jws(HS256, full(aud=["app", 1])),
+        "aud-object": jws(HS256, full(aud={"app": 1})),
+        "iss-wrong": jws(HS256, full(iss="mallory")),
+        "iss-missing": jws(HS256, without("iss")),
+        "iss-number": jws(HS256, full(iss=1)),
+        "sub-missing": jws(HS256, without("sub")),
+        "sub-null": jws(HS256, full(sub=None)),
+        "sub-number": jws(HS256, full(sub=7)),
+        "jti-number": jws(HS256, full(jti=7)),
+        "channel-claim": jws(HS256, full(channel="chat:a")),
+        "channels-not-list": jws(HS256, full(channels="a")),
+        "alg-none": b64url(b'{"alg":"none"}') + "." + b64url(json.dumps(full()).encode()) + ".",
+        "alg-none-signed": jws({"alg": "none"}, full()),
+        "alg-rs256-hmac-signed": jws({"alg": "RS256"}, full()),
+        "alg-mismatch": jws(HS256, full(), alg="sha512"),
+        "alg-missing": jws({"typ": "JWT"}, full()),
+        "alg-lowercase": jws({"alg": "hs256"}, full()),
+        "kid-number": jws({"alg": "HS256", "kid": 1}, full()),
+        "crit": jws({"alg": "HS256", "crit": ["exp"]}, full()),
+        "b64-false": jws({"alg": "HS256", "b64": False, "crit": ["b64"]}, full()),
+        "header-list": jws(["HS256"], full()),
+        "header-not-json": jws(b"{alg", json.dumps(full()).encode(), raw=True),
+        "payload-list": jws(HS256, [full()]),
+        "payload-not-json": jws(json.dumps(HS256).encode(), b"{sub", raw=True),
+        "signature-non-canonical": token[:-1] + chr(ord(token[-1]) ^ 1),
+        "signature-std-alphabet": token.replace("-", "+").replace("_", "/")
+        if "-" in token or "_" in token
+        else token + "+",
+        "signature-missing": token.rsplit(".", 1)[0] + ".",
+        "two-segments": token.rsplit(".", 1)[0],
+        "four-segments": token + ".e30",
+        "non-ascii": token[:-2] + "é" + token[-1],
+        "spaces": " " + token,
+        "empty": "",
+        "not-a-string": 12,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(fast_valid()))
+def test_fast_path_accepts_alone_exactly_what_pyjwt_accepts(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, reference = pair()
+    expected = outcome(reference, fast_valid()[name])
+    assert expected[0] == "ok"
+    decoded: list[str] = []
+    real = jwt.PyJWT.decode
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jwt.PyJWT, "decode", counted)
+    assert outcome(fast, fast_valid()[name]) == expected
+    assert decoded == []  # the fast path decided
+
+
+@pytest.mark.parametrize("name", sorted(slow_valid()))
+def test_fast_path_leaves_unusual_valid_tokens_to_pyjwt(name: str) -> None:
+    fast, reference = pair()
+    expected = outcome(reference, slow_valid()[name])
+    assert expected[0] == "ok"
+    assert outcome(fast, slow_valid()[name]) == expected
+
+
+@pytest.mark.parametrize("name", sorted(invalid()))
+def test_fast_path_refuses_what_pyjwt_refuses_with_its_reason(name: str) -> None:
+    fast, reference = pair()
+    expected = outcome(reference, invalid()[name])
+    assert expected[0] == "refused"
+    assert outcome(fast, invalid()[name]) == expected
+
+
+def test_fast_path_without_audience_or_issuer_accepts_what_pyjwt_does() -> None:
+    fast, reference = pair(audience=None, issuer=None, require_exp=False)
+    for token in (good(), jws(HS256, {"sub": "bob"}), jws(HS256, {"sub": "bob", "aud": 3, "iss": 4})):
+        assert outcome(fast, token) == outcome(reference, token)
+        assert outcome(fast, token)[0] == "ok"
+
+
+def test_fast_path_subscription_tokens_match_pyjwt() -> None:
+    fast, reference = pair()
+    for token in (jws(HS256, full(channel="chat:a")), jws(HS256, full()), jws(HS256, full(channel="chat:b"))):
+        results: list[tuple[Any, ...]] = []
+        for verifier in (fast, reference):
+            try:
+                results.append(("ok", verifier.verify_subscription(token, "alice", "chat:a")))
+            except AuthFailed as exc:
+                results.append(("refused", exc.code, exc.reason))
+        assert results[0] == results[1]
+
+
+# Times relative to when each example is made, at least 1 s away from the 5 s leeway's edges.
+_TIMES = st.sampled_from([-3600, -7, -3, 3, 7, 3600, 0.5]).map(lambda offset: int(time.time()) + offset) | (
+    st.sampled_from([None, True, "x"])
+)
+_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=4)
+    | st.lists(st.text(max_size=3), max_size=3)
+)
+_CLAIM_VALUES = {
+    "sub": st.sampled_from(["alice", ""]) | _VALUES,
+    "exp": _TIMES,
+    "nbf": _TIMES,
+    "iat": _TIMES,
+    "aud": st.sampled_from(["app", "x", ["app"], ["x", "app"], [], ["app", 1]]) | _VALUES,
+    "iss": st.sampled_from(["issuer", "x"]) | _VALUES,
+    "jti": _VALUES,
+    "info": _VALUES,
+    "channels": st.sampled_from([["a"], []]) | _VALUES,
+    "channel": _VALUES,
+}
+# full() with up to two claims changed and at most one dropped: about half are accepted.
+_CLAIMS = st.builds(
+    lambda changes, drop: {k: v for k, v in {**full(), **dict(changes)}.items() if k not in drop},
+    st.lists(
+        st.sampled_from(sorted(_CLAIM_VALUES)).flatmap(lambda k: st.tuples(st.just(k), _CLAIM_VALUES[k])),
+        max_size=2,
+    ),
+    st.sets(st.sampled_from(["sub", "exp", "aud", "iss"]), max_size=1) | st.just(set()),
+)
+_HEADERS = st.builds(
+    lambda alg, extra: {"alg": alg, **extra},
+    st.sampled_from(["HS256", "HS256", "HS384", "HS512", "none", "RS256", "hs256"]),
+    st.sampled_from(
+        [{}, {}, {"typ": "JWT"}, {"kid": "k"}, {"typ": 1}, {"kid": 1}, {"crit": ["b64"]}, {"zip": "DEF"}]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    header=_HEADERS,
+    payload=_CLAIMS,
+    key=st.sampled_from([SECRET, SECRET, SECRET, OTHER_SECRET]),
+    alg=st.sampled_from([None, None, None, None, "sha256", "sha512"]),
+)
+def test_fast_path_and_pyjwt_agree_on_generated_tokens(
+    header: dict[str, Any], payload: dict[str, Any], key: str, alg: str | None
+) -> None:
+    fast, reference = pair()
+    signed_with = alg or {"HS384": "sha384", "HS512": "sha512"}.get(header["alg"], "sha256")
+    token = jws(header, payload, key=key, alg=signed_with)
+    expected = outcome(reference, token)
+    assert outcome(fast, token) == expected
+    event(f"{expected[0]}")

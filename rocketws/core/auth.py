@@ -62,7 +62,8 @@ class Admission(Protocol):
 
     def admit(self, identity: Identity) -> list[str]:
         """Accept with ``identity``: CONNECTING -> OPEN, subscribe its channels; return the
-        channels subscribed."""
+        channels subscribed.  Raises AuthFailed, with nothing changed, when the node refuses
+        the user (``Node.admit_user``: MAX_CONNECTIONS_PER_USER)."""
         ...
 
     def refuse(self, why: disconnect.Disconnect) -> None:
@@ -158,13 +159,14 @@ class Authenticator:
         }
         try:
             identity = self._identify(link, token, params)
+            if not link.connecting:  # closed meanwhile (connect timeout, shutdown)
+                raise RpcError({"reason": "the connection is closing"}, code=RpcCode.NOT_CONNECTED)
+            channels = link.admit(identity)
         except AuthFailed as exc:
             if exc.close is not None:
                 link.refuse(exc.close)
             raise
-        if not link.connecting:  # closed meanwhile (connect timeout, shutdown)
-            raise RpcError({"reason": "the connection is closing"}, code=RpcCode.NOT_CONNECTED)
-        return self._answer(session_id, identity, link.admit(identity))
+        return self._answer(session_id, identity, channels)
 
     def accept_upgrade_token(self, token: str) -> Identity:
         """Verify a token sent with the upgrade.  Raises AuthFailed."""

@@ -49,6 +49,10 @@ class Hub:
         sessions = self._users.get(user)
         return list(sessions) if sessions else []
 
+    def user_connections(self, user: str) -> int:
+        """How many open sessions ``user`` has (0 for "")."""
+        return len(self._users.get(user, ())) if user else 0
+
     def _forget_user(self, session: Session) -> None:
         sessions = self._users.get(session.user)
         if sessions is not None:

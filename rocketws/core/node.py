@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from rocketws.brokers.base import Broker, ClientInfo, Control, PresenceStats, Publication
+from rocketws.core import disconnect
 from rocketws.core.channels import ANY_NAMESPACE, Namespace, Namespaces
 from rocketws.core.codes import RpcCode
 from rocketws.core.disconnect import Disconnect
@@ -63,6 +64,8 @@ class Node:
 
     Channels whose namespace has ``presence`` or ``join_leave`` are tracked in a
     ``LocalPresence`` (see "presence" below); the others cost nothing there.
+    ``max_connections_per_user`` (0: no limit) bounds each user's connections on this node
+    (``admit_user``).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class Node:
         namespaces: Namespaces = ANY_NAMESPACE,
         clock: Callable[[], float] = time.time,
         deflater: FrameDeflater | None = None,
+        max_connections_per_user: int = 0,
     ) -> None:
         self.hub = hub
         self.broker = broker
@@ -82,6 +86,7 @@ class Node:
         self._clock = clock
         self.deflater = deflater
         self._presence = LocalPresence()
+        self.max_connections_per_user = max_connections_per_user
 
     def start(self) -> None:
         self.broker.start(self)
@@ -110,6 +115,24 @@ class Node:
         user is known; until then every connection is anonymous.
         """
         self.hub.identify(session, user)
+
+    def admit_user(self, session: Session, user: str) -> None:
+        """``identify`` a connection being accepted, unless ``user`` has
+        ``max_connections_per_user`` connections on this node already (anonymous ones are
+        never limited).
+
+        Raises AuthFailed (-32016, close 4013, reconnect allowed) and changes nothing then.
+        Checks and records in one step, so concurrent connects cannot both take the last
+        slot; the slot frees when a connection is released (``disconnect``).
+        """
+        limit = self.max_connections_per_user
+        if limit and user and session.user != user and self.hub.user_connections(user) >= limit:
+            raise AuthFailed(
+                RpcCode.TOO_MANY_CONNECTIONS,
+                f"user has {limit} connection(s) on this node already (MAX_CONNECTIONS_PER_USER)",
+                disconnect.TOO_MANY_CONNECTIONS,
+            )
+        self.identify(session, user)
 
     def subscribe(self, session: Session, channel: str) -> None:
         """Subscribe (idempotent), as the server decides (a token's ``channels``, a
@@ -291,8 +314,8 @@ class Node:
         ``disconnect`` closes each one through its transport (close code and reason);
         ``subscribe``/``unsubscribe`` change its subscriptions and push it a
         ``subscribed``/``unsubscribed`` notification when that changed anything (a
-        connection at its channel limit is skipped and not counted); ``refresh`` records
-        ``expire_at`` on each.  Never blocks.
+        connection at its channel limit is skipped and not counted); ``refresh`` moves
+        each one's expiry (``_apply_refresh``).  Never blocks.
         """
         sessions = [s for s in self.hub.user_sessions(control.user) if not s.closed]
         if not sessions:
@@ -306,8 +329,12 @@ class Node:
         return len(sessions)
 
     def _apply_refresh(self, sessions: list[Session], control: Control) -> int:
+        """``expire_at`` None: the connections never expire; a time already past (0
+        included) expires them now: ``refresh_required`` at once, then closed with 4011
+        after REFRESH_GRACE unless the client refreshes, as when a token's ``exp`` passes."""
+        at = 0.0 if control.expire_at is None else max(float(control.expire_at), self._clock())
         for session in sessions:
-            session.expire_at = control.expire_at
+            session.expire(at)
         return len(sessions)
 
     def _apply_subscribe(self, sessions: list[Session], control: Control) -> int:

@@ -672,10 +672,12 @@ _CONTROL_METHODS = (
                 "expire_at",
                 {"type": ["number", "null"], "minimum": 0},
                 required=False,
-                doc="new expiry of the user's connections, Unix seconds; absent or null: none",
+                doc="new expiry of the user's connections, Unix seconds (`refresh_required` "
+                "before it, closed with 4011 REFRESH_GRACE after it, as for a token's `exp`; "
+                "a time past: expired now); absent or null: they never expire",
             ),
         ),
-        "Record a new expiry for every connection of a user.",
+        "Set a new expiry on every connection of a user, on every node.",
         _REACHED,
     ),
 )

@@ -18,6 +18,10 @@ class Outlet(Protocol):
         """Begin closing the connection from the server side, through its state machine
         (queued frames are delivered first).  Idempotent; must not block."""
 
+    def extend(self, expires_at: float) -> None:
+        """The connection's identity now expires at ``expires_at`` (Unix time, 0 = never):
+        re-arm its ``refresh_required`` and expiry deadlines.  Must not block."""
+
 
 class Session:
     """A connection's subscriptions and its queue of encoded frames.
@@ -35,9 +39,8 @@ class Session:
     ``DeflateSession``.
 
     ``user`` is who the connection belongs to ("" = anonymous); it changes only through
-    ``Node.identify`` (the hub indexes sessions by user).  ``expire_at`` is the expiry a
-    backend recorded with ``refresh`` (Unix seconds, None = none); it is stored, not
-    enforced here.
+    ``Node.identify`` (the hub indexes sessions by user).  Its expiry is its transport's
+    (``expire`` moves it, as a backend's ``refresh`` does).
     """
 
     __slots__ = (
@@ -45,7 +48,6 @@ class Session:
         "user",
         "info",
         "meta",
-        "expire_at",
         "channels",
         "_outbox",
         "pending",
@@ -58,7 +60,6 @@ class Session:
     def __init__(self, outlet: Outlet, max_pending: int, session_id: str | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.user = ""
-        self.expire_at: float | None = None
         self.channels: set[str] = set()
         self._outbox: list[bytes] | None = []  # None once closed
         self.pending = 0
@@ -117,6 +118,10 @@ class Session:
     def disconnect(self, why: Disconnect) -> None:
         """Ask the transport to close the connection with ``why`` (see ``Outlet.close``)."""
         self._outlet.close(why)
+
+    def expire(self, expires_at: float) -> None:
+        """Move the connection's expiry to ``expires_at`` (see ``Outlet.extend``)."""
+        self._outlet.extend(expires_at)
 
     def close(self) -> None:
         """Stop queueing and drop whatever is queued."""

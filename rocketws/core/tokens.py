@@ -16,6 +16,14 @@ connection), ``meta`` (server-only JSON), ``channels`` (a list of channel names 
 subscribe at connect), ``exp`` (required when ``require_exp``), ``nbf``/``iat`` (checked
 with ``LEEWAY``), ``aud``/``iss`` (checked when configured).
 
+HS256/384/512 tokens in their usual form are checked by ``_hs_claims`` first, with the
+stdlib ``hmac`` (constant-time compare) and orjson: PyJWT's decode costs ~50 µs per token
+(a per-character base64 check, stdlib json, the HMAC key re-checked on every call), and
+``connect`` must cost less than 60 µs (docs/security.md#token-verification).  It only
+ever accepts: a token it does not accept (other header fields, padding, a check failed,
+...) goes through PyJWT, which decides and names the reason, so what is accepted and
+every refusal are PyJWT's (tests/test_tokens.py holds the two side by side).
+
 PyJWT is imported when a verifier is built, not with this module: its package also
 holds a JWKS-over-HTTP client (urllib, so ``socket`` and ``ssl``), which the pure core
 must not load (tests/test_core_purity.py); RocketWS reads JWKS from a file only.
@@ -25,7 +33,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +58,7 @@ RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_ALGORITHMS = ("ES256", "ES384", "ES512")
 EDDSA_ALGORITHMS = ("EdDSA",)
 MIN_HMAC_SECRET = 32  # bytes: RFC 7518 3.2 wants a key at least as long as the hash
+HMAC_HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}  # RFC 7518 3.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +131,24 @@ class TokenVerifier:
 
     At least one of ``hmac_secret``, ``public_key_pem``, ``jwks`` must be given.  Raises
     ValueError for an unusable key (the caller reports it as a configuration error).
+    ``hmac_fast_path`` False sends every token through PyJWT (the equivalence tests'
+    and the benchmark's reference).
     """
 
-    __slots__ = ("_jwt", "_decoder", "_sub_decoder", "_secret", "_public", "_jwks", "_checks")
+    __slots__ = (
+        "_jwt",
+        "_decoder",
+        "_sub_decoder",
+        "_secret",
+        "_public",
+        "_jwks",
+        "_checks",
+        "_hs_secret",
+        "_required",
+        "_sub_required",
+        "_audience",
+        "_issuer",
+    )
 
     def __init__(
         self,
@@ -132,6 +159,7 @@ class TokenVerifier:
         audience: str | None = None,
         issuer: str | None = None,
         require_exp: bool = False,
+        hmac_fast_path: bool = True,
     ) -> None:
         import jwt
 
@@ -144,6 +172,7 @@ class TokenVerifier:
         if hmac_secret:
             k = base64.urlsafe_b64encode(hmac_secret.encode()).rstrip(b"=").decode()
             self._secret = {alg: jwt.PyJWK({"kty": "oct", "k": k}, alg) for alg in HMAC_ALGORITHMS}
+        self._hs_secret = hmac_secret.encode() if hmac_secret and hmac_fast_path else None
         self._public = load_public_key(public_key_pem) if public_key_pem else None
         self._jwks = load_jwks(jwks) if jwks else None
         required = ["sub", "exp"] if require_exp else ["sub"]
@@ -157,6 +186,10 @@ class TokenVerifier:
         if issuer is not None:
             checks["issuer"] = issuer
         self._checks = checks
+        self._required = tuple(required)
+        self._sub_required = (*required, "channel")
+        self._audience = audience
+        self._issuer = issuer
 
     def algorithms(self) -> tuple[str, ...]:
         """Every algorithm some configured key accepts."""
@@ -199,7 +232,7 @@ class TokenVerifier:
 
         A subscription token (one with a ``channel`` claim) is refused: it grants one
         channel, never a connection."""
-        claims = self._decode(token, self._decoder, invalid, expired)
+        claims = self._decode(token, self._decoder, self._required, invalid, expired)
         if "channel" in claims:
             raise invalid("a subscription token (with a channel claim) cannot authenticate a connection")
         return identity_from_claims(claims)
@@ -212,7 +245,9 @@ class TokenVerifier:
         (the connection stays open): -32011 invalid (signature, ``sub`` not this
         connection's user, ``channel`` not this channel, ...), -32012 expired.
         """
-        claims = self._decode(token, self._sub_decoder, subscription_invalid, subscription_expired)
+        claims = self._decode(
+            token, self._sub_decoder, self._sub_required, subscription_invalid, subscription_expired
+        )
         if claims.get("channel") != channel:
             raise subscription_invalid("the token's channel is not this channel")
         if claims.get("sub") != user:
@@ -223,11 +258,16 @@ class TokenVerifier:
         self,
         token: Any,
         decoder: Any,
+        required: tuple[str, ...],
         bad: Callable[[str], AuthFailed],
         late: Callable[[], AuthFailed],
     ) -> dict[str, Any]:
         if not isinstance(token, str) or not token:
             raise bad("token must be a non-empty string")
+        if self._hs_secret is not None:
+            fast = self._hs_claims(token, required)
+            if fast is not None:
+                return fast
         try:
             key, algorithms = self._key_for(token)
         except AuthFailed as exc:
@@ -240,6 +280,88 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise bad(_reason(exc)) from None
         return claims
+
+    def _hs_claims(self, token: str, required: tuple[str, ...]) -> dict[str, Any] | None:
+        """The claims of ``token`` when it is an HS256/384/512 JWS in compact form that
+        passes every check PyJWT makes (RFC 7515 7.1, RFC 7519 7.2), else None: then
+        PyJWT decides.  Never accepts what PyJWT would refuse; refuses nothing itself.
+
+        Accepted: three unpadded, canonical base64url segments; a header with ``alg``
+        HS256/384/512 and at most ``typ`` and a string ``kid`` besides; a signature equal
+        (``hmac.compare_digest``) to the HMAC of the first two segments with the secret;
+        a JSON-object payload with the required claims non-null; ``iat``/``nbf`` numbers
+        not after now + LEEWAY, ``exp`` a number after now - LEEWAY (PyJWT's ``int()``
+        of each); ``iss``/``aud`` as configured; ``sub``/``jti`` strings when present.
+        """
+        secret = self._hs_secret
+        match = _COMPACT_JWS.fullmatch(token)
+        if match is None or secret is None:
+            return None
+        head, body, signature = match.groups()
+        try:
+            header = orjson.loads(_canonical_b64(head))
+            if type(header) is not dict or not _FAST_HEADER.issuperset(header):
+                return None
+            digest = HMAC_HASHES.get(header.get("alg"))  # type: ignore[arg-type]
+            kid = header.get("kid", "")
+            if digest is None or type(kid) is not str:
+                return None
+            mac = hmac.digest(secret, token[: len(head) + 1 + len(body)].encode(), digest)
+            if not hmac.compare_digest(mac, _canonical_b64(signature)):
+                return None
+            claims = orjson.loads(_canonical_b64(body))
+        except (ValueError, binascii.Error):  # orjson.JSONDecodeError is a ValueError
+            return None
+        if type(claims) is not dict:
+            return None
+        return claims if self._claims_pass(claims, required) else None
+
+    def _claims_pass(self, claims: dict[str, Any], required: tuple[str, ...]) -> bool:
+        """PyJWT's claim checks (``_validate_claims``), at least as strict."""
+        for name in required:
+            if claims.get(name) is None:
+                return False
+        now = time.time()
+        for name in ("iat", "nbf", "exp"):
+            if name in claims:
+                value = claims[name]
+                if type(value) not in (int, float):  # bool and None go to PyJWT
+                    return False
+                moment = int(value)
+                if moment <= now - LEEWAY if name == "exp" else moment > now + LEEWAY:
+                    return False
+        for name in ("sub", "jti"):
+            if name in claims and type(claims[name]) is not str:
+                return False
+        issuer, audience = self._issuer, self._audience
+        if issuer is not None and claims.get("iss") != issuer:
+            return False
+        if audience is not None:
+            aud = claims.get("aud")
+            if type(aud) is list:
+                if not all(type(a) is str for a in aud) or audience not in aud:
+                    return False
+            elif not aud or aud != audience:
+                return False
+        return True
+
+
+_COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+_FAST_HEADER = frozenset({"alg", "typ", "kid"})  # other header fields go through PyJWT
+
+
+def _canonical_b64(segment: str) -> bytes:
+    """The bytes of an unpadded base64url ``segment`` (RFC 7515 2, RFC 4648 5), ValueError
+    unless re-encoding them gives ``segment`` back (PyJWT refuses non-canonical ones)."""
+    data = segment.encode()
+    raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
+    if binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=") != data:
+        raise ValueError("non-canonical base64url")
+    return raw
+
+
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")  # RFC 4648 5 -> 4, for binascii
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def subscription_invalid(reason: str) -> AuthFailed:

@@ -86,6 +86,7 @@ class Server:
             max_channels_per_connection=config.max_channels_per_connection,
             namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
             deflater=Deflater() if config.compression else None,
+            max_connections_per_user=config.max_connections_per_user,
         )
         self.ws_app = WebSocketApp(self.node, config)
         methods = dict(backend_methods)

@@ -130,6 +130,8 @@ MESSAGES_SOURCE = {{
 # (`manage.py token --user ID` makes one for tests).
 AUTH = {{
     "TOKEN_HMAC_SECRET": "{token_secret}",
+    # Connections one user may hold open on each node (one more: -32016, close 4013).
+    # "MAX_CONNECTIONS_PER_USER": 10,
 }}
 
 # A channel "ns:room" is in namespace "ns"; one without ":" in the default namespace.

@@ -379,13 +379,11 @@ class Connection:
 
     def _upgrade_token(self, auth: Authenticator, token: str) -> None:
         try:
-            identity = auth.accept_upgrade_token(token)
+            self.admit(auth.accept_upgrade_token(token))
         except AuthFailed as exc:
             logger.info("refused the upgrade token of %s: %s", self.session.id, exc.reason)
             if exc.close is not None:
                 self._run(self.protocol.reject(exc.close))
-            return
-        self.admit(identity)
 
     # -- core.auth.Admission ------------------------------------------------------------
 
@@ -397,9 +395,10 @@ class Connection:
         return self._upgrade_headers
 
     def admit(self, identity: Identity) -> list[str]:
-        """Accept with ``identity`` and subscribe its channels (those refused are logged)."""
+        """Accept with ``identity`` and subscribe its channels (those refused are logged).
+        Raises AuthFailed when the user is at MAX_CONNECTIONS_PER_USER (nothing changed)."""
         session = self.session
-        self.node.identify(session, identity.user)  # the hub indexes sessions by user
+        self.node.admit_user(session, identity.user)  # the hub indexes sessions by user
         session.info, session.meta = identity.info, identity.meta
         self._upgrade_headers = ()
         self._run(self.protocol.accept(identity.expires_at))
