@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rocketws.brokers.base import Control, Publication
 from rocketws.core.disconnect import Disconnect
 
@@ -48,6 +50,9 @@ class FakeNode:
         if channel is None:
             return self.connections
         return self.channels.get(channel, 0)
+
+    def info(self) -> dict[str, Any]:
+        return {"id": "fake", "connections": self.connections}
 
     def payloads(self, channel: str | None = "*") -> list[bytes]:
         return [p.payload for p in self.delivered if channel == "*" or p.channel == channel]

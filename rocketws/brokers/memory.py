@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from rocketws.brokers.base import BrokerHandler, Control, Publication
+from typing import Any
+
+from rocketws.brokers.base import BrokerHandler, Control, Publication, new_node_id
+from rocketws.core.stats import BrokerStats
 
 
 class MemoryBroker:
     """Delivers every publication straight to the local node (the default broker)."""
 
+    kind = "memory"
+
     def __init__(self) -> None:
         self._handler: BrokerHandler | None = None
+        self.node_id = new_node_id()
+        self.stats = BrokerStats()  # nothing to time: a publish is the local delivery
 
     def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
@@ -39,6 +46,9 @@ class MemoryBroker:
 
     def subscribers(self, channel: str | None = None) -> int:
         return self._node().local_subscribers(channel)
+
+    def nodes_info(self) -> list[dict[str, Any]]:
+        return []  # one process: no other node
 
     def close(self) -> None:
         self._handler = None

@@ -18,13 +18,14 @@ import inspect
 import logging
 import math
 import operator
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rocketws.brokers.base import Control
 from rocketws.core import disconnect as disconnects
-from rocketws.core import jsonrpc
+from rocketws.core import jsonrpc, openrpc
 from rocketws.core.auth import ANONYMOUS_MODE, Admission, Authenticator
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
@@ -32,6 +33,7 @@ from rocketws.core.exceptions import InvalidParams, LimitExceeded, RpcError
 from rocketws.core.jsonrpc import Call, ErrorResponse, Invalid, Parsed, Response, Result, new
 from rocketws.core.node import Node
 from rocketws.core.session import Session
+from rocketws.core.stats import INVALID, PARSE, UNKNOWN, RpcStats
 
 __all__ = [
     "Param",
@@ -50,6 +52,7 @@ __all__ = [
     "serve",
     "refuse",
     "InvalidParams",
+    "discover_document",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ class Method:
     summary: str = ""
     result: Mapping[str, Any] = field(default_factory=dict)
     rest: Param | None = None
+    errors: tuple[RpcCode, ...] = ()  # what it may answer besides -32602/-32603 (OpenRPC)
     # Derived once, for ``bind``:
     _names: tuple[str, ...] = field(init=False, repr=False)
     _defaults: tuple[Any, ...] = field(init=False, repr=False)
@@ -283,7 +287,10 @@ def unsubscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
 
 def send_data(ctx: Caller, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data)}
+    node = ctx.node
+    delivered = node.send_data(ctx.session, name, data)
+    node.stats.publications["send_data"] += 1
+    return {"channel": channel, "delivered": delivered}
 
 
 def subscriptions(ctx: Caller) -> list[str]:
@@ -392,19 +399,27 @@ connecting_methods: Methods = table(_CONNECT, _PING)
 
 @dataclass(frozen=True, slots=True)
 class BackendContext:
-    """What a backend method sees: the node and the channel-name limit."""
+    """What a backend method sees: the node, the channel-name limit, and which ingress
+    path it serves (``source``: ``http`` or ``redis``, for the publication counts)."""
 
     node: Node
     max_channel_length: int
+    source: str = "http"
 
 
 def emit(ctx: BackendContext, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": name, "delivered": ctx.node.emit(name, data)}
+    node = ctx.node
+    delivered = node.emit(name, data)
+    node.stats.publications[ctx.source] += 1
+    return {"channel": name, "delivered": delivered}
 
 
 def notify_all(ctx: BackendContext, data: Any) -> dict[str, int]:
-    return {"delivered": ctx.node.notify_all(data)}
+    node = ctx.node
+    delivered = node.notify_all(data)
+    node.stats.publications[ctx.source] += 1
+    return {"delivered": delivered}
 
 
 def available_channels(ctx: BackendContext) -> list[str]:
@@ -585,6 +600,96 @@ backend_methods: Methods = table(
     _PING,
 )
 
+# -- info and rpc.discover (docs/operations.md) -------------------------------------------
+
+
+def info(ctx: BackendContext) -> dict[str, Any]:
+    nodes, complete = ctx.node.cluster_info()
+    totals = {
+        key: sum(int(n.get(key, 0)) for n in nodes) for key in ("connections", "users", "subscriptions")
+    }
+    return {"node": nodes[0], "nodes": nodes, "complete": complete, "totals": {"nodes": len(nodes), **totals}}
+
+
+_NODE_INFO = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "version": {"type": "string"},
+        "started_at": {"type": "number", "description": "Unix time"},
+        "uptime": {"type": "number", "description": "seconds"},
+        "connections": _DELIVERED,
+        "users": _DELIVERED,
+        "channels": _DELIVERED,
+        "subscriptions": _DELIVERED,
+        "broker": {
+            "type": "object",
+            "properties": {"kind": {"enum": ["memory", "redis"]}, "connected": {"type": "boolean"}},
+        },
+    },
+}
+_INFO = Method(
+    "info",
+    info,
+    (),
+    "This node's id, version, uptime, connections, users, channels and broker state, and "
+    "every live node's on the Redis broker (each as of its last heartbeat, TTL/3 at most).",
+    {
+        "type": "object",
+        "properties": {
+            "node": _NODE_INFO,
+            "nodes": {"type": "array", "items": _NODE_INFO},
+            "complete": {
+                "type": "boolean",
+                "description": "false: the broker was unreachable, only this node",
+            },
+            "totals": {"type": "object"},
+        },
+    },
+)
+
+DISCOVER = "rpc.discover"
+_TITLES = {"websocket": "RocketWS client API (WebSocket)", "backend": "RocketWS backend API (MessagesSource)"}
+
+
+def discover_document(
+    endpoint: str, methods: Methods, extra: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The OpenRPC document of an endpoint (``websocket`` or ``backend``) serving ``methods``."""
+    from rocketws import __version__  # the package root imports only codes/exceptions
+
+    return openrpc.document(methods, title=_TITLES[endpoint], version=__version__, extra=extra)
+
+
+def _discover(endpoint: str, methods: Methods) -> Callable[[Any], dict[str, Any]]:
+    def discover(ctx: Any) -> dict[str, Any]:
+        document = ctx.node.api.get(endpoint)
+        return document if document is not None else discover_document(endpoint, methods)
+
+    return discover
+
+
+_DISCOVER_RESULT = {
+    "type": "object",
+    "description": "an OpenRPC 1.x document",
+    "required": ["openrpc", "methods"],
+}
+client_methods[DISCOVER] = Method(
+    DISCOVER,
+    _discover("websocket", client_methods),
+    (),
+    "This endpoint's methods as an OpenRPC 1.x document (params, results, errors).",
+    _DISCOVER_RESULT,
+)
+backend_methods[_INFO.name] = _INFO
+backend_methods[DISCOVER] = Method(
+    DISCOVER,
+    _discover("backend", backend_methods),
+    (),
+    "This endpoint's methods as an OpenRPC 1.x document (params, results, errors).",
+    _DISCOVER_RESULT,
+)
+
 _BACKEND_ONLY = frozenset(backend_methods) - frozenset(client_methods)
 
 # -- dispatch -------------------------------------------------------------------------
@@ -592,24 +697,37 @@ _BACKEND_ONLY = frozenset(backend_methods) - frozenset(client_methods)
 _INTERNAL = {"reason": "internal server error"}
 
 
-def serve(entry: Call | Invalid, methods: Methods, context: Any) -> Response:
+def serve(entry: Call | Invalid, methods: Methods, context: Any, stats: RpcStats | None = None) -> Response:
     """Run one entry and return its outcome, a notification's included.
 
     Never raises: an unknown method is -32601, bad params -32602, an RpcError its own
     code, any other exception -32603 (a bug: logged with its traceback, no detail sent).
-    The caller drops a notification's outcome (spec section 4.1).
+    The caller drops a notification's outcome (spec section 4.1).  ``stats``: where the
+    call and its error are counted (None: not counted).
     """
     if isinstance(entry, Invalid):
+        if stats is not None:
+            stats.error(INVALID, RpcCode.INVALID_REQUEST)
         return jsonrpc.invalid_response(entry)
     method = methods.get(entry.method)
     if method is None:
-        return _not_found(entry, methods)
+        response = _not_found(entry, methods)
+        if stats is not None:
+            stats.error(UNKNOWN, response.code)
+        return response
+    if stats is not None:
+        calls = stats.calls
+        calls[method.name] = calls.get(method.name, 0) + 1
     try:
         return new(Result, (entry.id, method.func(context, *method.bind(entry.params))))
     except RpcError as exc:
+        if stats is not None:
+            stats.error(method.name, exc.code)
         return ErrorResponse(entry.id, exc.code, exc.data, exc.message)
     except Exception:
         logger.exception("internal error in JSON-RPC method %r", entry.method)
+        if stats is not None:
+            stats.error(method.name, RpcCode.INTERNAL_ERROR)
         return ErrorResponse(entry.id, RpcCode.INTERNAL_ERROR, _INTERNAL)
 
 
@@ -623,7 +741,9 @@ def _not_found(call: Call, methods: Methods) -> ErrorResponse:
     return ErrorResponse(call.id, RpcCode.METHOD_NOT_FOUND, data)
 
 
-def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Response]:
+def dispatch_parsed(
+    parsed: Parsed, methods: Methods, context: Any, stats: RpcStats | None = None
+) -> list[Response]:
     """Run every entry of a parsed document; return the responses due, in order.
 
     Notifications are run too but get no response; invalid entries and requests get one
@@ -631,7 +751,7 @@ def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Resp
     """
     responses: list[Response] = []
     for entry in parsed.entries:
-        response = serve(entry, methods, context)
+        response = serve(entry, methods, context, stats)
         if isinstance(entry, Invalid) or not entry.notification:
             responses.append(response)
     return responses
@@ -643,28 +763,45 @@ def dispatch(
     context: Any,
     max_batch_size: int,
     max_depth: int = jsonrpc.MAX_NESTING_DEPTH,
+    stats: RpcStats | None = None,
 ) -> bytes | None:
     """Answer one JSON-RPC document; return the response bytes, or None when none is due.
 
     Never raises for bad input: parse errors (-32700), invalid requests (-32600, also a
     document nested deeper than ``max_depth``), a batch over ``max_batch_size`` (one
     -32003, id null), unknown methods and bad params all become error responses as the
-    spec prescribes.
+    spec prescribes.  ``stats``: counts calls and errors, and times the document (a
+    single call per method, a batch whole); None: nothing is counted or timed.
     """
     try:
         parsed = jsonrpc.parse(data, max_depth)
     except jsonrpc.ParseError as exc:
+        if stats is not None:
+            stats.error(PARSE, RpcCode.PARSE_ERROR)
         return jsonrpc.encode(ErrorResponse(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
     if not parsed.batch:
         entry = parsed.entries[0]
-        response = serve(entry, methods, context)
+        if stats is None:
+            response = serve(entry, methods, context)
+        else:
+            started = time.perf_counter()
+            response = serve(entry, methods, context, stats)
+            if isinstance(entry, Call) and entry.method in methods:
+                stats.observe(entry.method, time.perf_counter() - started)
         if isinstance(entry, Call) and entry.notification:
             return None  # executed, never answered (spec section 4.1)
         return _encode(response)
     if len(parsed.entries) > max_batch_size:
         limit = LimitExceeded({"limit": "max_batch_size", "max": max_batch_size, "reason": "batch too large"})
+        if stats is not None:
+            stats.error(INVALID, limit.code)
         return jsonrpc.encode(ErrorResponse(None, limit.code, limit.data))
-    responses = dispatch_parsed(parsed, methods, context)
+    if stats is None:
+        responses = dispatch_parsed(parsed, methods, context)
+    else:
+        started = time.perf_counter()
+        responses = dispatch_parsed(parsed, methods, context, stats)
+        stats.batches.observe(time.perf_counter() - started)
     # A batch of only notifications is answered with nothing at all (spec section 6).
     return _encode(responses) if responses else None
 
