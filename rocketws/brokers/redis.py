@@ -155,10 +155,9 @@ class RedisBroker:
 
         Raises BrokerUnavailable."""
         try:
-            records = self._info.read_all()
+            return self._info.read_others()
         except RedisDown as exc:
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
-        return [r for r in records if r.get("id") != self.node_id]
 
     # -- Broker -----------------------------------------------------------------------
 

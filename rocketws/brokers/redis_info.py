@@ -19,12 +19,14 @@ import orjson
 
 from rocketws.brokers.redis_io import Client
 
-# ARGV: prefix.  Returns the live records and forgets ids whose record expired.
+# ARGV: prefix.  Returns {id1, record1, id2, record2, ...} of the live records and
+# forgets ids whose record expired.
 READ_ALL = """
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'info')) do
   local v = redis.call('GET', ARGV[1] .. 'info:' .. id)
   if v then
+    out[#out + 1] = id
     out[#out + 1] = v
   else
     redis.call('SREM', ARGV[1] .. 'info', id)
@@ -58,12 +60,15 @@ class InfoBoard:
         """Remove this node's record now (clean shutdown)."""
         self._client.pipeline([("DEL", self._key), ("SREM", self._set, self._node_id)])
 
-    def read_all(self) -> list[dict[str, Any]]:
-        """Every live node's record (this node's too, as last written)."""
+    def read_others(self) -> list[dict[str, Any]]:
+        """The other live nodes' records (as last written)."""
+        flat = self._client.script(READ_ALL, self._prefix)
         records = []
-        for raw in self._client.script(READ_ALL, self._prefix):
+        for i in range(0, len(flat) - 1, 2):
+            if flat[i].decode() == self._node_id:
+                continue
             try:
-                record = orjson.loads(raw)
+                record = orjson.loads(flat[i + 1])
             except orjson.JSONDecodeError:
                 continue  # not ours: something else wrote under the prefix
             if isinstance(record, dict):

@@ -220,6 +220,8 @@ _CHANNEL = Param(
 )
 _DATA = Param("data", doc="any JSON value, pushed as is")
 _DELIVERED = {"type": "integer", "minimum": 0}
+_BROKER = (RpcCode.BROKER_UNAVAILABLE,)
+_TOKEN = (RpcCode.TOKEN_INVALID, RpcCode.TOKEN_EXPIRED)
 _CHANNELS = {"type": "array", "items": {"type": "string"}}
 
 
@@ -325,7 +327,8 @@ _CONNECT = Method(
         _optional("version", "client version, for the connect proxy and logs"),
     ),
     "Authenticate this connection (the first call when authentication is on).",
-    {
+    errors=(*_TOKEN, RpcCode.CONNECT_REFUSED, RpcCode.AUTH_UNAVAILABLE, RpcCode.ALREADY_CONNECTED),
+    result={
         "type": "object",
         "properties": {
             "client": {"type": "string"},
@@ -342,6 +345,7 @@ _REFRESH = Method(
     (Param("token", {"type": "string"}, doc="a new connection JWT for the same sub"),),
     "Extend an expiring connection with a new token.",
     {"type": "object", "properties": {"expires_in": {"type": ["integer", "null"]}}},
+    errors=_TOKEN,
 )
 
 
@@ -363,6 +367,13 @@ client_methods: Methods = table(
         ),
         "Subscribe this connection to a channel (idempotent).",
         _subscribed(True),
+        errors=(
+            RpcCode.NOT_ALLOWED,
+            RpcCode.PERMISSION_DENIED,
+            RpcCode.LIMIT_EXCEEDED,
+            *_TOKEN,
+            *_BROKER,
+        ),
     ),
     Method(
         "unsubscribe",
@@ -377,6 +388,7 @@ client_methods: Methods = table(
         (_CHANNEL, _DATA),
         "Publish to the other subscribers of a channel this connection is in.",
         {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+        errors=(RpcCode.NOT_SUBSCRIBED, RpcCode.NOT_ALLOWED, RpcCode.PERMISSION_DENIED, *_BROKER),
     ),
     Method("subscriptions", subscriptions, (), "This connection's channels, sorted.", _CHANNELS),
     _PING,
@@ -527,6 +539,7 @@ _CONTROL_METHODS = (
         ),
         "Close every connection of a user, on every node.",
         _REACHED,
+        errors=_BROKER,
     ),
     Method(
         "subscribe",
@@ -534,6 +547,7 @@ _CONTROL_METHODS = (
         (_USER, _CHANNEL),
         "Subscribe every connection of a user to a channel (each is sent a `subscribed` notification).",
         _REACHED,
+        errors=(RpcCode.NOT_ALLOWED, *_BROKER),
     ),
     Method(
         "unsubscribe",
@@ -542,6 +556,7 @@ _CONTROL_METHODS = (
         "Unsubscribe every connection of a user from a channel (each that was subscribed is "
         "sent an `unsubscribed` notification).",
         _REACHED,
+        errors=_BROKER,
     ),
     Method(
         "refresh",
@@ -557,6 +572,7 @@ _CONTROL_METHODS = (
         ),
         "Record a new expiry for every connection of a user.",
         _REACHED,
+        errors=_BROKER,
     ),
 )
 
@@ -567,6 +583,7 @@ backend_methods: Methods = table(
         (_CHANNEL, _DATA),
         "Push data to every subscriber of a channel.",
         {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+        errors=(RpcCode.NOT_ALLOWED, *_BROKER),
     ),
     Method(
         "notify_all",
@@ -574,6 +591,7 @@ backend_methods: Methods = table(
         (_DATA,),
         "Push data once to every open connection.",
         {"type": "object", "properties": {"delivered": _DELIVERED}},
+        errors=_BROKER,
     ),
     Method(
         "available_channels",
@@ -581,6 +599,7 @@ backend_methods: Methods = table(
         (),
         "Channels with at least one subscriber, sorted.",
         _CHANNELS,
+        errors=_BROKER,
     ),
     Method(
         "total_subscribers",
@@ -595,6 +614,7 @@ backend_methods: Methods = table(
         ),
         "Subscribers of a channel, or open connections.",
         _DELIVERED,
+        errors=_BROKER,
     ),
     *_CONTROL_METHODS,
     _PING,
