@@ -54,12 +54,12 @@ class Observer:
         """(healthy, body): unhealthy when a running worker cannot reach the broker."""
         own = self.local_health()
         if self.siblings is None:
-            workers = [{"worker": "1", "pid": os.getpid(), **own}]
+            workers = [{"worker": "1", **own}]
             expected = 1
         else:
-            workers = [{"worker": self.siblings.worker, "pid": os.getpid(), **own}]
+            workers = [{"worker": self.siblings.worker, **own}]
             workers += [
-                {"worker": str(s.get("worker")), "pid": s.get("pid"), **s.get("health", {})}
+                {"worker": str(s.get("worker")), **s.get("health", {})}
                 for s in self.siblings.gather()
             ]
             workers.sort(key=lambda w: w["worker"])

@@ -438,9 +438,10 @@ class Connection:
         if not partial:
             try:  # a part of it is cut off by the close: 1006 then
                 if self._tls is None:
-                    os.write(self.fd, frame)
+                    sent = os.write(self.fd, frame)
                 else:
-                    self._tls.send(frame)
+                    sent = self._tls.send(frame)
+                self.node.stats.bytes_sent += sent
             except OSError:
                 pass
 
