@@ -127,10 +127,15 @@ def test_metrics_counters_move_by_exactly_the_workload(start_server: Any) -> Non
         pass
     a.ws.close()
     b.ws.close()
+    d = Counted(srv.ws_port)  # a close code of the client's own choosing: counted as "other"
+    d.send(client_frame(CLOSE, close_payload(3999)), text=False)
+    while d.read()[0] != CLOSE:
+        pass
+    d.ws.close()
     wait_until(
         lambda: (
             total(scrape(srv), "rocketws_disconnects_total") - total(before, "rocketws_disconnects_total")
-            == 2
+            == 3
         )
     )
     after = scrape(srv)
@@ -138,8 +143,8 @@ def test_metrics_counters_move_by_exactly_the_workload(start_server: Any) -> Non
     def delta(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)
 
-    sent_by_clients = a.sent + b.sent + c.sent
-    received_by_clients = a.received + b.received + c.received
+    sent_by_clients = a.sent + b.sent + c.sent + d.sent
+    received_by_clients = a.received + b.received + c.received + d.received
     pushes = 2 + 3 * 3  # send_data to b and c; 2 emits and a notify_all to all three
     responses = a.messages + b.messages + c.messages  # every text message was a request
     assert {name: delta(name) for name in COUNTERS} == {
@@ -154,6 +159,7 @@ def test_metrics_counters_move_by_exactly_the_workload(start_server: Any) -> Non
     assert delta("rocketws_publications_total", source="redis") == 0
     assert delta("rocketws_disconnects_total", code="1000") == 1
     assert delta("rocketws_disconnects_total", code="1006") == 1
+    assert delta("rocketws_disconnects_total", code="other") == 1
     assert delta("rocketws_slow_consumer_closes_total") == 0
     calls = {
         ("websocket", "subscribe"): 4,

@@ -24,6 +24,7 @@ __all__ = [
     "BrokerStats",
     "NodeStats",
     "SOURCES",
+    "OTHER_CODE",
 ]
 
 LATENCY_BUCKETS = (
@@ -50,6 +51,8 @@ LATENCY_BUCKETS = (
 UNKNOWN = "unknown"  # the method label of a call to a method not in the table
 INVALID = "invalid"  # ... of an entry that is not a request (-32600)
 PARSE = "parse"  # ... of a document that is not JSON (-32700)
+
+OTHER_CODE = "other"  # the close-code label of a code a client chose (4000-4999 not ours, ...)
 
 SOURCES = ("http", "redis", "send_data")
 """Where publications come from: the MessagesSource, the Redis message source, clients."""
@@ -164,7 +167,7 @@ class NodeStats:
         self.bytes_received = 0
         self.responses_sent = 0
         self.bytes_sent = 0
-        self.disconnects: dict[int, int] = {}
+        self.disconnects: dict[int | str, int] = {}
         self.slow_consumers = {"outbox": 0, "write_timeout": 0}
         self.rpc = {"websocket": RpcStats(), "http": RpcStats(), "redis": RpcStats()}
         self.started = started  # Unix time the node started (for uptime)
@@ -173,5 +176,6 @@ class NodeStats:
     def messages_sent(self) -> int:
         return self.deliveries + self.responses_sent
 
-    def disconnected(self, code: int) -> None:
+    def disconnected(self, code: int | str) -> None:
+        """Count a closed connection; ``code``: its close code, or ``OTHER_CODE``."""
         self.disconnects[code] = self.disconnects.get(code, 0) + 1

@@ -97,7 +97,7 @@ class NodeCollector(Collector):
             "WebSocket connections closed, by close code (1006: no close frame)",
             labels=["code"],
         )
-        for code, n in sorted(stats.disconnects.items()):
+        for code, n in sorted(stats.disconnects.items(), key=lambda item: str(item[0])):
             disconnects.add_metric([str(code)], n)
         yield disconnects
         slow = CounterMetricFamily(

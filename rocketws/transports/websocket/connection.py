@@ -43,7 +43,7 @@ from rocketws.core.exceptions import AuthFailed, RpcError, TooManyRequests
 from rocketws.core.handshake import Extension
 from rocketws.core.node import Node
 from rocketws.core.session import DeflateSession, Session
-from rocketws.core.stats import RpcStats
+from rocketws.core.stats import OTHER_CODE, RpcStats
 from rocketws.core.tokens import Identity
 from rocketws.transports.tls import TlsStream
 
@@ -67,6 +67,9 @@ KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 6
 
 
 NO_CLOSE_FRAME = 1006  # RFC 6455 7.1.5: the close code of a connection that ended without one
+# Close codes counted by value in rocketws_disconnects_total: ours, and the common ones a
+# peer sends; any other code a client picks is counted as "other" (bounded labels).
+_COUNTED_CODES = frozenset(CloseCode) | {1000, 1001, 1005}
 
 _TOO_MANY = TooManyRequests({"limit": "rate_limit", "reason": "too many requests: slow down"})
 
@@ -493,7 +496,7 @@ class Connection:
         if sent is None:
             stats.disconnected(NO_CLOSE_FRAME)
             return
-        stats.disconnected(sent.code)
+        stats.disconnected(sent.code if sent.code in _COUNTED_CODES else OTHER_CODE)
         if sent.code == CloseCode.SLOW_CONSUMER:
             reason = "write_timeout" if sent == disconnect.WRITE_STALLED else "outbox"
             stats.slow_consumers[reason] += 1
