@@ -15,6 +15,8 @@ Operations (``--only`` takes their names, comma-separated):
   parse, PyJWT verification with an audience check, the identity set on the session, the
   connection protocol accepted, the answer encoded (the whole server-side path of
   ``connect`` but the socket read and write).
+- ``rpc.dispatch_emit_metrics``, ``rpc.dispatch_batch_100_metrics`` (only with ``--only``)
+  the two dispatch operations with METRICS on: calls counted, documents timed.
 
 Each operation is timed in loops calibrated to ``--target`` seconds per repeat; the figure
 is the median over ``--repeat`` repeats (default 5).  The clock is this thread's CPU time
@@ -56,6 +58,7 @@ from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_message_push
 from rocketws.core.node import Node
 from rocketws.core.session import Session
+from rocketws.core.stats import RpcStats
 from rocketws.core.tokens import Identity, TokenVerifier
 
 from .harness import CHANNEL, emit_body
@@ -181,12 +184,14 @@ def backend_context() -> tuple[Any, list[Session]]:
     return rpc.BackendContext(node, 255), [session]
 
 
-def dispatch_emits(batch: int) -> Timer:
+def dispatch_emits(batch: int, counted: bool = False) -> Timer:
+    """``counted``: with an ``RpcStats`` (METRICS on: calls counted, documents timed)."""
     ctx, sessions = backend_context()
     body = emit_body(CHANNEL, DATA, 1, batch)
+    stats = RpcStats() if counted else None
 
     def op() -> bytes | None:
-        return rpc.dispatch(body, rpc.backend_methods, ctx, 1000)
+        return rpc.dispatch(body, rpc.backend_methods, ctx, 1000, stats=stats)
 
     def reset() -> None:
         drain(sessions)
@@ -291,6 +296,20 @@ EXTRA_OPERATIONS = (
         "auth.connect_hs256",
         "rpc.dispatch of one connect with an HS256 token (verify, accept, answer)",
         connect_hs256,
+    ),
+    Operation(
+        "rpc.dispatch_emit_metrics",
+        "rpc.dispatch_emit with METRICS on (the call counted, the document timed)",
+        lambda: dispatch_emits(1, counted=True),
+        1,
+        "emit",
+    ),
+    Operation(
+        "rpc.dispatch_batch_100_metrics",
+        f"rpc.dispatch_batch_100 with METRICS on ({BATCH} calls counted, the batch timed)",
+        lambda: dispatch_emits(BATCH, counted=True),
+        BATCH,
+        "emit",
     ),
 )
 
