@@ -715,6 +715,7 @@ _BACKEND_ONLY = frozenset(backend_methods) - frozenset(client_methods)
 # -- dispatch -------------------------------------------------------------------------
 
 _INTERNAL = {"reason": "internal server error"}
+_clock = time.perf_counter  # times documents when stats are kept (METRICS on)
 
 
 def serve(entry: Call | Invalid, methods: Methods, context: Any, stats: RpcStats | None = None) -> Response:
@@ -804,10 +805,10 @@ def dispatch(
         if stats is None:
             response = serve(entry, methods, context)
         else:
-            started = time.perf_counter()
+            started = _clock()
             response = serve(entry, methods, context, stats)
             if isinstance(entry, Call) and entry.method in methods:
-                stats.observe(entry.method, time.perf_counter() - started)
+                stats.observe(entry.method, _clock() - started)
         if isinstance(entry, Call) and entry.notification:
             return None  # executed, never answered (spec section 4.1)
         return _encode(response)
@@ -819,9 +820,9 @@ def dispatch(
     if stats is None:
         responses = dispatch_parsed(parsed, methods, context)
     else:
-        started = time.perf_counter()
+        started = _clock()
         responses = dispatch_parsed(parsed, methods, context, stats)
-        stats.batches.observe(time.perf_counter() - started)
+        stats.batches.observe(_clock() - started)
     # A batch of only notifications is answered with nothing at all (spec section 6).
     return _encode(responses) if responses else None
 

@@ -119,7 +119,8 @@ class RpcStats:
         histogram = self.latency.get(method)
         if histogram is None:
             histogram = self.latency[method] = Histogram()
-        histogram.observe(seconds)
+        histogram.counts[bisect_left(histogram.bounds, seconds)] += 1  # Histogram.observe, inlined
+        histogram.sum += seconds
 
 
 class BrokerStats:

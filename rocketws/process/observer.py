@@ -59,8 +59,7 @@ class Observer:
         else:
             workers = [{"worker": self.siblings.worker, **own}]
             workers += [
-                {"worker": str(s.get("worker")), **s.get("health", {})}
-                for s in self.siblings.gather()
+                {"worker": str(s.get("worker")), **s.get("health", {})} for s in self.siblings.gather()
             ]
             workers.sort(key=lambda w: w["worker"])
             expected = self.siblings.expected
