@@ -301,6 +301,7 @@ def test_workers_metrics_cover_both_workers(two_workers: ServerProcess, private_
     assert delta("rocketws_publications_total", source="http") == emits
     # the Redis source runs in every worker: each delivers to its own subscribers
     assert delta("rocketws_publications_total", source="redis") == 2
+    assert delta("rocketws_rpc_calls_total", endpoint="redis", method="emit") == 2
     assert delta("rocketws_deliveries_total") == n * (emits + 1)
     assert delta("rocketws_rpc_calls_total", method="emit", endpoint="http") == emits
     assert delta("rocketws_broker_publish_duration_seconds_count") == emits
@@ -327,6 +328,20 @@ def test_workers_health_fails_with_redis_down(two_workers: ServerProcess, privat
     assert body["broker"]["connected"] is False and body["workers"]["up"] == 2
     samples = scrape(srv)
     assert total(samples, "rocketws_broker_up") == 0
+    refused = srv.post(_emit("any", 1)).json()  # whichever worker gets it cannot publish
+    assert refused["error"]["code"] == -32002
+    after = scrape(srv)
+    assert (
+        total(after, "rocketws_broker_publish_errors_total")
+        - total(samples, "rocketws_broker_publish_errors_total")
+        == 1
+    )
+    errors = {"endpoint": "http", "method": "emit", "code": "-32002"}
+    assert (
+        total(after, "rocketws_rpc_errors_total", **errors)
+        - total(samples, "rocketws_rpc_errors_total", **errors)
+        == 1
+    )
     private_redis.start()
     wait_until(lambda: requests.get(srv.ms_url + "health", timeout=10).status_code == 200, timeout=30)
     assert total(scrape(srv), "rocketws_broker_reconnects_total") >= 2
