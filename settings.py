@@ -38,6 +38,8 @@ MESSAGES_SOURCE = {
     "REQUEST_TIMEOUT": 30.0,  # seconds to send one whole request (head and body); then 408
     "REDIS": None,  # or "redis://127.0.0.1:6379/0?channel=rocketws:messages" (docs/scaling.md)
     "API_KEY": None,  # a secret: backends send it, else 401 (docs/security.md); `manage.py init`
+    "METRICS": True,  # GET /metrics for Prometheus (docs/operations.md); False: 404
+    "METRICS_PUBLIC": False,  # True: /metrics without the API key (when one is set)
 }
 
 # A channel "ns:room" is in namespace "ns"; a channel without ":" in the default one ("").
@@ -107,6 +109,7 @@ SERVER = {
     "BROKER": "memory",  # or "redis://127.0.0.1:6379/0" to join nodes (docs/scaling.md)
     "SHUTDOWN_TIMEOUT": 5.0,  # seconds to close every connection on SIGTERM/SIGINT
     "LOG_LEVEL": None,  # None: as LOGGING says; or DEBUG/INFO/WARNING/ERROR
+    "LOG_FORMAT": "plain",  # or "json": one JSON object per line (log shippers)
 }
 
 LOGGING = {

@@ -18,6 +18,8 @@ Operations (``--only`` takes their names, comma-separated):
   ``connect`` but the socket read and write).
 - ``auth.connect_hs256_pyjwt`` (only with ``--only``) the same with every token through PyJWT's
   ``decode`` (``hmac_fast_path=False``): the reference for the fast path, in the same run.
+- ``rpc.dispatch_emit_metrics``, ``rpc.dispatch_batch_100_metrics`` (only with ``--only``)
+  the two dispatch operations with METRICS on: calls counted, documents timed.
 
 Each operation is timed in loops calibrated to ``--target`` seconds per repeat; the figure
 is the median over ``--repeat`` repeats (default 5).  The clock is this thread's CPU time
@@ -59,6 +61,7 @@ from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_message_push
 from rocketws.core.node import Node
 from rocketws.core.session import Session
+from rocketws.core.stats import RpcStats
 from rocketws.core.tokens import Identity, TokenVerifier
 
 from .harness import CHANNEL, emit_body
@@ -187,12 +190,14 @@ def backend_context() -> tuple[Any, list[Session]]:
     return rpc.BackendContext(node, 255), [session]
 
 
-def dispatch_emits(batch: int) -> Timer:
+def dispatch_emits(batch: int, counted: bool = False) -> Timer:
+    """``counted``: with an ``RpcStats`` (METRICS on: calls counted, documents timed)."""
     ctx, sessions = backend_context()
     body = emit_body(CHANNEL, DATA, 1, batch)
+    stats = RpcStats() if counted else None
 
     def op() -> bytes | None:
-        return rpc.dispatch(body, rpc.backend_methods, ctx, 1000)
+        return rpc.dispatch(body, rpc.backend_methods, ctx, 1000, stats=stats)
 
     def reset() -> None:
         drain(sessions)
@@ -307,6 +312,20 @@ EXTRA_OPERATIONS = (
         "auth.connect_hs256_pyjwt",
         "the same, every token through PyJWT's decode (the fast path's reference)",
         lambda: connect_hs256(fast_path=False),
+    ),
+    Operation(
+        "rpc.dispatch_emit_metrics",
+        "rpc.dispatch_emit with METRICS on (the call counted, the document timed)",
+        lambda: dispatch_emits(1, counted=True),
+        1,
+        "emit",
+    ),
+    Operation(
+        "rpc.dispatch_batch_100_metrics",
+        f"rpc.dispatch_batch_100 with METRICS on ({BATCH} calls counted, the batch timed)",
+        lambda: dispatch_emits(BATCH, counted=True),
+        BATCH,
+        "emit",
     ),
 )
 

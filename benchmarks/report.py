@@ -17,7 +17,14 @@ from .harness import RunResult
 from .servers import KNOWN_SERVERS
 
 # extra ratios of medians (numerator, denominator), reported when both servers ran
-EXTRA_RATIOS = (("rocketws-redis", "rocketws"), ("rocketws-redis", "peer"), ("rocketws-deflate", "rocketws"))
+EXTRA_RATIOS = (
+    ("rocketws-redis", "rocketws"),
+    ("rocketws-redis", "peer"),
+    ("rocketws-deflate", "rocketws"),
+    ("rocketws", "rocketws-nometrics"),  # metrics on / off
+    ("rocketws-nometrics", "rocketws-baseline"),  # counters alone / before them
+    ("rocketws", "rocketws-baseline"),  # everything / before
+)
 # the fields that name a case in the text summary, in this order when present
 CASE_LABELS = ("part", "n", "tls", "m", "b", "c", "size", "rate")
 

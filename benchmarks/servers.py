@@ -22,17 +22,37 @@ _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
 SERVER_NAMES = ("rocketws", "peer")  # the default set
 # rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts;
-# rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario)
-KNOWN_SERVERS = ("rocketws", "rocketws-redis", "rocketws-deflate", "peer")
-SERVER_ENV: dict[str, dict[str, str]] = {"rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"}}
+# rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario);
+# rocketws-nometrics: RocketWS with METRICS off (no call timing, no /metrics), the
+# baseline of "metrics must not cost the hot path" (docs/benchmarks.md#metrics);
+# rocketws-baseline: the RocketWS of another checkout (``$ROCKETWS_BENCH_BASELINE``, e.g.
+# `git archive` of the commit before a change), run with this checkout's Python
+KNOWN_SERVERS = (
+    "rocketws",
+    "rocketws-redis",
+    "rocketws-deflate",
+    "rocketws-nometrics",
+    "rocketws-baseline",
+    "peer",
+)
+BASELINE_ENV = "ROCKETWS_BENCH_BASELINE"
+SERVER_ENV: dict[str, dict[str, str]] = {
+    "rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"},
+    "rocketws-nometrics": {"ROCKETWS_METRICS": "0"},
+}
 
 
 def server_command(name: str, python: str = sys.executable, broker: str | None = None) -> list[str]:
     """The command line that starts server ``name`` on ephemeral loopback ports."""
-    if name in ("rocketws", "rocketws-redis", "rocketws-deflate"):
+    if name.startswith("rocketws"):
+        repo = REPO
+        if name == "rocketws-baseline":
+            if not os.environ.get(BASELINE_ENV):
+                raise ValueError(f"rocketws-baseline needs ${BASELINE_ENV}: the path of a RocketWS checkout")
+            repo = Path(os.environ[BASELINE_ENV])
         cmd = [
             python,
-            str(REPO / "manage.py"),
+            str(repo / "manage.py"),
             "runserver",
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",

@@ -241,6 +241,16 @@ def _log_level(name: str, value: Any) -> str:
     return level
 
 
+LOG_FORMATS = ("plain", "json")
+
+
+def _log_format(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in LOG_FORMATS:
+        raise ConfigError(name, value, "expected plain or json")
+    return text
+
+
 def _origins(name: str, value: Any) -> tuple[str, ...]:
     """``*`` (any origin), or origins such as ``https://example.com`` (list or comma-separated)."""
     items = value.split(",") if isinstance(value, str) else value
@@ -987,6 +997,31 @@ class Config:
         },
         _logging,
         "a `logging.config.dictConfig` dict, applied at start (default: stderr, INFO)",
+    )
+    # -- observability (docs/operations.md) --------------------------------------------
+    log_format: str = setting(
+        "SERVER",
+        "LOG_FORMAT",
+        "plain",
+        _log_format,
+        "`plain` (the `LOGGING` formatters) or `json`: one JSON object per line on every "
+        "handler ([operations.md](operations.md#logging))",
+    )
+    metrics: bool = setting(
+        "MESSAGES_SOURCE",
+        "METRICS",
+        True,
+        _bool,
+        "`GET /metrics` (Prometheus text format) and JSON-RPC call timing; false: 404 and no "
+        "timing ([operations.md](operations.md#metrics))",
+    )
+    metrics_public: bool = setting(
+        "MESSAGES_SOURCE",
+        "METRICS_PUBLIC",
+        False,
+        _bool,
+        "true: `/metrics` without the API key (when `API_KEY` is set it is needed otherwise; "
+        "Prometheus sends it with `authorization: {type: apikey}`)",
     )
 
 

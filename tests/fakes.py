@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rocketws.brokers.base import ClientInfo, Control, Publication
 from rocketws.core.disconnect import Disconnect
@@ -60,6 +61,9 @@ class FakeNode:
 
     def presence_channels(self) -> list[str]:
         return [ch for ch, clients in self.presence.items() if clients]
+
+    def info(self) -> dict[str, Any]:
+        return {"id": "fake", "connections": self.connections}
 
     def payloads(self, channel: str | None = "*") -> list[bytes]:
         return [p.payload for p in self.delivered if channel == "*" or p.channel == channel]

@@ -26,7 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
-_LISTEN = re.compile(r"(websocket|messages source) listening on (\S+)")
+_LISTEN = re.compile(r"(websocket|messages source) listening on (\w+://[^\s\"/]+/)")  # plain or JSON lines
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ import jwt
 import pytest
 import requests
 
+from rocketws.brokers.memory import MemoryBroker
 from rocketws.client import Client, ServerRpcError
 from rocketws.config import Config, load_config
 from rocketws.core.exceptions import ConfigError
@@ -99,7 +100,7 @@ def test_key_comparison_is_hmac_compare_digest(monkeypatch: pytest.MonkeyPatch) 
         return hmac.compare_digest(a, b)
 
     monkeypatch.setattr(http, "compare_digest", recording)
-    app = http.MessagesSourceApp(Node(Hub(), None), Config(api_key=KEY))  # type: ignore[arg-type]
+    app = http.MessagesSourceApp(Node(Hub(), MemoryBroker()), Config(api_key=KEY))
     assert app.authorize(KEY.encode()) is None
     denied = app.authorize(b"guess")
     assert denied is not None and denied.status == 401

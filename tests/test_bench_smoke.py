@@ -302,3 +302,40 @@ def test_bench_compression_compares_deflate_on_and_off(report: dict[str, Any]) -
         assert idle["complete"] and math.isfinite(idle["bytes_per_connection"])
     row = next(r for r in report["summary"] if r["scenario"] == "compression" and r["part"] == "fanout")
     assert row["wire_bytes_per_delivery"]["ratios"]["rocketws-deflate/rocketws"] < 0.7
+
+
+@pytest.fixture(scope="module")
+def metrics_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench-metrics")
+    cfg = Config.quick(
+        out=str(out),
+        quiet=True,
+        scenarios=["fanout", "ingress"],
+        servers=["rocketws", "rocketws-nometrics"],
+        batches=[10],
+        fanout_concurrency=[1],
+        plot=False,
+    )
+    return runner.run(cfg)
+
+
+def test_bench_metrics_on_and_off_side_by_side(metrics_report: dict[str, Any]) -> None:
+    for server in ("rocketws", "rocketws-nometrics"):
+        (fan,) = runs(metrics_report, "fanout", server)
+        assert fan["complete"] and fan["deliveries"] == fan["n"] * fan["m"] and fan["http_errors"] == 0
+        assert {r["b"] for r in runs(metrics_report, "ingress", server)} >= {1}
+    row = next(r for r in metrics_report["summary"] if r["scenario"] == "fanout")
+    assert row["us_per_delivery"]["ratios"]["rocketws/rocketws-nometrics"] > 0
+    ingress = next(r for r in metrics_report["summary"] if r["scenario"] == "ingress")
+    assert ingress["emits_per_s"]["ratios"]["rocketws/rocketws-nometrics"] > 0
+
+
+def test_bench_baseline_server_needs_a_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.servers import BASELINE_ENV, REPO, server_command
+
+    monkeypatch.delenv(BASELINE_ENV, raising=False)
+    with pytest.raises(ValueError, match=BASELINE_ENV):
+        server_command("rocketws-baseline")
+    monkeypatch.setenv(BASELINE_ENV, "/tmp/elsewhere")
+    assert server_command("rocketws-baseline")[1] == "/tmp/elsewhere/manage.py"
+    assert server_command("rocketws-nometrics")[1] == str(REPO / "manage.py")

@@ -189,6 +189,17 @@ def test_broker_publish_later_delivers_once_in_order(broker_and_node: tuple[Brok
 # -- create_broker (rocketws/brokers/__init__.py) ---------------------------------------
 
 
+def test_broker_reports_its_kind_id_and_state(broker_and_node: tuple[Broker, FakeNode]) -> None:
+    broker, _ = broker_and_node
+    assert broker.kind in ("memory", "redis") and broker.node_id
+    assert broker.stats.connected is True
+    broker.subscribe("observed")
+    broker.publish(Publication("observed", b'{"n":1}'))
+    assert broker.stats.errors == 0
+    # A single node: no other node's info record (this node's own is left out).
+    assert wait_in_hub(lambda: broker.nodes_info() == [] or None, what="no other node") is True
+
+
 def test_create_broker_rejects_unknown() -> None:
     assert isinstance(create_broker("memory"), MemoryBroker)
     with pytest.raises(ValueError, match="unsupported broker"):

@@ -197,7 +197,9 @@ def test_http_health(server: ServerProcess) -> None:
         health = server.health()
         assert health["status"] == "ok"
         assert health["connections"] >= 1 and health["channels"] >= 1
-        assert set(health) == {"status", "connections", "channels"}
+        assert set(health) == {"status", "connections", "users", "channels", "broker", "workers"}
+        assert health["broker"] == {"kind": "memory", "connected": True}
+        assert (health["workers"]["up"], health["workers"]["expected"]) == (1, 1)
 
 
 def test_http_batch_of_emits(server: ServerProcess) -> None:

@@ -376,11 +376,13 @@ def test_describe_lists_params_as_json_schema() -> None:
         "available_channels",
         "disconnect",  # the control methods of issue 10
         "emit",
+        "info",  # issue 12
         "notify_all",
         "ping",
         "presence",  # issue 11
         "presence_stats",
         "refresh",
+        "rpc.discover",  # issue 12
         "subscribe",
         "total_subscribers",
         "unsubscribe",

@@ -669,7 +669,7 @@ def test_push_parsing_and_formatting() -> None:
         ("ping extra", "ping: takes no arguments, got 'extra'"),
         ("subscribers a b", "subscribers: unexpected 'b'; usage: subscribers [CHANNEL]"),
         ("emit 'open 1", 'emit: cannot read "\'open 1": No closing quotation'),
-        ("help nope", "help: no command 'nope'; type `help` for the list"),
+        ("help nope", "help: no command or server method 'nope'; type `help` for the list"),
         ("connect a b c", "connect: too many arguments; usage: connect URL [WS_URL]"),
         ("connect ftp://x", "connect: not an http(s) URL: 'ftp://x'"),
     ],
@@ -679,3 +679,65 @@ def test_shell_bad_input_fails_with_one_line(line: str, error: str) -> None:
     shell = Shell(dead_url(), None, io.StringIO(), err)
     assert shell.execute(line) is Outcome.FAILED
     assert err.getvalue() == error + "\n"
+
+
+# -- server methods from rpc.discover (issue 12) ------------------------------------------
+
+
+def test_shell_completes_server_methods_from_discover(
+    server: ServerProcess, console: tuple[Console, io.StringIO, io.StringIO]
+) -> None:
+    shell_console, out, _ = console
+
+    def script(terminal: Terminal, pipe: PipeInput) -> None:
+        buffer = terminal.session.default_buffer
+        pipe.send_text("call total_su" + TAB)  # a name only the server's rpc.discover lists
+        wait_until(lambda: buffer.text == "call total_subscribers")
+        pipe.send_text("\r")
+        wait_until(lambda: out.getvalue().endswith("\n0\n"))
+        pipe.send_text("help rpc.disc" + TAB)
+        wait_until(lambda: buffer.text == "help rpc.discover")
+        pipe.send_text("\r")
+        wait_until(lambda: "OpenRPC" in out.getvalue())
+
+    shell_console.run(script)
+    assert "rpc.discover  [backend method" in out.getvalue()
+
+
+def test_shell_help_explains_any_server_method(server: ServerProcess, tmp_path: Path) -> None:
+    done = run_shell(tmp_path, *server_args(server), "-c", "help disconnect")
+    assert done.returncode == EXIT_OK, done.stderr
+    text = done.stdout
+    assert text.startswith("disconnect  [backend method")
+    assert "user (required)" in text and "code (optional)" in text and '"maximum": 4999' in text
+    assert "-32002 Broker unavailable" in text
+    client = run_shell(tmp_path, *server_args(server), "-c", "help send_data")
+    assert client.returncode == EXIT_OK and "send_data  [WebSocket client method]" in client.stdout
+    listing = run_shell(tmp_path, *server_args(server), "-c", "help")
+    assert "backend methods (call METHOD PARAMS): " in listing.stdout and " info " in listing.stdout
+    unknown = run_shell(tmp_path, *server_args(server), "-c", "help nothing.here")
+    assert (
+        unknown.returncode == EXIT_FAILED and "no command or server method 'nothing.here'" in unknown.stderr
+    )
+
+
+def test_shell_call_runs_any_backend_method(server: ServerProcess, tmp_path: Path) -> None:
+    done = run_shell(tmp_path, *server_args(server), "-c", "call info")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert results(done.stdout)[0]["node"]["broker"]["kind"] == "memory"
+    named = run_shell(tmp_path, *server_args(server), "-c", 'call total_subscribers {"channel": "x"}')
+    assert named.returncode == EXIT_OK and named.stdout.strip() == "0"
+    bad = run_shell(tmp_path, *server_args(server), "-c", "call total_subscribers 5")
+    assert bad.returncode == EXIT_FAILED and "PARAMS must be a JSON array or object" in bad.stderr
+
+
+def test_completer_offers_server_methods_after_call_and_help() -> None:
+    completer = ShellCompleter(lambda: [], lambda: ["emit", "info", "rpc.discover"])
+
+    def offered(line: str) -> list[str]:
+        return [c.text for c in completer.get_completions(Document(line), CompleteEvent())]
+
+    assert offered("call i") == ["info"]
+    assert offered("call ") == ["emit", "info", "rpc.discover"]
+    assert offered("help rpc") == ["rpc.discover"]
+    assert offered("help e") == ["emit", "exit"]  # the command once, not again as a method

@@ -7,8 +7,12 @@ unsubscribe, refresh).  A channel's presence is made of ``ClientInfo`` entries.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
+
+from rocketws.core.stats import BrokerStats
 
 
 class Publication(NamedTuple):
@@ -100,6 +104,9 @@ class BrokerHandler(Protocol):
     def presence_channels(self) -> list[str]:
         """This node's channels that keep presence and have a subscriber."""
 
+    def info(self) -> dict[str, Any]:
+        """This node's info record (a JSON object; ``Node.info``).  Never blocks."""
+
 
 class Broker(Protocol):
     """Carries publications to every node (including the publishing one).
@@ -163,3 +170,27 @@ class Broker(Protocol):
 
     def close(self) -> None:
         """Stop; release resources.  Called once."""
+
+    # -- observability (docs/operations.md) ---------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """``memory`` or ``redis``."""
+
+    @property
+    def node_id(self) -> str:
+        """This node's id among the nodes the broker joins."""
+
+    @property
+    def stats(self) -> BrokerStats:
+        """Publish latency, failed publishes, reconnects, whether reachable: plain values
+        the broker keeps current (``/metrics`` reads them).  Never blocks."""
+
+    def nodes_info(self) -> list[dict[str, Any]]:
+        """The info records of the other live nodes (as of their last heartbeat), in any
+        order; a single-process broker has none.  Raises BrokerUnavailable."""
+
+
+def new_node_id() -> str:
+    """A node id unique across hosts and restarts: ``host:pid:random``."""
+    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

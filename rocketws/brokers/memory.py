@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rocketws.brokers.base import (
     BrokerHandler,
     ClientInfo,
     Control,
     PresenceStats,
     Publication,
+    new_node_id,
     presence_stats,
 )
+from rocketws.core.stats import BrokerStats
 
 
 class MemoryBroker:
     """Delivers every publication straight to the local node (the default broker)."""
 
+    kind = "memory"
+
     def __init__(self) -> None:
         self._handler: BrokerHandler | None = None
+        self.node_id = new_node_id()
+        self.stats = BrokerStats()  # nothing to time: a publish is the local delivery
 
     def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
@@ -60,6 +68,9 @@ class MemoryBroker:
 
     def presence_stats(self, channel: str) -> PresenceStats:
         return presence_stats(self._node().local_presence(channel))
+
+    def nodes_info(self) -> list[dict[str, Any]]:
+        return []  # one process: no other node
 
     def close(self) -> None:
         self._handler = None

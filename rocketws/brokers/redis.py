@@ -34,21 +34,22 @@ backoff capped at 0.5 s and resubscribes every wanted channel.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import gevent
 import gevent.event
 
 from rocketws.brokers import envelope
-from rocketws.brokers.base import BrokerHandler, ClientInfo, Control, PresenceStats, Publication
+from rocketws.brokers.base import BrokerHandler, ClientInfo, Control, PresenceStats, Publication, new_node_id
 from rocketws.brokers.redis_channel_presence import ChannelPresence, PresenceWriter
+from rocketws.brokers.redis_info import InfoBoard
 from rocketws.brokers.redis_io import Client, RedisDown, Subscriber, connection_kwargs
 from rocketws.brokers.redis_presence import Presence
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
+from rocketws.core.stats import BrokerStats
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class RedisBroker:
         )
         if not 0 < self.presence_heartbeat < self.presence_expiry:
             raise ConfigError("broker", url, "presence_expiry must be above presence_heartbeat, above 0")
-        self.node_id = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.node_id = node_id or new_node_id()
         self._kwargs = kwargs
         self._channel_prefix = f"{self.prefix}ch:".encode()
         self._broadcast = f"{self.prefix}broadcast".encode()
@@ -147,9 +148,32 @@ class RedisBroker:
         self._presence_loop: gevent.Greenlet | None = None
         self._presence_wake = gevent.event.Event()
         self.bad_messages = 0
+        self._stats = BrokerStats()
+        self._info = InfoBoard(self._client, self.prefix, self.node_id, self.presence_ttl)
+        self._info_loop: gevent.Greenlet | None = None
+
+    kind = "redis"
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.node_id} prefix={self.prefix!r}>"
+
+    @property
+    def stats(self) -> BrokerStats:
+        """Publish latency and failures (kept by ``publish``), reconnects and whether the
+        pub/sub connection is up (read from the subscriber now)."""
+        stats = self._stats
+        stats.reconnects = self._subscriber.reconnects
+        stats.connected = self._subscriber.connected.is_set()
+        return stats
+
+    def nodes_info(self) -> list[dict[str, Any]]:
+        """The other live nodes' info records (each as of its last heartbeat).
+
+        Raises BrokerUnavailable."""
+        try:
+            return self._info.read_others()
+        except RedisDown as exc:
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
 
     # -- Broker -----------------------------------------------------------------------
 
@@ -165,6 +189,7 @@ class RedisBroker:
         self._subscriber.start()
         self._presence_loop = gevent.spawn(self._keep_presence)
         self._presence_writer.start(handler)
+        self._info_loop = gevent.spawn(self._keep_info)
         deadline = time.monotonic() + self.timeout
         while not all(self._subscriber.is_subscribed(channel) for channel in own):
             if time.monotonic() >= deadline:
@@ -185,10 +210,13 @@ class RedisBroker:
             redis_channel = self._broadcast
         else:
             redis_channel = self._channel_prefix + channel.encode()
+        started = time.perf_counter()
         try:
             remote = self._presence.publish(redis_channel, envelope.encode(publication), channel)
         except RedisDown as exc:
+            self._stats.errors += 1
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
+        self._stats.publish.observe(time.perf_counter() - started)
         local = handler.local_subscribers(channel)
         if publication.skip is not None and local:
             local -= 1  # the sender is a local subscriber (send_data requires it)
@@ -290,8 +318,11 @@ class RedisBroker:
         if self._presence_loop is not None:
             self._presence_loop.kill(block=True, timeout=2)
         self._presence_writer.close()
+        if self._info_loop is not None:
+            self._info_loop.kill(block=True, timeout=2)
         try:
             self._presence.clear()
+            self._info.clear()
         except RedisDown:
             pass  # the keys expire within the TTL
         self._subscriber.close()
@@ -411,3 +442,21 @@ class RedisBroker:
             self._presence_wake.wait(poll)
             self._presence_wake.clear()
             gevent.sleep(0.01)  # coalesce bursts of (un)subscribes into one write
+
+    def _keep_info(self) -> None:
+        """The heartbeat of this node's info record: every TTL/3 (sooner after a failure)."""
+        handler = self._node()
+        period = self.presence_ttl / 3
+        failing = False
+        while True:
+            try:
+                self._info.write(handler.info())
+            except RedisDown as exc:
+                if not failing:
+                    logger.debug("Redis broker: info write failed: %s", exc)
+                failing = True
+            except Exception:
+                logger.exception("Redis broker: info write failed")
+            else:
+                failing = False
+            gevent.sleep(min(period, 0.25) if failing else period)

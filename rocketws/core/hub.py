@@ -151,6 +151,11 @@ class Hub:
         return len(self._channels)
 
     @property
+    def subscription_count(self) -> int:
+        """(session, channel) subscriptions here."""
+        return sum(map(len, self._channels.values()))
+
+    @property
     def user_count(self) -> int:
         """Users with at least one open session here."""
         return len(self._users)

@@ -12,12 +12,13 @@ from rocketws.core import disconnect
 from rocketws.core.channels import ANY_NAMESPACE, Namespace, Namespaces
 from rocketws.core.codes import RpcCode
 from rocketws.core.disconnect import Disconnect
-from rocketws.core.exceptions import AuthFailed, LimitExceeded, PermissionDenied, RpcError
+from rocketws.core.exceptions import AuthFailed, BrokerUnavailable, LimitExceeded, PermissionDenied, RpcError
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push, encode_subscription_push
 from rocketws.core.presence import LocalPresence, encode_join_leave
 from rocketws.core.session import Session
+from rocketws.core.stats import NodeStats
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Node:
     ``LocalPresence`` (see "presence" below); the others cost nothing there.
     ``max_connections_per_user`` (0: no limit) bounds each user's connections on this node
     (``admit_user``).
+    ``stats``: where the node counts (a new NodeStats unless given: the Redis message
+    source's local node shares the server node's); ``id`` is the broker's node id.
     """
 
     def __init__(
@@ -78,9 +81,13 @@ class Node:
         clock: Callable[[], float] = time.time,
         deflater: FrameDeflater | None = None,
         max_connections_per_user: int = 0,
+        stats: NodeStats | None = None,
     ) -> None:
         self.hub = hub
         self.broker = broker
+        self.id = broker.node_id
+        self.api: dict[str, dict[str, Any]] = {}  # endpoint -> OpenRPC document (rpc.discover)
+        self.stats = NodeStats(clock()) if stats is None else stats
         self.max_channels_per_connection = max_channels_per_connection
         self.namespaces = namespaces
         self._clock = clock
@@ -375,8 +382,11 @@ class Node:
         deflater = self.deflater
         deflated = None if deflater is None else lambda: deflater.frame(payload, frame)
         if channel is None:
-            return self.hub.broadcast(frame, deflated)
-        return self.hub.fan_out(channel, frame, publication.skip, deflated)
+            n = self.hub.broadcast(frame, deflated)
+        else:
+            n = self.hub.fan_out(channel, frame, publication.skip, deflated)
+        self.stats.deliveries += n
+        return n
 
     def reply_frame(self, session: Session, payload: bytes) -> bytes:
         """The frame of a reply to ``session`` (compressed if it negotiated that)."""
@@ -406,6 +416,40 @@ class Node:
 
     def total_subscribers(self, channel: str | None = None) -> int:
         return self.broker.subscribers(channel)
+
+    # -- info (the backend method; docs/operations.md#info) ---------------------------
+
+    def info(self) -> dict[str, Any]:
+        """This node's record: id, version, uptime (seconds), connections, users,
+        channels, subscriptions and broker state.  Never blocks."""
+        from rocketws import __version__  # the package root imports only codes/exceptions
+
+        hub, started = self.hub, self.stats.started
+        return {
+            "id": self.id,
+            "version": __version__,
+            "started_at": started,
+            "uptime": round(max(0.0, self._clock() - started), 3),
+            "connections": hub.connections,
+            "users": hub.user_count,
+            "channels": hub.channel_count,
+            "subscriptions": hub.subscription_count,
+            "broker": {"kind": self.broker.kind, "connected": self.broker.stats.connected},
+        }
+
+    def cluster_info(self) -> tuple[list[dict[str, Any]], bool]:
+        """Every live node's record, this one first (others as of their last heartbeat),
+        and whether the others could be read (False: the broker is unreachable)."""
+        local = self.info()
+        try:
+            others = self.broker.nodes_info()
+        except BrokerUnavailable:
+            return [local], False
+        return [local, *sorted((r for r in others if r.get("id") != self.id), key=_by_id)], True
+
+
+def _by_id(record: dict[str, Any]) -> str:
+    return str(record.get("id", ""))
 
 
 def _no_proxy(what: str, channel: str) -> RpcError:

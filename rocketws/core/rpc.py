@@ -18,13 +18,14 @@ import inspect
 import logging
 import math
 import operator
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rocketws.brokers.base import Control
 from rocketws.core import disconnect as disconnects
-from rocketws.core import jsonrpc
+from rocketws.core import jsonrpc, openrpc
 from rocketws.core.auth import ANONYMOUS_MODE, Admission, Authenticator
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
@@ -33,6 +34,7 @@ from rocketws.core.jsonrpc import Call, ErrorResponse, Invalid, Parsed, Response
 from rocketws.core.node import ChannelProxy, Node
 from rocketws.core.proxy import NO_PROXIES, CallContext, Proxies, validate_method
 from rocketws.core.session import Session
+from rocketws.core.stats import INVALID, PARSE, UNKNOWN, RpcStats
 
 __all__ = [
     "Param",
@@ -51,6 +53,7 @@ __all__ = [
     "serve",
     "refuse",
     "InvalidParams",
+    "discover_document",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ class Method:
     result: Mapping[str, Any] = field(default_factory=dict)
     rest: Param | None = None
     concurrent: bool = False
+    errors: tuple[RpcCode, ...] = ()  # what it may answer besides -32602/-32603 (OpenRPC)
     # Derived once, for ``bind``:
     _names: tuple[str, ...] = field(init=False, repr=False)
     _defaults: tuple[Any, ...] = field(init=False, repr=False)
@@ -220,6 +224,8 @@ _CHANNEL = Param(
 )
 _DATA = Param("data", doc="any JSON value, pushed as is")
 _DELIVERED = {"type": "integer", "minimum": 0}
+_BROKER = (RpcCode.BROKER_UNAVAILABLE,)
+_TOKEN = (RpcCode.TOKEN_INVALID, RpcCode.TOKEN_EXPIRED)
 _CHANNELS = {"type": "array", "items": {"type": "string"}}
 
 
@@ -304,7 +310,10 @@ def unsubscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
 
 def send_data(ctx: Caller, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data, ctx.channel_proxy)}
+    node = ctx.node
+    delivered = node.send_data(ctx.session, name, data, ctx.channel_proxy)
+    node.stats.publications["send_data"] += 1
+    return {"channel": channel, "delivered": delivered}
 
 
 def subscriptions(ctx: Caller) -> list[str]:
@@ -339,7 +348,8 @@ _CONNECT = Method(
         _optional("version", "client version, for the connect proxy and logs"),
     ),
     "Authenticate this connection (the first call when authentication is on).",
-    {
+    errors=(*_TOKEN, RpcCode.CONNECT_REFUSED, RpcCode.AUTH_UNAVAILABLE, RpcCode.ALREADY_CONNECTED),
+    result={
         "type": "object",
         "properties": {
             "client": {"type": "string"},
@@ -356,6 +366,7 @@ _REFRESH = Method(
     (Param("token", {"type": "string"}, doc="a new connection JWT for the same sub"),),
     "Extend an expiring connection with a new token.",
     {"type": "object", "properties": {"expires_in": {"type": ["integer", "null"]}}},
+    errors=_TOKEN,
 )
 
 
@@ -489,6 +500,13 @@ client_methods: Methods = table(
         ),
         "Subscribe this connection to a channel (idempotent).",
         _subscribed(True),
+        errors=(
+            RpcCode.NOT_ALLOWED,
+            RpcCode.PERMISSION_DENIED,
+            RpcCode.LIMIT_EXCEEDED,
+            *_TOKEN,
+            *_BROKER,
+        ),
     ),
     Method(
         "unsubscribe",
@@ -503,6 +521,7 @@ client_methods: Methods = table(
         (_CHANNEL, _DATA),
         "Publish to the other subscribers of a channel this connection is in.",
         {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+        errors=(RpcCode.NOT_SUBSCRIBED, RpcCode.NOT_ALLOWED, RpcCode.PERMISSION_DENIED, *_BROKER),
     ),
     Method("subscriptions", subscriptions, (), "This connection's channels, sorted.", _CHANNELS),
     _PING,
@@ -527,19 +546,27 @@ connecting_methods: Methods = table(_CONNECT, _PING)
 
 @dataclass(frozen=True, slots=True)
 class BackendContext:
-    """What a backend method sees: the node and the channel-name limit."""
+    """What a backend method sees: the node, the channel-name limit, and which ingress
+    path it serves (``source``: ``http`` or ``redis``, for the publication counts)."""
 
     node: Node
     max_channel_length: int
+    source: str = "http"
 
 
 def emit(ctx: BackendContext, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": name, "delivered": ctx.node.emit(name, data)}
+    node = ctx.node
+    delivered = node.emit(name, data)
+    node.stats.publications[ctx.source] += 1
+    return {"channel": name, "delivered": delivered}
 
 
 def notify_all(ctx: BackendContext, data: Any) -> dict[str, int]:
-    return {"delivered": ctx.node.notify_all(data)}
+    node = ctx.node
+    delivered = node.notify_all(data)
+    node.stats.publications[ctx.source] += 1
+    return {"delivered": delivered}
 
 
 def available_channels(ctx: BackendContext) -> list[str]:
@@ -647,6 +674,7 @@ _CONTROL_METHODS = (
         ),
         "Close every connection of a user, on every node.",
         _REACHED,
+        errors=_BROKER,
     ),
     Method(
         "subscribe",
@@ -654,6 +682,7 @@ _CONTROL_METHODS = (
         (_USER, _CHANNEL),
         "Subscribe every connection of a user to a channel (each is sent a `subscribed` notification).",
         _REACHED,
+        errors=(RpcCode.NOT_ALLOWED, *_BROKER),
     ),
     Method(
         "unsubscribe",
@@ -662,6 +691,7 @@ _CONTROL_METHODS = (
         "Unsubscribe every connection of a user from a channel (each that was subscribed is "
         "sent an `unsubscribed` notification).",
         _REACHED,
+        errors=_BROKER,
     ),
     Method(
         "refresh",
@@ -679,6 +709,7 @@ _CONTROL_METHODS = (
         ),
         "Set a new expiry on every connection of a user, on every node.",
         _REACHED,
+        errors=_BROKER,
     ),
 )
 
@@ -689,6 +720,7 @@ backend_methods: Methods = table(
         (_CHANNEL, _DATA),
         "Push data to every subscriber of a channel.",
         {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+        errors=(RpcCode.NOT_ALLOWED, *_BROKER),
     ),
     Method(
         "notify_all",
@@ -696,6 +728,7 @@ backend_methods: Methods = table(
         (_DATA,),
         "Push data once to every open connection.",
         {"type": "object", "properties": {"delivered": _DELIVERED}},
+        errors=_BROKER,
     ),
     Method(
         "available_channels",
@@ -703,6 +736,7 @@ backend_methods: Methods = table(
         (),
         "Channels with at least one subscriber, sorted.",
         _CHANNELS,
+        errors=_BROKER,
     ),
     Method(
         "total_subscribers",
@@ -717,10 +751,101 @@ backend_methods: Methods = table(
         ),
         "Subscribers of a channel, or open connections.",
         _DELIVERED,
+        errors=_BROKER,
     ),
     *_CONTROL_METHODS,
     *_BACKEND_PRESENCE,
     _PING,
+)
+
+# -- info and rpc.discover (docs/operations.md) -------------------------------------------
+
+
+def info(ctx: BackendContext) -> dict[str, Any]:
+    nodes, complete = ctx.node.cluster_info()
+    totals = {
+        key: sum(int(n.get(key, 0)) for n in nodes) for key in ("connections", "users", "subscriptions")
+    }
+    return {"node": nodes[0], "nodes": nodes, "complete": complete, "totals": {"nodes": len(nodes), **totals}}
+
+
+_NODE_INFO = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "version": {"type": "string"},
+        "started_at": {"type": "number", "description": "Unix time"},
+        "uptime": {"type": "number", "description": "seconds"},
+        "connections": _DELIVERED,
+        "users": _DELIVERED,
+        "channels": _DELIVERED,
+        "subscriptions": _DELIVERED,
+        "broker": {
+            "type": "object",
+            "properties": {"kind": {"enum": ["memory", "redis"]}, "connected": {"type": "boolean"}},
+        },
+    },
+}
+_INFO = Method(
+    "info",
+    info,
+    (),
+    "This node's id, version, uptime, connections, users, channels and broker state, and "
+    "every live node's on the Redis broker (each as of its last heartbeat, TTL/3 at most).",
+    {
+        "type": "object",
+        "properties": {
+            "node": _NODE_INFO,
+            "nodes": {"type": "array", "items": _NODE_INFO},
+            "complete": {
+                "type": "boolean",
+                "description": "false: the broker was unreachable, only this node",
+            },
+            "totals": {"type": "object"},
+        },
+    },
+)
+
+DISCOVER = "rpc.discover"
+_TITLES = {"websocket": "RocketWS client API (WebSocket)", "backend": "RocketWS backend API (MessagesSource)"}
+
+
+def discover_document(
+    endpoint: str, methods: Methods, extra: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The OpenRPC document of an endpoint (``websocket`` or ``backend``) serving ``methods``."""
+    from rocketws import __version__  # the package root imports only codes/exceptions
+
+    return openrpc.document(methods, title=_TITLES[endpoint], version=__version__, extra=extra)
+
+
+def _discover(endpoint: str, methods: Methods) -> Callable[[Any], dict[str, Any]]:
+    def discover(ctx: Any) -> dict[str, Any]:
+        document = ctx.node.api.get(endpoint)
+        return document if document is not None else discover_document(endpoint, methods)
+
+    return discover
+
+
+_DISCOVER_RESULT = {
+    "type": "object",
+    "description": "an OpenRPC 1.x document",
+    "required": ["openrpc", "methods"],
+}
+client_methods[DISCOVER] = Method(
+    DISCOVER,
+    _discover("websocket", client_methods),
+    (),
+    "This endpoint's methods as an OpenRPC 1.x document (params, results, errors).",
+    _DISCOVER_RESULT,
+)
+backend_methods[_INFO.name] = _INFO
+backend_methods[DISCOVER] = Method(
+    DISCOVER,
+    _discover("backend", backend_methods),
+    (),
+    "This endpoint's methods as an OpenRPC 1.x document (params, results, errors).",
+    _DISCOVER_RESULT,
 )
 
 _BACKEND_ONLY = frozenset(backend_methods) - frozenset(client_methods)
@@ -728,26 +853,40 @@ _BACKEND_ONLY = frozenset(backend_methods) - frozenset(client_methods)
 # -- dispatch -------------------------------------------------------------------------
 
 _INTERNAL = {"reason": "internal server error"}
+_clock = time.perf_counter  # times documents when stats are kept (METRICS on)
 
 
-def serve(entry: Call | Invalid, methods: Methods, context: Any) -> Response:
+def serve(entry: Call | Invalid, methods: Methods, context: Any, stats: RpcStats | None = None) -> Response:
     """Run one entry and return its outcome, a notification's included.
 
     Never raises: an unknown method is -32601, bad params -32602, an RpcError its own
     code, any other exception -32603 (a bug: logged with its traceback, no detail sent).
-    The caller drops a notification's outcome (spec section 4.1).
+    The caller drops a notification's outcome (spec section 4.1).  ``stats``: where the
+    call and its error are counted (None: not counted).
     """
     if isinstance(entry, Invalid):
+        if stats is not None:
+            stats.error(INVALID, RpcCode.INVALID_REQUEST)
         return jsonrpc.invalid_response(entry)
     method = methods.get(entry.method)
     if method is None:
-        return _not_found(entry, methods)
+        response = _not_found(entry, methods)
+        if stats is not None:
+            stats.error(UNKNOWN, response.code)
+        return response
+    if stats is not None:
+        calls = stats.calls
+        calls[method.name] = calls.get(method.name, 0) + 1
     try:
         return new(Result, (entry.id, method.func(context, *method.bind(entry.params))))
     except RpcError as exc:
+        if stats is not None:
+            stats.error(method.name, exc.code)
         return ErrorResponse(entry.id, exc.code, exc.data, exc.message)
     except Exception:
         logger.exception("internal error in JSON-RPC method %r", entry.method)
+        if stats is not None:
+            stats.error(method.name, RpcCode.INTERNAL_ERROR)
         return ErrorResponse(entry.id, RpcCode.INTERNAL_ERROR, _INTERNAL)
 
 
@@ -761,7 +900,9 @@ def _not_found(call: Call, methods: Methods) -> ErrorResponse:
     return ErrorResponse(call.id, RpcCode.METHOD_NOT_FOUND, data)
 
 
-def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Response]:
+def dispatch_parsed(
+    parsed: Parsed, methods: Methods, context: Any, stats: RpcStats | None = None
+) -> list[Response]:
     """Run every entry of a parsed document; return the responses due, in order.
 
     Notifications are run too but get no response; invalid entries and requests get one
@@ -769,7 +910,7 @@ def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Resp
     """
     responses: list[Response] = []
     for entry in parsed.entries:
-        response = serve(entry, methods, context)
+        response = serve(entry, methods, context, stats)
         if isinstance(entry, Invalid) or not entry.notification:
             responses.append(response)
     return responses
@@ -788,6 +929,7 @@ def dispatch(
     max_batch_size: int,
     max_depth: int = jsonrpc.MAX_NESTING_DEPTH,
     defer: Defer | None = None,
+    stats: RpcStats | None = None,
 ) -> bytes | None:
     """Answer one JSON-RPC document; return the response bytes, or None when none is due.
 
@@ -796,26 +938,43 @@ def dispatch(
     -32003, id null), unknown methods and bad params all become error responses as the
     spec prescribes.  A lone call of a ``concurrent`` method goes to ``defer`` (None is
     returned: its answer comes later); in a batch it is served in turn like the others.
+    ``stats``: counts calls and errors, and times the document (a single call per method,
+    a batch whole); None: nothing is counted or timed.
     """
     try:
         parsed = jsonrpc.parse(data, max_depth)
     except jsonrpc.ParseError as exc:
+        if stats is not None:
+            stats.error(PARSE, RpcCode.PARSE_ERROR)
         return jsonrpc.encode(ErrorResponse(None, RpcCode.PARSE_ERROR, {"reason": str(exc)}))
     if not parsed.batch:
         entry = parsed.entries[0]
         if defer is not None and isinstance(entry, Call) and _concurrent(entry, methods):
-            refused = defer(functools.partial(_serve_alone, entry, methods, context))
+            refused = defer(functools.partial(_serve_alone, entry, methods, context, stats))
             if refused is None or entry.notification:
                 return None
             return _encode(ErrorResponse(entry.id, refused.code, refused.data, refused.message))
-        response = serve(entry, methods, context)
+        if stats is None:
+            response = serve(entry, methods, context)
+        else:
+            started = _clock()
+            response = serve(entry, methods, context, stats)
+            if isinstance(entry, Call) and entry.method in methods:
+                stats.observe(entry.method, _clock() - started)
         if isinstance(entry, Call) and entry.notification:
             return None  # executed, never answered (spec section 4.1)
         return _encode(response)
     if len(parsed.entries) > max_batch_size:
         limit = LimitExceeded({"limit": "max_batch_size", "max": max_batch_size, "reason": "batch too large"})
+        if stats is not None:
+            stats.error(INVALID, limit.code)
         return jsonrpc.encode(ErrorResponse(None, limit.code, limit.data))
-    responses = dispatch_parsed(parsed, methods, context)
+    if stats is None:
+        responses = dispatch_parsed(parsed, methods, context)
+    else:
+        started = _clock()
+        responses = dispatch_parsed(parsed, methods, context, stats)
+        stats.batches.observe(_clock() - started)
     # A batch of only notifications is answered with nothing at all (spec section 6).
     return _encode(responses) if responses else None
 
@@ -825,9 +984,14 @@ def _concurrent(call: Call, methods: Methods) -> bool:
     return method is not None and method.concurrent
 
 
-def _serve_alone(call: Call, methods: Methods, context: Any) -> bytes | None:
-    """A deferred call's answer (None for a notification)."""
-    response = serve(call, methods, context)
+def _serve_alone(call: Call, methods: Methods, context: Any, stats: RpcStats | None = None) -> bytes | None:
+    """A deferred call's answer (None for a notification), counted and timed in ``stats``."""
+    if stats is None:
+        response = serve(call, methods, context)
+    else:
+        started = _clock()
+        response = serve(call, methods, context, stats)
+        stats.observe(call.method, _clock() - started)
     return None if call.notification else _encode(response)
 
 

@@ -37,7 +37,10 @@ spec_example_methods: Methods = table(
     Method(
         "subtract",
         subtract,
-        (Param("minuend", _NUMBER), Param("subtrahend", _NUMBER)),
+        (
+            Param("minuend", _NUMBER, doc="the number to subtract from"),
+            Param("subtrahend", _NUMBER, doc="the number subtracted"),
+        ),
         "minuend - subtrahend.",
         _NUMBER,
     ),

@@ -23,8 +23,11 @@ from rocketws.core.channels import Namespaces
 from rocketws.core.deflate import Deflater
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
-from rocketws.core.rpc import backend_methods
+from rocketws.core.rpc import backend_methods, client_methods, discover_document
 from rocketws.core.spec_examples import spec_example_methods
+from rocketws.process import siblings
+from rocketws.process.logformat import apply_log_format
+from rocketws.process.observer import Observer
 from rocketws.process.supervisor import reuse_port_listener
 from rocketws.sources.http import MessagesSourceApp, MessagesSourceServer
 from rocketws.sources.redis import RedisSource
@@ -44,6 +47,7 @@ def configure_logging(config: Config) -> None:
     logging.config.dictConfig(config.logging)
     if config.log_level:
         logging.getLogger().setLevel(config.log_level)
+    apply_log_format(config.log_format)
 
 
 def _listen(address: Address, what: str, reuse_port: bool, build: Callable[[Any], S]) -> S:
@@ -92,7 +96,11 @@ class Server:
         methods = dict(backend_methods)
         if config.spec_example_methods:
             methods.update(spec_example_methods)
-        self.ms_app = MessagesSourceApp(self.node, config, methods)
+        self.node.api["websocket"] = discover_document("websocket", client_methods)
+        self.node.api["backend"] = discover_document("backend", methods)
+        self.siblings = siblings.from_environment(lambda: self.observer.snapshot()) if reuse_port else None
+        self.observer = Observer(self.node, self.siblings)
+        self.ms_app = MessagesSourceApp(self.node, config, methods, self.observer)
         self.redis_source = (
             None
             if config.redis_source is None
@@ -102,6 +110,7 @@ class Server:
                 max_channel_length=config.max_channel_length,
                 max_batch_size=config.max_batch_size,
                 max_nesting_depth=config.max_nesting_depth,
+                timed=config.metrics,
             )
         )
         self.ws_server = _listen(
@@ -138,6 +147,8 @@ class Server:
             logger.info("redis message source subscribed to %r", self.redis_source.channel)
         self.ws_server.start()
         self.ms_server.start()
+        if self.siblings is not None:
+            self.siblings.start()
         self._log_auth()
         if self.ws_app.proxies.configured:
             logger.info("%s", self.ws_app.proxies.describe())
@@ -192,6 +203,8 @@ class Server:
         logger.info("shutting down: closing %d connection(s)", len(self.ws_app.connections))
         self.ws_server.close()
         self.ms_server.close()
+        if self.siblings is not None:
+            self.siblings.close()
         self.ws_app.close_all(disconnect.SHUTDOWN)
         if not self.ws_app.wait_closed(self.config.shutdown_timeout):
             logger.warning(

@@ -7,17 +7,23 @@ Every worker is a full node with its own hub, joined to the others through the R
 broker.  The supervisor relays the workers' output (prefixed ``[worker I]``), restarts a
 worker that exits unasked (with capped backoff, logged), and on SIGTERM/SIGINT passes
 SIGTERM to every worker, waits for them to drain, and exits 0.  With TLS configured,
-SIGHUP is passed to every worker (each reloads its certificate).
+SIGHUP is passed to every worker (each reloads its certificate).  With LOG_FORMAT json
+the workers' lines are relayed as they are (each names its ``worker``), so the output
+stays one JSON object per line.  The supervisor makes a private run directory for the
+workers' snapshot sockets (``process/siblings.py``: ``/metrics`` and ``/health`` answer
+for every worker) and removes it on exit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +35,8 @@ from rocketws.config import Address, Config
 logger = logging.getLogger(__name__)
 
 WORKER_ENV = "ROCKETWS_WORKER_ID"
+RUN_DIR_ENV = "ROCKETWS_RUN_DIR"  # the workers' snapshot sockets (process/siblings.py)
+WORKERS_ENV = "ROCKETWS_WORKERS"  # how many workers /health expects
 _READY = ("websocket listening on", "messages source listening on")
 
 
@@ -98,9 +106,11 @@ class Supervisor:
         self._workers = [_Worker(i + 1) for i in range(workers)]
         self._reserved: list[socket.socket] = []
         self._out_lock = threading.Lock()
+        self._run_dir = ""
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status (1 if workers cannot start)."""
+        self._run_dir = tempfile.mkdtemp(prefix="rocketws-run-")  # mode 0700
         ws, ws_sock = reserve_port(self.config.websocket)
         ms, ms_sock = reserve_port(self.config.backend)
         self._reserved = [ws_sock, ms_sock]
@@ -135,11 +145,18 @@ class Supervisor:
             self._shutdown()
             for sock in self._reserved:
                 sock.close()
+            shutil.rmtree(self._run_dir, ignore_errors=True)
 
     # -- workers ------------------------------------------------------------------------
 
     def _spawn(self, worker: _Worker) -> None:
-        env = {**os.environ, WORKER_ENV: str(worker.index), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            WORKER_ENV: str(worker.index),
+            RUN_DIR_ENV: self._run_dir,
+            WORKERS_ENV: str(self.count),
+            "PYTHONUNBUFFERED": "1",
+        }
         path = os.pathsep.join(p for p in (sys.path[0], env.get("PYTHONPATH")) if p)
         env["PYTHONPATH"] = path
         worker.ready.clear()
@@ -171,7 +188,7 @@ class Supervisor:
 
     def _relay(self, worker: _Worker, stream: IO[bytes]) -> None:
         seen: set[str] = set()
-        prefix = f"[worker {worker.index}] ".encode()
+        prefix = b"" if self.config.log_format == "json" else f"[worker {worker.index}] ".encode()
         for line in stream:
             with self._out_lock:
                 sys.stderr.buffer.write(prefix + line)

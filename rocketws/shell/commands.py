@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any, TextIO
 
 from rocketws.client import BadResponse, Client, ServerRpcError, TransportError
+from rocketws.shell.discover import BACKEND, CLIENT, Catalog, describe_method, discover_over_websocket
 from rocketws.shell.parsing import (
     ALIASES,
     DEFAULT_DATA,
@@ -93,6 +94,14 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("ping", "ping", "check that the server answers"),
         Command(
+            "call",
+            "call METHOD [PARAMS]",
+            "call any backend method (Tab completes the names rpc.discover lists)",
+            "PARAMS is a JSON array (by position) or object (by name), e.g.\n"
+            'call disconnect {"user": "alice", "code": 4504}\n'
+            "`help METHOD` shows what a server method takes.",
+        ),
+        Command(
             "connect",
             "connect URL [WS_URL]",
             "use another server",
@@ -108,7 +117,7 @@ COMMANDS: dict[str, Command] = {
             "TIME CHANNEL JSON.  -n COUNT stops after COUNT pushes; put -- before\n"
             "channels that start with -.",
         ),
-        Command("help", "help [COMMAND]", "list the commands, or explain one"),
+        Command("help", "help [COMMAND|METHOD]", "list the commands, or explain one or a server method"),
         Command("exit", "exit", "leave the shell (also quit, Ctrl-D)"),
     )
 }
@@ -140,6 +149,10 @@ class Shell:
         self.ws_url = ws_url(ws) if ws else default_ws_url(self.client.url, ws_port)
         self.reachable: bool | None = None
         self._channels: tuple[float, list[str]] | None = None
+        self.catalog = Catalog(
+            lambda: self.client.call("rpc.discover"),
+            lambda: discover_over_websocket(self.ws_url, self.timeout),
+        )
 
     @property
     def url(self) -> str:
@@ -249,6 +262,7 @@ class Shell:
         self.client.close()
         self.client = Client(new_ms, timeout=self.timeout, api_key=self.api_key)
         self.ws_url, self.reachable, self._channels = new_ws, None, None
+        self.catalog.reset()
         self.out.write(f"MessagesSource {self.url}, WebSocket {self.ws_url}\n")
         return self._cmd_ping("")
 
@@ -277,18 +291,44 @@ class Shell:
         report(f"stopped watching after {seen} push{'es' if seen != 1 else ''}")
         return Outcome.OK
 
+    def _cmd_call(self, rest: str) -> Outcome:
+        method, params_text, _ = take_word(rest)
+        if method is None:
+            method = self._ask_required(Question("method"), "call")
+        params = parse_json(params_text) if params_text else None
+        if params is not None and not isinstance(params, (list, dict)):
+            raise InputError("PARAMS must be a JSON array or object")
+        return self._show(self._call(self.client.call, method, params))
+
+    def method_names(self) -> list[str]:
+        """Backend method names (``rpc.discover``; [] when unknown), for completion."""
+        return self.catalog.names(BACKEND)
+
     def _cmd_help(self, rest: str) -> Outcome:
         name = ALIASES.get(rest.strip(), rest.strip())
         if name:
             command = COMMANDS.get(name)
             if command is None:
-                raise InputError(f"no command {name!r}; type `help` for the list")
-            text = f"{command.usage}\n  {command.summary}\n"
-            if command.details:
-                text += "".join(f"  {line}\n" for line in command.details.splitlines())
+                found = self.catalog.find(name)
+                if not found:
+                    raise InputError(f"no command or server method {name!r}; type `help` for the list")
+                text = "".join(describe_method(endpoint, method) for endpoint, method in found)
+            else:
+                text = f"{command.usage}\n  {command.summary}\n"
+                if command.details:
+                    text += "".join(f"  {line}\n" for line in command.details.splitlines())
+                if name not in ("help", "exit", "connect", "watch", "channels", "subscribers", "call"):
+                    text += "".join("\n" + describe_method(e, m) for e, m in self.catalog.find(name))
         else:
             width = max(len(c.usage) for c in COMMANDS.values())
             text = "".join(f"{c.usage:<{width}}  {c.summary}\n" for c in COMMANDS.values())
+            backend, client = self.catalog.names(BACKEND), self.catalog.names(CLIENT)
+            if backend:
+                text += "\nbackend methods (call METHOD PARAMS): " + " ".join(backend) + "\n"
+            if client:
+                text += "WebSocket client methods: " + " ".join(client) + "\n"
+            if backend or client:
+                text += "`help METHOD` explains one.\n"
         self.out.write(text)
         self.out.flush()
         return Outcome.OK

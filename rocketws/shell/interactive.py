@@ -67,10 +67,12 @@ STYLE = Style.from_dict(
 
 
 class ShellCompleter(Completer):
-    """Completes command names, channel names (from ``channels()``) and the default data."""
+    """Completes command names, channel names (from ``channels()``), server method names
+    (from ``methods()``: ``rpc.discover``, after ``call`` and ``help``) and the default data."""
 
-    def __init__(self, channels: Callable[[], list[str]]) -> None:
+    def __init__(self, channels: Callable[[], list[str]], methods: Callable[[], list[str]] = list) -> None:
         self.channels = channels
+        self.methods = methods
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor.lstrip()
@@ -84,6 +86,13 @@ class ShellCompleter(Completer):
         position = len(words)  # index of the argument being typed
         if name == "help" and position == 0:
             yield from _complete_commands(current)
+            for method in self.methods():
+                if method.startswith(current) and method not in COMMANDS:
+                    yield Completion(method, -len(current), display_meta="server method")
+        elif name == "call" and position == 0:
+            for method in self.methods():
+                if method.startswith(current):
+                    yield Completion(method, -len(current), display_meta="server method")
         elif name in CHANNEL_ARGS and _is_channel_position(name, words, position):
             for channel in self.channels():
                 if channel.startswith(current):
@@ -241,7 +250,7 @@ class Terminal:
         self.shell = shell
         self._io: dict[str, Any] = {"input": input, "output": output}
         self.asking: PromptSession[str] | None = None  # the argument prompt being shown
-        self.completer = ShellCompleter(shell.channel_names)
+        self.completer = ShellCompleter(shell.channel_names, shell.method_names)
         self.session: PromptSession[str] = PromptSession(
             completer=self.completer,
             complete_while_typing=False,

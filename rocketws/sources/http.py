@@ -2,14 +2,17 @@
 
 ``POST /`` takes a JSON-RPC document (any content type, UTF-8 JSON) and answers 200
 with the JSON-RPC response, or 204 when the document held only notifications.
-``GET /health`` reports liveness.  Other methods on ``/``: 405; other paths: 404;
+``GET /health`` reports liveness (503 when the broker is unreachable) and ``GET /metrics``
+the Prometheus text format, both from an ``Observer`` (``process/observer.py``; with
+``--workers`` they cover every worker).  Other methods on ``/``: 405; other paths: 404;
 bodies over ``max_request_body``: 413 with a JSON-RPC error.  HTTP/1.0 and 1.1 only
 (others: 505); ``Upgrade`` is ignored (RFC 9110 section 7.8) except ``websocket`` (400:
 the WebSocket endpoint has its own port); a request must arrive whole within
 ``request_timeout`` (else 408).  With an API key set,
 ``POST /`` needs ``Authorization: apikey KEY`` or ``X-API-Key: KEY`` (compared in
 constant time); without it or with another key: 401 with a JSON-RPC error, decided
-before the body is read.  ``/health`` stays open (docs/security.md says why).
+before the body is read.  ``/health`` stays open (docs/security.md says why);
+``/metrics`` needs the key too unless METRICS_PUBLIC.
 
 HTTP/1.1 framing (request line, headers, Content-Length and chunked bodies, keep-alive,
 pipelining) is parsed by httptools (llhttp, the parser behind Node.js and uvicorn) on a
@@ -27,7 +30,7 @@ import socket
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Protocol
 
 import httptools
 from gevent.server import StreamServer
@@ -54,6 +57,7 @@ _REASONS = {
     408: "Request Timeout",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
 MAX_CONTENT_LENGTH_DIGITS = 19  # more cannot be a size (2**63 has 19): 400
@@ -84,23 +88,67 @@ _NO_KEY = "missing API key: send Authorization: apikey KEY or X-API-Key: KEY"
 _WRONG_KEY = "wrong API key"
 
 
+class Observer(Protocol):
+    """What ``/health`` and ``/metrics`` answer (``process.observer.Observer``)."""
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, a JSON object); may wait for other workers (cooperatively)."""
+
+    def metrics(self) -> bytes:
+        """The Prometheus text exposition; may wait for other workers (cooperatively)."""
+
+
+_METRICS_TYPE = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+
+
 class MessagesSourceApp:
     """Answers MessagesSource requests with ``rpc.backend_methods`` (no I/O here)."""
 
-    def __init__(self, node: Node, config: Config, methods: rpc.Methods | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        config: Config,
+        methods: rpc.Methods | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         self.node = node
         self.config = config
         self.methods = methods if methods is not None else rpc.backend_methods
         self.context = rpc.BackendContext(node, config.max_channel_length)
+        self.observer = observer
+        self.rpc_stats = node.stats.rpc["http"] if config.metrics else None
         self._key = None if config.api_key is None else config.api_key.encode("ascii")
 
-    def route(self, method: str, path: str) -> Response | None:
-        """The answer decided before the body is read, or None for ``POST /``."""
+    def route(
+        self, method: str, path: str, key: bytes | None = None, *, render: bool = True
+    ) -> Response | None:
+        """The answer decided before the body is read, or None for ``POST /``.
+
+        ``key``: the API key the request sent (``/metrics`` may need it); ``render``
+        False: only decide (``/metrics`` and ``/health`` are not computed).
+        """
         if path == "/health":
             if method not in ("GET", "HEAD"):
                 return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
-            hub = self.node.hub
-            return _json(200, {"status": "ok", "connections": hub.connections, "channels": hub.channel_count})
+            if not render:
+                return Response(200)
+            if self.observer is None:
+                hub = self.node.hub
+                return _json(
+                    200, {"status": "ok", "connections": hub.connections, "channels": hub.channel_count}
+                )
+            healthy, body = self.observer.health()
+            return _json(200 if healthy else 503, body)
+        if path == "/metrics" and self.config.metrics and self.observer is not None:
+            if method not in ("GET", "HEAD"):
+                return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
+            if not self.config.metrics_public:
+                denied = self.authorize(key)
+                if denied is not None:
+                    return denied
+            if not render:
+                return Response(200)
+            return Response(200, self.observer.metrics(), (_METRICS_TYPE,))
         if path != "/":
             return _json(404, {"error": "not found"})
         if method != "POST":
@@ -127,7 +175,12 @@ class MessagesSourceApp:
         """Dispatch a JSON-RPC body: 200 with the response, or 204 when none is due."""
         config = self.config
         answer = rpc.dispatch(
-            body, self.methods, self.context, config.max_batch_size, config.max_nesting_depth
+            body,
+            self.methods,
+            self.context,
+            config.max_batch_size,
+            config.max_nesting_depth,
+            stats=self.rpc_stats,
         )
         return Response(204) if answer is None else Response(200, answer)
 
@@ -183,8 +236,10 @@ def encode_response(
     if status == 200 and keep_alive and not (head_only or response.headers or response.close or http10):
         return b"%s%d\r\n\r\n%s" % (_date.ok_head(), len(response.body), response.body)
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}", f"Date: {_date()}"]
+    typed = any(name == "Content-Type" for name, _ in response.headers)
     if status != 204:
-        lines.append("Content-Type: application/json")
+        if not typed:
+            lines.append("Content-Type: application/json")
         lines.append(f"Content-Length: {len(response.body)}")
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     if response.close or not keep_alive:
@@ -456,7 +511,7 @@ class HttpConnection:
         out = bytearray()
         keep = True
         for method, path, body, keep_alive, http10, key in st.done:
-            response = self.app.route(method, path) or self.app.authorize(key)
+            response = self.app.route(method, path, key) or self.app.authorize(key)
             if response is None:
                 response = self.app.too_large() if body is None else self.app.call(body)
             keep = keep_alive and not response.close
@@ -511,7 +566,7 @@ class HttpConnection:
 
     def _early_answer(self) -> Response | None:
         method = self.parser.get_method().decode("latin-1")
-        routed = self.app.route(method, _path(self.state.url))
+        routed = self.app.route(method, _path(self.state.url), self.state.key, render=False)
         if routed is not None and method not in ("GET", "HEAD"):
             return routed  # a body may follow that we will not read: answered, then closed
         if routed is None:

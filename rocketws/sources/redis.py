@@ -48,12 +48,15 @@ class RedisSource:
         max_channel_length: int,
         max_batch_size: int,
         max_nesting_depth: int = jsonrpc.MAX_NESTING_DEPTH,
+        timed: bool = True,
     ) -> None:
-        """Parse ``url`` (raises ConfigError); no I/O until ``start``."""
+        """Parse ``url`` (raises ConfigError); no I/O until ``start``.  Publications and
+        calls are counted in ``node.stats`` (calls only when ``timed``: METRICS on)."""
         redis_url, self.channel = split_source_url(url)
         self.url = url
-        self._local = Node(node.hub, MemoryBroker())
-        self._context = rpc.BackendContext(self._local, max_channel_length)
+        self._local = Node(node.hub, MemoryBroker(), stats=node.stats)
+        self._context = rpc.BackendContext(self._local, max_channel_length, source="redis")
+        self._stats = node.stats.rpc["redis"] if timed else None
         self._max_batch = max_batch_size
         self._max_depth = max_nesting_depth
         self._subscriber = Subscriber(
@@ -98,7 +101,7 @@ class RedisSource:
                 problems.append(f"invalid request: {entry.reason}")
                 continue
             # Served like a request, so that a notification's error is seen (and logged).
-            outcome = rpc.serve(entry, SOURCE_METHODS, self._context)
+            outcome = rpc.serve(entry, SOURCE_METHODS, self._context, self._stats)
             if isinstance(outcome, jsonrpc.ErrorResponse):
                 problems.append(f"{entry.method}: {outcome.message} {outcome.data}")
         return problems

@@ -36,7 +36,7 @@ from rocketws.config import Config
 from rocketws.core import deflate, disconnect, rpc
 from rocketws.core.auth import ANONYMOUS_MODE, Authenticator
 from rocketws.core.channels import validate_channel
-from rocketws.core.codes import RpcCode
+from rocketws.core.codes import CloseCode, RpcCode
 from rocketws.core.connection import DEFAULT_TIMING, AuthTiming, ConnectionProtocol, Do, Liveness, State, Step
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.exceptions import AuthFailed, RpcError, TooManyRequests
@@ -44,6 +44,7 @@ from rocketws.core.handshake import Extension
 from rocketws.core.node import ChannelProxy, Node
 from rocketws.core.proxy import NO_PROXIES, CallContext, Proxies
 from rocketws.core.session import DeflateSession, Session
+from rocketws.core.stats import OTHER_CODE, RpcStats
 from rocketws.core.tokens import Identity
 from rocketws.transports.tls import TlsStream
 
@@ -65,6 +66,11 @@ _NOT_STUCK = -1  # ``Connection.stuck_since`` when nothing waits for the socket
 # 6 probes 10 s apart, so within about 2 minutes.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 6
 
+
+NO_CLOSE_FRAME = 1006  # RFC 6455 7.1.5: the close code of a connection that ended without one
+# Close codes counted by value in rocketws_disconnects_total: ours, and the common ones a
+# peer sends; any other code a client picks is counted as "other" (bounded labels).
+_COUNTED_CODES = frozenset(CloseCode) | {1000, 1001, 1005}
 
 _TOO_MANY = TooManyRequests({"limit": "rate_limit", "reason": "too many requests: slow down"})
 
@@ -356,6 +362,11 @@ class Connection:
     def link(self) -> Connection:
         return self
 
+    @property
+    def rpc_stats(self) -> RpcStats | None:
+        """Where this endpoint's JSON-RPC calls are counted and timed (None: METRICS off)."""
+        return self.node.stats.rpc["websocket"] if self.config.metrics else None
+
     def __repr__(self) -> str:
         return f"<Connection {self.session.id} fd={self.fd} {self.protocol.state.value}>"
 
@@ -492,9 +503,10 @@ class Connection:
         if not partial:
             try:  # a part of it is cut off by the close: 1006 then
                 if self._tls is None:
-                    os.write(self.fd, frame)
+                    sent = os.write(self.fd, frame)
                 else:
-                    self._tls.send(frame)
+                    sent = self._tls.send(frame)
+                self.node.stats.bytes_sent += sent
             except OSError:
                 pass
 
@@ -537,7 +549,19 @@ class Connection:
             pass
         self.sock.close()
         logger.debug("connection %s ended: %s", self.session.id, self.protocol.exit)
+        self._count_exit()
         self._on_closed(self)
+
+    def _count_exit(self) -> None:
+        """Count the close code (1006: no close frame) and slow-consumer closes."""
+        stats, sent = self.node.stats, None if self.protocol.exit is None else self.protocol.exit.sent
+        if sent is None:
+            stats.disconnected(NO_CLOSE_FRAME)
+            return
+        stats.disconnected(sent.code if sent.code in _COUNTED_CODES else OTHER_CODE)
+        if sent.code == CloseCode.SLOW_CONSUMER:
+            reason = "write_timeout" if sent == disconnect.WRITE_STALLED else "outbox"
+            stats.slow_consumers[reason] += 1
 
     # -- reading ------------------------------------------------------------------------
 
@@ -553,6 +577,7 @@ class Connection:
             self._run(self.protocol.lost("EOF"))
             return
         self.seen = self.sweeper.tick  # any frame, pong or not, shows the peer is there
+        self.node.stats.bytes_received += n
         self.protocol.receive_data(_recv_view[:n])
         self._handle_events()
 
@@ -604,6 +629,8 @@ class Connection:
         return False
 
     def _dispatch(self, text: str) -> None:
+        stats = self.node.stats
+        stats.messages_received += 1
         if not self._within_rate():
             if self._refusals >= self.config.rate_refusals:
                 logger.info(
@@ -613,6 +640,7 @@ class Connection:
                 return
             response = rpc.refuse(text, _TOO_MANY)
             if response is not None:
+                stats.responses_sent += 1
                 self.session.push(self.node.reply_frame(self.session, response))
             self._run(self.protocol.served())
             return
@@ -620,9 +648,16 @@ class Connection:
         methods = rpc.connecting_methods if self.protocol.state is State.CONNECTING else rpc.client_methods
         config = self.config
         response = rpc.dispatch(
-            text, methods, self, config.max_batch_size, config.max_nesting_depth, self._defer
+            text,
+            methods,
+            self,
+            config.max_batch_size,
+            config.max_nesting_depth,
+            self._defer,
+            self.rpc_stats,
         )
         if response is not None:
+            stats.responses_sent += 1
             self.session.push(self.node.reply_frame(self.session, response))
         if self._refusal is not None:  # a refused connect: its error answer goes first
             why, self._refusal = self._refusal, None
@@ -685,6 +720,7 @@ class Connection:
                 self._run(self.protocol.lost(f"write failed: {exc}"))
                 return
             session.sent(n)
+            self.node.stats.bytes_sent += n
             moved = moved or n > 0
             if n < len(data):
                 self._backlog = memoryview(data)[n:] if n else data

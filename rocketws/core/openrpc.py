@@ -1,0 +1,84 @@
+"""OpenRPC 1.x documents (https://spec.open-rpc.org/) generated from the method tables.
+
+``document`` turns a ``Methods`` table (``core/rpc.py``: each method's summary, params
+with JSON Schemas, result, errors) into the document ``rpc.discover`` answers with.
+``extra`` takes further method objects made elsewhere (proxied method patterns), in
+the same OpenRPC shape.  A method or param without a description is refused
+(``MissingDescription``): the API must describe itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from rocketws.core.codes import RPC_MESSAGES, RpcCode
+
+if TYPE_CHECKING:
+    from rocketws.core.rpc import Method, Methods, Param
+
+__all__ = ["OPENRPC_VERSION", "COMMON_ERRORS", "MissingDescription", "document", "method_object"]
+
+OPENRPC_VERSION = "1.3.2"
+COMMON_ERRORS = (RpcCode.INVALID_PARAMS, RpcCode.INTERNAL_ERROR)
+"""Errors any method may answer (bad params; our bug)."""
+
+
+class MissingDescription(ValueError):
+    """A method or param of a table has no summary/doc line."""
+
+
+def _error(code: int) -> dict[str, Any]:
+    return {"code": int(code), "message": RPC_MESSAGES.get(code, "Error")}
+
+
+def _param(method: str, p: Param, variadic: bool = False) -> dict[str, Any]:
+    if not p.doc:
+        raise MissingDescription(f"{method}: param {p.name!r} has no doc")
+    schema = dict(p.schema)
+    if not p.required and p.default is not None:
+        schema["default"] = p.default
+    out: dict[str, Any] = {
+        "name": p.name,
+        "summary": p.doc,
+        "required": p.required and not variadic,
+        "schema": schema,
+    }
+    if variadic:
+        out["x-variadic"] = True
+    return out
+
+
+def method_object(m: Method) -> dict[str, Any]:
+    """The OpenRPC Method Object of one declared method."""
+    if not m.summary:
+        raise MissingDescription(f"{m.name}: no summary")
+    params = [_param(m.name, p) for p in m.params]
+    if m.rest is not None:
+        params.append(_param(m.name, m.rest, variadic=True))
+    codes = dict.fromkeys((*m.errors, *COMMON_ERRORS))
+    return {
+        "name": m.name,
+        "summary": m.summary,
+        "paramStructure": "either",
+        "params": params,
+        "result": {"name": "result", "schema": dict(m.result)},
+        "errors": [_error(code) for code in codes],
+    }
+
+
+def document(
+    methods: Methods,
+    *,
+    title: str,
+    version: str,
+    description: str = "",
+    extra: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The OpenRPC document of ``methods`` (sorted by name), then ``extra`` method objects."""
+    info: dict[str, Any] = {"title": title, "version": version}
+    if description:
+        info["description"] = description
+    listed = [method_object(m) for m in sorted(methods.values(), key=lambda m: m.name)]
+    listed += [dict(m) for m in extra]
+    return {"openrpc": OPENRPC_VERSION, "info": info, "methods": listed}
