@@ -19,6 +19,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from .proxy_app import ProxyApp
 from .redis_fixtures import RedisServer
 from .support import ServerProcess, wait_until
 from .wsraw import CLOSE, TEXT, RawWebSocket, client_frame, close_payload, rpc_frame
@@ -194,6 +195,74 @@ def test_metrics_counters_move_by_exactly_the_workload(start_server: Any) -> Non
     assert total(after, "rocketws_build_info") == 1
     assert total(after, "rocketws_process_resident_memory_bytes") > 0
     c.ws.close()
+
+
+@pytest.fixture
+def proxy_app() -> Iterator[ProxyApp]:
+    application = ProxyApp()
+    yield application
+    application.close()
+
+
+def test_metrics_count_proxied_calls_errors_timeouts_and_calls_served_apart(
+    start_server: Any, proxy_app: ProxyApp
+) -> None:
+    routes = [
+        {"pattern": "time.now", "handler": "tests.proxy_app:now"},
+        {"pattern": "app.*", "url": proxy_app.url},
+    ]
+    srv: ServerProcess = start_server(
+        ROCKETWS_PING_INTERVAL="0",  # no ping in the message counts
+        ROCKETWS_RPC_PROXY_ROUTES=json.dumps(routes),
+        ROCKETWS_SUBSCRIBE_PROXY_URL=proxy_app.url,
+        ROCKETWS_NAMESPACES=json.dumps([{"name": "guarded", "subscribe_proxy": True}]),
+        ROCKETWS_PROXY_TIMEOUT="1",
+        ROCKETWS_PROXY_MAX_IN_FLIGHT_PER_CONNECTION="1",
+    )
+    before = scrape(srv)
+    ws = Counted(srv.ws_port)
+    for rid in (1, 2):
+        assert ws.call("rpc", rid, {"method": "app.echo", "params": [rid]})["result"] == {"echo": [rid]}
+    assert ws.call("rpc", 3, {"method": "time.now"})["result"]["method"] == "time.now"
+    assert ws.call("rpc", 4, {"method": "app.fail"})["error"]["code"] == 1001
+    assert ws.call("subscribe", 5, ["guarded:room"])["result"]["subscribed"] is True
+    # A call that times out, and one refused meanwhile (1 call at a time per connection).
+    ws.send(rpc_frame("rpc", 6, {"method": "app.slow"}))
+    wait_until(lambda: proxy_app.held() == 1, what="the slow call held by the application")
+    ws.send(rpc_frame("rpc", 7, {"method": "app.echo"}))
+    answers = {reply["id"]: reply for reply in (ws.push(), ws.push())}
+    proxy_app.release()
+    assert answers[7]["error"]["code"] == -32044 and answers[6]["error"]["code"] == -32042
+    assert ws.call("rpc", 8, {"method": "nothing.routes.this"})["error"]["code"] == -32040
+    after = scrape(srv)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    proxied = {("rpc", "app.*"): 4, ("rpc", "time.now"): 1, ("subscribe", "subscribe"): 1}
+    for (kind, pattern), n in proxied.items():
+        assert delta("rocketws_proxy_calls_total", kind=kind, pattern=pattern) == n, (kind, pattern)
+    assert delta("rocketws_proxy_calls_total") == sum(proxied.values())
+    failed = {("rpc", "app.*", "1001"): 1, ("rpc", "app.*", "-32042"): 1}
+    for (kind, pattern, code), n in failed.items():
+        assert delta("rocketws_proxy_errors_total", kind=kind, pattern=pattern, code=code) == n, code
+    assert delta("rocketws_proxy_errors_total") == sum(failed.values())
+    for kind, n in (("rpc", 5), ("subscribe", 1)):
+        count = delta("rocketws_proxy_call_duration_seconds_count", kind=kind)
+        inf = delta("rocketws_proxy_call_duration_seconds_bucket", kind=kind, le="+Inf")
+        assert count == inf == n, kind
+    # the timed-out call waited the whole PROXY["TIMEOUT"] second
+    assert delta("rocketws_proxy_call_duration_seconds_bucket", kind="rpc", le="0.5") <= 4
+    assert delta("rocketws_proxy_call_duration_seconds_sum", kind="rpc") >= 1.0
+    # Calls served apart (rpc) are counted, timed and answered like the others.
+    assert delta("rocketws_rpc_calls_total", endpoint="websocket", method="rpc") == 7
+    rpc_errors = {"1001": 1, "-32042": 1, "-32044": 1, "-32040": 1}
+    for code, n in rpc_errors.items():
+        assert delta("rocketws_rpc_errors_total", endpoint="websocket", method="rpc", code=code) == n, code
+    assert delta("rocketws_rpc_duration_seconds_count", endpoint="websocket", method="rpc") == 6
+    assert delta("rocketws_messages_received_total") == ws.messages == 8
+    assert delta("rocketws_messages_sent_total") == 8  # one answer each, no publication
+    ws.ws.close()
 
 
 def test_metrics_slow_consumer_close_is_counted(start_server: Any) -> None:

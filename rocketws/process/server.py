@@ -33,6 +33,7 @@ from rocketws.sources.http import MessagesSourceApp, MessagesSourceServer
 from rocketws.sources.redis import RedisSource
 from rocketws.transports.tls import TlsContext
 from rocketws.transports.websocket import WebSocketApp, WebSocketServer
+from rocketws.transports.websocket.auth import HttpConnectProxy
 
 logger = logging.getLogger("rocketws.server")  # the name operators filter on; kept stable
 S = TypeVar("S", bound=StreamServer)
@@ -93,6 +94,11 @@ class Server:
             max_connections_per_user=config.max_connections_per_user,
         )
         self.ws_app = WebSocketApp(self.node, config)
+        if config.metrics:  # proxied calls counted in node.stats.proxy (rocketws_proxy_*)
+            self.ws_app.proxies.observer = self.node.stats.proxy.observe
+            connect_proxy = self.ws_app.auth.proxy
+            if isinstance(connect_proxy, HttpConnectProxy):
+                connect_proxy.observer = self.node.stats.proxy.observe
         methods = dict(backend_methods)
         if config.spec_example_methods:
             methods.update(spec_example_methods)
