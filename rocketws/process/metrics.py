@@ -147,7 +147,6 @@ class NodeCollector(Collector):
             _histogram(batches, [endpoint], stats.batches)
         yield from (calls, errors, latency, batches)
 
-
     def _proxy(self) -> Iterator[Metric]:
         proxy = self.node.stats.proxy
         calls = CounterMetricFamily(

@@ -23,6 +23,7 @@ from rocketws.core.channels import Namespaces
 from rocketws.core.deflate import Deflater
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
+from rocketws.core.openrpc import proxied_methods
 from rocketws.core.rpc import backend_methods, client_methods, discover_document
 from rocketws.core.spec_examples import spec_example_methods
 from rocketws.process import siblings
@@ -102,7 +103,8 @@ class Server:
         methods = dict(backend_methods)
         if config.spec_example_methods:
             methods.update(spec_example_methods)
-        self.node.api["websocket"] = discover_document("websocket", client_methods)
+        proxied = proxied_methods(self.ws_app.proxies.routes.patterns(), client_methods)
+        self.node.api["websocket"] = discover_document("websocket", client_methods, proxied)
         self.node.api["backend"] = discover_document("backend", methods)
         self.siblings = siblings.from_environment(lambda: self.observer.snapshot()) if reuse_port else None
         self.observer = Observer(self.node, self.siblings)
