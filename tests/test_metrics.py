@@ -215,7 +215,8 @@ def test_metrics_count_proxied_calls_errors_timeouts_and_calls_served_apart(
         ROCKETWS_PING_INTERVAL="0",  # no ping in the message counts
         ROCKETWS_RPC_PROXY_ROUTES=json.dumps(routes),
         ROCKETWS_SUBSCRIBE_PROXY_URL=proxy_app.url,
-        ROCKETWS_NAMESPACES=json.dumps([{"name": "guarded", "subscribe_proxy": True}]),
+        ROCKETWS_PUBLISH_PROXY_URL=proxy_app.url,
+        ROCKETWS_NAMESPACES=json.dumps([{"name": "guarded", "subscribe_proxy": True, "publish_proxy": True}]),
         ROCKETWS_PROXY_TIMEOUT="1",
         ROCKETWS_PROXY_MAX_IN_FLIGHT_PER_CONNECTION="1",
     )
@@ -226,6 +227,7 @@ def test_metrics_count_proxied_calls_errors_timeouts_and_calls_served_apart(
     assert ws.call("rpc", 3, {"method": "time.now"})["result"]["method"] == "time.now"
     assert ws.call("rpc", 4, {"method": "app.fail"})["error"]["code"] == 1001
     assert ws.call("subscribe", 5, ["guarded:room"])["result"]["subscribed"] is True
+    assert ws.call("send_data", 9, ["guarded:room", "deny"])["error"]["code"] == 451
     # A call that times out, and one refused meanwhile (1 call at a time per connection).
     ws.send(rpc_frame("rpc", 6, {"method": "app.slow"}))
     wait_until(lambda: proxy_app.held() == 1, what="the slow call held by the application")
@@ -239,15 +241,20 @@ def test_metrics_count_proxied_calls_errors_timeouts_and_calls_served_apart(
     def delta(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)
 
-    proxied = {("rpc", "app.*"): 4, ("rpc", "time.now"): 1, ("subscribe", "subscribe"): 1}
+    proxied = {
+        ("rpc", "app.*"): 4,
+        ("rpc", "time.now"): 1,
+        ("subscribe", "subscribe"): 1,
+        ("publish", "publish"): 1,
+    }
     for (kind, pattern), n in proxied.items():
         assert delta("rocketws_proxy_calls_total", kind=kind, pattern=pattern) == n, (kind, pattern)
     assert delta("rocketws_proxy_calls_total") == sum(proxied.values())
-    failed = {("rpc", "app.*", "1001"): 1, ("rpc", "app.*", "-32042"): 1}
+    failed = {("rpc", "app.*", "1001"): 1, ("rpc", "app.*", "-32042"): 1, ("publish", "publish", "451"): 1}
     for (kind, pattern, code), n in failed.items():
         assert delta("rocketws_proxy_errors_total", kind=kind, pattern=pattern, code=code) == n, code
     assert delta("rocketws_proxy_errors_total") == sum(failed.values())
-    for kind, n in (("rpc", 5), ("subscribe", 1)):
+    for kind, n in (("rpc", 5), ("subscribe", 1), ("publish", 1)):
         count = delta("rocketws_proxy_call_duration_seconds_count", kind=kind)
         inf = delta("rocketws_proxy_call_duration_seconds_bucket", kind=kind, le="+Inf")
         assert count == inf == n, kind
@@ -260,8 +267,8 @@ def test_metrics_count_proxied_calls_errors_timeouts_and_calls_served_apart(
     for code, n in rpc_errors.items():
         assert delta("rocketws_rpc_errors_total", endpoint="websocket", method="rpc", code=code) == n, code
     assert delta("rocketws_rpc_duration_seconds_count", endpoint="websocket", method="rpc") == 6
-    assert delta("rocketws_messages_received_total") == ws.messages == 8
-    assert delta("rocketws_messages_sent_total") == 8  # one answer each, no publication
+    assert delta("rocketws_messages_received_total") == ws.messages == 9
+    assert delta("rocketws_messages_sent_total") == 9  # one answer each, no publication
     ws.ws.close()
 
 
