@@ -13,11 +13,17 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from rocketws.brokers.memory import MemoryBroker
+from rocketws.core.hub import Hub
+from rocketws.core.node import Node
+from rocketws.process.metrics import NodeCollector
 
 from .proxy_app import ProxyApp
 from .redis_fixtures import RedisServer
@@ -195,6 +201,16 @@ def test_metrics_counters_move_by_exactly_the_workload(start_server: Any) -> Non
     assert total(after, "rocketws_build_info") == 1
     assert total(after, "rocketws_process_resident_memory_bytes") > 0
     c.ws.close()
+
+
+def test_every_family_is_in_the_operations_metrics_table() -> None:
+    table = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    node = Node(Hub(), MemoryBroker())
+    node.stats.proxy.observe("rpc", "app.*", 0.01, None)  # families with samples as well
+    names = [f.name + ("_total" if f.type == "counter" else "") for f in NodeCollector(node).collect()]
+    assert "rocketws_proxy_calls_total" in names
+    missing = [name for name in names if f"| `{name}` |" not in table]
+    assert missing == []
 
 
 @pytest.fixture
