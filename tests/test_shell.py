@@ -738,6 +738,9 @@ def test_shell_help_explains_proxied_methods(
     listing = run_shell(tmp_path, *server_args(srv), "-c", "help")
     client_line = next(line for line in listing.stdout.splitlines() if line.startswith("WebSocket client"))
     assert client_line.endswith(" time.now billing.*")
+    shell = Shell(srv.ms_url, srv.ws_url, io.StringIO(), io.StringIO())
+    assert {"info", "send_data", "time.now", "billing.*"} <= set(shell.described_names())
+    assert "billing.*" not in shell.method_names()  # `call` runs backend methods only
     unrouted = run_shell(tmp_path, *server_args(srv), "-c", "help shipping.track")
     assert unrouted.returncode == EXIT_FAILED and "'shipping.track'" in unrouted.stderr
 
@@ -762,3 +765,6 @@ def test_completer_offers_server_methods_after_call_and_help() -> None:
     assert offered("call ") == ["emit", "info", "rpc.discover"]
     assert offered("help rpc") == ["rpc.discover"]
     assert offered("help e") == ["emit", "exit"]  # the command once, not again as a method
+    described = ShellCompleter(lambda: [], lambda: ["emit"], lambda: ["emit", "send_data", "billing.*"])
+    assert [c.text for c in described.get_completions(Document("help bi"), CompleteEvent())] == ["billing.*"]
+    assert [c.text for c in described.get_completions(Document("call "), CompleteEvent())] == ["emit"]
