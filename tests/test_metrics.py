@@ -334,7 +334,12 @@ def test_metrics_off_answers_404_and_counts_no_calls(start_server: Any) -> None:
 def two_workers(private_redis: RedisServer) -> Iterator[ServerProcess]:
     prefix = f"m-{uuid.uuid4().hex[:8]}:"
     srv = ServerProcess(
-        env={"ROCKETWS_REDIS": f"{private_redis.url}?channel={prefix}source"},
+        env={
+            "ROCKETWS_REDIS": f"{private_redis.url}?channel={prefix}source",
+            "ROCKETWS_RPC_PROXY_ROUTES": json.dumps(
+                [{"pattern": "time.*", "handler": "tests.proxy_app:now"}]
+            ),
+        },
         args=[
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",
@@ -398,6 +403,14 @@ def test_workers_metrics_cover_both_workers(two_workers: ServerProcess, private_
     assert delta("rocketws_rpc_calls_total", method="emit", endpoint="http") == emits
     assert delta("rocketws_broker_publish_duration_seconds_count") == emits
     assert total(after, "rocketws_broker_up") == 2
+    # proxied calls: each worker counts its own connections' calls, the scrape shows both
+    for i, ws in enumerate(clients):
+        assert ws.call("rpc", 100 + i, {"method": "time.now"})["result"]["method"] == "time.now"
+    proxied = scrape(srv)
+    for worker in ("1", "2"):
+        calls = total(proxied, "rocketws_proxy_calls_total", worker=worker, kind="rpc", pattern="time.*")
+        assert calls - total(after, "rocketws_proxy_calls_total", worker=worker) == per_worker[worker]
+    assert total(proxied, "rocketws_proxy_call_duration_seconds_count", kind="rpc") == n
     health = srv.health()
     assert health["status"] == "ok" and health["workers"]["up"] == health["workers"]["expected"] == 2
     assert health["connections"] == n
