@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from .support import ServerProcess, free_port, recv_json, request, subscribe, wait_until, ws_connect
+from .test_metrics import scrape, total
 
 SECRET = "s3cret-for-tests-" + "x" * 32
 AUDIENCE = "rocketws-tests"
@@ -421,6 +422,25 @@ def test_connect_proxy_timeout_does_not_block_other_connections(proxy_server: Se
         resp = recv_json(slow)
         assert resp["error"]["code"] == -32014 and "within 1 s" in resp["error"]["data"]["reason"]
         assert closed_code(slow)[0] == 4012
+
+
+def test_connect_proxy_calls_are_counted_in_metrics(proxy_server: ServerProcess) -> None:
+    before = scrape(proxy_server)
+    for cookie, code in (("good", None), ("nobody", -32013), ("broken", -32014), ("good", None)):
+        with ws_connect(proxy_server.ws_url, additional_headers=_cookie(cookie)) as ws:
+            resp = request(ws, "connect", {})
+            assert (resp["error"]["code"] if code is not None else resp["result"]["user"]) == (code or "erin")
+    after = scrape(proxy_server)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("rocketws_proxy_calls_total", kind="connect", pattern="connect") == 4
+    assert delta("rocketws_proxy_calls_total") == 4
+    assert delta("rocketws_proxy_errors_total", kind="connect", pattern="connect", code="-32013") == 1
+    assert delta("rocketws_proxy_errors_total", kind="connect", pattern="connect", code="-32014") == 1
+    assert delta("rocketws_proxy_errors_total") == 2
+    assert delta("rocketws_proxy_call_duration_seconds_count", kind="connect") == 4
 
 
 def test_connect_proxy_down_is_unavailable(start_server: Any) -> None:

@@ -13,12 +13,19 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from rocketws.brokers.memory import MemoryBroker
+from rocketws.core.hub import Hub
+from rocketws.core.node import Node
+from rocketws.process.metrics import NodeCollector
+
+from .proxy_app import ProxyApp
 from .redis_fixtures import RedisServer
 from .support import ServerProcess, wait_until
 from .wsraw import CLOSE, TEXT, RawWebSocket, client_frame, close_payload, rpc_frame
@@ -196,6 +203,91 @@ def test_metrics_counters_move_by_exactly_the_workload(start_server: Any) -> Non
     c.ws.close()
 
 
+def test_every_family_is_in_the_operations_metrics_table() -> None:
+    table = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    node = Node(Hub(), MemoryBroker())
+    node.stats.proxy.observe("rpc", "app.*", 0.01, None)  # families with samples as well
+    names = [f.name + ("_total" if f.type == "counter" else "") for f in NodeCollector(node).collect()]
+    assert "rocketws_proxy_calls_total" in names
+    missing = [name for name in names if f"| `{name}` |" not in table]
+    assert missing == []
+
+
+@pytest.fixture
+def proxy_app() -> Iterator[ProxyApp]:
+    application = ProxyApp()
+    yield application
+    application.close()
+
+
+def test_metrics_count_proxied_calls_errors_timeouts_and_calls_served_apart(
+    start_server: Any, proxy_app: ProxyApp
+) -> None:
+    routes = [
+        {"pattern": "time.now", "handler": "tests.proxy_app:now"},
+        {"pattern": "app.*", "url": proxy_app.url},
+    ]
+    srv: ServerProcess = start_server(
+        ROCKETWS_PING_INTERVAL="0",  # no ping in the message counts
+        ROCKETWS_RPC_PROXY_ROUTES=json.dumps(routes),
+        ROCKETWS_SUBSCRIBE_PROXY_URL=proxy_app.url,
+        ROCKETWS_PUBLISH_PROXY_URL=proxy_app.url,
+        ROCKETWS_NAMESPACES=json.dumps([{"name": "guarded", "subscribe_proxy": True, "publish_proxy": True}]),
+        ROCKETWS_PROXY_TIMEOUT="1",
+        ROCKETWS_PROXY_MAX_IN_FLIGHT_PER_CONNECTION="1",
+    )
+    before = scrape(srv)
+    ws = Counted(srv.ws_port)
+    for rid in (1, 2):
+        assert ws.call("rpc", rid, {"method": "app.echo", "params": [rid]})["result"] == {"echo": [rid]}
+    assert ws.call("rpc", 3, {"method": "time.now"})["result"]["method"] == "time.now"
+    assert ws.call("rpc", 4, {"method": "app.fail"})["error"]["code"] == 1001
+    assert ws.call("subscribe", 5, ["guarded:room"])["result"]["subscribed"] is True
+    assert ws.call("send_data", 9, ["guarded:room", "deny"])["error"]["code"] == 451
+    # A call that times out, and one refused meanwhile (1 call at a time per connection).
+    ws.send(rpc_frame("rpc", 6, {"method": "app.slow"}))
+    wait_until(lambda: proxy_app.held() == 1, what="the slow call held by the application")
+    ws.send(rpc_frame("rpc", 7, {"method": "app.echo"}))
+    answers = {reply["id"]: reply for reply in (ws.push(), ws.push())}
+    proxy_app.release()
+    assert answers[7]["error"]["code"] == -32044 and answers[6]["error"]["code"] == -32042
+    assert ws.call("rpc", 8, {"method": "nothing.routes.this"})["error"]["code"] == -32040
+    after = scrape(srv)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    proxied = {
+        ("rpc", "app.*"): 4,
+        ("rpc", "time.now"): 1,
+        ("subscribe", "subscribe"): 1,
+        ("publish", "publish"): 1,
+    }
+    for (kind, pattern), n in proxied.items():
+        assert delta("rocketws_proxy_calls_total", kind=kind, pattern=pattern) == n, (kind, pattern)
+    assert delta("rocketws_proxy_calls_total") == sum(proxied.values())
+    failed = {("rpc", "app.*", "1001"): 1, ("rpc", "app.*", "-32042"): 1, ("publish", "publish", "451"): 1}
+    for (kind, pattern, code), n in failed.items():
+        assert delta("rocketws_proxy_errors_total", kind=kind, pattern=pattern, code=code) == n, code
+    assert delta("rocketws_proxy_errors_total") == sum(failed.values())
+    for kind, n in (("rpc", 5), ("subscribe", 1), ("publish", 1)):
+        count = delta("rocketws_proxy_call_duration_seconds_count", kind=kind)
+        inf = delta("rocketws_proxy_call_duration_seconds_bucket", kind=kind, le="+Inf")
+        assert count == inf == n, kind
+    # the timed-out call waited the whole PROXY["TIMEOUT"] second
+    assert delta("rocketws_proxy_call_duration_seconds_bucket", kind="rpc", le="0.5") <= 4
+    assert delta("rocketws_proxy_call_duration_seconds_sum", kind="rpc") >= 1.0
+    # Calls served apart (rpc) are counted, timed and answered like the others.
+    assert delta("rocketws_rpc_calls_total", endpoint="websocket", method="rpc") == 7
+    rpc_errors = {"1001": 1, "-32042": 1, "-32044": 1, "-32040": 1}
+    for code, n in rpc_errors.items():
+        assert delta("rocketws_rpc_errors_total", endpoint="websocket", method="rpc", code=code) == n, code
+    assert delta("rocketws_rpc_duration_seconds_count", endpoint="websocket", method="rpc") == 6
+    assert delta("rocketws_messages_received_total") == ws.messages == 9
+    assert delta("rocketws_messages_sent_total") == 9  # one answer each, no publication
+    ws.ws.close()
+
+
 def test_metrics_slow_consumer_close_is_counted(start_server: Any) -> None:
     srv: ServerProcess = start_server(ROCKETWS_MAX_OUTBOX_BYTES="20000", ROCKETWS_SEND_BUFFER="4096")
     slow = RawWebSocket(srv.ws_port, rcvbuf=4096)
@@ -242,7 +334,12 @@ def test_metrics_off_answers_404_and_counts_no_calls(start_server: Any) -> None:
 def two_workers(private_redis: RedisServer) -> Iterator[ServerProcess]:
     prefix = f"m-{uuid.uuid4().hex[:8]}:"
     srv = ServerProcess(
-        env={"ROCKETWS_REDIS": f"{private_redis.url}?channel={prefix}source"},
+        env={
+            "ROCKETWS_REDIS": f"{private_redis.url}?channel={prefix}source",
+            "ROCKETWS_RPC_PROXY_ROUTES": json.dumps(
+                [{"pattern": "time.*", "handler": "tests.proxy_app:now"}]
+            ),
+        },
         args=[
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",
@@ -306,6 +403,14 @@ def test_workers_metrics_cover_both_workers(two_workers: ServerProcess, private_
     assert delta("rocketws_rpc_calls_total", method="emit", endpoint="http") == emits
     assert delta("rocketws_broker_publish_duration_seconds_count") == emits
     assert total(after, "rocketws_broker_up") == 2
+    # proxied calls: each worker counts its own connections' calls, the scrape shows both
+    for i, ws in enumerate(clients):
+        assert ws.call("rpc", 100 + i, {"method": "time.now"})["result"]["method"] == "time.now"
+    proxied = scrape(srv)
+    for worker in ("1", "2"):
+        calls = total(proxied, "rocketws_proxy_calls_total", worker=worker, kind="rpc", pattern="time.*")
+        assert calls - total(after, "rocketws_proxy_calls_total", worker=worker) == per_worker[worker]
+    assert total(proxied, "rocketws_proxy_call_duration_seconds_count", kind="rpc") == n
     health = srv.health()
     assert health["status"] == "ok" and health["workers"]["up"] == health["workers"]["expected"] == 2
     assert health["connections"] == n
@@ -344,4 +449,4 @@ def test_workers_health_fails_with_redis_down(two_workers: ServerProcess, privat
     )
     private_redis.start()
     wait_until(lambda: requests.get(srv.ms_url + "health", timeout=10).status_code == 200, timeout=30)
-    assert total(scrape(srv), "rocketws_broker_reconnects_total") >= 2
+    assert total(scrape(srv), "rocketws_broker_reconnects_total") == 2  # one per worker, one outage

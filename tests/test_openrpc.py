@@ -121,3 +121,37 @@ def test_discover_on_both_endpoints_of_a_server(start_server: Any) -> None:
     assert {m["name"] for m in client["methods"]} == set(rpc.client_methods)
     assert "emit" not in {m["name"] for m in client["methods"]}
     assert requests.get(srv.ms_url + "health", timeout=10).status_code == 200
+
+
+def test_proxied_patterns_are_method_objects_that_validate() -> None:
+    patterns = ["time.now", "app.*", "subscribe", "app.*", "*"]
+    extra = openrpc.proxied_methods(patterns, rpc.client_methods)
+    document = rpc.discover_document("websocket", rpc.client_methods, extra)
+    validate(document)
+    names = [m["name"] for m in document["methods"]]
+    assert len(names) == len(set(names))  # unique, as OpenRPC asks
+    assert names[len(rpc.client_methods) :] == ["time.now", "app.*", "rpc:subscribe", "*"]
+    by_pattern = {m[openrpc.PROXIED]["pattern"]: m for m in extra}
+    assert all(m[openrpc.PROXIED]["via"] == "rpc" for m in extra)
+    assert "through rpc" in by_pattern["app.*"]["summary"]
+    assert {e["code"] for e in by_pattern["*"]["errors"]} >= {-32041, -32042, -32043, -32044, -32045}
+
+
+def test_discover_on_the_websocket_lists_the_proxied_patterns(start_server: Any) -> None:
+    routes = [
+        {"pattern": "time.now", "handler": "tests.proxy_app:now"},
+        {"pattern": "billing.*", "url": "http://127.0.0.1:9/rpc"},
+    ]
+    srv: ServerProcess = start_server(
+        ROCKETWS_RPC_PROXY_ROUTES=json.dumps(routes), ROCKETWS_RPC_PROXY_URL="http://127.0.0.1:9/all"
+    )
+    ws = RawWebSocket(srv.ws_port)
+    client = ws.call("rpc.discover", 1)["result"]
+    ws.close()
+    validate(client)
+    proxied = [m for m in client["methods"] if openrpc.PROXIED in m]
+    assert [m["name"] for m in proxied] == ["time.now", "billing.*", "*"]  # routing order, catch-all last
+    assert {m["name"] for m in client["methods"]} == set(rpc.client_methods) | {"time.now", "billing.*", "*"}
+    assert "127.0.0.1:9" not in json.dumps(client) and "proxy_app" not in json.dumps(client)
+    backend = srv.result("rpc.discover")
+    assert not [m for m in backend["methods"] if openrpc.PROXIED in m]

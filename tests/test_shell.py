@@ -721,6 +721,30 @@ def test_shell_help_explains_any_server_method(server: ServerProcess, tmp_path: 
     )
 
 
+def test_shell_help_explains_proxied_methods(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    routes = [
+        {"pattern": "time.now", "handler": "tests.proxy_app:now"},
+        {"pattern": "billing.*", "url": f"http://127.0.0.1:{free_port()}/rpc"},
+    ]
+    srv = start_server(ROCKETWS_RPC_PROXY_ROUTES=json.dumps(routes))
+    by_name = run_shell(tmp_path, *server_args(srv), "-c", "help billing.charge")
+    assert by_name.returncode == EXIT_OK, by_name.stderr
+    assert by_name.stdout.startswith("billing.*  [proxied to the application, route 'billing.*'")
+    assert "call it through rpc" in by_name.stdout and "-32042 Application timeout" in by_name.stdout
+    exact = run_shell(tmp_path, *server_args(srv), "-c", "help time.now")
+    assert exact.returncode == EXIT_OK and exact.stdout.startswith("time.now  [proxied")
+    listing = run_shell(tmp_path, *server_args(srv), "-c", "help")
+    client_line = next(line for line in listing.stdout.splitlines() if line.startswith("WebSocket client"))
+    assert client_line.endswith(" time.now billing.*")
+    shell = Shell(srv.ms_url, srv.ws_url, io.StringIO(), io.StringIO())
+    assert {"info", "send_data", "time.now", "billing.*"} <= set(shell.described_names())
+    assert "billing.*" not in shell.method_names()  # `call` runs backend methods only
+    unrouted = run_shell(tmp_path, *server_args(srv), "-c", "help shipping.track")
+    assert unrouted.returncode == EXIT_FAILED and "'shipping.track'" in unrouted.stderr
+
+
 def test_shell_call_runs_any_backend_method(server: ServerProcess, tmp_path: Path) -> None:
     done = run_shell(tmp_path, *server_args(server), "-c", "call info")
     assert done.returncode == EXIT_OK, done.stderr
@@ -741,3 +765,6 @@ def test_completer_offers_server_methods_after_call_and_help() -> None:
     assert offered("call ") == ["emit", "info", "rpc.discover"]
     assert offered("help rpc") == ["rpc.discover"]
     assert offered("help e") == ["emit", "exit"]  # the command once, not again as a method
+    described = ShellCompleter(lambda: [], lambda: ["emit"], lambda: ["emit", "send_data", "billing.*"])
+    assert [c.text for c in described.get_completions(Document("help bi"), CompleteEvent())] == ["billing.*"]
+    assert [c.text for c in described.get_completions(Document("call "), CompleteEvent())] == ["emit"]

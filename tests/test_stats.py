@@ -7,10 +7,11 @@ import json
 
 from rocketws.brokers.memory import MemoryBroker
 from rocketws.core import rpc
+from rocketws.core.exceptions import RpcError
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.session import Session
-from rocketws.core.stats import LATENCY_BUCKETS, Histogram, NodeStats, RpcStats
+from rocketws.core.stats import LATENCY_BUCKETS, Histogram, NodeStats, ProxyStats, RpcStats
 
 from .fakes import RecordingOutlet
 
@@ -73,6 +74,31 @@ def test_dispatch_counts_calls_errors_and_times_single_calls() -> None:
     assert {m: h.count for m, h in stats.latency.items()} == {"emit": 1}  # the unknown method is not timed
     assert stats.batches.count == 1
     assert node.stats.publications == {"http": 2, "redis": 0, "send_data": 0}
+
+
+def test_proxy_stats_count_calls_errors_and_latency_per_kind() -> None:
+    stats = ProxyStats()
+    stats.observe("rpc", "app.*", 0.002, None)
+    stats.observe("rpc", "app.*", 1.5, -32042)
+    stats.observe("rpc", "time.now", 0.0001, 1001)
+    stats.observe("subscribe", "subscribe", 0.003, None)
+    assert stats.calls == {("rpc", "app.*"): 2, ("rpc", "time.now"): 1, ("subscribe", "subscribe"): 1}
+    assert stats.errors == {("rpc", "app.*", -32042): 1, ("rpc", "time.now", 1001): 1}
+    assert {k: h.count for k, h in stats.latency.items()} == {"rpc": 3, "subscribe": 1}
+    assert abs(stats.latency["rpc"].sum - 1.5021) < 1e-9
+    assert NodeStats().proxy.calls == {}
+
+
+def test_dispatch_counts_a_deferred_call_refused_like_a_failed_call() -> None:
+    stats = RpcStats()
+    refused = RpcError({"reason": "full"}, code=-32044)
+    doc = json.dumps({"jsonrpc": "2.0", "method": "rpc", "params": {"method": "x"}, "id": 7})
+    answer = rpc.dispatch(doc, rpc.client_methods, object(), 10, defer=lambda serve: refused, stats=stats)
+    assert answer is not None and json.loads(answer)["error"]["code"] == -32044
+    assert stats.calls == {"rpc": 1} and stats.errors == {("rpc", -32044): 1}
+    served = []
+    rpc.dispatch(doc, rpc.client_methods, object(), 10, defer=lambda serve: served.append(serve), stats=stats)
+    assert len(served) == 1 and stats.calls == {"rpc": 1}  # counted when served apart, not before
 
 
 def test_dispatch_without_stats_counts_nothing_but_publications() -> None:

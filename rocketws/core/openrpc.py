@@ -17,11 +17,30 @@ from rocketws.core.codes import RPC_MESSAGES, RpcCode
 if TYPE_CHECKING:
     from rocketws.core.rpc import Method, Methods, Param
 
-__all__ = ["OPENRPC_VERSION", "COMMON_ERRORS", "MissingDescription", "document", "method_object"]
+__all__ = [
+    "OPENRPC_VERSION",
+    "COMMON_ERRORS",
+    "PROXIED",
+    "MissingDescription",
+    "document",
+    "method_object",
+    "proxied_methods",
+]
 
 OPENRPC_VERSION = "1.3.2"
 COMMON_ERRORS = (RpcCode.INVALID_PARAMS, RpcCode.INTERNAL_ERROR)
 """Errors any method may answer (bad params; our bug)."""
+
+
+PROXIED = "x-rocketws-proxied"
+"""The extension marking a proxied method object: ``{"via": "rpc", "pattern": ...}``."""
+PROXY_ERRORS = (
+    RpcCode.APPLICATION_UNAVAILABLE,
+    RpcCode.APPLICATION_TIMEOUT,
+    RpcCode.BAD_APPLICATION_ANSWER,
+    RpcCode.TOO_MANY_CALLS,
+    RpcCode.APPLICATION_ERROR,
+)
 
 
 class MissingDescription(ValueError):
@@ -82,3 +101,44 @@ def document(
     listed = [method_object(m) for m in sorted(methods.values(), key=lambda m: m.name)]
     listed += [dict(m) for m in extra]
     return {"openrpc": OPENRPC_VERSION, "info": info, "methods": listed}
+
+
+def proxied_methods(patterns: Iterable[str], taken: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """One method object per RPC proxy pattern (``core.proxy.Routes.patterns()``, in
+    routing order), for the WebSocket document's ``extra``.
+
+    Each is named by its pattern (what a client puts in ``rpc``'s ``method``; a glob
+    matches many) and marked ``PROXIED`` with the pattern, since it is called through
+    ``rpc``, not by that name.  A pattern that is a name in ``taken`` (the table's) is
+    named ``rpc:PATTERN`` so names stay unique; a repeated pattern (its later routes are
+    unreachable) is listed once.  Neither URLs nor handler paths are shown.
+    """
+    names = set(taken)
+    listed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for pattern in patterns:
+        if pattern in seen:
+            continue
+        seen.add(pattern)
+        glob = any(c in pattern for c in "*?[")
+        what = f"Any method matching {pattern!r}" if glob else f"Method {pattern!r}"
+        listed.append(
+            {
+                "name": f"rpc:{pattern}" if pattern in names else pattern,
+                "summary": f"{what}, served by the application: call it through rpc "
+                '{"method": NAME, "params": PARAMS}.',
+                "paramStructure": "either",
+                "params": [
+                    {
+                        "name": "params",
+                        "summary": "sent to the application as the request's params, as given",
+                        "required": False,
+                        "schema": {},
+                    }
+                ],
+                "result": {"name": "result", "schema": {"description": "the application's result"}},
+                "errors": [_error(code) for code in (*PROXY_ERRORS, *COMMON_ERRORS)],
+                PROXIED: {"via": "rpc", "pattern": pattern},
+            }
+        )
+    return listed

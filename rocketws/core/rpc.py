@@ -951,6 +951,9 @@ def dispatch(
         entry = parsed.entries[0]
         if defer is not None and isinstance(entry, Call) and _concurrent(entry, methods):
             refused = defer(functools.partial(_serve_alone, entry, methods, context, stats))
+            if refused is not None and stats is not None:  # counted like a call that failed
+                stats.calls[entry.method] = stats.calls.get(entry.method, 0) + 1
+                stats.error(entry.method, refused.code)
             if refused is None or entry.notification:
                 return None
             return _encode(ErrorResponse(entry.id, refused.code, refused.data, refused.message))

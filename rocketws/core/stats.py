@@ -22,6 +22,7 @@ __all__ = [
     "Histogram",
     "RpcStats",
     "BrokerStats",
+    "ProxyStats",
     "NodeStats",
     "SOURCES",
     "OTHER_CODE",
@@ -136,6 +137,33 @@ class BrokerStats:
         self.connected = True
 
 
+class ProxyStats:
+    """The proxies' figures: calls per (kind, pattern), errors per (kind, pattern, code),
+    latency per kind.  ``kind``: ``rpc``, ``subscribe``, ``publish``, ``connect``;
+    ``pattern``: the ``PROXY["RPC"]`` route's pattern (``*`` for ``RPC_URL``), else the
+    kind: bounded by the configuration, never the client's method names."""
+
+    __slots__ = ("calls", "errors", "latency")
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], int] = {}
+        self.errors: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, Histogram] = {}
+
+    def observe(self, kind: str, pattern: str, seconds: float, code: int | None) -> None:
+        """One proxied call that took ``seconds`` and failed with ``code`` (None: ok);
+        the ``transports.proxies.Observer`` signature."""
+        key = (kind, pattern)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if code is not None:
+            error = (kind, pattern, int(code))
+            self.errors[error] = self.errors.get(error, 0) + 1
+        histogram = self.latency.get(kind)
+        if histogram is None:
+            histogram = self.latency[kind] = Histogram()
+        histogram.observe(seconds)
+
+
 class NodeStats:
     """Everything one node counts (one per process; the Redis source's node shares it).
 
@@ -145,7 +173,8 @@ class NodeStats:
     responses queued, socket bytes written).  ``disconnects``: closed connections per
     close code (1006 when the TCP connection ended without a close frame).
     ``slow_consumers``: closes with 4008 per reason (``outbox``, ``write_timeout``).
-    ``rpc``: per endpoint (``websocket``, ``http``, ``redis``).
+    ``rpc``: per endpoint (``websocket``, ``http``, ``redis``).  ``proxy``: calls to
+    the application (RPC, subscribe, publish and connect proxies).
     """
 
     __slots__ = (
@@ -158,6 +187,7 @@ class NodeStats:
         "disconnects",
         "slow_consumers",
         "rpc",
+        "proxy",
         "started",
     )
 
@@ -171,6 +201,7 @@ class NodeStats:
         self.disconnects: dict[int | str, int] = {}
         self.slow_consumers = {"outbox": 0, "write_timeout": 0}
         self.rpc = {"websocket": RpcStats(), "http": RpcStats(), "redis": RpcStats()}
+        self.proxy = ProxyStats()
         self.started = started  # Unix time the node started (for uptime)
 
     @property

@@ -107,6 +107,7 @@ class NodeCollector(Collector):
             slow.add_metric([reason], n)
         yield slow
         yield from self._rpc()
+        yield from self._proxy()
         yield gauge("rocketws_broker_up", "1 when the broker is reachable", 1 if broker.connected else 0)
         publish = HistogramMetricFamily(
             "rocketws_broker_publish_duration_seconds",
@@ -145,6 +146,31 @@ class NodeCollector(Collector):
                 _histogram(latency, [endpoint, method], histogram)
             _histogram(batches, [endpoint], stats.batches)
         yield from (calls, errors, latency, batches)
+
+    def _proxy(self) -> Iterator[Metric]:
+        proxy = self.node.stats.proxy
+        calls = CounterMetricFamily(
+            "rocketws_proxy_calls",
+            "Calls to the application by proxy kind and route pattern (failed ones too)",
+            labels=["kind", "pattern"],
+        )
+        errors = CounterMetricFamily(
+            "rocketws_proxy_errors",
+            "Proxied calls that failed, by JSON-RPC code (the application's own or -32040..-32045)",
+            labels=["kind", "pattern", "code"],
+        )
+        latency = HistogramMetricFamily(
+            "rocketws_proxy_call_duration_seconds",
+            "Time of a call to the application (HTTP round trip or in-process handler)",
+            labels=["kind"],
+        )
+        for (kind, pattern), n in sorted(proxy.calls.items()):
+            calls.add_metric([kind, pattern], n)
+        for (kind, pattern, code), n in sorted(proxy.errors.items()):
+            errors.add_metric([kind, pattern, str(code)], n)
+        for kind, histogram in sorted(proxy.latency.items()):
+            _histogram(latency, [kind], histogram)
+        yield from (calls, errors, latency)
 
 
 class _Families(Collector):

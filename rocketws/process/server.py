@@ -23,6 +23,7 @@ from rocketws.core.channels import Namespaces
 from rocketws.core.deflate import Deflater
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
+from rocketws.core.openrpc import proxied_methods
 from rocketws.core.rpc import backend_methods, client_methods, discover_document
 from rocketws.core.spec_examples import spec_example_methods
 from rocketws.process import siblings
@@ -33,6 +34,7 @@ from rocketws.sources.http import MessagesSourceApp, MessagesSourceServer
 from rocketws.sources.redis import RedisSource
 from rocketws.transports.tls import TlsContext
 from rocketws.transports.websocket import WebSocketApp, WebSocketServer
+from rocketws.transports.websocket.auth import HttpConnectProxy
 
 logger = logging.getLogger("rocketws.server")  # the name operators filter on; kept stable
 S = TypeVar("S", bound=StreamServer)
@@ -93,10 +95,16 @@ class Server:
             max_connections_per_user=config.max_connections_per_user,
         )
         self.ws_app = WebSocketApp(self.node, config)
+        if config.metrics:  # proxied calls counted in node.stats.proxy (rocketws_proxy_*)
+            self.ws_app.proxies.observer = self.node.stats.proxy.observe
+            connect_proxy = self.ws_app.auth.proxy
+            if isinstance(connect_proxy, HttpConnectProxy):
+                connect_proxy.observer = self.node.stats.proxy.observe
         methods = dict(backend_methods)
         if config.spec_example_methods:
             methods.update(spec_example_methods)
-        self.node.api["websocket"] = discover_document("websocket", client_methods)
+        proxied = proxied_methods(self.ws_app.proxies.routes.patterns(), client_methods)
+        self.node.api["websocket"] = discover_document("websocket", client_methods, proxied)
         self.node.api["backend"] = discover_document("backend", methods)
         self.siblings = siblings.from_environment(lambda: self.observer.snapshot()) if reuse_port else None
         self.observer = Observer(self.node, self.siblings)

@@ -304,6 +304,11 @@ class Shell:
         """Backend method names (``rpc.discover``; [] when unknown), for completion."""
         return self.catalog.names(BACKEND)
 
+    def described_names(self) -> list[str]:
+        """Every method name both endpoints describe (backend, client, proxied patterns;
+        each once), for ``help`` completion."""
+        return list(dict.fromkeys(self.catalog.names(BACKEND) + self.catalog.names(CLIENT)))
+
     def _cmd_help(self, rest: str) -> Outcome:
         name = ALIASES.get(rest.strip(), rest.strip())
         if name:

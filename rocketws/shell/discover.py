@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import Any
 
+from rocketws.core.openrpc import PROXIED
 from rocketws.shell.parsing import compact_json
 
 __all__ = ["Catalog", "describe_method"]
@@ -49,18 +51,38 @@ class Catalog:
         return [str(m["name"]) for m in self.methods(endpoint)]
 
     def find(self, name: str) -> list[tuple[str, dict[str, Any]]]:
-        """(endpoint, method object) of every endpoint that has ``name``."""
-        return [
+        """(endpoint, method object) of every endpoint that has ``name``; else the first
+        proxied pattern of the WebSocket's that matches ``name`` (the route serving it)."""
+        found = [
             (endpoint, m)
             for endpoint in (BACKEND, CLIENT)
             for m in self.methods(endpoint)
             if m["name"] == name
         ]
+        if not found:
+            for m in self.methods(CLIENT):
+                pattern = _proxied_pattern(m)
+                if pattern is not None and fnmatchcase(name, pattern):
+                    return [(CLIENT, m)]
+        return found
+
+
+def _proxied_pattern(method: dict[str, Any]) -> str | None:
+    """The route pattern of a proxied method object (``core.openrpc.PROXIED``), else None."""
+    mark = method.get(PROXIED)
+    pattern = mark.get("pattern") if isinstance(mark, dict) else None
+    return pattern if isinstance(pattern, str) else None
 
 
 def describe_method(endpoint: str, method: dict[str, Any]) -> str:
     """``help METHOD``: what it takes, returns and may answer, from its method object."""
-    where = "backend method (call NAME PARAMS)" if endpoint == BACKEND else "WebSocket client method"
+    pattern = _proxied_pattern(method)
+    if endpoint == BACKEND:
+        where = "backend method (call NAME PARAMS)"
+    elif pattern is not None:
+        where = f"proxied to the application, route {pattern!r}: WebSocket rpc method"
+    else:
+        where = "WebSocket client method"
     lines = [f"{method['name']}  [{where}]", f"  {method.get('summary', '')}".rstrip()]
     params = method.get("params") or []
     if params:

@@ -68,11 +68,18 @@ STYLE = Style.from_dict(
 
 class ShellCompleter(Completer):
     """Completes command names, channel names (from ``channels()``), server method names
-    (from ``methods()``: ``rpc.discover``, after ``call`` and ``help``) and the default data."""
+    (``rpc.discover``: ``methods()`` after ``call``; ``described()``, every method the
+    server describes, client and proxied ones too, after ``help``) and the default data."""
 
-    def __init__(self, channels: Callable[[], list[str]], methods: Callable[[], list[str]] = list) -> None:
+    def __init__(
+        self,
+        channels: Callable[[], list[str]],
+        methods: Callable[[], list[str]] = list,
+        described: Callable[[], list[str]] | None = None,
+    ) -> None:
         self.channels = channels
         self.methods = methods
+        self.described = described or methods
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor.lstrip()
@@ -86,7 +93,7 @@ class ShellCompleter(Completer):
         position = len(words)  # index of the argument being typed
         if name == "help" and position == 0:
             yield from _complete_commands(current)
-            for method in self.methods():
+            for method in self.described():
                 if method.startswith(current) and method not in COMMANDS:
                     yield Completion(method, -len(current), display_meta="server method")
         elif name == "call" and position == 0:
@@ -250,7 +257,7 @@ class Terminal:
         self.shell = shell
         self._io: dict[str, Any] = {"input": input, "output": output}
         self.asking: PromptSession[str] | None = None  # the argument prompt being shown
-        self.completer = ShellCompleter(shell.channel_names, shell.method_names)
+        self.completer = ShellCompleter(shell.channel_names, shell.method_names, shell.described_names)
         self.session: PromptSession[str] = PromptSession(
             completer=self.completer,
             complete_while_typing=False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from rocketws.core.connection import AuthTiming
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.exceptions import AuthFailed, ConfigError, RpcError
 from rocketws.core.tokens import Identity, TokenVerifier, identity_from_claims
-from rocketws.transports.proxies import HttpPoster
+from rocketws.transports.proxies import HttpPoster, Observer
 
 logger = logging.getLogger("rocketws.auth")
 
@@ -93,8 +94,22 @@ class HttpConnectProxy:
         self.url = url
         self.timeout = timeout
         self.http = HttpPoster(timeout, POOL_SIZE, MAX_ANSWER_BYTES)
+        self.observer: Observer | None = None  # the metrics (kind and pattern "connect")
 
     def __call__(self, params: dict[str, Any], headers: Sequence[tuple[str, str]]) -> Identity:
+        if self.observer is None:
+            return self._ask(params, headers)
+        started = time.perf_counter()
+        code: int | None = None
+        try:
+            return self._ask(params, headers)
+        except AuthFailed as exc:
+            code = exc.code
+            raise
+        finally:
+            self.observer("connect", "connect", time.perf_counter() - started, code)
+
+    def _ask(self, params: dict[str, Any], headers: Sequence[tuple[str, str]]) -> Identity:
         try:
             status, body = self._post(json.dumps(params).encode(), headers)
         except AuthFailed as exc:

@@ -348,6 +348,7 @@ class Connection:
             response = serve()  # rpc.serve: never raises for the call's own failures
             session = self.session
             if response is not None and not session.closed:
+                self.node.stats.responses_sent += 1  # as _dispatch counts its answers
                 session.push(self.node.reply_frame(session, response))
         except Exception:
             logger.exception("bug while serving a call of %s", self.session.id)
