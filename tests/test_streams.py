@@ -183,6 +183,15 @@ def test_node_subscribe_answers_position_and_pushes_carry_offsets(node: Node) ->
     assert pushes(s) == [{"channel": "h:a", "data": "after", "ts": 1.0, "offset": 2, "epoch": first.epoch}]
 
 
+def test_node_send_data_on_a_history_channel_gets_an_offset(node: Node) -> None:
+    sender, reader = session(node), session(node)
+    epoch = node.subscribe_client(sender, "h:a")["epoch"]
+    node.subscribe_client(reader, "h:a")
+    assert node.send(sender, "h:a", "hi") == (1, 1, epoch)
+    assert pushes(reader) == [{"channel": "h:a", "data": "hi", "ts": 1.0, "offset": 1, "epoch": epoch}]
+    assert pushes(sender) == []  # the sender is skipped, as without history
+
+
 def test_node_recovers_exactly_what_was_missed(node: Node) -> None:
     s = session(node)
     epoch = node.subscribe_client(s, "h:a")["epoch"]

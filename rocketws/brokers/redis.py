@@ -214,7 +214,10 @@ class RedisBroker:
     def publish_many(self, emits: list[Emit]) -> list[Published | Exception]:
         """Publish ``emits`` in one pipeline: one script per emit, one round trip."""
         handler = self._node()
-        self._check_caught_up()
+        try:
+            self._check_caught_up()
+        except BrokerUnavailable as exc:
+            return [exc] * len(emits)
         limits = self.limits
         calls: list[tuple[str, tuple[object, ...]]] = []
         for publication, stream, key in emits:

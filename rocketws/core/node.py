@@ -245,15 +245,27 @@ class Node:
         return self.broker.publish_many(batch)
 
     def send_data(self, session: Session, channel: str, data: Any) -> int:
-        """Publish from a client to the other subscribers of a channel.
+        """``send``; return the number of other subscribers reached."""
+        return self.send(session, channel, data).delivered
+
+    def send(self, session: Session, channel: str, data: Any) -> Published:
+        """Publish from a client to the other subscribers of a channel: the count reached
+        (and on a channel with history its offset and epoch).
 
         The namespace's ``allow_send_data`` decides (``Namespace.authorize_send``):
         NotAllowed where nobody may, PermissionDenied where this user may not,
         NotSubscribed where only subscribers may and the sender is not one.
         """
-        self.namespaces.lookup(channel).authorize_send(channel, session.user, channel in session.channels)
-        payload = encode_message_push(channel, data, self._clock())
-        return self.broker.publish(Publication(channel, payload, skip=session.id))
+        namespace = self.namespaces.lookup(channel)
+        namespace.authorize_send(channel, session.user, channel in session.channels)
+        publication = Publication(channel, encode_message_push(channel, data, self._clock()), skip=session.id)
+        stream = _stream_of(namespace)
+        if stream is None:
+            return Published(self.broker.publish(publication))
+        answer = self.broker.publish_many([Emit(publication, stream)])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def notify_all(self, data: Any) -> int:
         """Push ``data`` once to every open connection; return how many were reached."""

@@ -290,7 +290,7 @@ def unsubscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
 
 def send_data(ctx: Caller, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data)}
+    return _emitted(name, ctx.node.send(ctx.session, name, data))
 
 
 # -- history (issue 11; docs/protocol.md#history-and-recovery) ------------------------------

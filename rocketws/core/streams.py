@@ -30,6 +30,7 @@ class HistorySettings(NamedTuple):
 HISTORY_SETTINGS = HistorySettings()
 
 MAX_EPOCH_LENGTH = 64
+MAX_OFFSET = 2**53 - 1  # what a JavaScript number holds exactly (and Lua's doubles in Redis)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
@@ -51,8 +52,8 @@ def position_param(value: Any, param: str) -> Position:
     if not isinstance(value, dict) or set(value) != {"offset", "epoch"}:
         raise InvalidParams({"param": param, "reason": 'must be {"offset": integer, "epoch": string}'})
     offset, epoch = value["offset"], value["epoch"]
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**63:
-        raise InvalidParams({"param": param, "reason": "offset must be an integer >= 0"})
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidParams({"param": param, "reason": f"offset must be an integer from 0 to {MAX_OFFSET}"})
     if not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_LENGTH:
         raise InvalidParams(
             {"param": param, "reason": f"epoch must be a string of at most {MAX_EPOCH_LENGTH}"}
