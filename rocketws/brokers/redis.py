@@ -50,6 +50,7 @@ from rocketws.brokers.base import (
     Position,
     Publication,
     Published,
+    Stream,
     StreamLimits,
 )
 from rocketws.brokers.memory_streams import new_epoch
@@ -143,6 +144,10 @@ class RedisBroker:
         self._presence_wake = gevent.event.Event()
         self.bad_messages = 0
         self.limits = limits
+        self._prefix_bytes = self.prefix.encode()
+        self._node_bytes = self.node_id.encode()
+        self._window_ms = b"%d" % max(1, int(limits.idempotency_window * 1000))
+        self._stream_cache: dict[Stream | None, tuple[bytes, bytes, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.node_id} prefix={self.prefix!r}>"
@@ -218,50 +223,44 @@ class RedisBroker:
             self._check_caught_up()
         except BrokerUnavailable as exc:
             return [exc] * len(emits)
-        limits = self.limits
+        prefix, node, window = self._prefix_bytes, self._node_bytes, self._window_ms
         calls: list[tuple[str, tuple[object, ...]]] = []
         for publication, stream, key in emits:
             channel = publication.channel
             if channel is None:
                 redis_channel = self._broadcast
+                field = b""
             else:
-                redis_channel = self._channel_prefix + channel.encode()
+                field = channel.encode()
+                redis_channel = self._channel_prefix + field
             if (stream is None and key is None) or channel is None:
                 calls.append(
                     (
                         PUBLISH_AND_COUNT,
-                        (
-                            self.prefix,
-                            self.node_id,
-                            redis_channel,
-                            envelope.encode(publication),
-                            "",
-                            "" if channel is None else channel,
-                        ),
+                        (prefix, node, redis_channel, envelope.encode(publication), b"", field),
                     )
                 )
                 continue
-            stream_key, meta_key = redis_streams.keys(self.prefix, channel)
-            size, ttl = (0, 0.0) if stream is None else stream
+            size, ttl_ms, meta_ms = self._stream_args(stream)
             calls.append(
                 (
                     redis_streams.PUBLISH,
                     (
-                        self.prefix,
-                        self.node_id,
+                        prefix,
+                        node,
                         redis_channel,
                         envelope.header_open(publication),
                         publication.payload,
-                        channel,
+                        field,
                         self._local(handler, publication, redis_channel),
                         size,
-                        max(1, int(ttl * 1000)),
-                        max(1, int(max(ttl, limits.meta_ttl) * 1000)),
+                        ttl_ms,
+                        meta_ms,
                         new_epoch(),
-                        stream_key,
-                        meta_key,
+                        prefix + b"h:" + field,
+                        prefix + b"m:" + field,
                         b"" if key is None else redis_streams.idempotency_key(self.prefix, channel, key),
-                        max(1, int(limits.idempotency_window * 1000)),
+                        window,
                     ),
                 )
             )
@@ -282,6 +281,17 @@ class RedisBroker:
             else:
                 answers.append(Published(*redis_streams.parse_answer(reply[1])))
         return answers
+
+    def _stream_args(self, stream: Stream | None) -> tuple[bytes, bytes, bytes]:
+        """(size, TTL ms, meta TTL ms) of ``stream`` as script arguments (cached)."""
+        args = self._stream_cache.get(stream)
+        if args is None:
+            size, ttl = (0, 0.0) if stream is None else stream
+            meta = max(ttl, self.limits.meta_ttl)
+            args = b"%d" % size, b"%d" % max(1, int(ttl * 1000)), b"%d" % max(1, int(meta * 1000))
+            if len(self._stream_cache) < 64:  # one entry per namespace option pair
+                self._stream_cache[stream] = args
+        return args
 
     def history(self, channel: str, since: Position | None, limit: int, reverse: bool = False) -> History:
         """Read ``channel``'s stream in one script (its epoch made if it has none)."""
