@@ -313,8 +313,7 @@ class RedisBroker:
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
         if isinstance(reply, Exception):
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis refused the read: {reply}"})
-        epoch, top, entries = reply
-        return History(redis_streams.parse_entries(entries), int(top), epoch.decode())
+        return History(redis_streams.parse_entries(reply[2:]), int(reply[1]), reply[0].decode())
 
     def confirmed(self, channel: str) -> bool:
         return self._subscriber.is_subscribed(self._channel_prefix + channel.encode())

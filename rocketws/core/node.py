@@ -407,7 +407,7 @@ class Node:
             "channel": channel,
             "epoch": read.epoch,
             "offset": read.offset,
-            "publications": [streams.publication_of(p) for _, p in read.publications],
+            "publications": [streams.publication_fragment(p) for _, p in read.publications],
         }
 
     def _already_subscribed(
@@ -460,7 +460,7 @@ class Node:
                     "recovered": result.recovered,
                     "epoch": epoch,
                     "offset": offset,
-                    "publications": [streams.publication_of(p) for _, p in result.publications],
+                    "publications": [streams.publication_fragment(p) for _, p in result.publications],
                 }
             self.hub.subscribe(session, channel)
             joined = True

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from rocketws.brokers.base import Position
 from rocketws.core.exceptions import InvalidParams
-from rocketws.core.jsonrpc import loads
+from rocketws.core.jsonrpc import RawJson, loads
 
 PUSH_PREFIX = b'{"jsonrpc":"2.0","method":"message","params":'
 """How every ``message`` push starts (``jsonrpc.encode_message_push``, compact JSON)."""
@@ -42,8 +42,14 @@ def with_position(payload: bytes, offset: int, epoch: str) -> bytes:
 
 def publication_of(payload: bytes) -> Any:
     """The params object of a stored push (``channel``, ``data``, ``ts``, ``offset``,
-    ``epoch``): what ``history`` and a recovery answer list."""
+    ``epoch``), decoded."""
     return loads(payload[len(PUSH_PREFIX) : -1])
+
+
+def publication_fragment(payload: bytes) -> RawJson:
+    """The params object of a stored push as encoded JSON, for an answer (``history``,
+    a recovery): copied into the response as is, never decoded and encoded again."""
+    return RawJson(payload[len(PUSH_PREFIX) : -1])
 
 
 def position_param(value: Any, param: str) -> Position:
