@@ -5,7 +5,7 @@ Keys (``P`` is the broker's prefix)::
     P h:CHANNEL       Redis Stream: entry id ``OFFSET-0``, field ``p`` = the push bytes
                       (with offset and epoch); MAXLEN history_size; expires history_ttl
                       after the last publication
-    P m:CHANNEL       hash: ``e`` epoch, ``s`` top offset; expires META_TTL after the last
+    P m:CHANNEL       hash: ``e`` epoch, ``s`` top offset; expires HISTORY_META_TTL after the last
                       publication (so offsets outlive a quiet spell)
     P i:CHANNEL:KEY   an emit's idempotency key -> its answer; expires after the window
 

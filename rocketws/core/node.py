@@ -387,7 +387,7 @@ class Node:
     ) -> dict[str, Any]:
         """``{channel, epoch, offset, publications}`` of ``channel``'s stream.
 
-        ``limit`` None: HISTORY DEFAULT_LIMIT; above MAX_LIMIT: InvalidParams.  Raises
+        ``limit`` None: HISTORY_LIMIT; above HISTORY_MAX_LIMIT: InvalidParams.  Raises
         NotAllowed when the channel's namespace keeps no history, BrokerUnavailable.
         """
         settings = self.history_settings
@@ -395,7 +395,7 @@ class Node:
             limit = settings.default_limit
         if limit > settings.max_limit:
             raise InvalidParams(
-                {"param": "limit", "reason": f"at most {settings.max_limit} (HISTORY MAX_LIMIT)"}
+                {"param": "limit", "reason": f"at most {settings.max_limit} (HISTORY_MAX_LIMIT)"}
             )
         namespace = self.namespaces.lookup(channel)
         if _stream_of(namespace) is None:

@@ -327,7 +327,7 @@ _HISTORY_PARAMS = (
         "limit",
         {"type": ["integer", "null"], "minimum": 0},
         required=False,
-        doc="at most this many (absent: HISTORY DEFAULT_LIMIT; over MAX_LIMIT: -32602; 0: the position only)",
+        doc="at most this many (absent: HISTORY_LIMIT; over HISTORY_MAX_LIMIT: -32602; 0: the position only)",
     ),
     Param("reverse", {"type": "boolean"}, required=False, default=False, doc="newest first"),
 )
