@@ -189,6 +189,31 @@ def test_broker_channel_without_stream_is_delivered_byte_for_byte(
     assert node.delivered == [emit.publication]  # offset 0, epoch "": the payload untouched
 
 
+def test_broker_mixed_batch_keeps_its_order_and_answers_each(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, node = broker_and_node
+    node.channels = {"p": 2, "h": 1}
+    node.connections = 3
+    broker.subscribe("p")
+    broker.subscribe("h")
+    emits = [
+        _emit("p", 0, stream=None),
+        _emit("p", 1, stream=None),
+        _emit("h", 2),
+        Emit(Publication(None, b'{"b":3}')),
+        _emit("p", 4, stream=None),
+    ]
+    answers = _published(broker, emits)
+    assert [a.delivered for a in answers] == [2, 2, 1, 3, 2]
+    assert [a.offset for a in answers] == [0, 0, 1, 0, 0]
+    wait_in_hub(lambda: len(node.delivered) == 5, what="5 deliveries")
+    order = [
+        p.payload if p.channel is None else publication_of(p.payload)["data"]["n"] for p in node.delivered
+    ]
+    assert order == [0, 1, 2, b'{"b":3}', 4]  # one order across channels: the batch's
+
+
 def test_broker_history_reads_since_limit_and_reverse(broker_and_node: tuple[Broker, FakeNode]) -> None:
     broker, _node = broker_and_node
     answers = _published(broker, [_emit("h", i) for i in range(4)])

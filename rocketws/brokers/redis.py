@@ -55,7 +55,7 @@ from rocketws.brokers.base import (
 )
 from rocketws.brokers.memory_streams import new_epoch
 from rocketws.brokers.redis_io import Client, RedisDown, Subscriber, connection_kwargs
-from rocketws.brokers.redis_presence import PUBLISH_AND_COUNT, Presence
+from rocketws.brokers.redis_presence import Presence
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,9 @@ class RedisBroker:
     # -- history (issue 11; redis_streams) ---------------------------------------------
 
     def publish_many(self, emits: list[Emit]) -> list[Published | Exception]:
-        """Publish ``emits`` in one pipeline: one script per emit, one round trip."""
+        """Publish ``emits`` in one pipeline, one round trip: each run of plain emits (no
+        history, no idempotency key) is one ``PUBLISH_MANY`` script, each other emit one
+        ``redis_streams.PUBLISH`` script; Redis runs them in order."""
         handler = self._node()
         try:
             self._check_caught_up()
@@ -225,7 +227,9 @@ class RedisBroker:
             return [exc] * len(emits)
         prefix, node, window = self._prefix_bytes, self._node_bytes, self._window_ms
         calls: list[tuple[str, tuple[object, ...]]] = []
-        for publication, stream, key in emits:
+        spans: list[tuple[int, int]] = []  # per call: (first emit, emits in it)
+        plain: list[object] | None = None  # the ARGV of the open PUBLISH_MANY run
+        for i, (publication, stream, key) in enumerate(emits):
             channel = publication.channel
             if channel is None:
                 redis_channel = self._broadcast
@@ -234,14 +238,19 @@ class RedisBroker:
                 field = channel.encode()
                 redis_channel = self._channel_prefix + field
             if (stream is None and key is None) or channel is None:
-                calls.append(
-                    (
-                        PUBLISH_AND_COUNT,
-                        (prefix, node, redis_channel, envelope.encode(publication), b"", field),
-                    )
-                )
+                if plain is None:
+                    plain = [prefix, node]
+                    calls.append((redis_streams.PUBLISH_MANY, ()))
+                    spans.append((i, 0))
+                plain += (redis_channel, envelope.encode(publication), field)
+                first, count = spans[-1]
+                spans[-1] = (first, count + 1)
                 continue
+            if plain is not None:
+                calls[-1] = (redis_streams.PUBLISH_MANY, tuple(plain))
+                plain = None
             size, ttl_ms, meta_ms = self._stream_args(stream)
+            spans.append((i, 1))
             calls.append(
                 (
                     redis_streams.PUBLISH,
@@ -264,20 +273,24 @@ class RedisBroker:
                     ),
                 )
             )
+        if plain is not None:
+            calls[-1] = (redis_streams.PUBLISH_MANY, tuple(plain))
         try:
             replies = self._client.scripts(calls)
         except RedisDown as exc:
             down = BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"})
             return [down] * len(emits)
         answers: list[Published | Exception] = []
-        for (publication, _stream, _key), (source, args), reply in zip(emits, calls, replies, strict=True):
+        for (source, _args), (first, count), reply in zip(calls, spans, replies, strict=True):
             if isinstance(reply, Exception):
                 logger.error("Redis broker: a publish script failed: %s", reply)
-                answers.append(BrokerUnavailable({"broker": "redis", "reason": f"Redis refused it: {reply}"}))
-            elif source is PUBLISH_AND_COUNT:
-                sent_on = args[2]
-                assert isinstance(sent_on, bytes)
-                answers.append(Published(self._local(handler, publication, sent_on) + int(reply)))
+                refused = BrokerUnavailable({"broker": "redis", "reason": f"Redis refused it: {reply}"})
+                answers += [refused] * count
+            elif source is redis_streams.PUBLISH_MANY:
+                for emit, remote in zip(emits[first : first + count], reply, strict=True):
+                    channel = emit.publication.channel
+                    sent_on = self._broadcast if channel is None else self._channel_prefix + channel.encode()
+                    answers.append(Published(self._local(handler, emit.publication, sent_on) + int(remote)))
             else:
                 answers.append(Published(*redis_streams.parse_answer(reply[1])))
         return answers

@@ -9,10 +9,12 @@ Keys (``P`` is the broker's prefix)::
                       publication (so offsets outlive a quiet spell)
     P i:CHANNEL:KEY   an emit's idempotency key -> its answer; expires after the window
 
-``PUBLISH`` does, atomically (a script runs alone): the idempotency check, the count of
-other nodes' subscribers, the offset (``HINCRBY``), the ``XADD``, the TTLs, the
-``PUBLISH`` of the envelope whose header carries the offset and epoch, and the record
-of the answer under the idempotency key.  So no node sees a publication without its
+A run of publications without history or idempotency key is ``PUBLISH_MANY``: one
+script for the run, the other nodes listed once.  ``PUBLISH`` does, atomically (a
+script runs alone): the idempotency check, the count of other nodes' subscribers, the
+offset (``HINCRBY``), the ``XADD``, the TTLs, the ``PUBLISH`` of the envelope whose
+header carries the offset and epoch, and the record of the answer under the
+idempotency key.  So no node sees a publication without its
 offset, or one offset twice.  A missing meta hash means the stream's past is gone
 (flush, eviction, restart without persistence): the script starts a new epoch (given
 by the caller, random) and drops whatever stream is left, so an old offset can never be
@@ -63,6 +65,32 @@ return {0, answer}
 node's own count, 8 history size (0: none), 9 history TTL ms, 10 meta TTL ms, 11 a new
 epoch, 12 stream key, 13 meta key, 14 idempotency key ('' = none), 15 window ms.
 Returns {0, "delivered offset epoch"}, or {1, the same} for an idempotent repeat."""
+
+PUBLISH_MANY = """
+local ids = {}
+for _, id in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'nodes')) do
+  if id ~= ARGV[2] then ids[#ids + 1] = id end
+end
+local out = {}
+for i = 3, #ARGV, 3 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+  local total = 0
+  for _, id in ipairs(ids) do
+    local v
+    if ARGV[i + 2] == '' then
+      v = redis.call('GET', ARGV[1] .. 'node:' .. id)
+    else
+      v = redis.call('HGET', ARGV[1] .. 'node:' .. id .. ':ch', ARGV[i + 2])
+    end
+    if v then total = total + tonumber(v) end
+  end
+  out[#out + 1] = total
+end
+return out
+"""
+"""A run of publications without history or key, in one script (the node list read
+once).  ARGV: 1 prefix, 2 own node id, then per publication: Redis channel, envelope,
+count field ('' = connections).  Returns each one's count of other nodes' subscribers."""
 
 READ = """
 local meta, stream = ARGV[1], ARGV[2]
