@@ -31,12 +31,12 @@ def _node() -> Node:
     return node
 
 
-def _health(connections: int, connected: bool = True) -> dict[str, Any]:
+def _health(connections: int, connected: bool = True, ready: bool = True) -> dict[str, Any]:
     return {
         "connections": connections,
         "users": 0,
         "channels": 1,
-        "broker": {"kind": "redis", "connected": connected},
+        "broker": {"kind": "redis", "connected": connected, "ready": connected and ready},
     }
 
 
@@ -57,6 +57,16 @@ def test_health_fails_when_any_worker_lost_the_broker() -> None:
     siblings = FakeSiblings("1", 2, [{"worker": "2", "health": _health(0, connected=False)}])
     healthy, body = Observer(_node(), siblings).health()  # type: ignore[arg-type]
     assert not healthy and body["status"] == "broker unreachable" and body["broker"]["connected"] is False
+
+
+def test_health_says_resubscribing_while_a_worker_has_not_resubscribed() -> None:
+    """Reachable but not resubscribed after an outage (issue 11): healthy, not ready."""
+    siblings = FakeSiblings("1", 2, [{"worker": "2", "health": _health(0, ready=False)}])
+    healthy, body = Observer(_node(), siblings).health()  # type: ignore[arg-type]
+    assert healthy and body["status"] == "resubscribing"
+    assert body["broker"] == {"kind": "memory", "connected": True, "ready": False}
+    _, alone = Observer(_node()).health()
+    assert alone["broker"] == {"kind": "memory", "connected": True, "ready": True}
 
 
 def test_merge_workers_labels_every_sample_and_keeps_types() -> None:
