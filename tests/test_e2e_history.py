@@ -336,3 +336,78 @@ def test_history_idempotency_and_errors_over_http_and_websocket(start_server: St
     finally:
         ws.close()
     node.assert_no_traceback()
+
+
+# -- send_data and join/leave on a history channel (the merge of issues 11, 12 and presence) --
+
+
+def _answer(ws: RawWebSocket, method: str, rid: int, params: object, pushes: list[dict[str, Any]]) -> Any:
+    """Call ``method``; the pushes that arrive before its answer go to ``pushes``."""
+    ws.send_text(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid}))
+    while True:
+        opcode, payload = ws.read_frame()
+        assert opcode == TEXT, (opcode, payload)
+        message = json.loads(payload)
+        if message.get("id") == rid:
+            return message
+        pushes.append(message)
+
+
+def _next_push(ws: RawWebSocket) -> dict[str, Any]:
+    opcode, payload = ws.read_frame()
+    assert opcode == TEXT, (opcode, payload)
+    push: dict[str, Any] = json.loads(payload)
+    return push
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis"])
+def test_send_data_on_a_history_channel_gets_an_offset_and_is_recoverable_joins_are_not_kept(
+    broker: str, request: pytest.FixtureRequest, start_server: StartServer
+) -> None:
+    """A client's ``send_data`` goes through the stream as an ``emit`` does: its answer
+    and push carry offset and epoch, ``history`` and ``recover`` return it; the
+    ``join`` pushes of the same namespace carry no offset and are never in the stream."""
+    url = None if broker == "memory" else request.getfixturevalue("redis_server").url
+    spaces = json.dumps([{"name": "h", "history_size": 100, "history_ttl": 60, "join_leave": True}])
+    if url is None:
+        a = b = start_server(ROCKETWS_NAMESPACES=spaces)
+    else:
+        prefix = f"{url}?prefix=e2e-{uuid.uuid4().hex[:8]}:&presence_ttl=1"
+        a = start_server(ROCKETWS_BROKER=prefix, ROCKETWS_NAMESPACES=spaces)
+        b = start_server(ROCKETWS_BROKER=prefix, ROCKETWS_NAMESPACES=spaces)
+    reader, writer = RawWebSocket(a.ws_port), RawWebSocket(b.ws_port)
+    late: RawWebSocket | None = None
+    try:
+        pushes: list[dict[str, Any]] = []
+        joined = _answer(reader, "subscribe", 1, {"channel": CHANNEL}, pushes)["result"]
+        epoch = joined["epoch"]
+        assert joined["offset"] == 0 and epoch
+        assert _answer(writer, "subscribe", 1, {"channel": CHANNEL}, pushes)["result"]["epoch"] == epoch
+        join = _next_push(reader)
+        assert join["method"] == "join" and "offset" not in join["params"], join
+        wait_until(lambda: b.result("total_subscribers", {"channel": CHANNEL}) == 2, timeout=10)
+        sent = _answer(writer, "send_data", 2, {"channel": CHANNEL, "data": "hi"}, pushes)["result"]
+        assert sent == {"channel": CHANNEL, "delivered": 1, "offset": 1, "epoch": epoch}
+        push = _next_push(reader)
+        assert push["method"] == "message" and push["params"]["data"] == "hi", push
+        assert (push["params"]["offset"], push["params"]["epoch"]) == (1, epoch)
+        assert pushes == []  # the sender got no push of its own publication, nor of a join
+        read = a.result("history", {"channel": CHANNEL})
+        assert [(p["data"], p["offset"]) for p in read["publications"]] == [("hi", 1)]  # no join
+        late = RawWebSocket(a.ws_port)
+        recovered = _answer(
+            late, "subscribe", 1, {"channel": CHANNEL, "recover": {"offset": 0, "epoch": epoch}}, pushes
+        )
+        result = recovered["result"]
+        assert result["recovered"] is True and (result["offset"], result["epoch"]) == (1, epoch)
+        assert [(p["data"], p["offset"], p["epoch"]) for p in result["publications"]] == [("hi", 1, epoch)]
+        for ws in (reader, writer):  # the late joiner's join: a plain push to both, no offset
+            join = _next_push(ws)
+            assert join["method"] == "join" and "offset" not in join["params"], join
+        assert a.result("history", {"channel": CHANNEL})["offset"] == 1
+    finally:
+        for client in (reader, writer, late):
+            if client is not None:
+                client.close()
+    a.assert_no_traceback()
+    b.assert_no_traceback()

@@ -12,8 +12,8 @@ from rocketws.brokers.base import Position, Published, Stream, StreamLimits
 from rocketws.brokers.memory_streams import ENTRY_OVERHEAD, STREAM_OVERHEAD, MemoryStreams
 from rocketws.core import jsonrpc
 from rocketws.core.channels import Namespace, Namespaces
-from rocketws.core.codes import CloseCode
-from rocketws.core.exceptions import InvalidParams, NotAllowed
+from rocketws.core.codes import CloseCode, RpcCode
+from rocketws.core.exceptions import InvalidParams, NotAllowed, RpcError
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_message_push
 from rocketws.core.node import Node
@@ -284,3 +284,89 @@ def test_node_mark_skips_a_late_delivery_the_answer_covered(node: Node) -> None:
     assert pushes(s) == []
     node.publish("h:a", 3)
     assert [p["offset"] for p in pushes(s)] == [3]
+
+
+# -- history with presence, join/leave and proxies (the merge of issues 11, 12 and presence) --
+
+
+class _Proxy:
+    """A ChannelProxy that allows (optionally replacing published data) or refuses."""
+
+    def __init__(self, refuse: RpcError | None = None, data: Any = None) -> None:
+        self.refuse, self.data = refuse, data
+        self.asked: list[str] = []
+
+    def allow_subscribe(self, channel: str) -> None:
+        self.asked.append(channel)
+        if self.refuse is not None:
+            raise self.refuse
+
+    def allow_publish(self, channel: str, data: Any) -> Any:
+        self.asked.append(channel)
+        if self.refuse is not None:
+            raise self.refuse
+        return data if self.data is None else self.data
+
+
+@pytest.fixture
+def proxied() -> Node:
+    spaces = [
+        Namespace(
+            "hp",
+            history_size=50,
+            history_ttl=60.0,
+            presence=True,
+            join_leave=True,
+            subscribe_proxy=True,
+            publish_proxy=True,
+        )
+    ]
+    n = Node(Hub(), MemoryBroker(), namespaces=Namespaces(spaces, allow_unknown=True), clock=lambda: 1.0)
+    n.start()
+    return n
+
+
+def test_node_recover_asks_the_subscribe_proxy_then_announces_the_join(proxied: Node) -> None:
+    node = proxied
+    first, late = session(node), session(node)
+    epoch = node.subscribe_client(first, "hp:a", proxy=_Proxy())["epoch"]
+    node.publish("hp:a", "m1")
+    refusing = _Proxy(RpcError({"reason": "no"}, code=RpcCode.PERMISSION_DENIED))
+    with pytest.raises(RpcError):
+        node.subscribe_client(late, "hp:a", proxy=refusing, recover=Position(0, epoch))
+    assert refusing.asked == ["hp:a"] and "hp:a" not in late.channels
+    assert set(node.presence("hp:a")) == {first.id}
+    with pytest.raises(RpcError) as caught:
+        node.subscribe_client(late, "hp:a", recover=Position(0, epoch))  # a proxy namespace, no proxy
+    assert caught.value.code == RpcCode.APPLICATION_UNAVAILABLE
+    allowing = _Proxy()
+    answer = node.subscribe_client(late, "hp:a", proxy=allowing, recover=Position(0, epoch))
+    assert allowing.asked == ["hp:a"] and answer["recovered"] is True
+    assert [p["data"] for p in decoded(answer)] == ["m1"]
+    assert set(node.presence("hp:a")) == {first.id, late.id}
+    pushed = pushes(first)
+    assert [p.get("data") for p in pushed] == ["m1", None]  # the publication, then late's join
+    join = pushed[1]
+    assert join["client"] == late.id and "offset" not in join  # a plain push, not in the stream
+    assert pushes(late) == []  # the joiner has its answer, not its own join
+    node.unsubscribe(late, "hp:a")
+    assert [p["client"] for p in pushes(first)] == [late.id]  # its leave
+    assert set(node.presence("hp:a")) == {first.id}
+    read = node.history("hp:a", None, None, False)
+    assert [p["data"] for p in decoded(read)] == ["m1"] and read["offset"] == 1  # no join/leave kept
+
+
+def test_node_publish_proxy_data_goes_into_the_stream(proxied: Node) -> None:
+    node = proxied
+    sender, reader = session(node), session(node)
+    node.subscribe_client(sender, "hp:a", proxy=_Proxy())
+    epoch = node.subscribe_client(reader, "hp:a", proxy=_Proxy())["epoch"]
+    pushes(sender)  # reader's join
+    delivered_before = node.stats.deliveries
+    assert node.send(sender, "hp:a", "raw", _Proxy(data="cleaned")) == (1, 1, epoch)
+    assert pushes(reader) == [{"channel": "hp:a", "data": "cleaned", "ts": 1.0, "offset": 1, "epoch": epoch}]
+    assert node.stats.deliveries == delivered_before + 1  # positioned deliveries are counted too
+    assert [p["data"] for p in decoded(node.history("hp:a", None, None, False))] == ["cleaned"]
+    with pytest.raises(RpcError):
+        node.send(sender, "hp:a", "x")  # a proxy namespace, no proxy: nothing published
+    assert node.history("hp:a", None, 0, False)["offset"] == 1
