@@ -363,6 +363,15 @@ _HISTORY_PARAMS = (
     ),
     Param("reverse", {"type": "boolean"}, required=False, default=False, doc="newest first"),
 )
+_EMITTED = {
+    "type": "object",
+    "properties": {
+        "channel": {"type": "string"},
+        "delivered": _DELIVERED,
+        "offset": {"type": "integer"},
+        "epoch": {"type": "string"},
+    },
+}  # emit's and send_data's answer (offset and epoch on a channel with history)
 _PUBLICATIONS = {"type": "array", "items": {"type": "object"}}
 _HISTORY_RESULT = {
     "type": "object",
@@ -597,8 +606,9 @@ client_methods: Methods = table(
         "send_data",
         send_data,
         (_CHANNEL, _DATA),
-        "Publish to the other subscribers of a channel this connection is in.",
-        {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+        "Publish to the other subscribers of a channel this connection is in (on a channel with "
+        "history the answer adds offset and epoch).",
+        _EMITTED,
         errors=(RpcCode.NOT_SUBSCRIBED, RpcCode.NOT_ALLOWED, RpcCode.PERMISSION_DENIED, *_BROKER),
     ),
     Method("subscriptions", subscriptions, (), "This connection's channels, sorted.", _CHANNELS),
@@ -853,15 +863,7 @@ backend_methods: Methods = table(
         ),
         "Push data to every subscriber of a channel (on a channel with history the answer adds "
         "offset and epoch).",
-        {
-            "type": "object",
-            "properties": {
-                "channel": {"type": "string"},
-                "delivered": _DELIVERED,
-                "offset": {"type": "integer"},
-                "epoch": {"type": "string"},
-            },
-        },
+        _EMITTED,
         errors=(RpcCode.NOT_ALLOWED, *_BROKER),
         many=emit_many,
     ),
