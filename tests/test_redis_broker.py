@@ -442,3 +442,29 @@ def test_redis_broker_script_lost_by_a_restart_is_sent_again(private_redis: Redi
         assert [a.offset for a in again if not isinstance(a, Exception)] == [2, 3, 4]
     finally:
         broker.close()
+
+
+def test_redis_publish_many_counts_one_latency_per_round_trip_and_each_refused_emit(
+    private_redis: RedisServer,
+) -> None:
+    """metrics12's broker figures on issue 11's pipelined path: a batch of scripts is one
+    publish round trip; with Redis gone every emit of the batch is a failed publish."""
+    node = FakeNode()
+    broker = RedisBroker(f"{private_redis.url}?prefix=stats{uuid.uuid4().hex[:6]}:&timeout=0.5")
+    broker.start(node)
+    try:
+        stream = Stream(10, 60.0)
+        emits = [Emit(Publication("h", b'{"params":{"n":%d}}' % i), stream) for i in range(3)]
+        emits.append(Emit(Publication("plain", b'{"params":{}}')))
+        answers = broker.publish_many(emits)
+        assert not [a for a in answers if isinstance(a, Exception)], answers
+        assert (broker.stats.publish.count, broker.stats.errors) == (1, 0)
+        private_redis.stop()
+        down = broker.publish_many(emits)
+        assert all(isinstance(a, BrokerUnavailable) for a in down)
+        assert broker.stats.errors == len(emits) and broker.stats.publish.count == 1
+        with pytest.raises(BrokerUnavailable):
+            broker.publish(Publication("plain", b"{}"))
+        assert broker.stats.errors == len(emits) + 1
+    finally:
+        broker.close()
