@@ -24,9 +24,12 @@ EXTRA_RATIOS = (
     ("rocketws", "rocketws-nometrics"),  # metrics on / off
     ("rocketws-nometrics", "rocketws-baseline"),  # counters alone / before them
     ("rocketws", "rocketws-baseline"),  # everything / before
+    ("rocketws-history", "rocketws"),  # the cost of offsets (history on vs off)
+    ("rocketws-redis-history", "rocketws-redis"),
+    ("rocketws-redis-history", "rocketws-history"),
 )
 # the fields that name a case in the text summary, in this order when present
-CASE_LABELS = ("part", "n", "tls", "m", "b", "c", "size", "rate")
+CASE_LABELS = ("part", "mode", "n", "tls", "m", "b", "c", "size", "rate")
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:

@@ -26,19 +26,26 @@ SERVER_NAMES = ("rocketws", "peer")  # the default set
 # rocketws-nometrics: RocketWS with METRICS off (no call timing, no /metrics), the
 # baseline of "metrics must not cost the hot path" (docs/benchmarks.md#metrics);
 # rocketws-baseline: the RocketWS of another checkout (``$ROCKETWS_BENCH_BASELINE``, e.g.
-# `git archive` of the commit before a change), run with this checkout's Python
+# `git archive` of the commit before a change), run with this checkout's Python;
+# rocketws-history / rocketws-redis-history: the same with history on every channel
+# (the default namespace keeps 1,000 publications for 300 s: offsets in every push)
 KNOWN_SERVERS = (
     "rocketws",
     "rocketws-redis",
     "rocketws-deflate",
     "rocketws-nometrics",
     "rocketws-baseline",
+    "rocketws-history",
+    "rocketws-redis-history",
     "peer",
 )
 BASELINE_ENV = "ROCKETWS_BENCH_BASELINE"
+HISTORY_NAMESPACES = '[{"name": "", "history_size": 1000, "history_ttl": 300}]'
 SERVER_ENV: dict[str, dict[str, str]] = {
     "rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"},
     "rocketws-nometrics": {"ROCKETWS_METRICS": "0"},
+    "rocketws-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
+    "rocketws-redis-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
 }
 
 
@@ -57,7 +64,7 @@ def server_command(name: str, python: str = sys.executable, broker: str | None =
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",
         ]
-        if name == "rocketws-redis":
+        if name.startswith("rocketws-redis"):
             if not broker:
                 raise ValueError("rocketws-redis needs a redis:// broker URL")
             cmd.append(f"--broker={broker}")
@@ -137,7 +144,7 @@ class Server:
 
     def _start(self, timeout: float) -> Server:
         broker = None
-        if self.name == "rocketws-redis":
+        if self.name.startswith("rocketws-redis"):
             # on the server's core: RocketWS + Redis together get what RocketWS alone gets
             self.redis = RedisProcess(self.cpus).start()
             broker = self.redis.url

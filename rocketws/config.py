@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from rocketws.brokers.base import STREAM_LIMITS
 from rocketws.core import jsonrpc
 from rocketws.core.channels import OPTIONS, Namespace, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
 from rocketws.core.handshake import is_token
 from rocketws.core.proxy import Route
+from rocketws.core.streams import HISTORY_SETTINGS
 
 T = TypeVar("T")
 Parser = Callable[[str, Any], Any]
@@ -380,6 +382,12 @@ def _namespace(name: str, entry: Any) -> Namespace:
     for key, value in entry.items():
         if key != "name":
             options[key] = _option(f"{name}[{key!r}]", key, value)
+    if (options.get("history_size", 0) > 0) != (options.get("history_ttl", 0.0) > 0):
+        raise ConfigError(
+            name,
+            entry,
+            "history_size and history_ttl keep history only together: set both above 0, or neither",
+        )
     return Namespace(**options)
 
 
@@ -749,6 +757,59 @@ class Config:
         False,
         _bool,
         "add the JSON-RPC spec's section 7 example methods to the MessagesSource (conformance testing)",
+    )
+    # -- history, recovery and idempotent emits (docs/protocol.md#history-and-recovery) --
+    history_default_limit: int = setting(
+        "HISTORY",
+        "HISTORY_LIMIT",
+        HISTORY_SETTINGS.default_limit,
+        _non_negative_int,
+        "publications a `history` call without `limit` answers",
+    )
+    history_max_limit: int = setting(
+        "HISTORY",
+        "HISTORY_MAX_LIMIT",
+        HISTORY_SETTINGS.max_limit,
+        _positive_int,
+        "the largest `limit` a `history` call may ask for; more: -32602",
+    )
+    recovery_max: int = setting(
+        "HISTORY",
+        "RECOVERY_MAX_PUBLICATIONS",
+        HISTORY_SETTINGS.recovery_max,
+        _positive_int,
+        "publications a `subscribe {recover}` may answer; more missed: `recovered: false`",
+    )
+    history_memory_max_bytes: int = setting(
+        "HISTORY",
+        "HISTORY_MEMORY_MAX_BYTES",
+        STREAM_LIMITS.memory_max_bytes,
+        _positive_int,
+        "bytes of history the memory broker keeps for all channels together; past it the channels "
+        "published least recently lose their oldest publications",
+    )
+    history_meta_ttl: float = setting(
+        "HISTORY",
+        "HISTORY_META_TTL",
+        STREAM_LIMITS.meta_ttl,
+        _positive_float,
+        "seconds a channel's epoch and top offset outlive its last publication (at least its "
+        "`history_ttl`); after that the channel starts a new epoch",
+    )
+    idempotency_window: float = setting(
+        "HISTORY",
+        "IDEMPOTENCY_WINDOW",
+        STREAM_LIMITS.idempotency_window,
+        _positive_float,
+        "seconds an `emit`'s `idempotency_key` is remembered (a repeat publishes nothing)",
+    )
+    idempotency_max_keys: int = setting(
+        "HISTORY",
+        "IDEMPOTENCY_MAX_KEYS",
+        STREAM_LIMITS.idempotency_max_keys,
+        _positive_int,
+        "idempotency keys the memory broker remembers (the oldest are forgotten first); Redis "
+        "keeps every key for the window",
     )
     # -- connection authentication (docs/security.md); none set: anonymous mode --
     token_hmac_secret: str | None = setting(

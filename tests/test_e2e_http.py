@@ -198,7 +198,7 @@ def test_http_health(server: ServerProcess) -> None:
         assert health["status"] == "ok"
         assert health["connections"] >= 1 and health["channels"] >= 1
         assert set(health) == {"status", "connections", "users", "channels", "broker", "workers"}
-        assert health["broker"] == {"kind": "memory", "connected": True}
+        assert health["broker"] == {"kind": "memory", "connected": True, "ready": True}
         assert (health["workers"]["up"], health["workers"]["expected"]) == (1, 1)
 
 

@@ -324,6 +324,7 @@ def test_client_connect_cycles_leave_registry_empty(start_server: StartServer) -
     assert srv.result("total_subscribers") == 0
     health = srv.health()
     assert (health["status"], health["connections"], health["channels"]) == ("ok", 0, 0)
+    assert health["broker"]["ready"] is True
     assert "Traceback" not in srv.log()
 
 

@@ -3,15 +3,19 @@ process/metrics.py): this process alone, and with siblings (``--workers``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rocketws.brokers.memory import MemoryBroker
+from rocketws.config import Config
 from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.process.metrics import merge_workers
 from rocketws.process.observer import Observer
+from rocketws.sources.http import MessagesSourceApp
 
 
 class FakeSiblings:
@@ -31,12 +35,12 @@ def _node() -> Node:
     return node
 
 
-def _health(connections: int, connected: bool = True) -> dict[str, Any]:
+def _health(connections: int, connected: bool = True, ready: bool = True) -> dict[str, Any]:
     return {
         "connections": connections,
         "users": 0,
         "channels": 1,
-        "broker": {"kind": "redis", "connected": connected},
+        "broker": {"kind": "redis", "connected": connected, "ready": connected and ready},
     }
 
 
@@ -59,6 +63,16 @@ def test_health_fails_when_any_worker_lost_the_broker() -> None:
     assert not healthy and body["status"] == "broker unreachable" and body["broker"]["connected"] is False
 
 
+def test_health_says_resubscribing_while_a_worker_has_not_resubscribed() -> None:
+    """Reachable but not resubscribed after an outage (issue 11): healthy, not ready."""
+    siblings = FakeSiblings("1", 2, [{"worker": "2", "health": _health(0, ready=False)}])
+    healthy, body = Observer(_node(), siblings).health()  # type: ignore[arg-type]
+    assert healthy and body["status"] == "resubscribing"
+    assert body["broker"] == {"kind": "memory", "connected": True, "ready": False}
+    _, alone = Observer(_node()).health()
+    assert alone["broker"] == {"kind": "memory", "connected": True, "ready": True}
+
+
 def test_merge_workers_labels_every_sample_and_keeps_types() -> None:
     text = Observer(_node()).snapshot()["metrics"]
     merged = merge_workers({"1": text, "2": text}).decode()
@@ -69,3 +83,26 @@ def test_merge_workers_labels_every_sample_and_keeps_types() -> None:
     workers = {s.labels["worker"] for s in families["rocketws_connections"].samples}
     assert workers == {"1", "2"}
     assert all("worker" in s.labels for f in families.values() for s in f.samples)
+
+
+class _Resubscribing(MemoryBroker):
+    """A broker reachable but not yet resubscribed (RedisBroker after an outage)."""
+
+    def ready(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("observed", [True, False])
+def test_health_is_200_and_ready_503_while_resubscribing(observed: bool) -> None:
+    node = Node(Hub(), _Resubscribing())
+    node.start()
+    app = MessagesSourceApp(node, Config(), observer=Observer(node) if observed else None)
+    health, ready = app.route("GET", "/health"), app.route("GET", "/ready")
+    assert health is not None and ready is not None
+    assert (health.status, ready.status) == (200, 503)
+    body = json.loads(health.body)
+    assert body["status"] == "resubscribing"
+    assert body["broker"] == {"kind": "memory", "connected": True, "ready": False}
+    assert json.loads(ready.body) == {**body, "status": "not ready"}
+    fine = MessagesSourceApp(_node(), Config(), observer=None).route("GET", "/ready")
+    assert fine is not None and fine.status == 200 and json.loads(fine.body)["status"] == "ok"

@@ -10,14 +10,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import gevent
 import gevent.server
 import pytest
 
 from rocketws.brokers import Publication, create_broker
-from rocketws.brokers.base import ClientInfo, PresenceStats
+from rocketws.brokers.base import ClientInfo, Emit, PresenceStats, Stream
 from rocketws.brokers.redis import RedisBroker
+from rocketws.brokers.redis_io import make_connection, pack_commands
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 from .fakes import FakeNode
@@ -181,7 +183,8 @@ def test_redis_broker_survives_outage_and_resumes_within_2s(private_redis: Redis
 
 
 def test_redis_broker_slow_redis_fails_publish_without_blocking_hub() -> None:
-    """A server that accepts but never answers: publish gives up after the timeout."""
+    """A server that accepts but never answers: publish is refused at once (the node has
+    not heard its subscriptions confirmed: not ready), a read gives up after the timeout."""
     silent = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, addr: gevent.sleep(30))
     silent.start()
     ticks = 0
@@ -196,10 +199,13 @@ def test_redis_broker_slow_redis_fails_publish_without_blocking_hub() -> None:
     broker = RedisBroker(f"redis://127.0.0.1:{silent.server_port}/0?timeout=0.5")
     try:
         broker.start(FakeNode())
+        with pytest.raises(BrokerUnavailable, match="resubscribing"):
+            broker.publish(Publication("chat", b"{}"))
+        assert not broker.ready()
         started = time.monotonic()
         ticks = 0
         with pytest.raises(BrokerUnavailable):
-            broker.publish(Publication("chat", b"{}"))
+            broker.history("chat", None, 10)
         elapsed = time.monotonic() - started
         assert 0.4 <= elapsed < 1.5
         assert ticks >= 20  # the hub kept running other greenlets meanwhile
@@ -405,3 +411,60 @@ def test_redis_presence_writes_never_block_even_with_redis_down() -> None:
     with pytest.raises(BrokerUnavailable):
         broker.presence("room")
     broker.close()
+
+
+# -- the publish path of issue 11 ----------------------------------------------------------
+
+
+def test_pack_commands_is_redis_py_packing_byte_for_byte() -> None:
+    commands: list[tuple[Any, ...]] = [
+        ("EVALSHA", "ab" * 20, 0, b"p:", "caf\u00e9", 7, 1.5, b"\x00\r\n", b""),
+        ("PUBLISH", b"ch", b"x" * 70_000),
+        ("PING",),
+    ]
+    conn = make_connection({"host": "127.0.0.1", "port": 1}, 1.0, 1.0)
+    assert pack_commands(commands) == b"".join(conn.pack_commands(commands))
+    with pytest.raises(TypeError):
+        pack_commands([("SET", "k", True)])
+
+
+def test_redis_broker_script_lost_by_a_restart_is_sent_again(private_redis: RedisServer) -> None:
+    """NOSCRIPT after a Redis restart: the pipeline's scripts are sent again with EVAL."""
+    node = FakeNode()
+    broker = RedisBroker(f"{private_redis.url}?prefix=noscript:")
+    broker.start(node)
+    try:
+        stream = Stream(10, 60.0)
+        first = broker.publish_many([Emit(Publication("h", b'{"params":{"n":1}}'), stream)])
+        assert not isinstance(first[0], Exception)
+        private_redis.command("SCRIPT", "FLUSH")
+        again = broker.publish_many([Emit(Publication("h", b'{"params":{"n":2}}'), stream) for _ in range(3)])
+        assert [a.offset for a in again if not isinstance(a, Exception)] == [2, 3, 4]
+    finally:
+        broker.close()
+
+
+def test_redis_publish_many_counts_one_latency_per_round_trip_and_each_refused_emit(
+    private_redis: RedisServer,
+) -> None:
+    """metrics12's broker figures on issue 11's pipelined path: a batch of scripts is one
+    publish round trip; with Redis gone every emit of the batch is a failed publish."""
+    node = FakeNode()
+    broker = RedisBroker(f"{private_redis.url}?prefix=stats{uuid.uuid4().hex[:6]}:&timeout=0.5")
+    broker.start(node)
+    try:
+        stream = Stream(10, 60.0)
+        emits = [Emit(Publication("h", b'{"params":{"n":%d}}' % i), stream) for i in range(3)]
+        emits.append(Emit(Publication("plain", b'{"params":{}}')))
+        answers = broker.publish_many(emits)
+        assert not [a for a in answers if isinstance(a, Exception)], answers
+        assert (broker.stats.publish.count, broker.stats.errors) == (1, 0)
+        private_redis.stop()
+        down = broker.publish_many(emits)
+        assert all(isinstance(a, BrokerUnavailable) for a in down)
+        assert broker.stats.errors == len(emits) and broker.stats.publish.count == 1
+        with pytest.raises(BrokerUnavailable):
+            broker.publish(Publication("plain", b"{}"))
+        assert broker.stats.errors == len(emits) + 1
+    finally:
+        broker.close()

@@ -142,6 +142,8 @@ def test_cluster_survives_redis_outage_and_resumes_within_2s(
         assert a.call("notify_all", {"data": "during"})["error"]["code"] == -32002
         health = a.health()  # the node and its clients stay up; /health says 503 (issue 12)
         assert (health["status"], health["connections"]) == ("broker unreachable", 1)
+        wait_until(lambda: a.health()["broker"]["ready"] is False, timeout=5)  # nor ready (issue 11)
+        assert a.http.get(a.ms_url + "ready", timeout=10).status_code == 503
         assert request(ws, "ping")["result"] == "pong"
         assert request(ws, "subscribe", {"channel": "late"})["result"]["subscribed"] is True
 

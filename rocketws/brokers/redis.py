@@ -42,8 +42,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import gevent
 import gevent.event
 
-from rocketws.brokers import envelope
-from rocketws.brokers.base import BrokerHandler, ClientInfo, Control, PresenceStats, Publication, new_node_id
+from rocketws.brokers import envelope, redis_streams
+from rocketws.brokers.base import (
+    STREAM_LIMITS,
+    BrokerHandler,
+    ClientInfo,
+    Control,
+    Emit,
+    History,
+    Position,
+    PresenceStats,
+    Publication,
+    Published,
+    Stream,
+    StreamLimits,
+    new_node_id,
+)
+from rocketws.brokers.memory_streams import new_epoch
 from rocketws.brokers.redis_channel_presence import ChannelPresence, PresenceWriter
 from rocketws.brokers.redis_info import InfoBoard
 from rocketws.brokers.redis_io import Client, RedisDown, Subscriber, connection_kwargs
@@ -103,10 +118,14 @@ class _Replies:
             self.done.set()
 
 
+def _resubscribing() -> BrokerUnavailable:
+    return BrokerUnavailable({"broker": "redis", "reason": "resubscribing to Redis after an outage; retry"})
+
+
 class RedisBroker:
     """A Broker on Redis pub/sub, with cluster-wide counts kept in Redis."""
 
-    def __init__(self, url: str, *, node_id: str | None = None) -> None:
+    def __init__(self, url: str, *, node_id: str | None = None, limits: StreamLimits = STREAM_LIMITS) -> None:
         """Parse ``url`` (raises ConfigError); no I/O until ``start``."""
         redis_url, options = split_url(url)
         kwargs = connection_kwargs(redis_url)
@@ -148,6 +167,11 @@ class RedisBroker:
         self._presence_loop: gevent.Greenlet | None = None
         self._presence_wake = gevent.event.Event()
         self.bad_messages = 0
+        self.limits = limits
+        self._prefix_bytes = self.prefix.encode()
+        self._node_bytes = self.node_id.encode()
+        self._window_ms = b"%d" % max(1, int(limits.idempotency_window * 1000))
+        self._stream_cache: dict[Stream | None, tuple[bytes, bytes, bytes]] = {}
         self._stats = BrokerStats()
         self._info = InfoBoard(self._client, self.prefix, self.node_id, self.presence_ttl)
         self._info_loop: gevent.Greenlet | None = None
@@ -210,6 +234,7 @@ class RedisBroker:
             redis_channel = self._broadcast
         else:
             redis_channel = self._channel_prefix + channel.encode()
+        self._check_caught_up()
         started = time.perf_counter()
         try:
             remote = self._presence.publish(redis_channel, envelope.encode(publication), channel)
@@ -217,10 +242,149 @@ class RedisBroker:
             self._stats.errors += 1
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
         self._stats.publish.observe(time.perf_counter() - started)
-        local = handler.local_subscribers(channel)
+        return self._local(handler, publication, redis_channel) + remote
+
+    def _local(self, handler: BrokerHandler, publication: Publication, redis_channel: bytes) -> int:
+        """This node's subscribers a publication reaches: none while its subscription is
+        not confirmed (then Redis would not hand the publication back to this node)."""
+        if not self._subscriber.is_subscribed(redis_channel):
+            return 0
+        local = handler.local_subscribers(publication.channel)
         if publication.skip is not None and local:
             local -= 1  # the sender is a local subscriber (send_data requires it)
-        return local + remote
+        return local
+
+    def _check_caught_up(self) -> None:
+        """Raises BrokerUnavailable until the subscriber has (re)subscribed every wanted
+        channel: a node reports itself able to publish only once it hears them all."""
+        if not self._subscriber.caught_up():
+            self._stats.errors += 1
+            raise _resubscribing()
+
+    def ready(self) -> bool:
+        """Whether this node hears every channel it wants (the /health answer)."""
+        return self._subscriber.caught_up()
+
+    # -- history (issue 11; redis_streams) ---------------------------------------------
+
+    def publish_many(self, emits: list[Emit]) -> list[Published | Exception]:
+        """Publish ``emits`` in one pipeline, one round trip: each run of plain emits (no
+        history, no idempotency key) is one ``PUBLISH_MANY`` script, each other emit one
+        ``redis_streams.PUBLISH`` script; Redis runs them in order.  ``stats``: the round
+        trip is one publish latency; each emit refused one failed publish."""
+        handler = self._node()
+        if not self._subscriber.caught_up():
+            self._stats.errors += len(emits)
+            return [_resubscribing()] * len(emits)
+        prefix, node, window = self._prefix_bytes, self._node_bytes, self._window_ms
+        calls: list[tuple[str, tuple[object, ...]]] = []
+        spans: list[tuple[int, int]] = []  # per call: (first emit, emits in it)
+        plain: list[object] | None = None  # the ARGV of the open PUBLISH_MANY run
+        for i, (publication, stream, key) in enumerate(emits):
+            channel = publication.channel
+            if channel is None:
+                redis_channel = self._broadcast
+                field = b""
+            else:
+                field = channel.encode()
+                redis_channel = self._channel_prefix + field
+            if (stream is None and key is None) or channel is None:
+                if plain is None:
+                    plain = [prefix, node]
+                    calls.append((redis_streams.PUBLISH_MANY, ()))
+                    spans.append((i, 0))
+                plain += (redis_channel, envelope.encode(publication), field)
+                first, count = spans[-1]
+                spans[-1] = (first, count + 1)
+                continue
+            if plain is not None:
+                calls[-1] = (redis_streams.PUBLISH_MANY, tuple(plain))
+                plain = None
+            size, ttl_ms, meta_ms = self._stream_args(stream)
+            spans.append((i, 1))
+            calls.append(
+                (
+                    redis_streams.PUBLISH,
+                    (
+                        prefix,
+                        node,
+                        redis_channel,
+                        envelope.header_open(publication),
+                        publication.payload,
+                        field,
+                        self._local(handler, publication, redis_channel),
+                        size,
+                        ttl_ms,
+                        meta_ms,
+                        new_epoch(),
+                        prefix + b"h:" + field,
+                        prefix + b"m:" + field,
+                        b"" if key is None else redis_streams.idempotency_key(self.prefix, channel, key),
+                        window,
+                    ),
+                )
+            )
+        if plain is not None:
+            calls[-1] = (redis_streams.PUBLISH_MANY, tuple(plain))
+        started = time.perf_counter()
+        try:
+            replies = self._client.scripts(calls)
+        except RedisDown as exc:
+            self._stats.errors += len(emits)
+            down = BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"})
+            return [down] * len(emits)
+        self._stats.publish.observe(time.perf_counter() - started)  # one round trip
+        answers: list[Published | Exception] = []
+        for (source, _args), (first, count), reply in zip(calls, spans, replies, strict=True):
+            if isinstance(reply, Exception):
+                logger.error("Redis broker: a publish script failed: %s", reply)
+                refused = BrokerUnavailable({"broker": "redis", "reason": f"Redis refused it: {reply}"})
+                self._stats.errors += count
+                answers += [refused] * count
+            elif source is redis_streams.PUBLISH_MANY:
+                for emit, remote in zip(emits[first : first + count], reply, strict=True):
+                    channel = emit.publication.channel
+                    sent_on = self._broadcast if channel is None else self._channel_prefix + channel.encode()
+                    answers.append(Published(self._local(handler, emit.publication, sent_on) + int(remote)))
+            else:
+                answers.append(Published(*redis_streams.parse_answer(reply[1])))
+        return answers
+
+    def _stream_args(self, stream: Stream | None) -> tuple[bytes, bytes, bytes]:
+        """(size, TTL ms, meta TTL ms) of ``stream`` as script arguments (cached)."""
+        args = self._stream_cache.get(stream)
+        if args is None:
+            size, ttl = (0, 0.0) if stream is None else stream
+            meta = max(ttl, self.limits.meta_ttl)
+            args = b"%d" % size, b"%d" % max(1, int(ttl * 1000)), b"%d" % max(1, int(meta * 1000))
+            if len(self._stream_cache) < 64:  # one entry per namespace option pair
+                self._stream_cache[stream] = args
+        return args
+
+    def history(self, channel: str, since: Position | None, limit: int, reverse: bool = False) -> History:
+        """Read ``channel``'s stream in one script (its epoch made if it has none)."""
+        self._node()
+        stream_key, meta_key = redis_streams.keys(self.prefix, channel)
+        args = (
+            meta_key,
+            stream_key,
+            new_epoch(),
+            max(1, int(self.limits.meta_ttl * 1000)),
+            "" if since is None else since.offset,
+            limit,
+            "1" if reverse else "0",
+            "" if since is None else since.epoch,
+        )
+        try:
+            (reply,) = self._client.scripts([(redis_streams.READ, args)])
+        except RedisDown as exc:
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
+        if isinstance(reply, Exception):
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis refused the read: {reply}"})
+        return History(redis_streams.parse_entries(reply[2:]), int(reply[1]), reply[0].decode())
+
+    def confirmed(self, channel: str) -> bool:
+        return self._subscriber.is_subscribed(self._channel_prefix + channel.encode())
 
     def control(self, control: Control) -> int:
         """Publish ``control`` once; return the connections the nodes report reaching.
@@ -414,6 +578,15 @@ class RedisBroker:
         if replies is not None:  # else: it came after the requester stopped waiting
             replies.add(count)
 
+    def _heard(self, handler: BrokerHandler) -> tuple[int, dict[str, int]]:
+        """This node's counts as other nodes may add them to a publication's
+        ``delivered``: only channels whose subscription Redis has confirmed."""
+        subscribed = self._subscriber.is_subscribed
+        prefix = self._channel_prefix
+        connections = handler.local_subscribers(None) if subscribed(self._broadcast) else 0
+        channels = {ch: n for ch, n in handler.local_channels().items() if subscribed(prefix + ch.encode())}
+        return connections, channels
+
     def _keep_presence(self) -> None:
         """Rewrite this node's counts when they change, and every TTL/3 regardless."""
         handler = self._node()
@@ -423,7 +596,7 @@ class RedisBroker:
         written_at = 0.0
         failing = False
         while True:
-            snapshot = (handler.local_subscribers(None), handler.local_channels())
+            snapshot = self._heard(handler)
             now = time.monotonic()
             if snapshot != last or now - written_at >= refresh:
                 try:

@@ -158,8 +158,18 @@ class Namespace:
             "error the client gets"
         },
     )
-    history_size: int = field(default=0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
-    history_ttl: float = field(default=0.0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
+    history_size: int = field(
+        default=0,
+        metadata={
+            "doc": "publications kept per channel; with `history_ttl` (both > 0) each channel is a stream: "
+            "pushes carry `offset` and `epoch`, `history` and `subscribe {recover}` work "
+            "([protocol.md](protocol.md#history-and-recovery)); 0 = no history"
+        },
+    )
+    history_ttl: float = field(
+        default=0.0,
+        metadata={"doc": "seconds a channel's history is kept after its last publication; 0 = no history"},
+    )
     presence: bool = field(
         default=False,
         metadata={

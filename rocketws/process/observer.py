@@ -27,7 +27,7 @@ class Observer:
             "connections": hub.connections,
             "users": hub.user_count,
             "channels": hub.channel_count,
-            "broker": {"kind": broker.kind, "connected": broker.stats.connected},
+            "broker": {"kind": broker.kind, "connected": broker.stats.connected, "ready": broker.ready()},
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -51,7 +51,11 @@ class Observer:
         return merge_workers(dict(sorted(texts.items())))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, body): unhealthy when a running worker cannot reach the broker."""
+        """(healthy, body): unhealthy when a running worker cannot reach the broker.
+
+        ``broker.ready``: every worker reaches the broker and hears every channel it
+        subscribed (false while one resubscribes after an outage: status
+        ``resubscribing``, still healthy; ``/ready`` answers 503 then)."""
         own = self.local_health()
         if self.siblings is None:
             workers = [{"worker": "1", **own}]
@@ -64,8 +68,11 @@ class Observer:
             workers.sort(key=lambda w: w["worker"])
             expected = self.siblings.expected
         broker_ok = all(w.get("broker", {}).get("connected", False) for w in workers)
+        ready = broker_ok and all(w.get("broker", {}).get("ready", False) for w in workers)
         if not broker_ok:
             status = "broker unreachable"
+        elif not ready:
+            status = "resubscribing"
         elif len(workers) < expected:
             status = "degraded"
         else:
@@ -75,7 +82,7 @@ class Observer:
             "connections": sum(int(w.get("connections", 0)) for w in workers),
             "users": sum(int(w.get("users", 0)) for w in workers),
             "channels": sum(int(w.get("channels", 0)) for w in workers),
-            "broker": {"kind": own["broker"]["kind"], "connected": broker_ok},
+            "broker": {"kind": own["broker"]["kind"], "connected": broker_ok, "ready": ready},
             "workers": {"up": len(workers), "expected": expected, "list": workers},
         }
         return broker_ok, body

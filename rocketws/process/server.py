@@ -17,6 +17,7 @@ from gevent.event import Event
 from gevent.server import StreamServer
 
 from rocketws.brokers import create_broker
+from rocketws.brokers.base import StreamLimits
 from rocketws.config import Address, Config
 from rocketws.core import disconnect
 from rocketws.core.channels import Namespaces
@@ -26,6 +27,7 @@ from rocketws.core.node import Node
 from rocketws.core.openrpc import proxied_methods
 from rocketws.core.rpc import backend_methods, client_methods, discover_document
 from rocketws.core.spec_examples import spec_example_methods
+from rocketws.core.streams import HistorySettings
 from rocketws.process import siblings
 from rocketws.process.logformat import apply_log_format
 from rocketws.process.observer import Observer
@@ -85,7 +87,7 @@ class Server:
         ws_tls = self.tls if config.tls_websocket else None
         ms_tls = self.tls if config.tls_backend else None
         self.hub = Hub()
-        self.broker = create_broker(config.broker)
+        self.broker = create_broker(config.broker, stream_limits(config))
         self.node = Node(
             self.hub,
             self.broker,
@@ -93,6 +95,9 @@ class Server:
             namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
             deflater=Deflater() if config.compression else None,
             max_connections_per_user=config.max_connections_per_user,
+            history=HistorySettings(
+                config.history_default_limit, config.history_max_limit, config.recovery_max
+            ),
         )
         self.ws_app = WebSocketApp(self.node, config)
         if config.metrics:  # proxied calls counted in node.stats.proxy (rocketws_proxy_*)
@@ -227,3 +232,13 @@ class Server:
             self.redis_source.close()
         self.node.close()
         logger.info("stopped")
+
+
+def stream_limits(config: Config) -> StreamLimits:
+    """The broker's history settings from ``config``."""
+    return StreamLimits(
+        config.history_memory_max_bytes,
+        config.history_meta_ttl,
+        config.idempotency_window,
+        config.idempotency_max_keys,
+    )

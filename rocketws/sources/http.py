@@ -2,16 +2,19 @@
 
 ``POST /`` takes a JSON-RPC document (any content type, UTF-8 JSON) and answers 200
 with the JSON-RPC response, or 204 when the document held only notifications.
-``GET /health`` reports liveness (503 when the broker is unreachable) and ``GET /metrics``
-the Prometheus text format, both from an ``Observer`` (``process/observer.py``; with
-``--workers`` they cover every worker).  Other methods on ``/``: 405; other paths: 404;
+``GET /health`` reports liveness (503 when the broker is unreachable; ``status``
+``"resubscribing"`` while the broker has not heard every subscribed channel again after
+an outage), ``GET /ready`` readiness (the same body; 503 until the broker is reachable
+and resubscribed) and ``GET /metrics`` the Prometheus text format, all from an
+``Observer`` (``process/observer.py``; with ``--workers`` they cover every worker).
+Other methods on ``/``: 405; other paths: 404;
 bodies over ``max_request_body``: 413 with a JSON-RPC error.  HTTP/1.0 and 1.1 only
 (others: 505); ``Upgrade`` is ignored (RFC 9110 section 7.8) except ``websocket`` (400:
 the WebSocket endpoint has its own port); a request must arrive whole within
 ``request_timeout`` (else 408).  With an API key set,
 ``POST /`` needs ``Authorization: apikey KEY`` or ``X-API-Key: KEY`` (compared in
 constant time); without it or with another key: 401 with a JSON-RPC error, decided
-before the body is read.  ``/health`` stays open (docs/security.md says why);
+before the body is read.  ``/health`` and ``/ready`` stay open (docs/security.md says why);
 ``/metrics`` needs the key too unless METRICS_PUBLIC.
 
 HTTP/1.1 framing (request line, headers, Content-Length and chunked bodies, keep-alive,
@@ -125,19 +128,18 @@ class MessagesSourceApp:
         """The answer decided before the body is read, or None for ``POST /``.
 
         ``key``: the API key the request sent (``/metrics`` may need it); ``render``
-        False: only decide (``/metrics`` and ``/health`` are not computed).
+        False: only decide (``/metrics``, ``/health`` and ``/ready`` are not computed).
         """
-        if path == "/health":
+        if path in ("/health", "/ready"):
             if method not in ("GET", "HEAD"):
                 return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
             if not render:
                 return Response(200)
-            if self.observer is None:
-                hub = self.node.hub
-                return _json(
-                    200, {"status": "ok", "connections": hub.connections, "channels": hub.channel_count}
-                )
-            healthy, body = self.observer.health()
+            healthy, body = self.health()
+            if path == "/ready":  # readiness: also resubscribed after a Redis outage
+                healthy = healthy and body["broker"]["ready"] is True
+                if not healthy:
+                    body = {**body, "status": "not ready"}
             return _json(200 if healthy else 503, body)
         if path == "/metrics" and self.config.metrics and self.observer is not None:
             if method not in ("GET", "HEAD"):
@@ -154,6 +156,23 @@ class MessagesSourceApp:
         if method != "POST":
             return _json(405, {"error": "use POST with a JSON-RPC 2.0 body"}, ("Allow", "POST"))
         return None
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, the ``/health`` body): the observer's, or without one this node's
+        (status, connections, channels, broker kind/connected/ready)."""
+        if self.observer is not None:
+            return self.observer.health()
+        hub, broker = self.node.hub, self.node.broker
+        connected = broker.stats.connected
+        ready = connected and broker.ready()
+        status = "ok" if ready else "resubscribing" if connected else "broker unreachable"
+        body = {
+            "status": status,
+            "connections": hub.connections,
+            "channels": hub.channel_count,
+            "broker": {"kind": broker.kind, "connected": connected, "ready": ready},
+        }
+        return connected, body
 
     def authorize(self, key: bytes | None) -> Response | None:
         """The 401 answer for a ``POST /`` that did not send the API key, else None.
