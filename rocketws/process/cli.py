@@ -54,6 +54,7 @@ token, init: 0 done, 2 bad arguments or settings, no token secret, or settings.p
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -110,6 +111,12 @@ def _runserver(args: dict[str, Any]) -> int:
         tls_key=args["--tls-key"],
     )
     workers = _workers(args["--workers"])
+    from rocketws.process.limits import OpenFilesTooLow, ensure_open_files
+
+    try:
+        open_files = ensure_open_files(config.max_connections, workers)
+    except OpenFilesTooLow as exc:
+        return _fail(str(exc), EXIT_FAILURE)
     if workers > 1:
         if not config.broker.startswith("redis://"):
             raise ConfigError(
@@ -141,6 +148,7 @@ def _runserver(args: dict[str, Any]) -> int:
     from rocketws.process.supervisor import WORKER_ENV, exit_with_parent
 
     configure_logging(config)
+    logging.getLogger("rocketws.server").info("%s", open_files.describe())
     try:
         server = Server(config, reuse_port=bool(os.environ.get(WORKER_ENV)))
     except StartupError as exc:
