@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from rocketws.core import jsonrpc
-from rocketws.core.channels import OPTIONS, Namespace, validate_namespace_name
+from rocketws.core.channels import OPTIONS, Namespace, parse_write_delay, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
 from rocketws.core.handshake import is_token
 
@@ -207,6 +207,17 @@ def _seconds_or_off(name: str, value: Any) -> float:
     if isinstance(value, bool) or not 0 <= number < float("inf"):
         raise ConfigError(name, value, "expected a number of seconds, 0 for off")
     return number
+
+
+def _write_delay(name: str, value: Any) -> float:
+    """Seconds from 0 to ``channels.MAX_WRITE_DELAY``."""
+    try:
+        delay = parse_write_delay(value)
+    except ValueError as exc:
+        raise ConfigError(name, value, str(exc)) from None
+    if delay is None:
+        raise ConfigError(name, value, "expected a number of seconds, 0 for off")
+    return delay
 
 
 def _bytes_or_off(name: str, value: Any) -> int:
@@ -566,6 +577,15 @@ class Config:
         _bool,
         "permessage-deflate (RFC 7692) with clients that offer it: each publication is compressed "
         "once for all of them ([protocol.md](protocol.md#compression))",
+    )
+    write_delay: float = setting(
+        "WEBSOCKETS",
+        "WRITE_DELAY",
+        0.0,
+        _write_delay,
+        "seconds (e.g. `0.005`) a publication may wait before it is written, so that publications "
+        "arriving meanwhile leave in one write per connection (less CPU per delivery, that much more "
+        "latency); namespaces may set their own (`write_delay`); 0 = write at once",
     )
     backend: Address = _address_setting(
         "MESSAGES_SOURCE",

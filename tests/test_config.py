@@ -183,7 +183,7 @@ def test_namespaces_from_settings_and_from_env_json() -> None:
             "invalid settings.CHANNELS['NAMESPACES'][0]={'name': 'n', 'history': 5}: "
             "unknown key(s) ['history']; known: ['allow_anonymous', 'allow_send_data', 'allow_subscribe', "
             "'allow_user_limited_channels', 'channel_regex', 'history_size', 'history_ttl', 'join_leave', 'max_subscribers', 'name', "
-            "'presence']",
+            "'presence', 'write_delay']",
         ),
         (["news"], "invalid settings.CHANNELS['NAMESPACES'][0]='news': expected a dict"),
         ({"name": "n"}, "invalid settings.CHANNELS['NAMESPACES']={'name': 'n'}: expected a list"),

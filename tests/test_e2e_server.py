@@ -234,7 +234,9 @@ def test_cli_open_files_too_low_for_max_connections_is_one_line_exit_1(workers: 
 def test_server_raises_its_soft_open_files_limit_and_logs_it() -> None:
     srv = ServerProcess(env={"ROCKETWS_MAX_CONNECTIONS": "1000"}, nofile=(300, 4000)).start()
     try:
-        assert "open-files limit 1064 (hard 4000, raised from 300): 1000 connections + 64 reserved" in srv.log()
+        assert (
+            "open-files limit 1064 (hard 4000, raised from 300): 1000 connections + 64 reserved" in srv.log()
+        )
         assert srv.proc is not None
         limits = Path(f"/proc/{srv.proc.pid}/limits").read_text()
         assert any(line.startswith("Max open files") and " 1064 " in line for line in limits.splitlines())

@@ -82,6 +82,25 @@ def _regex(value: Any) -> str | None:
     return value
 
 
+MAX_WRITE_DELAY = 1.0
+"""The longest ``write_delay`` accepted (seconds): it is meant to be a few milliseconds."""
+
+
+def parse_write_delay(value: Any) -> float | None:
+    """A ``write_delay``: seconds in [0, MAX_WRITE_DELAY], or None (not set here)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds") from None
+    if not 0 <= number <= MAX_WRITE_DELAY:
+        raise ValueError(f"expected seconds from 0 to {MAX_WRITE_DELAY:g} (e.g. 0.005)")
+    return number
+
+
 @dataclass(frozen=True, slots=True)
 class Namespace:
     """The options of one channel namespace; each field's default is the option's default.
@@ -141,6 +160,15 @@ class Namespace:
             "it: -32003; 0 = no limit"
         },
     )
+    write_delay: float | None = field(
+        default=None,
+        metadata={
+            "doc": "seconds (e.g. `0.005`) a publication here may wait before it is written, so that "
+            "publications arriving meanwhile leave in the same write to each connection (less CPU, "
+            'more latency); null: `WEBSOCKETS["WRITE_DELAY"]`; 0: at once',
+            "parse": parse_write_delay,
+        },
+    )
     history_size: int = field(default=0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
     history_ttl: float = field(default=0.0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
     presence: bool = field(default=False, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
@@ -150,7 +178,7 @@ class Namespace:
     def __post_init__(self) -> None:
         """Normalises the aliases, checks the choices and compiles ``channel_regex``;
         ValueError naming the option."""
-        for option in ("allow_subscribe", "allow_send_data", "channel_regex"):
+        for option in ("allow_subscribe", "allow_send_data", "channel_regex", "write_delay"):
             parse = _FIELDS[option].metadata["parse"]
             try:
                 object.__setattr__(self, option, parse(getattr(self, option)))
@@ -260,14 +288,30 @@ class Namespaces:
 
     The default namespace ``""`` always exists (declare it to change its options).
     Undeclared namespaces get ``Namespace``'s default options when ``allow_unknown``.
+    ``write_delay`` (seconds) applies where a namespace does not set its own, and to
+    broadcasts; ``delays`` is False when every delay is 0 (nothing to look up).
     """
 
-    __slots__ = ("_by_name", "allow_unknown")
+    __slots__ = ("_by_name", "allow_unknown", "write_delay", "_delays", "delays")
 
-    def __init__(self, declared: Iterable[Namespace], *, allow_unknown: bool) -> None:
+    def __init__(
+        self, declared: Iterable[Namespace], *, allow_unknown: bool, write_delay: float = 0.0
+    ) -> None:
         self._by_name = {ns.name: ns for ns in declared}
         self._by_name.setdefault("", Namespace(""))
         self.allow_unknown = allow_unknown
+        self.write_delay = write_delay
+        self._delays = {
+            name: write_delay if ns.write_delay is None else ns.write_delay
+            for name, ns in self._by_name.items()
+        }
+        self.delays = any(self._delays.values()) or write_delay > 0
+
+    def delay_of(self, channel: str | None) -> float:
+        """The ``write_delay`` of ``channel``'s namespace (None: a broadcast, the global one)."""
+        if channel is None:
+            return self.write_delay
+        return self._delays.get(namespace_of(channel), self.write_delay)
 
     def lookup(self, channel: str) -> Namespace:
         """The namespace of ``channel``.  Raises NotAllowed (-32005) for an unknown one

@@ -256,9 +256,11 @@ class Node:
         frame = text_frame(payload)
         deflater = self.deflater
         deflated = None if deflater is None else lambda: deflater.frame(payload, frame)
+        namespaces = self.namespaces
+        delay = namespaces.delay_of(channel) if namespaces.delays else 0.0
         if channel is None:
-            return self.hub.broadcast(frame, deflated)
-        return self.hub.fan_out(channel, frame, publication.skip, deflated)
+            return self.hub.broadcast(frame, deflated, delay)
+        return self.hub.fan_out(channel, frame, publication.skip, deflated, delay)
 
     def reply_frame(self, session: Session, payload: bytes) -> bytes:
         """The frame of a reply to ``session`` (compressed if it negotiated that)."""

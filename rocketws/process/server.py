@@ -84,7 +84,11 @@ class Server:
             self.hub,
             self.broker,
             max_channels_per_connection=config.max_channels_per_connection,
-            namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
+            namespaces=Namespaces(
+                config.namespaces,
+                allow_unknown=config.allow_unknown_namespaces,
+                write_delay=config.write_delay,
+            ),
             deflater=Deflater() if config.compression else None,
         )
         self.ws_app = WebSocketApp(self.node, config)
