@@ -12,6 +12,9 @@ Scenarios (``--scenarios``, comma-separated):
   every push, and the server's RSS growth stays bounded.
 - ``compression`` RocketWS with permessage-deflate on vs off (``rocketws-deflate`` vs
   ``rocketws``), ~1 KB JSON pushes: CPU and bytes on the wire per delivery, idle RSS.
+- ``scale``   N (100,000) subscribed connections to ``--workers`` processes on Redis, from
+  several subscriber processes on several loopback source addresses: connect rate, RSS,
+  one emit to everyone, steady fan-out at 10 emits/s (``--scale-*``; not in --quick).
 
 This module is the command line only: each scenario is a module of
 ``benchmarks/scenarios/`` with its typed result, ``runner.run`` runs them, ``report``
@@ -107,6 +110,22 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--compression-n", type=int, help=f"subscribers (default {d.compression_n})")
     p.add_argument("--compression-m", type=int, help=f"emits per run (default {d.compression_m})")
     p.add_argument("--compression-idle-n", type=int, help=f"connections (default {d.compression_idle_n})")
+    p.add_argument("--scale-n", type=int, help=f"scale: subscribed connections (default {d.scale_n:,})")
+    p.add_argument(
+        "--scale-workers", type=int, help=f"scale: server processes on Redis (default {d.scale_workers})"
+    )
+    p.add_argument(
+        "--scale-clients",
+        type=int,
+        help=f"scale: subscriber processes, each from its own 127.0.0.x (default {d.scale_clients})",
+    )
+    p.add_argument("--scale-emits", type=int, help=f"scale: single emits to all (default {d.scale_emits})")
+    p.add_argument("--scale-rate", type=float, help=f"scale: steady emits/s (default {d.scale_rate:g})")
+    p.add_argument("--scale-seconds", type=float, help=f"scale: steady seconds (default {d.scale_seconds:g})")
+    p.add_argument(
+        "--scale-write-delay", type=float, help="scale: the server's WRITE_DELAY in seconds (default 0)"
+    )
+    p.add_argument("--scale-repeat", type=int, help=f"scale: fresh servers (default {d.scale_repeat})")
     p.add_argument("--timeout", type=float, help="seconds without progress before giving up")
     p.add_argument("--out", help=f"directory for results.json and bench.png (default {d.out})")
     p.add_argument("--no-plot", dest="plot", action="store_false")

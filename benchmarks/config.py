@@ -8,7 +8,8 @@ from typing import Any
 from .servers import SERVER_NAMES
 
 # in the order they run and are reported; each is a module in benchmarks/scenarios/
-SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression")
+SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression", "scale")
+NEEDS_REDIS = ("scale",)  # runs its own server on the Redis broker; not in --quick unless asked
 
 
 @dataclass
@@ -37,6 +38,14 @@ class Config:
     compression_n: int = 1000  # subscribers (fan-out part, compression on vs off)
     compression_m: int = 500  # emits of a ~1 KB JSON push per run
     compression_idle_n: int = 5000  # connections (idle part)
+    scale_n: int = 100_000  # subscribed connections (the scale scenario)
+    scale_workers: int = 8  # server processes on Redis (--workers)
+    scale_clients: int = 7  # subscriber processes, one loopback source address each
+    scale_emits: int = 3  # single emits to everyone (median)
+    scale_rate: float = 10.0  # emits/s of the steady fan-out
+    scale_seconds: float = 10.0
+    scale_write_delay: float = 0.0  # the server's WRITE_DELAY (s) during the scale run
+    scale_repeat: int = 1  # servers started afresh (each run connects N again)
     timeout: float = 120.0  # seconds without progress before a run is given up
     out: str | None = "benchmarks/results"
     plot: bool = True
@@ -64,8 +73,13 @@ class Config:
             compression_n=20,
             compression_m=40,
             compression_idle_n=50,
+            scale_n=200,
+            scale_workers=2,
+            scale_clients=2,
+            scale_emits=2,
+            scale_seconds=0.5,
             timeout=20.0,
-            scenarios=list(SCENARIOS),
+            scenarios=[s for s in SCENARIOS if s not in NEEDS_REDIS],
         )
         base.update(kw)
         return replace(cls(), **base)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -146,15 +146,31 @@ class Subscribers:
         timeout: float = 300.0,
         tls: bool = False,
         extensions: str = "",
-    ) -> None:
-        """Open ``n`` subscribed connections (plus ``stalled`` that never read) or raise;
+        sources: Sequence[str] = (),
+        require: bool = True,
+    ) -> int:
+        """Open ``n`` subscribed connections (plus ``stalled`` that never read); return how
+        many are subscribed, or (``require``) raise unless all of them are;
         ``tls``: over wss:// (the server's certificate is not checked); ``extensions``: a
-        ``Sec-WebSocket-Extensions`` offer each one sends."""
+        ``Sec-WebSocket-Extensions`` offer each one sends; ``sources``: loopback addresses
+        the processes bind to before connecting (process i: ``sources[i % len]``), each a
+        port range of its own, to get past the ~28,000 ephemeral ports of one address."""
         k = len(self.pipes)
         shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
         cmds = [
-            ("connect", group, server.host, server.ws_port, s, channel, False, tls, extensions)
-            for s in shares
+            (
+                "connect",
+                group,
+                server.host,
+                server.ws_port,
+                s,
+                channel,
+                False,
+                tls,
+                extensions,
+                sources[i % len(sources)] if sources else "",
+            )
+            for i, s in enumerate(shares)
         ]
         replies = self._ask_all(cmds, timeout)
         if stalled:
@@ -163,11 +179,12 @@ class Subscribers:
                 raise TimeoutError("stalled subscribers did not connect")
             replies.append(self.pipes[0].recv())
         ok = sum(r["ok"] for r in replies)
-        if ok != n + stalled:
+        if require and ok != n + stalled:
             raise RuntimeError(
                 f"{server.name}: {ok}/{n + stalled} subscribers connected; "
                 f"server log tail:\n{server.log_tail()}"
             )
+        return int(ok)
 
     def stats(self, group: str) -> dict[str, Any]:
         rs = self.ask("stats", group)
@@ -182,9 +199,10 @@ class Subscribers:
         }
 
     def wait_frames(
-        self, group: str, expected: int, stall_timeout: float, progress: Progress
+        self, group: str, expected: int, stall_timeout: float, progress: Progress, poll: float = 0.005
     ) -> dict[str, Any]:
-        """Poll until ``expected`` frames arrived, or none arrived for ``stall_timeout``."""
+        """Poll (every ``poll`` s) until ``expected`` frames arrived, or none arrived for
+        ``stall_timeout``."""
         last = -1
         last_change = time.monotonic()
         while True:
@@ -197,7 +215,7 @@ class Subscribers:
             elif now - last_change > stall_timeout:
                 return st
             progress.live(f"{st['frames']:,}/{expected:,} delivered")
-            time.sleep(0.005)  # a poll interval, not synchronisation: the loop has a deadline
+            time.sleep(poll)  # a poll interval, not synchronisation: the loop has a deadline
 
     def close(self) -> None:
         for pipe in self.pipes:

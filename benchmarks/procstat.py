@@ -24,6 +24,53 @@ def schedstat_ns(pid: int) -> int:
     return total
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children, ... (/proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def tree_schedstat_ns(pid: int) -> int:
+    """``schedstat_ns`` of ``pid`` and every process below it (``--workers``)."""
+    return sum(schedstat_ns(p) for p in [pid, *descendants(pid)])
+
+
+def tree_stat_ticks(pid: int) -> int:
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += stat_ticks(p)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def tree_rss_kb(pid: int) -> int:
+    """``rss_kb`` of ``pid`` and every process below it."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += rss_kb(p)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def stat_ticks(pid: int) -> int:
     """utime + stime of ``pid`` so far, in clock ticks (/proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as f:

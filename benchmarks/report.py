@@ -17,9 +17,17 @@ from .harness import RunResult
 from .servers import KNOWN_SERVERS
 
 # extra ratios of medians (numerator, denominator), reported when both servers ran
-EXTRA_RATIOS = (("rocketws-redis", "rocketws"), ("rocketws-redis", "peer"), ("rocketws-deflate", "rocketws"))
+EXTRA_RATIOS = (
+    ("rocketws-redis", "rocketws"),
+    ("rocketws-redis", "peer"),
+    ("rocketws-deflate", "rocketws"),
+    ("rocketws-redis-w2", "rocketws"),
+    ("rocketws-wd1", "rocketws"),
+    ("rocketws-wd5", "rocketws"),
+    ("rocketws-wd20", "rocketws"),
+)
 # the fields that name a case in the text summary, in this order when present
-CASE_LABELS = ("part", "n", "tls", "m", "b", "c", "size", "rate")
+CASE_LABELS = ("part", "n", "tls", "m", "b", "c", "size", "rate", "workers")
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:
@@ -130,7 +138,12 @@ def write_plot(summary: list[dict[str, Any]], path: Path) -> bool:
     ]
     panels = [p for p in panels if p[2]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    colors = {"rocketws": "#d62728", "rocketws-redis": "#ff7f0e", "peer": "#1f77b4"}
+    colors = {
+        "rocketws": "#d62728",
+        "rocketws-redis": "#ff7f0e",
+        "rocketws-redis-w2": "#8c564b",
+        "peer": "#1f77b4",
+    }
     for ax, (metric, title, rs) in zip(axes[0], panels, strict=True):
         labels = [f"B={r['b']} C={r['c']}" if "c" in r else f"B={r['b']}" for r in rs]
         present = {s for r in rs for s in r[metric]["median"]}

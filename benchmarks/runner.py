@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 
-from .config import SCENARIOS, Config
+from .config import NEEDS_REDIS, SCENARIOS, Config
 from .harness import Bench, Progress
 from .machine import machine_info
 from .redisproc import redis_server_binary
 from .report import summarize, write_plot
 from .scenarios import SCENARIOS as SCENARIO_TABLE
-from .servers import KNOWN_SERVERS, cpu_plan
+from .servers import KNOWN_SERVERS, cpu_plan, uses_redis
 from .wsclient import raise_nofile_limit
 
 RESULT_TYPES = [s.result for s in SCENARIO_TABLE.values()]
@@ -31,8 +31,10 @@ def check(cfg: Config) -> None:
     unknown = [s for s in cfg.servers if s not in KNOWN_SERVERS]
     if unknown:
         raise ValueError(f"unknown server(s) {unknown}; choose from {KNOWN_SERVERS}")
-    if "rocketws-redis" in cfg.servers and redis_server_binary() is None:
+    if any(uses_redis(s) for s in cfg.servers) and redis_server_binary() is None:
         raise ValueError("rocketws-redis needs redis-server on PATH (bash scripts/sysdeps.sh)")
+    if any(s in NEEDS_REDIS for s in cfg.scenarios) and redis_server_binary() is None:
+        raise ValueError("the scale scenario needs redis-server on PATH (bash scripts/sysdeps.sh)")
 
 
 def run(cfg: Config) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import httpload
-from .procstat import CLK_TCK, rss_kb, schedstat_ns, stat_ticks, stop_process
+from .procstat import CLK_TCK, stop_process, tree_rss_kb, tree_schedstat_ns, tree_stat_ticks
 from .redisproc import RedisProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,14 +22,37 @@ _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
 SERVER_NAMES = ("rocketws", "peer")  # the default set
 # rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts;
-# rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario)
-KNOWN_SERVERS = ("rocketws", "rocketws-redis", "rocketws-deflate", "peer")
-SERVER_ENV: dict[str, dict[str, str]] = {"rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"}}
+# rocketws-redis-w2: the same with --workers=2 (CPU and RSS summed over the processes);
+# rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario);
+# rocketws-wdN: RocketWS with WRITE_DELAY = N ms (the write-delay table)
+KNOWN_SERVERS = (
+    "rocketws",
+    "rocketws-redis",
+    "rocketws-redis-w2",
+    "rocketws-deflate",
+    "rocketws-wd1",
+    "rocketws-wd5",
+    "rocketws-wd20",
+    "peer",
+)
+SERVER_ENV: dict[str, dict[str, str]] = {
+    "rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"},
+    **{f"rocketws-wd{ms}": {"ROCKETWS_WRITE_DELAY": str(ms / 1000)} for ms in (1, 5, 20)},
+}
+SERVER_WORKERS = {"rocketws-redis-w2": 2}
 
 
-def server_command(name: str, python: str = sys.executable, broker: str | None = None) -> list[str]:
-    """The command line that starts server ``name`` on ephemeral loopback ports."""
-    if name in ("rocketws", "rocketws-redis", "rocketws-deflate"):
+def uses_redis(name: str) -> bool:
+    """Whether server ``name`` runs on the Redis broker (a private redis-server)."""
+    return name.startswith("rocketws-redis")
+
+
+def server_command(
+    name: str, python: str = sys.executable, broker: str | None = None, workers: int = 1
+) -> list[str]:
+    """The command line that starts server ``name`` on ephemeral loopback ports
+    (``workers`` > 1: ``--workers``, on the Redis broker)."""
+    if name in KNOWN_SERVERS and name.startswith("rocketws"):
         cmd = [
             python,
             str(REPO / "manage.py"),
@@ -37,10 +60,15 @@ def server_command(name: str, python: str = sys.executable, broker: str | None =
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",
         ]
-        if name == "rocketws-redis":
+        if uses_redis(name):
             if not broker:
-                raise ValueError("rocketws-redis needs a redis:// broker URL")
+                raise ValueError(f"{name} needs a redis:// broker URL")
             cmd.append(f"--broker={broker}")
+        workers = max(workers, SERVER_WORKERS.get(name, 1))
+        if workers > 1:
+            if not uses_redis(name):
+                raise ValueError(f"{name}: --workers needs the Redis broker")
+            cmd.append(f"--workers={workers}")
         return cmd
     if name == "peer":
         return [python, "-m", "benchmarks.peers.websockets_peer", "--ws-port", "0", "--http-port", "0"]
@@ -104,6 +132,7 @@ class Server:
     redis: RedisProcess | None = None  # rocketws-redis only: its private redis-server
     tls: bool = False  # RocketWS only: serve wss:// with a throwaway certificate
     tls_dir: str = ""
+    workers: int = 1  # rocketws-redis: --workers (CPU and RSS are summed over the tree)
 
     def start(self, timeout: float = 30.0) -> Server:
         """Start (with its redis-server for rocketws-redis); on failure nothing is left running."""
@@ -117,7 +146,7 @@ class Server:
 
     def _start(self, timeout: float) -> Server:
         broker = None
-        if self.name == "rocketws-redis":
+        if uses_redis(self.name):
             # on the server's core: RocketWS + Redis together get what RocketWS alone gets
             self.redis = RedisProcess(self.cpus).start()
             broker = self.redis.url
@@ -136,7 +165,7 @@ class Server:
                 os.sched_setaffinity(0, cpus)
 
         self.proc = subprocess.Popen(
-            server_command(self.name, broker=broker),
+            server_command(self.name, broker=broker, workers=self.workers),
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -188,14 +217,16 @@ class Server:
         return self.proc.pid
 
     def cpu(self) -> CpuSample:
-        return CpuSample(schedstat_ns(self.pid), stat_ticks(self.pid))
+        """CPU so far of the server process and every process below it (workers)."""
+        return CpuSample(tree_schedstat_ns(self.pid), tree_stat_ticks(self.pid))
 
     def redis_cpu_ns(self) -> int | None:
         """CPU ns so far of this server's redis-server (None when it has none)."""
         return None if self.redis is None else self.redis.cpu_ns()
 
     def rss_kb(self) -> int:
-        return rss_kb(self.pid)
+        """RSS of the server process and every process below it (workers)."""
+        return tree_rss_kb(self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM this server (by PID), SIGKILL it if it has not exited in ``timeout``."""
