@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,8 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     return Config.quick(**given) if quick else Config(**given)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, report_hook: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Parse, run, print the summary; ``report_hook`` gets the report (``manage.py bench``)."""
     try:
         cfg = parse_args(argv)
         report = run(cfg)
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, TimeoutError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
+    if report_hook is not None:
+        report_hook(report)
     print(describe(report["machine"]))
     print(format_summary(report["summary"]))
     if cfg.out:

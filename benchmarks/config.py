@@ -39,7 +39,7 @@ class Config:
     compression_m: int = 500  # emits of a ~1 KB JSON push per run
     compression_idle_n: int = 5000  # connections (idle part)
     scale_n: int = 100_000  # subscribed connections (the scale scenario)
-    scale_workers: int = 8  # server processes on Redis (--workers)
+    scale_workers: int = 6  # server processes on Redis (--workers)
     scale_clients: int = 7  # subscriber processes, one loopback source address each
     scale_emits: int = 3  # single emits to everyone (median)
     scale_rate: float = 10.0  # emits/s of the steady fan-out

@@ -5,6 +5,7 @@ progress output and the base of the typed per-run results.
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -72,13 +73,14 @@ class Progress:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.prefix = ""
+        self.stage = ""  # e.g. "(2/4) ": which scenario of how many
         self.start = time.monotonic()
         self._last_live = 0.0
 
     def step(self, label: str) -> None:
         if self.quiet:
             return
-        self.prefix = f"[{time.monotonic() - self.start:6.1f}s] {label}"
+        self.prefix = f"[{time.monotonic() - self.start:6.1f}s] {self.stage}{label}"
         if self.tty:
             sys.stderr.write("\r\x1b[K" + self.prefix)
         else:
@@ -97,6 +99,12 @@ class Progress:
 
     def count(self, total: int, done: int) -> None:
         self.live(f"{done:,}/{total:,}")
+
+    def bar(self, done: int, total: int, unit: str, width: int = 24) -> None:
+        """A live progress bar: ``[#####-----]  52%  520,000/1,000,000 unit``."""
+        frac = min(1.0, done / total) if total > 0 else 1.0
+        filled = int(frac * width)
+        self.live(f"[{'#' * filled}{'-' * (width - filled)}] {frac:4.0%}  {done:,}/{total:,} {unit}")
 
     def done(self) -> None:
         if not self.quiet and self.tty:
@@ -214,7 +222,7 @@ class Subscribers:
                 last, last_change = st["frames"], now
             elif now - last_change > stall_timeout:
                 return st
-            progress.live(f"{st['frames']:,}/{expected:,} delivered")
+            progress.bar(st["frames"], expected, "delivered")
             time.sleep(poll)  # a poll interval, not synchronisation: the loop has a deadline
 
     def close(self) -> None:
@@ -298,6 +306,46 @@ def check_emit_response(body: bytes, batch: int, expected_delivered: int | None)
         raise RuntimeError(f"emit failed: {body[:300]!r}")
     if expected_delivered is not None and first["result"].get("delivered") != expected_delivered:
         raise RuntimeError(f"emit delivered {first['result']} , expected {expected_delivered}")
+
+
+def _resp(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+def redis_publish(srv: Server, data: Any, batch: int, requests: int, prefix: str = "rocketws:") -> int:
+    """PUBLISH ``requests`` x ``batch`` emits of ``data`` to CHANNEL straight into
+    ``srv``'s redis-server, each request's ``batch`` in one pipeline (one write), as
+    RocketWS's own envelope; returns how many nodes received the last one."""
+    from rocketws.brokers.base import Publication
+    from rocketws.brokers.envelope import encode
+    from rocketws.core.jsonrpc import encode_message_push
+
+    assert srv.redis is not None
+    channel = f"{prefix}ch:{CHANNEL}".encode()
+    with socket.create_connection(("127.0.0.1", srv.redis.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        received = 0
+        for _ in range(requests):
+            pipeline = b"".join(
+                _resp(
+                    b"PUBLISH",
+                    channel,
+                    encode(Publication(CHANNEL, encode_message_push(CHANNEL, data, time.time()))),
+                )
+                for _ in range(batch)
+            )
+            sock.sendall(pipeline)
+            buf = b""
+            while buf.count(b"\r\n") < batch:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("redis-server closed the connection")
+                buf += chunk
+            received = int(buf.split(b"\r\n")[batch - 1][1:])
+    return received
 
 
 def redis_seconds(srv: Server, before_ns: int | None) -> float | None:

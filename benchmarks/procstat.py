@@ -71,6 +71,24 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
+def write_calls(pid: int) -> int:
+    """write(2)-family calls so far of ``pid`` (/proc/<pid>/io ``syscw``): RocketWS writes
+    WebSockets with os.write, so this counts its socket writes (send(2) is not counted)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("syscw:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    return 0
+
+
+def tree_write_calls(pid: int) -> int:
+    """``write_calls`` of ``pid`` and every process below it."""
+    return sum(write_calls(p) for p in [pid, *descendants(pid)])
+
+
 def stat_ticks(pid: int) -> int:
     """utime + stime of ``pid`` so far, in clock ticks (/proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as f:

@@ -21,6 +21,7 @@ EXTRA_RATIOS = (
     ("rocketws-redis", "rocketws"),
     ("rocketws-redis", "peer"),
     ("rocketws-deflate", "rocketws"),
+    ("rocketws-redis-pipe", "rocketws"),
     ("rocketws-redis-w2", "rocketws"),
     ("rocketws-wd1", "rocketws"),
     ("rocketws-wd5", "rocketws"),
@@ -104,6 +105,67 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
             lines.append(f"  {metric:<22} " + "  ".join(parts) + text)
         for extra in extras:
             lines.append(f"  {extra:<22} {row[extra]}")
+    return "\n".join(lines)
+
+
+def _med(row: dict[str, Any], metric: str, server: str) -> float | None:
+    entry = row.get(metric)
+    if not isinstance(entry, dict):
+        return None
+    value = entry.get("median", {}).get(server)
+    return None if value is None else float(value)
+
+
+def format_sizing(summary: list[dict[str, Any]], server: str = "rocketws") -> str:
+    """What a machine holds, from ``server``'s medians: a table an operator sizes by.
+
+    Per-core throughput is 1 / (server CPU per delivery): what one fully busy core
+    delivers, the subscribers' own cost not included.
+    """
+    rows: list[tuple[str, str, str]] = []
+    for row in summary:
+        sc = row["scenario"]
+        if sc == "fanout":
+            us = _med(row, "us_per_delivery", server)
+            if us:
+                case = f"fan-out N={row['n']:,} B={row['b']} C={row['c']}"
+                rows.append((case, f"{us:.2f} µs CPU/delivery", f"~{1e6 / us:,.0f} deliveries/s per core"))
+        elif sc == "idle" and not row.get("tls"):
+            per = _med(row, "bytes_per_connection", server)
+            if per:
+                rows.append(
+                    (
+                        f"idle N={row['n']:,}",
+                        f"{per:,.0f} B/connection",
+                        f"~{2**30 / per:,.0f} connections per GiB",
+                    )
+                )
+        elif sc == "latency":
+            p50, p99 = _med(row, "p50_ms", server), _med(row, "p99_ms", server)
+            if p50 is not None and p99 is not None:
+                rows.append(
+                    (f"latency N={row['n']:,} at {row['rate']:g}/s", f"p50 {p50:.1f} ms", f"p99 {p99:.1f} ms")
+                )
+        elif sc == "scale":
+            name = "rocketws-redis"
+            conns, per = _med(row, "connected", name), _med(row, "bytes_per_connection", name)
+            emit = _med(row, "emit_ms", name)
+            if conns:
+                rows.append(
+                    (
+                        f"scale {row['workers']} workers on Redis",
+                        f"{conns:,.0f} connections, {per or 0:,.0f} B each",
+                        f"one emit to all in {emit or 0:,.0f} ms",
+                    )
+                )
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    head = ("case", "measured", "so this machine does")
+    widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
 

@@ -78,10 +78,11 @@ def run(cfg: Config) -> dict[str, Any]:
             (out / "results.json").write_bytes(data)
 
     try:
-        for name, scenario in SCENARIO_TABLE.items():
-            if name in cfg.scenarios:
-                bench.runs.extend(scenario.run(bench))
-                save(report())  # a crash later keeps what was measured so far
+        chosen = [sc for name, sc in SCENARIO_TABLE.items() if name in cfg.scenarios]
+        for i, scenario in enumerate(chosen):
+            bench.progress.stage = f"({i + 1}/{len(chosen)}) "
+            bench.runs.extend(scenario.run(bench))
+            save(report())  # a crash later keeps what was measured so far
     finally:
         bench.progress.done()
     final = report()

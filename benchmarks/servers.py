@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import httpload
-from .procstat import CLK_TCK, stop_process, tree_rss_kb, tree_schedstat_ns, tree_stat_ticks
+from .procstat import CLK_TCK, stop_process, tree_rss_kb, tree_schedstat_ns, tree_stat_ticks, tree_write_calls
 from .redisproc import RedisProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,10 +24,14 @@ SERVER_NAMES = ("rocketws", "peer")  # the default set
 # rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts;
 # rocketws-redis-w2: the same with --workers=2 (CPU and RSS summed over the processes);
 # rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario);
-# rocketws-wdN: RocketWS with WRITE_DELAY = N ms (the write-delay table)
+# rocketws-wdN: RocketWS with WRITE_DELAY = N ms (the write-delay table);
+# rocketws-redis-pipe: rocketws-redis, but the fan-out's emits are PUBLISHed by the
+# harness itself, each request's B in one Redis pipeline (``redis_publish``): what the
+# delivery side does when a batch's publications reach Redis together
 KNOWN_SERVERS = (
     "rocketws",
     "rocketws-redis",
+    "rocketws-redis-pipe",
     "rocketws-redis-w2",
     "rocketws-deflate",
     "rocketws-wd1",
@@ -219,6 +223,10 @@ class Server:
     def cpu(self) -> CpuSample:
         """CPU so far of the server process and every process below it (workers)."""
         return CpuSample(tree_schedstat_ns(self.pid), tree_stat_ticks(self.pid))
+
+    def write_calls(self) -> int:
+        """write(2) calls so far of the server's processes (its WebSocket writes)."""
+        return tree_write_calls(self.pid)
 
     def redis_cpu_ns(self) -> int | None:
         """CPU ns so far of this server's redis-server (None when it has none)."""

@@ -278,3 +278,63 @@ def test_bench_compression_compares_deflate_on_and_off(report: dict[str, Any]) -
         assert idle["complete"] and math.isfinite(idle["bytes_per_connection"])
     row = next(r for r in report["summary"] if r["scenario"] == "compression" and r["part"] == "fanout")
     assert row["wire_bytes_per_delivery"]["ratios"]["rocketws-deflate/rocketws"] < 0.7
+
+
+# -- the Scale figures (docs/benchmarks.md#scale) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Tiny runs of every Scale figure's scenario: the scale run (2 workers, 2 source
+    addresses), fan-out with the write-delay servers, 2 workers, the harness-pipelined
+    Redis publish, and the one-emit CPU split."""
+    out = tmp_path_factory.mktemp("bench-scale")
+    cfg = Config.quick(
+        out=str(out),
+        quiet=True,
+        plot=False,
+        servers=["rocketws", "rocketws-wd5", "rocketws-redis-pipe", "rocketws-redis-w2"],
+        scenarios=["fanout", "latency", "scale"],
+        fanout_concurrency=[1],
+        latency_n=[10],
+        latency_m=10,
+    )
+    return runner.run(cfg)
+
+
+@needs_redis
+def test_bench_scale_connects_everyone_from_several_addresses_and_delivers(scale_report: dict[str, Any]) -> None:
+    (r,) = runs(scale_report, "scale", "rocketws-redis")
+    assert r["connected"] == r["n"] == 200 and r["workers"] == 2 and r["clients"] == 2
+    assert r["emit_complete"] and len(r["emit_ms_all"]) == 2 and r["emit_ms"] > 0
+    assert r["emit_server_cpu_ms"] > 0 and r["emit_redis_cpu_ms"] > 0
+    assert r["steady_deliveries"] == r["steady_expected"] == 200 * 5
+    assert r["rss_kb_connected"] >= r["rss_kb_start"] > 0 and r["redis_rss_kb"] > 0
+    assert r["connects_per_s"] > 0 and r["why"] == ""
+
+
+@needs_redis
+def test_bench_fanout_counts_writes_per_subscriber_and_sums_workers(scale_report: dict[str, Any]) -> None:
+    for server in ("rocketws", "rocketws-wd5", "rocketws-redis-pipe", "rocketws-redis-w2"):
+        rs = runs(scale_report, "fanout", server)
+        assert sorted(r["b"] for r in rs) == [1, 10], server
+        for r in rs:
+            assert r["complete"] and r["http_errors"] == 0, (server, r)
+            # every subscriber got every push in at most one write per push
+            assert 0 < r["writes_per_subscriber_request"] <= r["b"] * 1.05, (server, r)
+    mem10 = next(r for r in runs(scale_report, "fanout", "rocketws") if r["b"] == 10)
+    piped10 = next(r for r in runs(scale_report, "fanout", "rocketws-redis-pipe") if r["b"] == 10)
+    # a batch leaves in one write per subscriber: on the memory broker, and on Redis when
+    # the batch's publications reach Redis together
+    assert mem10["writes_per_subscriber_request"] <= 1.05
+    assert piped10["writes_per_subscriber_request"] <= 2.0
+    w2 = runs(scale_report, "fanout", "rocketws-redis-w2")
+    assert all(r["cpu_s"] > 0 and r["redis_cpu_s"] > 0 for r in w2)
+
+
+@needs_redis
+def test_bench_latency_with_write_delay_is_at_least_the_delay(scale_report: dict[str, Any]) -> None:
+    (off,) = runs(scale_report, "latency", "rocketws")
+    (wd5,) = runs(scale_report, "latency", "rocketws-wd5")
+    assert off["complete"] and wd5["complete"]
+    assert wd5["p50_ms"] >= 4.0  # held ~5 ms before the write

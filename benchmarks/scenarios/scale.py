@@ -10,8 +10,10 @@ them unevenly), nothing pinned: everything shares the machine's cores.
 Measured, in order: the connect rate; RSS of the server processes (total, and the growth
 per connection over the freshly started server) and of Redis; ``scale_emits`` single
 emits to everyone, each timed until the last subscriber has it (wall, server and Redis
-CPU; medians); then ``scale_rate`` emits/s for ``scale_seconds`` (the steady fan-out:
-deliveries/s achieved, lag of the last delivery after the last emit, CPU per second).
+CPU; medians); then ``scale_rate`` emits/s for ``scale_seconds``, one request at a time
+(the steady fan-out: emits answered, deliveries/s achieved, lag of the last delivery
+after the last emit, CPU per second); when the box cannot keep the rate, sending stops
+after twice the planned time and the run reports the rate it did keep.
 Connections that do not get through are counted, not fatal: the run reports how many
 were reached and the first server log lines that say why.
 """
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .. import httpload
-from ..harness import CHANNEL, Bench, RunResult, Subscribers, check_emit_response, emit_bodies, send_emits
+from ..harness import CHANNEL, Bench, RunResult, Subscribers, check_emit_response, emit_body, send_emits
 from ..procstat import rss_kb
 from ..servers import Server
 
@@ -43,6 +45,7 @@ class ScaleRun(RunResult):
         "emit_ms",
         "emit_server_cpu_ms",
         "emit_redis_cpu_ms",
+        "steady_achieved_rate",
         "steady_deliveries_per_s",
         "steady_lag_ms",
         "steady_server_cpu_per_s",
@@ -68,6 +71,8 @@ class ScaleRun(RunResult):
     emit_complete: bool
     steady_rate: float
     steady_seconds: float
+    steady_sent: int  # emits answered before the deadline (fewer: the rate was not kept)
+    steady_achieved_rate: float  # emits/s actually answered
     steady_expected: int
     steady_deliveries: int
     steady_deliveries_per_s: float
@@ -88,6 +93,23 @@ def _why(srv: Server) -> str:
     wanted = ("503", "MAX_CONNECTIONS", "Too many open files", "EMFILE", "error", "limit")
     lines = [line for line in srv.log_tail(200_000).splitlines() if any(w in line for w in wanted)]
     return "\n".join(lines[:5])
+
+
+def _paced_emits(srv: Server, data: str, m: int, rate: float, limit_s: float) -> int:
+    """Send up to ``m`` single emits, emit i not before ``start + i / rate``, one at a time
+    (each answered before the next); stop at ``limit_s``.  Returns how many were answered."""
+    start = time.monotonic()
+    for i in range(m):
+        due = start + i / rate
+        now = time.monotonic()
+        if now - start > limit_s:
+            return i
+        if due > now:
+            time.sleep(due - now)  # pacing the sender, not waiting for a condition
+        status, body = httpload.post(srv.host, srv.http_port, emit_body(CHANNEL, data, i, 1), timeout=limit_s)
+        if status != 200:
+            raise RuntimeError(f"emit answered {status}: {body[:200]!r}")
+    return m
 
 
 def run(bench: Bench) -> list[ScaleRun]:
@@ -150,17 +172,9 @@ def _one(bench: Bench, srv: Server, subs: Subscribers, rep: int) -> ScaleRun:
     subs.ask("reset", "scale")
     cpu0, redis0 = srv.cpu(), srv.redis_cpu_ns() or 0
     t = time.monotonic_ns()
-    res = httpload.run_requests(
-        srv.host,
-        srv.http_port,
-        emit_bodies(CHANNEL, data, 1),
-        m,
-        concurrency=1,
-        rate=cfg.scale_rate,
-        timeout=cfg.timeout,
-    )
+    sent = _paced_emits(srv, data, m, cfg.scale_rate, cfg.scale_seconds * 2 + 5)
     sent_ns = time.monotonic_ns()
-    st = subs.wait_frames("scale", connected * m, cfg.timeout, bench.progress, poll=0.05)
+    st = subs.wait_frames("scale", connected * sent, cfg.timeout, bench.progress, poll=0.05)
     cpu = srv.cpu() - cpu0
     redis_s = ((srv.redis_cpu_ns() or 0) - redis0) / 1e9
     wall = max(1, st["last_frame_ns"] - t) / 1e9
@@ -187,7 +201,9 @@ def _one(bench: Bench, srv: Server, subs: Subscribers, rep: int) -> ScaleRun:
         emit_complete=complete,
         steady_rate=cfg.scale_rate,
         steady_seconds=cfg.scale_seconds,
-        steady_expected=connected * m,
+        steady_sent=sent,
+        steady_achieved_rate=sent * 1e9 / max(1, sent_ns - t),
+        steady_expected=connected * sent,
         steady_deliveries=st["frames"],
         steady_deliveries_per_s=st["frames"] / wall,
         steady_lag_ms=max(0, st["last_frame_ns"] - sent_ns) / 1e6,
