@@ -303,7 +303,9 @@ def scale_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @needs_redis
-def test_bench_scale_connects_everyone_from_several_addresses_and_delivers(scale_report: dict[str, Any]) -> None:
+def test_bench_scale_connects_everyone_from_several_addresses_and_delivers(
+    scale_report: dict[str, Any],
+) -> None:
     (r,) = runs(scale_report, "scale", "rocketws-redis")
     assert r["connected"] == r["n"] == 200 and r["workers"] == 2 and r["clients"] == 2
     assert r["emit_complete"] and len(r["emit_ms_all"]) == 2 and r["emit_ms"] > 0
