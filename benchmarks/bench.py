@@ -12,6 +12,8 @@ Scenarios (``--scenarios``, comma-separated):
   every push, and the server's RSS growth stays bounded.
 - ``compression`` RocketWS with permessage-deflate on vs off (``rocketws-deflate`` vs
   ``rocketws``), ~1 KB JSON pushes: CPU and bytes on the wire per delivery, idle RSS.
+- ``split``   one emit to N (10,000) idle subscribers: the server's CPU user vs kernel
+  (utime/stime; with ``--split-perf`` the share of perf samples per DSO).
 - ``scale``   N (100,000) subscribed connections to ``--workers`` processes on Redis, from
   several subscriber processes on several loopback source addresses: connect rate, RSS,
   one emit to everyone, steady fan-out at 10 emits/s (``--scale-*``; not in --quick).
@@ -110,6 +112,9 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--compression-n", type=int, help=f"subscribers (default {d.compression_n})")
     p.add_argument("--compression-m", type=int, help=f"emits per run (default {d.compression_m})")
     p.add_argument("--compression-idle-n", type=int, help=f"connections (default {d.compression_idle_n})")
+    p.add_argument("--split-n", type=int, help=f"split: subscribers (default {d.split_n:,})")
+    p.add_argument("--split-emits", type=int, help=f"split: emits per run (default {d.split_emits})")
+    p.add_argument("--split-perf", action="store_true", help="split: also sample the server with perf record")
     p.add_argument("--scale-n", type=int, help=f"scale: subscribed connections (default {d.scale_n:,})")
     p.add_argument(
         "--scale-workers", type=int, help=f"scale: server processes on Redis (default {d.scale_workers})"

@@ -8,7 +8,7 @@ from typing import Any
 from .servers import SERVER_NAMES
 
 # in the order they run and are reported; each is a module in benchmarks/scenarios/
-SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression", "scale")
+SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression", "split", "scale")
 NEEDS_REDIS = ("scale",)  # runs its own server on the Redis broker; not in --quick unless asked
 
 
@@ -38,6 +38,9 @@ class Config:
     compression_n: int = 1000  # subscribers (fan-out part, compression on vs off)
     compression_m: int = 500  # emits of a ~1 KB JSON push per run
     compression_idle_n: int = 5000  # connections (idle part)
+    split_n: int = 10_000  # subscribers of the one-emit CPU split (user vs kernel)
+    split_emits: int = 10  # emits per run (utime/stime tick at 10 ms)
+    split_perf: bool = False  # also sample the server with `perf record` (DSO shares)
     scale_n: int = 100_000  # subscribed connections (the scale scenario)
     scale_workers: int = 6  # server processes on Redis (--workers)
     scale_clients: int = 7  # subscriber processes, one loopback source address each
@@ -73,6 +76,8 @@ class Config:
             compression_n=20,
             compression_m=40,
             compression_idle_n=50,
+            split_n=20,
+            split_emits=3,
             scale_n=200,
             scale_workers=2,
             scale_clients=2,

@@ -21,6 +21,7 @@ EXTRA_RATIOS = (
     ("rocketws-redis", "rocketws"),
     ("rocketws-redis", "peer"),
     ("rocketws-deflate", "rocketws"),
+    ("rocketws", "rocketws-base"),
     ("rocketws-redis-pipe", "rocketws"),
     ("rocketws-redis-w2", "rocketws"),
     ("rocketws-wd1", "rocketws"),

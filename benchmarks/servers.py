@@ -30,6 +30,7 @@ SERVER_NAMES = ("rocketws", "peer")  # the default set
 # delivery side does when a batch's publications reach Redis together
 KNOWN_SERVERS = (
     "rocketws",
+    "rocketws-base",
     "rocketws-redis",
     "rocketws-redis-pipe",
     "rocketws-redis-w2",
@@ -44,6 +45,18 @@ SERVER_ENV: dict[str, dict[str, str]] = {
     **{f"rocketws-wd{ms}": {"ROCKETWS_WRITE_DELAY": str(ms / 1000)} for ms in (1, 5, 20)},
 }
 SERVER_WORKERS = {"rocketws-redis-w2": 2}
+# rocketws-base: RocketWS from another checkout (BENCH_BASE_REPO, e.g. a `git worktree` of
+# the commit before a change), so "before" and "after" are measured in the same run
+BASE_REPO_ENV = "BENCH_BASE_REPO"
+
+
+def _manage_py(name: str) -> Path:
+    if name != "rocketws-base":
+        return REPO / "manage.py"
+    base = os.environ.get(BASE_REPO_ENV)
+    if not base or not (Path(base) / "manage.py").is_file():
+        raise ValueError(f"rocketws-base needs {BASE_REPO_ENV}=<a RocketWS checkout with manage.py>")
+    return Path(base) / "manage.py"
 
 
 def uses_redis(name: str) -> bool:
@@ -59,7 +72,7 @@ def server_command(
     if name in KNOWN_SERVERS and name.startswith("rocketws"):
         cmd = [
             python,
-            str(REPO / "manage.py"),
+            str(_manage_py(name)),
             "runserver",
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",

@@ -294,7 +294,7 @@ def scale_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         quiet=True,
         plot=False,
         servers=["rocketws", "rocketws-wd5", "rocketws-redis-pipe", "rocketws-redis-w2"],
-        scenarios=["fanout", "latency", "scale"],
+        scenarios=["fanout", "latency", "split", "scale"],
         fanout_concurrency=[1],
         latency_n=[10],
         latency_m=10,
@@ -340,3 +340,29 @@ def test_bench_latency_with_write_delay_is_at_least_the_delay(scale_report: dict
     (wd5,) = runs(scale_report, "latency", "rocketws-wd5")
     assert off["complete"] and wd5["complete"]
     assert wd5["p50_ms"] >= 4.0  # held ~5 ms before the write
+
+
+@needs_redis
+def test_bench_split_reports_user_and_kernel_cpu_of_one_emit(scale_report: dict[str, Any]) -> None:
+    rs = runs(scale_report, "split", "rocketws")
+    assert [r["emits"] for r in rs] == [3] and rs[0]["n"] == 20
+    r = rs[0]
+    assert r["cpu_ms_per_emit"] > 0 and r["emit_ms"] > 0 and r["us_per_socket"] > 0
+    assert 0.0 <= r["user_share"] <= 1.0
+    assert r["user_ms_per_emit"] >= 0 and r["sys_ms_per_emit"] >= 0
+
+
+def test_manage_py_bench_prints_the_summary_and_the_sizing_table(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, str(root / "manage.py"), "bench", "--quick", "--scenarios=fanout,idle"]
+        + ["--repeat=1", "--no-plot", f"--out={tmp_path}", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fanout (n=20" in out.stdout and "sizing (medians of RocketWS" in out.stdout
+    assert "deliveries/s per core" in out.stdout and "connections per GiB" in out.stdout
+    assert (tmp_path / "results.json").is_file()
