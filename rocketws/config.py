@@ -479,8 +479,9 @@ class Config:
         "MAX_CONNECTIONS",
         16000,
         _positive_int,
-        "open WebSockets per process; an upgrade beyond it is answered HTTP 503 with `Retry-After` "
-        "(keep it under the open-files limit; use `--workers` for more)",
+        "open WebSockets per process; an upgrade beyond it is answered HTTP 503 with `Retry-After`; "
+        "checked at start against the open-files limit, which is raised if it can be, else the "
+        "server refuses to start ([scaling.md](scaling.md#the-open-files-limit)); `--workers` for more",
     )
     allowed_origins: tuple[str, ...] = setting(
         "WEBSOCKETS",
