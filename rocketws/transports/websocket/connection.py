@@ -628,11 +628,13 @@ class Connection:
         session, fd, tls = self.session, self.fd, self._tls
         data = self._backlog
         moved = False  # the socket took bytes in this call
+        queued = False  # data is what take() returned (else the backlog, the queue next)
         while True:
             if not data:
                 data = session.take()
                 if not data:
                     break
+                queued = True
             try:
                 n = os.write(fd, data) if tls is None else tls.send(data)
             except BlockingIOError:
@@ -653,6 +655,8 @@ class Connection:
                 if not self._writer_watch.active:
                     self._writer_watch.start(self._write)
                 return
+            if queued:
+                break  # nothing can be queued between take() and here: no greenlet switch
             data = b""
         self._backlog = b""
         self.stuck_since = _NOT_STUCK
