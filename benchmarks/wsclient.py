@@ -116,6 +116,9 @@ class SubscriberPool:
         self.inflight = 0
         self.connect_reply: Any = None
         self.last_frame_ns: dict[str, int] = {}
+        # frames of ready, reading connections per group since its last reset, kept as
+        # they arrive so that polling progress costs nothing per connection
+        self.group_frames: dict[str, int] = {}
         self.latency_groups: set[str] = set()
 
     # -- connection state machine --------------------------------------------------
@@ -301,6 +304,8 @@ class SubscriberPool:
             conn.frames += count
             conn.wire_bytes += wire
             self.last_frame_ns[conn.group] = now_ns
+            if conn.state == "ready" and not conn.stalled:
+                self.group_frames[conn.group] = self.group_frames.get(conn.group, 0) + count
 
     # -- commands --------------------------------------------------------------------
 
@@ -324,7 +329,10 @@ class SubscriberPool:
                 c.wire_bytes = 0
                 c.latencies = None
             self.last_frame_ns.pop(cmd[1], None)
+            self.group_frames.pop(cmd[1], None)
             return True
+        if op == "progress":  # ("progress", group): (frames since reset, last frame ns), cheap
+            return self.group_frames.get(cmd[1], 0), self.last_frame_ns.get(cmd[1], 0)
         if op == "latency":  # ("latency", group, on)
             if cmd[2]:
                 self.latency_groups.add(cmd[1])
