@@ -6,7 +6,8 @@ answer "how much does this machine hold" in a few minutes: RocketWS alone (add
 connections, latency at 1,000 and 10,000 subscribers, three runs each.  A live progress
 bar on a terminal, then the summary (medians, ratios), a sizing table (µs per delivery ->
 deliveries/s per core, bytes per connection -> connections per GiB, latency) and the plot.
-``--scenarios scale`` adds the 100,000-connection run on Redis (a few minutes more).
+``--scenarios fanout,idle,latency,scale`` adds the 100,000-connection run on Redis
+(a few minutes more; ``--scenarios scale`` runs it alone).
 """
 
 from __future__ import annotations

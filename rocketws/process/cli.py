@@ -24,7 +24,7 @@ Commands:
               CPU per delivery, idle memory per connection and latency of RocketWS,
               with a live progress bar, a summary and sizing table, and a plot;
               `manage.py bench --help` lists the options (--quick, --scenarios
-              scale for 100,000 connections on Redis, --servers ...,peer, ...).
+              scale: 100,000 connections on Redis, --servers ...,peer, ...).
 
 Options:
   --ws-conn=HOST:PORT  WebSocket endpoint [default from settings: {d.websocket}].
