@@ -1,5 +1,8 @@
 """``split``: one emit to N idle subscribers, the server's CPU split user vs kernel.
 
+Measured for the single-process RocketWS servers on the memory broker of ``--servers``
+(``rocketws``, ``rocketws-base``, ``rocketws-wd*``; the peer and the Redis ones are skipped).
+
 ``split_emits`` single emits, each waited for until every subscriber has it; the server's
 utime and stime (/proc/<pid>/stat, summed over the emits: the clock-tick resolution is
 10 ms) say how much of the fan-out is RocketWS's Python and how much the kernel's
@@ -24,7 +27,7 @@ from typing import ClassVar
 
 from ..harness import Bench, RunResult, Subscribers, check_emit_response, send_emits
 from ..procstat import CLK_TCK
-from ..servers import Server
+from ..servers import Server, uses_redis
 
 
 @dataclass
@@ -120,8 +123,8 @@ def run(bench: Bench) -> list[SplitRun]:
 
     def body(servers: dict[str, Server], subs: Subscribers) -> None:
         for name, srv in servers.items():
-            if not name.startswith("rocketws"):
-                continue
+            if not name.startswith("rocketws") or uses_redis(name):
+                continue  # one RocketWS process on the memory broker: its own utime/stime
             bench.progress.step(f"split: connecting {n:,} subscribers to {name}")
             subs.connect(name, srv, n, timeout=cfg.timeout * 5)
             _emits(bench, srv, subs, name, n, 2)  # warm-up

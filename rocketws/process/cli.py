@@ -154,13 +154,13 @@ def _runserver(args: dict[str, Any]) -> int:
     from rocketws.process.supervisor import WORKER_ENV, exit_with_parent
 
     configure_logging(config)
-    logging.getLogger("rocketws.server").info("%s", open_files.describe())
     try:
         server = Server(config, reuse_port=bool(os.environ.get(WORKER_ENV)))
     except StartupError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except ValueError as exc:  # e.g. an unsupported broker URL
         return _fail(str(exc))
+    logging.getLogger("rocketws.server").info("%s", open_files.describe())
     if os.environ.get(WORKER_ENV):
         exit_with_parent(server.request_stop)
     server.serve_forever()
