@@ -45,6 +45,7 @@ def run(cfg: Config) -> dict[str, Any]:
     if nofile < need:
         print(f"warning: open-files limit {nofile} < {need} needed", file=sys.stderr)
     server_cpus, load_cpus = cpu_plan()
+    affinity = os.sched_getaffinity(0)  # restored at the end: a caller (the test suite) keeps its CPUs
     if cfg.pin and load_cpus:
         os.sched_setaffinity(0, load_cpus)
     bench = Bench(cfg, Progress(cfg.quiet), server_cpus, load_cpus)
@@ -85,6 +86,7 @@ def run(cfg: Config) -> dict[str, Any]:
             save(report())  # a crash later keeps what was measured so far
     finally:
         bench.progress.done()
+        os.sched_setaffinity(0, affinity)
     final = report()
     save(final)
     if out is not None and cfg.plot:
