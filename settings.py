@@ -27,6 +27,7 @@ WEBSOCKETS = {
     "WRITE_TIMEOUT": 10.0,  # seconds the socket may take nothing while frames wait; 0 = off
     "SEND_BUFFER": 0,  # bytes: cap on the kernel send buffer (SO_SNDBUF); 0 = autotuning
     "COMPRESSION": False,  # permessage-deflate (RFC 7692) with clients that offer it
+    "WRITE_DELAY": 0.0,  # seconds a publication may wait to share a write (e.g. 0.005); 0 = at once
 }
 
 # Backend-facing JSON-RPC over HTTP: loopback only unless you change it.

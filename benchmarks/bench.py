@@ -15,6 +15,11 @@ Scenarios (``--scenarios``, comma-separated):
 - ``recovery`` N clients reconnect and recover M publications (``subscribe {recover}``)
   vs a plain ``subscribe``, on ``rocketws-history`` and ``rocketws-redis-history``:
   server (and Redis) CPU and wall time.
+- ``split``   one emit to N (10,000) idle subscribers: the server's CPU user vs kernel
+  (utime/stime; with ``--split-perf`` the share of perf samples per DSO).
+- ``scale``   N (100,000) subscribed connections to ``--workers`` processes on Redis, from
+  several subscriber processes on several loopback source addresses: connect rate, RSS,
+  one emit to everyone, steady fan-out at 10 emits/s (``--scale-*``; not in --quick).
 
 This module is the command line only: each scenario is a module of
 ``benchmarks/scenarios/`` with its typed result, ``runner.run`` runs them, ``report``
@@ -46,7 +51,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +118,25 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--recovery-n", type=int, help=f"reconnecting clients (default {d.recovery_n})")
     p.add_argument("--recovery-m", type=int, help=f"publications recovered (default {d.recovery_m})")
     p.add_argument("--recovery-concurrency", type=int, help=f"default {d.recovery_concurrency}")
+    p.add_argument("--split-n", type=int, help=f"split: subscribers (default {d.split_n:,})")
+    p.add_argument("--split-emits", type=int, help=f"split: emits per run (default {d.split_emits})")
+    p.add_argument("--split-perf", action="store_true", help="split: also sample the server with perf record")
+    p.add_argument("--scale-n", type=int, help=f"scale: subscribed connections (default {d.scale_n:,})")
+    p.add_argument(
+        "--scale-workers", type=int, help=f"scale: server processes on Redis (default {d.scale_workers})"
+    )
+    p.add_argument(
+        "--scale-clients",
+        type=int,
+        help=f"scale: subscriber processes, each from its own 127.0.0.x (default {d.scale_clients})",
+    )
+    p.add_argument("--scale-emits", type=int, help=f"scale: single emits to all (default {d.scale_emits})")
+    p.add_argument("--scale-rate", type=float, help=f"scale: steady emits/s (default {d.scale_rate:g})")
+    p.add_argument("--scale-seconds", type=float, help=f"scale: steady seconds (default {d.scale_seconds:g})")
+    p.add_argument(
+        "--scale-write-delay", type=float, help="scale: the server's WRITE_DELAY in seconds (default 0)"
+    )
+    p.add_argument("--scale-repeat", type=int, help=f"scale: fresh servers (default {d.scale_repeat})")
     p.add_argument("--timeout", type=float, help="seconds without progress before giving up")
     p.add_argument("--out", help=f"directory for results.json and bench.png (default {d.out})")
     p.add_argument("--no-plot", dest="plot", action="store_false")
@@ -130,7 +154,8 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     return Config.quick(**given) if quick else Config(**given)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, report_hook: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Parse, run, print the summary; ``report_hook`` gets the report (``manage.py bench``)."""
     try:
         cfg = parse_args(argv)
         report = run(cfg)
@@ -140,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, TimeoutError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
+    if report_hook is not None:
+        report_hook(report)
     print(describe(report["machine"]))
     print(format_summary(report["summary"]))
     if cfg.out:

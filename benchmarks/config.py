@@ -8,9 +8,12 @@ from typing import Any
 from .servers import SERVER_NAMES
 
 # in the order they run and are reported; each is a module in benchmarks/scenarios/
-SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression", "recovery")
-# what --quick runs: all but recovery, which needs redis-server (its smoke run is separate)
-QUICK_SCENARIOS = tuple(s for s in SCENARIOS if s != "recovery")
+SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression", "recovery", "split", "scale")
+NEEDS_REDIS = (
+    "recovery",
+    "scale",
+)  # they start their own redis-server; not in --quick (smoke runs are separate)
+QUICK_SCENARIOS = tuple(s for s in SCENARIOS if s not in NEEDS_REDIS)
 
 
 @dataclass
@@ -42,6 +45,17 @@ class Config:
     recovery_n: int = 1000  # reconnecting clients (recovery scenario)
     recovery_m: int = 300  # publications each one recovers
     recovery_concurrency: int = 50  # clients reconnecting at once
+    split_n: int = 10_000  # subscribers of the one-emit CPU split (user vs kernel)
+    split_emits: int = 10  # emits per run (utime/stime tick at 10 ms)
+    split_perf: bool = False  # also sample the server with `perf record` (DSO shares)
+    scale_n: int = 100_000  # subscribed connections (the scale scenario)
+    scale_workers: int = 6  # server processes on Redis (--workers)
+    scale_clients: int = 7  # subscriber processes, one loopback source address each
+    scale_emits: int = 3  # single emits to everyone (median)
+    scale_rate: float = 10.0  # emits/s of the steady fan-out
+    scale_seconds: float = 10.0
+    scale_write_delay: float = 0.0  # the server's WRITE_DELAY (s) during the scale run
+    scale_repeat: int = 1  # servers started afresh (each run connects N again)
     timeout: float = 120.0  # seconds without progress before a run is given up
     out: str | None = "benchmarks/results"
     plot: bool = True
@@ -71,6 +85,13 @@ class Config:
             compression_idle_n=50,
             recovery_n=20,
             recovery_m=30,
+            split_n=20,
+            split_emits=3,
+            scale_n=200,
+            scale_workers=2,
+            scale_clients=2,
+            scale_emits=2,
+            scale_seconds=0.5,
             timeout=20.0,
             scenarios=list(QUICK_SCENARIOS),
         )

@@ -5,9 +5,10 @@ progress output and the base of the typed per-run results.
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -72,13 +73,14 @@ class Progress:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.prefix = ""
+        self.stage = ""  # e.g. "(2/4) ": which scenario of how many
         self.start = time.monotonic()
         self._last_live = 0.0
 
     def step(self, label: str) -> None:
         if self.quiet:
             return
-        self.prefix = f"[{time.monotonic() - self.start:6.1f}s] {label}"
+        self.prefix = f"[{time.monotonic() - self.start:6.1f}s] {self.stage}{label}"
         if self.tty:
             sys.stderr.write("\r\x1b[K" + self.prefix)
         else:
@@ -97,6 +99,12 @@ class Progress:
 
     def count(self, total: int, done: int) -> None:
         self.live(f"{done:,}/{total:,}")
+
+    def bar(self, done: int, total: int, unit: str, width: int = 24) -> None:
+        """A live progress bar: ``[#####-----]  52%  520,000/1,000,000 unit``."""
+        frac = min(1.0, done / total) if total > 0 else 1.0
+        filled = int(frac * width)
+        self.live(f"[{'#' * filled}{'-' * (width - filled)}] {frac:4.0%}  {done:,}/{total:,} {unit}")
 
     def done(self) -> None:
         if not self.quiet and self.tty:
@@ -146,15 +154,31 @@ class Subscribers:
         timeout: float = 300.0,
         tls: bool = False,
         extensions: str = "",
-    ) -> None:
-        """Open ``n`` subscribed connections (plus ``stalled`` that never read) or raise;
+        sources: Sequence[str] = (),
+        require: bool = True,
+    ) -> int:
+        """Open ``n`` subscribed connections (plus ``stalled`` that never read); return how
+        many are subscribed, or (``require``) raise unless all of them are;
         ``tls``: over wss:// (the server's certificate is not checked); ``extensions``: a
-        ``Sec-WebSocket-Extensions`` offer each one sends."""
+        ``Sec-WebSocket-Extensions`` offer each one sends; ``sources``: loopback addresses
+        the processes bind to before connecting (process i: ``sources[i % len]``), each a
+        port range of its own, to get past the ~28,000 ephemeral ports of one address."""
         k = len(self.pipes)
         shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
         cmds = [
-            ("connect", group, server.host, server.ws_port, s, channel, False, tls, extensions)
-            for s in shares
+            (
+                "connect",
+                group,
+                server.host,
+                server.ws_port,
+                s,
+                channel,
+                False,
+                tls,
+                extensions,
+                sources[i % len(sources)] if sources else "",
+            )
+            for i, s in enumerate(shares)
         ]
         replies = self._ask_all(cmds, timeout)
         if stalled:
@@ -163,11 +187,12 @@ class Subscribers:
                 raise TimeoutError("stalled subscribers did not connect")
             replies.append(self.pipes[0].recv())
         ok = sum(r["ok"] for r in replies)
-        if ok != n + stalled:
+        if require and ok != n + stalled:
             raise RuntimeError(
                 f"{server.name}: {ok}/{n + stalled} subscribers connected; "
                 f"server log tail:\n{server.log_tail()}"
             )
+        return int(ok)
 
     def stats(self, group: str) -> dict[str, Any]:
         rs = self.ask("stats", group)
@@ -182,22 +207,23 @@ class Subscribers:
         }
 
     def wait_frames(
-        self, group: str, expected: int, stall_timeout: float, progress: Progress
+        self, group: str, expected: int, stall_timeout: float, progress: Progress, poll: float = 0.005
     ) -> dict[str, Any]:
-        """Poll until ``expected`` frames arrived, or none arrived for ``stall_timeout``."""
+        """Poll (every ``poll`` s) until ``expected`` frames arrived, or none arrived for
+        ``stall_timeout``."""
         last = -1
         last_change = time.monotonic()
         while True:
-            st = self.stats(group)
-            if st["frames"] >= expected:
-                return st
+            frames = sum(n for n, _ in self.ask("progress", group))  # counters, no pass over connections
+            if frames >= expected:
+                return self.stats(group)
             now = time.monotonic()
-            if st["frames"] != last:
-                last, last_change = st["frames"], now
+            if frames != last:
+                last, last_change = frames, now
             elif now - last_change > stall_timeout:
-                return st
-            progress.live(f"{st['frames']:,}/{expected:,} delivered")
-            time.sleep(0.005)  # a poll interval, not synchronisation: the loop has a deadline
+                return self.stats(group)
+            progress.bar(frames, expected, "delivered")
+            time.sleep(poll)  # a poll interval, not synchronisation: the loop has a deadline
 
     def close(self) -> None:
         for pipe in self.pipes:
@@ -280,6 +306,46 @@ def check_emit_response(body: bytes, batch: int, expected_delivered: int | None)
         raise RuntimeError(f"emit failed: {body[:300]!r}")
     if expected_delivered is not None and first["result"].get("delivered") != expected_delivered:
         raise RuntimeError(f"emit delivered {first['result']} , expected {expected_delivered}")
+
+
+def _resp(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+def redis_publish(srv: Server, data: Any, batch: int, requests: int, prefix: str = "rocketws:") -> int:
+    """PUBLISH ``requests`` x ``batch`` emits of ``data`` to CHANNEL straight into
+    ``srv``'s redis-server, each request's ``batch`` in one pipeline (one write), as
+    RocketWS's own envelope; returns how many nodes received the last one."""
+    from rocketws.brokers.base import Publication
+    from rocketws.brokers.envelope import encode
+    from rocketws.core.jsonrpc import encode_message_push
+
+    assert srv.redis is not None
+    channel = f"{prefix}ch:{CHANNEL}".encode()
+    with socket.create_connection(("127.0.0.1", srv.redis.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        received = 0
+        for _ in range(requests):
+            pipeline = b"".join(
+                _resp(
+                    b"PUBLISH",
+                    channel,
+                    encode(Publication(CHANNEL, encode_message_push(CHANNEL, data, time.time()))),
+                )
+                for _ in range(batch)
+            )
+            sock.sendall(pipeline)
+            buf = b""
+            while buf.count(b"\r\n") < batch:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("redis-server closed the connection")
+                buf += chunk
+            received = int(buf.split(b"\r\n")[batch - 1][1:])
+    return received
 
 
 def redis_seconds(srv: Server, before_ns: int | None) -> float | None:

@@ -89,6 +89,9 @@ class NullOutlet:
     def wake(self) -> None:
         pass
 
+    def wake_later(self, delay: float) -> None:
+        pass
+
     def close(self, why: Disconnect) -> None:
         pass
 

@@ -24,6 +24,71 @@ def schedstat_ns(pid: int) -> int:
     return total
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children, ... (/proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def tree_schedstat_ns(pid: int) -> int:
+    """``schedstat_ns`` of ``pid`` and every process below it (``--workers``)."""
+    return sum(schedstat_ns(p) for p in [pid, *descendants(pid)])
+
+
+def tree_stat_ticks(pid: int) -> int:
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += stat_ticks(p)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def tree_rss_kb(pid: int) -> int:
+    """``rss_kb`` of ``pid`` and every process below it."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += rss_kb(p)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def write_calls(pid: int) -> int:
+    """write(2)-family calls so far of ``pid`` (/proc/<pid>/io ``syscw``): RocketWS writes
+    WebSockets with os.write, so this counts its socket writes (send(2) is not counted)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("syscw:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    return 0
+
+
+def tree_write_calls(pid: int) -> int:
+    """``write_calls`` of ``pid`` and every process below it."""
+    return sum(write_calls(p) for p in [pid, *descendants(pid)])
+
+
 def stat_ticks(pid: int) -> int:
     """utime + stime of ``pid`` so far, in clock ticks (/proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as f:

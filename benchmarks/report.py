@@ -27,9 +27,15 @@ EXTRA_RATIOS = (
     ("rocketws-history", "rocketws"),  # the cost of offsets (history on vs off)
     ("rocketws-redis-history", "rocketws-redis"),
     ("rocketws-redis-history", "rocketws-history"),
+    ("rocketws", "rocketws-base"),
+    ("rocketws-redis-pipe", "rocketws"),
+    ("rocketws-redis-w2", "rocketws"),
+    ("rocketws-wd1", "rocketws"),
+    ("rocketws-wd5", "rocketws"),
+    ("rocketws-wd20", "rocketws"),
 )
 # the fields that name a case in the text summary, in this order when present
-CASE_LABELS = ("part", "mode", "n", "tls", "m", "b", "c", "size", "rate")
+CASE_LABELS = ("part", "mode", "n", "tls", "m", "b", "c", "size", "rate", "workers")
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:
@@ -109,6 +115,67 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _med(row: dict[str, Any], metric: str, server: str) -> float | None:
+    entry = row.get(metric)
+    if not isinstance(entry, dict):
+        return None
+    value = entry.get("median", {}).get(server)
+    return None if value is None else float(value)
+
+
+def format_sizing(summary: list[dict[str, Any]], server: str = "rocketws") -> str:
+    """What a machine holds, from ``server``'s medians: a table an operator sizes by.
+
+    Per-core throughput is 1 / (server CPU per delivery): what one fully busy core
+    delivers, the subscribers' own cost not included.
+    """
+    rows: list[tuple[str, str, str]] = []
+    for row in summary:
+        sc = row["scenario"]
+        if sc == "fanout":
+            us = _med(row, "us_per_delivery", server)
+            if us:
+                case = f"fan-out N={row['n']:,} B={row['b']} C={row['c']}"
+                rows.append((case, f"{us:.2f} µs CPU/delivery", f"~{1e6 / us:,.0f} deliveries/s per core"))
+        elif sc == "idle" and not row.get("tls"):
+            per = _med(row, "bytes_per_connection", server)
+            if per:
+                rows.append(
+                    (
+                        f"idle N={row['n']:,}",
+                        f"{per:,.0f} B/connection",
+                        f"~{2**30 / per:,.0f} connections per GiB",
+                    )
+                )
+        elif sc == "latency":
+            p50, p99 = _med(row, "p50_ms", server), _med(row, "p99_ms", server)
+            if p50 is not None and p99 is not None:
+                rows.append(
+                    (f"latency N={row['n']:,} at {row['rate']:g}/s", f"p50 {p50:.1f} ms", f"p99 {p99:.1f} ms")
+                )
+        elif sc == "scale":
+            name = "rocketws-redis"
+            conns, per = _med(row, "connected", name), _med(row, "bytes_per_connection", name)
+            emit = _med(row, "emit_ms", name)
+            if conns:
+                rows.append(
+                    (
+                        f"scale {row['workers']} workers on Redis",
+                        f"{conns:,.0f} connections, {per or 0:,.0f} B each",
+                        f"one emit to all in {emit or 0:,.0f} ms",
+                    )
+                )
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    head = ("case", "measured", "so this machine does")
+    widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
 def fmt(v: float | None) -> str:
     if v is None:
         return "-"
@@ -140,7 +207,12 @@ def write_plot(summary: list[dict[str, Any]], path: Path) -> bool:
     ]
     panels = [p for p in panels if p[2]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    colors = {"rocketws": "#d62728", "rocketws-redis": "#ff7f0e", "peer": "#1f77b4"}
+    colors = {
+        "rocketws": "#d62728",
+        "rocketws-redis": "#ff7f0e",
+        "rocketws-redis-w2": "#8c564b",
+        "peer": "#1f77b4",
+    }
     for ax, (metric, title, rs) in zip(axes[0], panels, strict=True):
         labels = [f"B={r['b']} C={r['c']}" if "c" in r else f"B={r['b']}" for r in rs]
         present = {s for r in rs for s in r[metric]["median"]}

@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 
-from .config import SCENARIOS, Config
+from .config import NEEDS_REDIS, SCENARIOS, Config
 from .harness import Bench, Progress
 from .machine import machine_info
 from .redisproc import redis_server_binary
 from .report import summarize, write_plot
 from .scenarios import SCENARIOS as SCENARIO_TABLE
-from .servers import KNOWN_SERVERS, cpu_plan
+from .servers import KNOWN_SERVERS, cpu_plan, uses_redis
 from .wsclient import raise_nofile_limit
 
 RESULT_TYPES = [s.result for s in SCENARIO_TABLE.values()]
@@ -31,9 +31,11 @@ def check(cfg: Config) -> None:
     unknown = [s for s in cfg.servers if s not in KNOWN_SERVERS]
     if unknown:
         raise ValueError(f"unknown server(s) {unknown}; choose from {KNOWN_SERVERS}")
-    redis_needed = any(s.startswith("rocketws-redis") for s in cfg.servers) or "recovery" in cfg.scenarios
+    redis_needed = any(uses_redis(s) for s in cfg.servers) or "recovery" in cfg.scenarios
     if redis_needed and redis_server_binary() is None:
         raise ValueError("rocketws-redis needs redis-server on PATH (bash scripts/sysdeps.sh)")
+    if any(s in NEEDS_REDIS for s in cfg.scenarios) and redis_server_binary() is None:
+        raise ValueError("the scale scenario needs redis-server on PATH (bash scripts/sysdeps.sh)")
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -44,6 +46,7 @@ def run(cfg: Config) -> dict[str, Any]:
     if nofile < need:
         print(f"warning: open-files limit {nofile} < {need} needed", file=sys.stderr)
     server_cpus, load_cpus = cpu_plan()
+    affinity = os.sched_getaffinity(0)  # restored at the end: a caller (the test suite) keeps its CPUs
     if cfg.pin and load_cpus:
         os.sched_setaffinity(0, load_cpus)
     bench = Bench(cfg, Progress(cfg.quiet), server_cpus, load_cpus)
@@ -77,12 +80,14 @@ def run(cfg: Config) -> dict[str, Any]:
             (out / "results.json").write_bytes(data)
 
     try:
-        for name, scenario in SCENARIO_TABLE.items():
-            if name in cfg.scenarios:
-                bench.runs.extend(scenario.run(bench))
-                save(report())  # a crash later keeps what was measured so far
+        chosen = [sc for name, sc in SCENARIO_TABLE.items() if name in cfg.scenarios]
+        for i, scenario in enumerate(chosen):
+            bench.progress.stage = f"({i + 1}/{len(chosen)}) "
+            bench.runs.extend(scenario.run(bench))
+            save(report())  # a crash later keeps what was measured so far
     finally:
         bench.progress.done()
+        os.sched_setaffinity(0, affinity)
     final = report()
     save(final)
     if out is not None and cfg.plot:

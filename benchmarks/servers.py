@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import httpload
-from .procstat import CLK_TCK, rss_kb, schedstat_ns, stat_ticks, stop_process
+from .procstat import CLK_TCK, stop_process, tree_rss_kb, tree_schedstat_ns, tree_stat_ticks, tree_write_calls
 from .redisproc import RedisProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,52 +22,86 @@ _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
 SERVER_NAMES = ("rocketws", "peer")  # the default set
 # rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts;
+# rocketws-redis-w2: the same with --workers=2 (CPU and RSS summed over the processes);
 # rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario);
 # rocketws-nometrics: RocketWS with METRICS off (no call timing, no /metrics), the
 # baseline of "metrics must not cost the hot path" (docs/benchmarks.md#metrics);
-# rocketws-baseline: the RocketWS of another checkout (``$ROCKETWS_BENCH_BASELINE``, e.g.
-# `git archive` of the commit before a change), run with this checkout's Python;
 # rocketws-history / rocketws-redis-history: the same with history on every channel
-# (the default namespace keeps 1,000 publications for 300 s: offsets in every push)
+# (the default namespace keeps 1,000 publications for 300 s: offsets in every push);
+# rocketws-wdN: RocketWS with WRITE_DELAY = N ms (the write-delay table);
+# rocketws-redis-pipe: rocketws-redis, but the fan-out's emits are PUBLISHed by the
+# harness itself, each request's B in one Redis pipeline (``redis_publish``): what the
+# delivery side does when a batch's publications reach Redis together
 KNOWN_SERVERS = (
     "rocketws",
+    "rocketws-base",
+    "rocketws-baseline",
     "rocketws-redis",
+    "rocketws-redis-pipe",
+    "rocketws-redis-w2",
     "rocketws-deflate",
     "rocketws-nometrics",
-    "rocketws-baseline",
     "rocketws-history",
     "rocketws-redis-history",
+    "rocketws-wd1",
+    "rocketws-wd5",
+    "rocketws-wd20",
     "peer",
 )
-BASELINE_ENV = "ROCKETWS_BENCH_BASELINE"
 HISTORY_NAMESPACES = '[{"name": "", "history_size": 1000, "history_ttl": 300}]'
 SERVER_ENV: dict[str, dict[str, str]] = {
     "rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"},
     "rocketws-nometrics": {"ROCKETWS_METRICS": "0"},
     "rocketws-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
     "rocketws-redis-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
+    **{f"rocketws-wd{ms}": {"ROCKETWS_WRITE_DELAY": str(ms / 1000)} for ms in (1, 5, 20)},
 }
+SERVER_WORKERS = {"rocketws-redis-w2": 2}
+# rocketws-base (or its older name rocketws-baseline): RocketWS from another checkout
+# (BENCH_BASE_REPO, or ROCKETWS_BENCH_BASELINE; e.g. a `git worktree` or `git archive` of
+# the commit before a change), so "before" and "after" are measured in the same run
+BASE_REPO_ENV = "BENCH_BASE_REPO"
+BASELINE_ENV = "ROCKETWS_BENCH_BASELINE"
 
 
-def server_command(name: str, python: str = sys.executable, broker: str | None = None) -> list[str]:
-    """The command line that starts server ``name`` on ephemeral loopback ports."""
-    if name.startswith("rocketws"):
-        repo = REPO
-        if name == "rocketws-baseline":
-            if not os.environ.get(BASELINE_ENV):
-                raise ValueError(f"rocketws-baseline needs ${BASELINE_ENV}: the path of a RocketWS checkout")
-            repo = Path(os.environ[BASELINE_ENV])
+def _manage_py(name: str) -> Path:
+    if name not in ("rocketws-base", "rocketws-baseline"):
+        return REPO / "manage.py"
+    base = os.environ.get(BASE_REPO_ENV) or os.environ.get(BASELINE_ENV)
+    if not base or not (Path(base) / "manage.py").is_file():
+        raise ValueError(
+            f"{name} needs {BASE_REPO_ENV} or {BASELINE_ENV}=<a RocketWS checkout with manage.py>"
+        )
+    return Path(base) / "manage.py"
+
+
+def uses_redis(name: str) -> bool:
+    """Whether server ``name`` runs on the Redis broker (a private redis-server)."""
+    return name.startswith("rocketws-redis")
+
+
+def server_command(
+    name: str, python: str = sys.executable, broker: str | None = None, workers: int = 1
+) -> list[str]:
+    """The command line that starts server ``name`` on ephemeral loopback ports
+    (``workers`` > 1: ``--workers``, on the Redis broker)."""
+    if name in KNOWN_SERVERS and name.startswith("rocketws"):
         cmd = [
             python,
-            str(repo / "manage.py"),
+            str(_manage_py(name)),
             "runserver",
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",
         ]
-        if name.startswith("rocketws-redis"):
+        if uses_redis(name):
             if not broker:
-                raise ValueError("rocketws-redis needs a redis:// broker URL")
+                raise ValueError(f"{name} needs a redis:// broker URL")
             cmd.append(f"--broker={broker}")
+        workers = max(workers, SERVER_WORKERS.get(name, 1))
+        if workers > 1:
+            if not uses_redis(name):
+                raise ValueError(f"{name}: --workers needs the Redis broker")
+            cmd.append(f"--workers={workers}")
         return cmd
     if name == "peer":
         return [python, "-m", "benchmarks.peers.websockets_peer", "--ws-port", "0", "--http-port", "0"]
@@ -131,6 +165,7 @@ class Server:
     redis: RedisProcess | None = None  # rocketws-redis only: its private redis-server
     tls: bool = False  # RocketWS only: serve wss:// with a throwaway certificate
     tls_dir: str = ""
+    workers: int = 1  # rocketws-redis: --workers (CPU and RSS are summed over the tree)
 
     def start(self, timeout: float = 30.0) -> Server:
         """Start (with its redis-server for rocketws-redis); on failure nothing is left running."""
@@ -144,7 +179,7 @@ class Server:
 
     def _start(self, timeout: float) -> Server:
         broker = None
-        if self.name.startswith("rocketws-redis"):
+        if uses_redis(self.name):
             # on the server's core: RocketWS + Redis together get what RocketWS alone gets
             self.redis = RedisProcess(self.cpus).start()
             broker = self.redis.url
@@ -163,7 +198,7 @@ class Server:
                 os.sched_setaffinity(0, cpus)
 
         self.proc = subprocess.Popen(
-            server_command(self.name, broker=broker),
+            server_command(self.name, broker=broker, workers=self.workers),
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -215,14 +250,20 @@ class Server:
         return self.proc.pid
 
     def cpu(self) -> CpuSample:
-        return CpuSample(schedstat_ns(self.pid), stat_ticks(self.pid))
+        """CPU so far of the server process and every process below it (workers)."""
+        return CpuSample(tree_schedstat_ns(self.pid), tree_stat_ticks(self.pid))
+
+    def write_calls(self) -> int:
+        """write(2) calls so far of the server's processes (its WebSocket writes)."""
+        return tree_write_calls(self.pid)
 
     def redis_cpu_ns(self) -> int | None:
         """CPU ns so far of this server's redis-server (None when it has none)."""
         return None if self.redis is None else self.redis.cpu_ns()
 
     def rss_kb(self) -> int:
-        return rss_kb(self.pid)
+        """RSS of the server process and every process below it (workers)."""
+        return tree_rss_kb(self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM this server (by PID), SIGKILL it if it has not exited in ``timeout``."""

@@ -45,6 +45,7 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 _LATENCY_RE = re.compile(rb'"i":(\d+),"t":(\d+)')
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2+
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -110,11 +111,14 @@ class SubscriberPool:
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.groups: dict[str, list[Conn]] = {}
-        self.pending: list[tuple[str, str, int, str, bool, bool, int, str]] = []  # connect jobs
+        self.pending: list[tuple[str, str, int, str, bool, bool, int, str, str]] = []  # connect jobs
         self._tls_context: ssl.SSLContext | None = None
         self.inflight = 0
         self.connect_reply: Any = None
         self.last_frame_ns: dict[str, int] = {}
+        # frames of ready, reading connections per group since its last reset, kept as
+        # they arrive so that polling progress costs nothing per connection
+        self.group_frames: dict[str, int] = {}
         self.latency_groups: set[str] = set()
 
     # -- connection state machine --------------------------------------------------
@@ -128,9 +132,18 @@ class SubscriberPool:
         stalled: bool,
         tls: bool = False,
         extensions: str = "",
+        source: str = "",
     ) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source:  # another loopback address: a port range of its own towards the server
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)  # port chosen at connect
+            try:
+                sock.bind((source, 0))
+            except OSError:
+                sock.close()
+                self._failed(group)
+                return
         if stalled:  # a consumer that never reads: keep its receive window small
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
@@ -291,16 +304,22 @@ class SubscriberPool:
             conn.frames += count
             conn.wire_bytes += wire
             self.last_frame_ns[conn.group] = now_ns
+            if conn.state == "ready" and not conn.stalled:
+                self.group_frames[conn.group] = self.group_frames.get(conn.group, 0) + count
 
     # -- commands --------------------------------------------------------------------
 
     def handle(self, cmd: tuple[Any, ...]) -> Any:
         """Run one command; returns the reply, or None when the reply comes later."""
         op = cmd[0]
-        if op == "connect":  # ("connect", group, host, port, count, channel, stalled, tls[, extensions])
+        if (
+            op == "connect"
+        ):  # ("connect", group, host, port, count, channel, stalled, tls[, extensions[, source]])
             _, group, host, port, count, channel, stalled, tls, *rest = cmd
+            extensions = rest[0] if rest else ""
+            source = rest[1] if len(rest) > 1 else ""
             self.connect_reply = {"ok": 0, "failed": 0, "target": count}
-            self.pending = [(group, host, port, channel, stalled, tls, count, rest[0] if rest else "")]
+            self.pending = [(group, host, port, channel, stalled, tls, count, extensions, source)]
             return None
         if op == "stats":
             return self._stats(cmd[1])
@@ -310,7 +329,10 @@ class SubscriberPool:
                 c.wire_bytes = 0
                 c.latencies = None
             self.last_frame_ns.pop(cmd[1], None)
+            self.group_frames.pop(cmd[1], None)
             return True
+        if op == "progress":  # ("progress", group): (frames since reset, last frame ns), cheap
+            return self.group_frames.get(cmd[1], 0), self.last_frame_ns.get(cmd[1], 0)
         if op == "latency":  # ("latency", group, on)
             if cmd[2]:
                 self.latency_groups.add(cmd[1])
@@ -382,12 +404,12 @@ class SubscriberPool:
     def pump(self, timeout: float) -> None:
         """Start queued connects (bounded in flight) and process socket events once."""
         while self.pending and self.inflight < 64:
-            group, host, port, channel, stalled, tls, left, extensions = self.pending[0]
-            self._start_connect(group, host, port, channel, stalled, tls, extensions)
+            group, host, port, channel, stalled, tls, left, extensions, source = self.pending[0]
+            self._start_connect(group, host, port, channel, stalled, tls, extensions, source)
             if left <= 1:
                 self.pending.pop(0)
             else:
-                self.pending[0] = (group, host, port, channel, stalled, tls, left - 1, extensions)
+                self.pending[0] = (group, host, port, channel, stalled, tls, left - 1, extensions, source)
         events = self.ep.poll(timeout, 4096)
         if not events:
             return

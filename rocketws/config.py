@@ -22,7 +22,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from rocketws.brokers.base import STREAM_LIMITS
 from rocketws.core import jsonrpc
-from rocketws.core.channels import OPTIONS, Namespace, validate_namespace_name
+from rocketws.core.channels import OPTIONS, Namespace, parse_write_delay, validate_namespace_name
 from rocketws.core.exceptions import ConfigError
 from rocketws.core.handshake import is_token
 from rocketws.core.proxy import Route
@@ -212,6 +212,17 @@ def _seconds_or_off(name: str, value: Any) -> float:
     return number
 
 
+def _write_delay(name: str, value: Any) -> float:
+    """Seconds from 0 to ``channels.MAX_WRITE_DELAY``."""
+    try:
+        delay = parse_write_delay(value)
+    except ValueError as exc:
+        raise ConfigError(name, value, str(exc)) from None
+    if delay is None:
+        raise ConfigError(name, value, "expected a number of seconds, 0 for off")
+    return delay
+
+
 def _bytes_or_off(name: str, value: Any) -> int:
     """Bytes, or 0 for off."""
     return 0 if value in (0, "0") and not isinstance(value, bool) else _positive_int(name, value)
@@ -364,8 +375,6 @@ def _option(name: str, key: str, value: Any) -> Any:
             parsed = parse(value)
         except ValueError as exc:
             raise ConfigError(name, value, str(exc)) from None
-    if meta.get("placeholder") and parsed != _NAMESPACE_FIELDS[key].default:
-        raise ConfigError(name, value, "not implemented yet (the history work): leave it unset")
     return parsed
 
 
@@ -563,8 +572,9 @@ class Config:
         "MAX_CONNECTIONS",
         16000,
         _positive_int,
-        "open WebSockets per process; an upgrade beyond it is answered HTTP 503 with `Retry-After` "
-        "(keep it under the open-files limit; use `--workers` for more)",
+        "open WebSockets per process; an upgrade beyond it is answered HTTP 503 with `Retry-After`; "
+        "checked at start against the open-files limit, which is raised if it can be, else the "
+        "server refuses to start ([scaling.md](scaling.md#the-open-files-limit)); `--workers` for more",
     )
     allowed_origins: tuple[str, ...] = setting(
         "WEBSOCKETS",
@@ -661,6 +671,15 @@ class Config:
         _bool,
         "permessage-deflate (RFC 7692) with clients that offer it: each publication is compressed "
         "once for all of them ([protocol.md](protocol.md#compression))",
+    )
+    write_delay: float = setting(
+        "WEBSOCKETS",
+        "WRITE_DELAY",
+        0.0,
+        _write_delay,
+        "seconds (e.g. `0.005`) a publication may wait before it is written, so that publications "
+        "arriving meanwhile leave in one write per connection (less CPU per delivery, that much more "
+        "latency); namespaces may set their own (`write_delay`); 0 = write at once",
     )
     backend: Address = _address_setting(
         "MESSAGES_SOURCE",

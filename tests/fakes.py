@@ -14,10 +14,14 @@ class RecordingOutlet:
 
     def __init__(self) -> None:
         self.wakes = 0
+        self.later: list[float] = []  # the delay of each wake_later
         self.closed_with: list[Disconnect] = []
 
     def wake(self) -> None:
         self.wakes += 1
+
+    def wake_later(self, delay: float) -> None:
+        self.later.append(delay)
 
     def close(self, why: Disconnect) -> None:
         self.closed_with.append(why)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -73,11 +74,13 @@ def manage(
     cwd: Path = ROOT,
     stdin: str = "",
     timeout: float = 60,
+    nofile: tuple[int, int] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``manage.py ARGS`` to completion (output captured as text).
 
     ``env`` is added to this process's environment, or with ``inherit_env=False`` to a
-    bare ``PATH`` only (no ROCKETWS_* variable leaks in).
+    bare ``PATH`` only (no ROCKETWS_* variable leaks in).  ``nofile``: the (soft, hard)
+    open-files limit it runs with.
     """
     base = dict(os.environ) if inherit_env else {"PATH": "/usr/bin:/bin"}
     return subprocess.run(
@@ -88,7 +91,17 @@ def manage(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=None if nofile is None else _set_nofile(nofile),
     )
+
+
+def _set_nofile(limits: tuple[int, int]) -> Callable[[], None]:
+    """A ``preexec_fn`` that sets RLIMIT_NOFILE in the child."""
+
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+    return preexec
 
 
 RUNSERVER_EPHEMERAL = ("runserver", "--ws-conn=127.0.0.1:0", "--ms-conn=127.0.0.1:0")
@@ -102,7 +115,13 @@ class ServerProcess:
     bugs): ``kill`` and ``terminate`` fail the test that stops a server whose log has one.
     """
 
-    def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
+        self.nofile = nofile  # the (soft, hard) open-files limit it starts with
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.args = args or list(RUNSERVER_EPHEMERAL[1:])
         self.lines: list[str] = []
@@ -120,6 +139,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=None if self.nofile is None else _set_nofile(self.nofile),
         )
         threading.Thread(target=self._pump, daemon=True).start()
         with self._cond:

@@ -322,6 +322,28 @@ def metrics_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return runner.run(cfg)
 
 
+# -- the Scale figures (docs/benchmarks.md#scale) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Tiny runs of every Scale figure's scenario: the scale run (2 workers, 2 source
+    addresses), fan-out with the write-delay servers, 2 workers, the harness-pipelined
+    Redis publish, and the one-emit CPU split."""
+    out = tmp_path_factory.mktemp("bench-scale")
+    cfg = Config.quick(
+        out=str(out),
+        quiet=True,
+        plot=False,
+        servers=["rocketws", "rocketws-wd5", "rocketws-redis-pipe", "rocketws-redis-w2"],
+        scenarios=["fanout", "latency", "split", "scale"],
+        fanout_concurrency=[1],
+        latency_n=[10],
+        latency_m=10,
+    )
+    return runner.run(cfg)
+
+
 def test_bench_metrics_on_and_off_side_by_side(metrics_report: dict[str, Any]) -> None:
     for server in ("rocketws", "rocketws-nometrics"):
         (fan,) = runs(metrics_report, "fanout", server)
@@ -378,3 +400,69 @@ def test_bench_recovery_recovers_on_both_brokers(history_report: dict[str, Any])
         # the answer holds every publication (the scenario checks recovered and the count)
         assert rs["recover"]["answer_bytes"] > cfg["recovery_m"] * 100 > rs["subscribe"]["answer_bytes"]
         assert (rs["recover"]["redis_cpu_s"] is None) == (server == "rocketws-history")
+
+
+@needs_redis
+def test_bench_scale_connects_everyone_from_several_addresses_and_delivers(
+    scale_report: dict[str, Any],
+) -> None:
+    (r,) = runs(scale_report, "scale", "rocketws-redis")
+    assert r["connected"] == r["n"] == 200 and r["workers"] == 2 and r["clients"] == 2
+    assert r["emit_complete"] and len(r["emit_ms_all"]) == 2 and r["emit_ms"] > 0
+    assert r["emit_server_cpu_ms"] > 0 and r["emit_redis_cpu_ms"] > 0
+    assert r["steady_deliveries"] == r["steady_expected"] == 200 * 5
+    assert r["rss_kb_connected"] >= r["rss_kb_start"] > 0 and r["redis_rss_kb"] > 0
+    assert r["connects_per_s"] > 0 and r["why"] == "" and r["closed_by_server"] == 0
+
+
+@needs_redis
+def test_bench_fanout_counts_writes_per_subscriber_and_sums_workers(scale_report: dict[str, Any]) -> None:
+    for server in ("rocketws", "rocketws-wd5", "rocketws-redis-pipe", "rocketws-redis-w2"):
+        rs = runs(scale_report, "fanout", server)
+        assert sorted(r["b"] for r in rs) == [1, 10], server
+        for r in rs:
+            assert r["complete"] and r["http_errors"] == 0, (server, r)
+            # every subscriber got every push in at most one write per push
+            assert 0 < r["writes_per_subscriber_request"] <= r["b"] * 1.05, (server, r)
+    mem10 = next(r for r in runs(scale_report, "fanout", "rocketws") if r["b"] == 10)
+    piped10 = next(r for r in runs(scale_report, "fanout", "rocketws-redis-pipe") if r["b"] == 10)
+    # a batch leaves in one write per subscriber: on the memory broker, and on Redis when
+    # the batch's publications reach Redis together
+    assert mem10["writes_per_subscriber_request"] <= 1.05
+    assert piped10["writes_per_subscriber_request"] <= 2.0
+    w2 = runs(scale_report, "fanout", "rocketws-redis-w2")
+    assert all(r["cpu_s"] > 0 and r["redis_cpu_s"] > 0 for r in w2)
+
+
+@needs_redis
+def test_bench_latency_with_write_delay_is_at_least_the_delay(scale_report: dict[str, Any]) -> None:
+    (off,) = runs(scale_report, "latency", "rocketws")
+    (wd5,) = runs(scale_report, "latency", "rocketws-wd5")
+    assert off["complete"] and wd5["complete"]
+    assert wd5["p50_ms"] >= 4.0  # held ~5 ms before the write
+
+
+@needs_redis
+def test_bench_split_reports_user_and_kernel_cpu_of_one_emit(scale_report: dict[str, Any]) -> None:
+    rs = runs(scale_report, "split", "rocketws")
+    assert [r["emits"] for r in rs] == [3] and rs[0]["n"] == 20
+    r = rs[0]
+    assert r["cpu_ms_per_emit"] > 0 and r["emit_ms"] > 0 and r["us_per_socket"] > 0
+    assert 0.0 <= r["user_share"] <= 1.0
+    assert r["user_ms_per_emit"] >= 0 and r["sys_ms_per_emit"] >= 0
+
+
+def test_manage_py_bench_prints_the_summary_and_the_sizing_table(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, str(root / "manage.py"), "bench", "--quick", "--scenarios=fanout,idle"]
+        + ["--repeat=1", "--no-plot", f"--out={tmp_path}", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fanout (n=20" in out.stdout and "sizing (medians of RocketWS" in out.stdout
+    assert "deliveries/s per core" in out.stdout and "connections per GiB" in out.stdout
+    assert (tmp_path / "results.json").is_file()

@@ -154,3 +154,27 @@ def test_namespace_authorize_presence_by_policy() -> None:
     with pytest.raises(NotAllowed, match="backends only"):
         backends.authorize_presence("b:x", "alice", True)
     backends.check_presence("b:x")
+
+
+# -- write_delay -------------------------------------------------------------------------
+
+
+def test_namespace_write_delay_parsed_and_bounded() -> None:
+    assert Namespace("a", write_delay="0.005").write_delay == 0.005  # type: ignore[arg-type]
+    assert Namespace("a").write_delay is None
+    for bad in (-0.001, 1.5, "soon", True):
+        with pytest.raises(ValueError, match="write_delay"):
+            Namespace("a", write_delay=bad)  # type: ignore[arg-type]
+
+
+def test_namespaces_delay_of_falls_back_to_the_global_delay() -> None:
+    ns = Namespaces(
+        [Namespace("x", write_delay=0.02), Namespace("z", write_delay=0)],
+        allow_unknown=True,
+        write_delay=0.001,
+    )
+    assert ns.delays
+    assert [ns.delay_of(c) for c in ("x:1", "z:1", "y:1", "plain", None)] == [0.02, 0.0, 0.001, 0.001, 0.001]
+    off = Namespaces([Namespace("x")], allow_unknown=True)
+    assert not off.delays and off.delay_of("x:1") == 0.0
+    assert Namespaces([Namespace("x", write_delay=0.005)], allow_unknown=False).delays

@@ -193,7 +193,7 @@ def test_namespaces_from_settings_and_from_env_json() -> None:
             "invalid settings.CHANNELS['NAMESPACES'][0]={'name': 'n', 'history': 5}: "
             "unknown key(s) ['history']; known: ['allow_anonymous', 'allow_presence', 'allow_send_data', 'allow_subscribe', "
             "'allow_user_limited_channels', 'channel_regex', 'history_size', 'history_ttl', 'join_leave', 'max_subscribers', 'name', "
-            "'presence', 'publish_proxy', 'subscribe_proxy']",
+            "'presence', 'publish_proxy', 'subscribe_proxy', 'write_delay']",
         ),
         (["news"], "invalid settings.CHANNELS['NAMESPACES'][0]='news': expected a dict"),
         ({"name": "n"}, "invalid settings.CHANNELS['NAMESPACES']={'name': 'n'}: expected a list"),

@@ -30,6 +30,9 @@ class ClosingOutlet:
     def wake(self) -> None:
         pass
 
+    def wake_later(self, delay: float) -> None:
+        pass
+
     def close(self, why: Disconnect) -> None:
         self.closed_with.append(why)
 

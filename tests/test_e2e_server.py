@@ -208,3 +208,45 @@ def test_settings_module_logging_is_applied(start_server: StartServer, tmp_path:
         from .support import request
 
         assert request(ws, "subscribe", {"channel": "two"})["error"]["code"] == -32003
+
+
+# -- the open-files limit against MAX_CONNECTIONS (rocketws/process/limits.py) ----------
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers=2", "--broker=redis://127.0.0.1:1/0"]])
+def test_cli_open_files_too_low_for_max_connections_is_one_line_exit_1(workers: list[str]) -> None:
+    result = manage(
+        "runserver",
+        "--ws-conn=127.0.0.1:0",
+        "--ms-conn=127.0.0.1:0",
+        *workers,
+        env={"ROCKETWS_MAX_CONNECTIONS": "1000"},
+        nofile=(300, 300),
+    )
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "MAX_CONNECTIONS 1000 needs 1064 open files" in lines[0]
+    assert "limit is 300 (hard 300)" in lines[0] and "MAX_CONNECTIONS to 236 or less" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_server_raises_its_soft_open_files_limit_and_logs_it() -> None:
+    srv = ServerProcess(env={"ROCKETWS_MAX_CONNECTIONS": "1000"}, nofile=(300, 4000)).start()
+    try:
+        assert (
+            "open-files limit 1064 (hard 4000, raised from 300): 1000 connections + 64 reserved" in srv.log()
+        )
+        assert srv.proc is not None
+        limits = Path(f"/proc/{srv.proc.pid}/limits").read_text()
+        assert any(line.startswith("Max open files") and " 1064 " in line for line in limits.splitlines())
+    finally:
+        assert srv.terminate() == 0
+
+
+def test_server_logs_its_open_files_limit_when_it_fits() -> None:
+    srv = ServerProcess(env={"ROCKETWS_MAX_CONNECTIONS": "100"}, nofile=(4000, 4000)).start()
+    try:
+        assert "open-files limit 4000 (hard 4000): 100 connections + 64 reserved" in srv.log()
+    finally:
+        assert srv.terminate() == 0

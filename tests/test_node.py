@@ -366,3 +366,60 @@ def test_node_without_a_per_user_limit_admits_any_number() -> None:
     for _ in range(50):
         node.admit_user(session(node), "alice")
     assert node.hub.user_connections("alice") == 50
+
+
+# -- write_delay -------------------------------------------------------------------------
+
+
+def test_node_write_delay_per_namespace_and_global_reach_sessions() -> None:
+    namespaces = Namespaces(
+        [Namespace("slow", write_delay=0.02), Namespace("now", write_delay=0.0)],
+        allow_unknown=True,
+        write_delay=0.005,
+    )
+    n = Node(Hub(), MemoryBroker(), namespaces=namespaces, clock=lambda: 42.0)
+    n.start()
+    expected = {"slow:a": 0.02, "now:a": None, "other:a": 0.005, "plain": 0.005}
+    for channel, delay in expected.items():
+        s = session(n)
+        outlet = s._outlet
+        assert isinstance(outlet, RecordingOutlet)
+        n.subscribe(s, channel)
+        n.emit(channel, 1)
+        n.emit(channel, 2)
+        if delay is None:
+            assert outlet.wakes == 1 and outlet.later == [], channel
+        else:
+            assert outlet.wakes == 0 and outlet.later == [delay], channel
+        assert [f["params"]["data"] for f in frames(s)] == [1, 2]
+        n.disconnect(s)
+    s = session(n)
+    n.notify_all("all")
+    outlet = s._outlet
+    assert isinstance(outlet, RecordingOutlet) and outlet.later == [0.005]
+
+
+def test_node_write_delay_default_off_wakes_at_once() -> None:
+    n = Node(Hub(), MemoryBroker(), clock=lambda: 42.0)
+    n.start()
+    assert not n.namespaces.delays
+    s = session(n)
+    n.subscribe(s, "c")
+    n.emit("c", 1)
+    outlet = s._outlet
+    assert isinstance(outlet, RecordingOutlet) and outlet.wakes == 1 and outlet.later == []
+
+
+def test_node_write_delay_with_deflate_queues_each_session_its_frame() -> None:
+    namespaces = Namespaces([], allow_unknown=True, write_delay=0.005)
+    n = Node(Hub(), MemoryBroker(), namespaces=namespaces, clock=lambda: 42.0, deflater=Deflater())
+    n.start()
+    plain, packed = session(n), DeflateSession(RecordingOutlet(), 1 << 20)
+    n.connect(packed)
+    for s in (plain, packed):
+        n.subscribe(s, "c")
+    n.emit("c", "x" * 500)
+    assert frames(plain)[0]["params"]["data"] == "x" * 500
+    parsed, rest = split_frames_with_bits(packed.take())
+    assert len(parsed) == 1 and parsed[0][0] & 0x40 and rest == b""  # RSV1: compressed
+    assert json.loads(inflate_message(parsed[0][1]))["params"]["data"] == "x" * 500

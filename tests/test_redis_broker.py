@@ -6,6 +6,7 @@ cross-node behaviour is tested without server processes (those are in test_redis
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 import uuid
@@ -19,7 +20,7 @@ import pytest
 from rocketws.brokers import Publication, create_broker
 from rocketws.brokers.base import ClientInfo, Emit, PresenceStats, Stream
 from rocketws.brokers.redis import RedisBroker
-from rocketws.brokers.redis_io import make_connection, pack_commands
+from rocketws.brokers.redis_io import Subscriber, connection_kwargs, make_connection, pack_commands
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 from .fakes import FakeNode
@@ -468,3 +469,56 @@ def test_redis_publish_many_counts_one_latency_per_round_trip_and_each_refused_e
         assert broker.stats.errors == len(emits) + 1
     finally:
         broker.close()
+
+
+# -- the pub/sub connection's liveness (redis_io.Subscriber) -------------------------------
+
+
+def _subscriber(url: str, got: list[bytes], ping: float) -> Subscriber:
+    sub = Subscriber(connection_kwargs(url), lambda channel, data: got.append(data), ping_interval=ping)
+    sub.add(b"live:ch")
+    sub.start()
+    wait_in_hub(lambda: sub.is_subscribed(b"live:ch"), what="subscribed")
+    return sub
+
+
+def test_subscriber_keeps_its_connection_through_a_busy_event_loop(redis_server: RedisServer) -> None:
+    """The hub blocked for longer than the dead-peer bound (a worker busy writing to
+    thousands of sockets on a loaded box) while Redis is alive: no PING could be sent, so
+    none is unanswered; no reconnect, and publications sent during and after arrive (a
+    reconnect would have lost those sent while it was down)."""
+    got: list[bytes] = []
+    sub = _subscriber(redis_server.url, got, ping=0.1)
+    try:
+        time.sleep(0.5)  # block the whole hub (no gevent.sleep) for 5 ping intervals: nothing arrives
+        gevent.sleep(0.05)
+        time.sleep(0.5)  # and again, a publication arriving meanwhile
+        redis_server.command("PUBLISH", "live:ch", "while-busy")
+        time.sleep(0.1)
+        wait_in_hub(lambda: got == [b"while-busy"], what="the message published while the hub was busy")
+        gevent.sleep(0.5)  # a few more ping rounds, all answered
+        redis_server.command("PUBLISH", "live:ch", "after")
+        wait_in_hub(lambda: got == [b"while-busy", b"after"], what="the message published after")
+        assert sub.reconnects == 0 and sub.connected.is_set()
+    finally:
+        sub.close()
+
+
+def test_subscriber_detects_a_frozen_redis_and_reconnects(private_redis: RedisServer) -> None:
+    """Redis stopped (SIGSTOP, so the TCP connection stays up): the missing PONGs reveal
+    it within a few ping intervals; once it runs again the subscriber is back."""
+    got: list[bytes] = []
+    sub = _subscriber(private_redis.url, got, ping=0.1)
+    assert private_redis.proc is not None
+    try:
+        private_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_in_hub(lambda: not sub.connected.is_set(), timeout=3.0, what="the dead peer noticed")
+        finally:
+            private_redis.proc.send_signal(signal.SIGCONT)
+        wait_in_hub(lambda: sub.is_subscribed(b"live:ch"), timeout=5.0, what="resubscribed")
+        assert sub.reconnects >= 1
+        private_redis.command("PUBLISH", "live:ch", "after")
+        wait_in_hub(lambda: b"after" in got, what="delivery after the reconnect")
+    finally:
+        sub.close()

@@ -133,3 +133,33 @@ def test_session_close_is_idempotent() -> None:
     s.close()
     s.close()
     assert s.closed and s.push(b"x") is False
+
+
+# -- push_later (write_delay) ------------------------------------------------------------
+
+
+def test_session_push_later_wakes_once_with_the_first_delay_and_coalesces() -> None:
+    s, outlet = make()
+    assert s.push_later(b"a", 0.005) is True
+    assert s.push_later(b"b", 0.02) is True
+    assert outlet.later == [0.005] and outlet.wakes == 0 and s.pending == 2
+    assert s.take() == b"ab" and not s.dirty
+    s.push_later(b"c", 0.001)
+    assert outlet.later == [0.005, 0.001]
+
+
+def test_session_push_after_push_later_wakes_at_once_but_not_twice() -> None:
+    s, outlet = make()
+    s.push_later(b"a", 0.005)
+    s.push(b"b")
+    s.push(b"c")
+    s.push_later(b"d", 0.005)
+    assert outlet.later == [0.005] and outlet.wakes == 1
+    assert s.take() == b"abcd"
+
+
+def test_session_push_later_refused_once_closed() -> None:
+    s, outlet = make()
+    s.close()
+    assert s.push_later(b"a", 0.005) is False
+    assert outlet.later == [] and s.pending == 0

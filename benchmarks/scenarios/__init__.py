@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .. import config
 from ..harness import Bench, RunResult
-from . import compression, fanout, idle, ingress, latency, recovery, slow_consumer
+from . import compression, fanout, idle, ingress, latency, recovery, scale, slow_consumer, split
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(slow_consumer.SlowConsumerRun, slow_consumer.run),
         Scenario(compression.CompressionRun, compression.run),
         Scenario(recovery.RecoveryRun, recovery.run),
+        Scenario(split.SplitRun, split.run),
+        Scenario(scale.ScaleRun, scale.run),
     )
 }
 if tuple(SCENARIOS) != config.SCENARIOS:  # one list of names, checked at import

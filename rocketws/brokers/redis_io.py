@@ -19,6 +19,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.select
 from gevent import socket as gsocket
 
 from rocketws.core.exceptions import ConfigError
@@ -238,6 +239,34 @@ class Client:
 
 MessageHandler = Callable[[bytes, bytes], None]
 
+_SOCKET_BACKSTOP = 30.0  # s: the pub/sub socket's timeout; liveness is the PINGs' business
+
+
+def _shut(conn: Any) -> None:
+    """End ``conn``'s socket both ways so its reader gets EOF (closing the descriptor
+    under a greenlet blocked reading it would give that reader a bad-descriptor error)."""
+    sock = getattr(conn, "_sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(gsocket.SHUT_RDWR)
+            return
+    except OSError:
+        pass
+    conn.disconnect()
+
+
+def _readable(conn: Any) -> bool:
+    """Whether bytes from Redis wait to be read on ``conn`` (so it is alive, only not read
+    yet because the hub was busy)."""
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = gevent.select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
+
 
 class Subscriber:
     """One pub/sub connection that stays subscribed to the wanted channels.
@@ -246,7 +275,12 @@ class Subscriber:
     ``on_message(channel, data)`` (which must not block).  When the connection fails
     it reconnects with exponential backoff capped at ``backoff_cap`` seconds and
     subscribes everything again.  A PING every ``ping_interval`` seconds detects a dead
-    peer within ``3 * ping_interval``.  Channel names are bytes.
+    peer: when a PING has gone unanswered for ``3 * ping_interval`` and nothing is waiting
+    to be read, the connection is dropped.  Liveness is judged by the answers to PINGs
+    that were actually sent, not by silence on the socket: a hub kept busy for seconds
+    (a worker writing to thousands of sockets on a loaded machine) sends no PING, and
+    Redis is not dropped for it, which would lose the publications sent meanwhile.
+    Channel names are bytes.
     """
 
     def __init__(
@@ -275,6 +309,7 @@ class Subscriber:
         self._wake = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
         self._closed = False
+        self._last_reply = 0.0  # monotonic time of the last reply read
         self.connected = gevent.event.Event()
         self.reconnects = 0
 
@@ -327,13 +362,14 @@ class Subscriber:
         attempt = 0
         down_since: float | None = None
         while not self._closed:
-            # No read timeout: the PINGs sent by _write_loop bound how long a dead peer
-            # goes unnoticed (_read_loop gives up after 3 missed intervals).
-            conn = make_connection(self._kwargs, 3 * self._ping_interval, self._connect_timeout)
+            # The socket timeout is only a backstop (a send that cannot complete): the
+            # unanswered PINGs of _write bound how long a dead peer goes unnoticed.
+            conn = make_connection(self._kwargs, _SOCKET_BACKSTOP, self._connect_timeout)
             writer: gevent.Greenlet | None = None
             try:
                 conn.connect()
                 self._catching_up = set(self._wanted)
+                self._last_reply = time.monotonic()
                 writer = gevent.spawn(self._write_loop, conn)
                 self.connected.set()
                 if down_since is not None:
@@ -375,6 +411,7 @@ class Subscriber:
     def _read_loop(self, conn: Any) -> None:
         while True:
             reply = conn.read_response()
+            self._last_reply = time.monotonic()
             kind = reply[0]
             if kind == b"message":
                 try:
@@ -395,13 +432,21 @@ class Subscriber:
         try:
             self._write(conn)
         except _errors() as exc:
-            logger.debug("%s: write failed: %s", self._name, exc)
-            conn.disconnect()  # wakes the reader with an error, which reconnects
+            if isinstance(exc, TimeoutError):
+                logger.warning("%s: %s; reconnecting", self._name, exc)
+            else:
+                logger.debug("%s: write failed: %s", self._name, exc)
+            _shut(conn)  # the reader sees the end of the stream and reconnects
 
     def _write(self, conn: Any) -> None:
         last_write = time.monotonic()
+        ping_sent = 0.0  # when the oldest PING not followed by a reply was sent (0: none)
         while True:
             now = time.monotonic()
+            if ping_sent and self._last_reply >= ping_sent:
+                ping_sent = 0.0  # answered (or something else came back since)
+            if ping_sent and now - ping_sent > 3 * self._ping_interval and not _readable(conn):
+                raise TimeoutError(f"no answer from Redis to a PING for {now - ping_sent:.1f} s")
             due = [ch for ch, at in self._drop_at.items() if at <= now]
             drop = [ch for ch in due if ch in self._subscribed or ch in self._inflight]
             for ch in due:
@@ -419,6 +464,8 @@ class Subscriber:
             if now - last_write >= self._ping_interval:
                 conn.send_command("PING")
                 last_write = now
+                if not ping_sent:
+                    ping_sent = now
             timeout = self._ping_interval - (now - last_write)
             if self._drop_at:
                 timeout = min(timeout, max(0.0, min(self._drop_at.values()) - now))

@@ -48,7 +48,6 @@ SEND_POLICIES = ("subscribers", "authenticated", "nobody")
 PRESENCE_POLICIES = SEND_POLICIES  # who may ask for presence: the same three choices
 USER_BOUNDARY = "#"  # `chat#alice,bob`: only users alice and bob may subscribe (Centrifugo's rule)
 USER_SEPARATOR = ","
-NOT_IMPLEMENTED = "not implemented yet: refused at start if set to a non-default value"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -83,17 +82,34 @@ def _regex(value: Any) -> str | None:
     return value
 
 
+MAX_WRITE_DELAY = 1.0
+"""The longest ``write_delay`` accepted (seconds): it is meant to be a few milliseconds."""
+
+
+def parse_write_delay(value: Any) -> float | None:
+    """A ``write_delay``: seconds in [0, MAX_WRITE_DELAY], or None (not set here)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds") from None
+    if not 0 <= number <= MAX_WRITE_DELAY:
+        raise ValueError(f"expected seconds from 0 to {MAX_WRITE_DELAY:g} (e.g. 0.005)")
+    return number
+
+
 @dataclass(frozen=True, slots=True)
 class Namespace:
     """The options of one channel namespace; each field's default is the option's default.
 
     The fields are the keys of a ``NAMESPACES`` entry (rocketws.config reads them from
     here, and the docs table is generated from ``metadata["doc"]``); a field with
-    ``metadata["parse"]`` is parsed by it (ValueError saying why), one with
-    ``metadata["placeholder"]`` is declared for the history issue and refused at start
-    when set to a non-default value.  Every option's default leaves the namespace open,
-    as RocketWS 0.2 was.  ``allow_send_data`` also takes true/false (subscribers/nobody).
-    ``channel_regex`` is compiled once, here.
+    ``metadata["parse"]`` is parsed by it (ValueError saying why).  Every option's
+    default leaves the namespace open, as RocketWS 0.2 was.  ``allow_send_data`` also
+    takes true/false (subscribers/nobody).  ``channel_regex`` is compiled once, here.
     """
 
     name: str = field(metadata={"doc": 'the prefix before the first ":"; "" is the default namespace'})
@@ -195,12 +211,27 @@ class Namespace:
             "or disconnects"
         },
     )
+    write_delay: float | None = field(
+        default=None,
+        metadata={
+            "doc": "seconds (e.g. `0.005`) a publication here may wait before it is written, so that "
+            "publications arriving meanwhile leave in the same write to each connection (less CPU, "
+            'more latency); null: `WEBSOCKETS["WRITE_DELAY"]`; 0: at once',
+            "parse": parse_write_delay,
+        },
+    )
     _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         """Normalises the aliases, checks the choices and compiles ``channel_regex``;
         ValueError naming the option."""
-        for option in ("allow_subscribe", "allow_send_data", "allow_presence", "channel_regex"):
+        for option in (
+            "allow_subscribe",
+            "allow_send_data",
+            "allow_presence",
+            "channel_regex",
+            "write_delay",
+        ):
             parse = _FIELDS[option].metadata["parse"]
             try:
                 object.__setattr__(self, option, parse(getattr(self, option)))
@@ -300,7 +331,7 @@ class Namespace:
 
 _FIELDS = {f.name: f for f in fields(Namespace) if f.init}
 OPTIONS: dict[str, Any] = dict(_FIELDS)
-"""Option name -> its dataclass field (``metadata``: ``doc``, maybe ``parse``, ``placeholder``)."""
+"""Option name -> its dataclass field (``metadata``: ``doc``, maybe ``parse``)."""
 
 
 def channel_users(channel: str) -> frozenset[str] | None:
@@ -342,14 +373,30 @@ class Namespaces:
 
     The default namespace ``""`` always exists (declare it to change its options).
     Undeclared namespaces get ``Namespace``'s default options when ``allow_unknown``.
+    ``write_delay`` (seconds) applies where a namespace does not set its own, and to
+    broadcasts; ``delays`` is False when every delay is 0 (nothing to look up).
     """
 
-    __slots__ = ("_by_name", "allow_unknown")
+    __slots__ = ("_by_name", "allow_unknown", "write_delay", "_delays", "delays")
 
-    def __init__(self, declared: Iterable[Namespace], *, allow_unknown: bool) -> None:
+    def __init__(
+        self, declared: Iterable[Namespace], *, allow_unknown: bool, write_delay: float = 0.0
+    ) -> None:
         self._by_name = {ns.name: ns for ns in declared}
         self._by_name.setdefault("", Namespace(""))
         self.allow_unknown = allow_unknown
+        self.write_delay = write_delay
+        self._delays = {
+            name: write_delay if ns.write_delay is None else ns.write_delay
+            for name, ns in self._by_name.items()
+        }
+        self.delays = any(self._delays.values()) or write_delay > 0
+
+    def delay_of(self, channel: str | None) -> float:
+        """The ``write_delay`` of ``channel``'s namespace (None: a broadcast, the global one)."""
+        if channel is None:
+            return self.write_delay
+        return self._delays.get(namespace_of(channel), self.write_delay)
 
     def lookup(self, channel: str) -> Namespace:
         """The namespace of ``channel``.  Raises NotAllowed (-32005) for an unknown one

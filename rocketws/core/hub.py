@@ -106,16 +106,25 @@ class Hub:
         return True
 
     def fan_out(
-        self, channel: str, frame: bytes, skip: str | None = None, deflated: Deflated | None = None
+        self,
+        channel: str,
+        frame: bytes,
+        skip: str | None = None,
+        deflated: Deflated | None = None,
+        delay: float = 0.0,
     ) -> int:
         """Queue ``frame`` to every subscriber of ``channel`` but ``skip``; return count.
 
         ``deflated``: makes the frame for subscribers with ``deflate``; called once, and
         only when the channel has such subscribers (else they get ``frame``).
+        ``delay`` > 0: the frames may wait that many seconds (``Session.push_later``).
         """
         subs = self._channels.get(channel)
         if not subs:
             return 0
+        if delay:
+            other = deflated() if deflated is not None and channel in self._deflating else frame
+            return _push_later(subs, frame, other, skip, delay)
         if deflated is not None and channel in self._deflating:
             return _push_mixed(subs, frame, deflated(), skip)
         n = 0
@@ -128,9 +137,12 @@ class Hub:
                     n += session.push(frame)
         return n
 
-    def broadcast(self, frame: bytes, deflated: Deflated | None = None) -> int:
-        """Queue ``frame`` to every open session; return count (``deflated``: as for
-        ``fan_out``)."""
+    def broadcast(self, frame: bytes, deflated: Deflated | None = None, delay: float = 0.0) -> int:
+        """Queue ``frame`` to every open session; return count (``deflated``, ``delay``:
+        as for ``fan_out``)."""
+        if delay:
+            other = deflated() if deflated is not None and self._deflate_sessions else frame
+            return _push_later(self._sessions.values(), frame, other, None, delay)
         if deflated is not None and self._deflate_sessions:
             return _push_mixed(self._sessions.values(), frame, deflated(), None)
         n = 0
@@ -192,4 +204,16 @@ def _push_mixed(sessions: Iterable[Session], frame: bytes, deflated: bytes, skip
     for session in sessions:
         if session.id != skip:
             n += session.push(deflated if session.deflate else frame)
+    return n
+
+
+def _push_later(
+    sessions: Iterable[Session], frame: bytes, deflated: bytes, skip: str | None, delay: float
+) -> int:
+    """``Session.push_later`` of ``deflated`` to sessions with ``deflate``, ``frame`` to the
+    others (the same bytes when nobody compresses)."""
+    n = 0
+    for session in sessions:
+        if session.id != skip:
+            n += session.push_later(deflated if session.deflate else frame, delay)
     return n

@@ -478,10 +478,12 @@ class Node:
         frame = text_frame(payload)
         deflater = self.deflater
         deflated = None if deflater is None else lambda: deflater.frame(payload, frame)
+        namespaces = self.namespaces
+        delay = namespaces.delay_of(channel) if namespaces.delays else 0.0
         if channel is None:
-            n = self.hub.broadcast(frame, deflated)
+            n = self.hub.broadcast(frame, deflated, delay)
         else:
-            n = self.hub.fan_out(channel, frame, publication.skip, deflated)
+            n = self.hub.fan_out(channel, frame, publication.skip, deflated, delay)
         self.stats.deliveries += n
         return n
 

@@ -7,12 +7,20 @@ from typing import Any, ClassVar, Protocol
 
 from rocketws.core.disconnect import Disconnect
 
+LATER = 2
+"""``Session.dirty`` after ``push_later`` woke the transport with a delay (not ``True``,
+so that a ``push`` still wakes it at once)."""
+
 
 class Outlet(Protocol):
     """The transport side of a session."""
 
     def wake(self) -> None:
-        """Called when the outbox becomes non-empty.  Must not block or push."""
+        """Called when the outbox has frames to write now.  Must not block or push."""
+
+    def wake_later(self, delay: float) -> None:
+        """Called when the outbox becomes non-empty with frames that may wait up to
+        ``delay`` seconds (``Session.push_later``).  Must not block or push."""
 
     def close(self, why: Disconnect) -> None:
         """Begin closing the connection from the server side, through its state machine
@@ -28,7 +36,10 @@ class Session:
 
     ``push`` only appends a reference, so fan-out never blocks; the transport takes the
     queued bytes with ``take`` and reports what it wrote with ``sent``.  ``pending`` is
-    every byte queued or taken but not yet written.  The transport checks ``over_limit``
+    every byte queued or taken but not yet written.  ``push_later`` queues a frame that may
+    wait (a namespace's ``write_delay``): the transport is woken with the delay, and
+    whatever is queued until then leaves in the same write; a ``push`` meanwhile makes
+    everything leave at once.  The transport checks ``over_limit``
     after offering the queue to the socket, once per event-loop turn with new frames, so
     the bound is ``max_pending`` plus what one turn publishes.  Whether the connection is
     open is its transport's state (``core.connection``); the session only knows whether
@@ -64,7 +75,7 @@ class Session:
         self._outbox: list[bytes] | None = []  # None once closed
         self.pending = 0
         self.max_pending = max_pending
-        self.dirty = False
+        self.dirty: bool | int = False  # True: woken; LATER: woken with a delay
         self._outlet = outlet
         # Who the connection is (core/auth.py): public ``info`` (never an IP address),
         # server-only ``meta``.
@@ -91,9 +102,26 @@ class Session:
             return False
         out.append(frame)
         self.pending += len(frame)
-        if not self.dirty:
+        if self.dirty is not True:
             self.dirty = True
             self._outlet.wake()
+        return True
+
+    def push_later(self, frame: bytes, delay: float) -> bool:
+        """``push``, but the frame may wait up to ``delay`` seconds for others to join it.
+
+        Wakes the transport with ``outlet.wake_later(delay)`` on the first frame since the
+        last ``take`` (so the first frame's delay bounds how long the queue waits); a
+        session already woken is not woken again.
+        """
+        out = self._outbox
+        if out is None:
+            return False
+        out.append(frame)
+        self.pending += len(frame)
+        if not self.dirty:
+            self.dirty = LATER
+            self._outlet.wake_later(delay)
         return True
 
     @property

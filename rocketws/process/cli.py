@@ -7,6 +7,7 @@ Usage:
   manage.py token --user=ID [--ttl=S] [--info=JSON] [--channel=C]
   manage.py init [DIR]
   manage.py tests [ARGS...]
+  manage.py bench [BENCH-OPTIONS...]
   manage.py (-h | --help)
   manage.py --version
 
@@ -19,6 +20,11 @@ Commands:
   init        Write DIR/settings.py (DIR: the current directory) with fresh
               secrets, mode 0600; an existing file is never overwritten.
   tests       Run the test suite with pytest; ARGS go to pytest (put them after --).
+  bench       Size this machine in minutes (source checkout with '.[bench]'): fan-out
+              CPU per delivery, idle memory per connection and latency of RocketWS,
+              with a live progress bar, a summary and sizing table, and a plot;
+              `manage.py bench --help` lists the options (--quick, --scenarios
+              scale: 100,000 connections on Redis, --servers ...,peer, ...).
 
 Options:
   --ws-conn=HOST:PORT  WebSocket endpoint [default from settings: {d.websocket}].
@@ -54,6 +60,7 @@ token, init: 0 done, 2 bad arguments or settings, no token secret, or settings.p
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -110,6 +117,12 @@ def _runserver(args: dict[str, Any]) -> int:
         tls_key=args["--tls-key"],
     )
     workers = _workers(args["--workers"])
+    from rocketws.process.limits import OpenFilesTooLow, ensure_open_files
+
+    try:
+        open_files = ensure_open_files(config.max_connections, workers)
+    except OpenFilesTooLow as exc:
+        return _fail(str(exc), EXIT_FAILURE)
     if workers > 1:
         if not config.broker.startswith("redis://"):
             raise ConfigError(
@@ -147,6 +160,7 @@ def _runserver(args: dict[str, Any]) -> int:
         return _fail(str(exc), EXIT_FAILURE)
     except ValueError as exc:  # e.g. an unsupported broker URL
         return _fail(str(exc))
+    logging.getLogger("rocketws.server").info("%s", open_files.describe())
     if os.environ.get(WORKER_ENV):
         exit_with_parent(server.request_stop)
     server.serve_forever()
@@ -197,8 +211,23 @@ def _tests(args: dict[str, Any]) -> int:
     return subprocess.call(cmd, cwd=root if (root / "tests").is_dir() else None)
 
 
+def _bench(argv: list[str]) -> int:
+    try:
+        from benchmarks.sizing import main as bench_main
+    except ImportError as exc:
+        return _fail(
+            f"manage.py bench needs the source checkout's benchmarks/ and the bench extras "
+            f"(pip install -e '.[bench]'): {exc}",
+            EXIT_FAILURE,
+        )
+    return bench_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``manage.py`` and the ``rocketws`` console script."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["bench"]:  # its options are the benchmark's own (argparse), not docopt's
+        return _bench(args_in[1:])
     try:
         args = docopt(USAGE, argv=argv, version=f"RocketWS {__version__}")
     except DocoptExit as exc:

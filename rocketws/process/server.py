@@ -92,7 +92,11 @@ class Server:
             self.hub,
             self.broker,
             max_channels_per_connection=config.max_channels_per_connection,
-            namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
+            namespaces=Namespaces(
+                config.namespaces,
+                allow_unknown=config.allow_unknown_namespaces,
+                write_delay=config.write_delay,
+            ),
             deflater=Deflater() if config.compression else None,
             max_connections_per_user=config.max_connections_per_user,
             history=HistorySettings(

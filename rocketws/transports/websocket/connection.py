@@ -121,12 +121,16 @@ class Flusher:
 
     A publication only appends to outboxes; the writes happen here, after the publishing
     greenlet yields, so several publications (a batch) leave in one write per socket.
+    ``add_later`` (a ``write_delay``): the connection is written when a timer of that
+    delay fires, one timer per delay value for every connection woken meanwhile, so
+    publications arriving one by one within the delay leave in one write.
     """
 
     def __init__(self) -> None:
         self._dirty: list[Connection] = []
         self._scheduled = False
         self._loop = gevent.get_hub().loop
+        self._later: dict[float, list[Connection]] = {}  # delay -> connections, timer running
 
     def add(self, conn: Connection) -> None:
         self._dirty.append(conn)
@@ -134,9 +138,24 @@ class Flusher:
             self._scheduled = True
             self._loop.run_callback(self._flush)
 
+    def add_later(self, conn: Connection, delay: float) -> None:
+        waiting = self._later.get(delay)
+        if waiting is None:
+            waiting = self._later[delay] = []
+            timer = self._loop.timer(delay)
+            timer.start(self._flush_later, delay, timer)
+        waiting.append(conn)
+
+    def _flush_later(self, delay: float, timer: Any) -> None:
+        timer.close()
+        self._write_all(self._later.pop(delay, []))
+
     def _flush(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
+        self._write_all(dirty)
+
+    def _write_all(self, dirty: list[Connection]) -> None:
         for conn in dirty:
             try:
                 conn.flush()
@@ -671,6 +690,10 @@ class Connection:
         """Session callback: frames were queued."""
         self.flusher.add(self)
 
+    def wake_later(self, delay: float) -> None:
+        """Session callback: frames that may wait ``delay`` seconds were queued."""
+        self.flusher.add_later(self, delay)
+
     def flush(self) -> None:
         """Offer what is queued to the socket without blocking (called by the Flusher).
 
@@ -706,11 +729,13 @@ class Connection:
         session, fd, tls = self.session, self.fd, self._tls
         data = self._backlog
         moved = False  # the socket took bytes in this call
+        queued = False  # data is what take() returned (else the backlog, the queue next)
         while True:
             if not data:
                 data = session.take()
                 if not data:
                     break
+                queued = True
             try:
                 n = os.write(fd, data) if tls is None else tls.send(data)
             except BlockingIOError:
@@ -732,6 +757,8 @@ class Connection:
                 if not self._writer_watch.active:
                     self._writer_watch.start(self._write)
                 return
+            if queued:
+                break  # nothing can be queued between take() and here: no greenlet switch
             data = b""
         self._backlog = b""
         self.stuck_since = _NOT_STUCK
