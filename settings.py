@@ -27,6 +27,7 @@ WEBSOCKETS = {
     "WRITE_TIMEOUT": 10.0,  # seconds the socket may take nothing while frames wait; 0 = off
     "SEND_BUFFER": 0,  # bytes: cap on the kernel send buffer (SO_SNDBUF); 0 = autotuning
     "COMPRESSION": False,  # permessage-deflate (RFC 7692) with clients that offer it
+    "SERVE_CLIENT": True,  # GET /rocketws.js on the WebSocket port: the JavaScript client
 }
 
 # Backend-facing JSON-RPC over HTTP: loopback only unless you change it.

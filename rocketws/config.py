@@ -567,6 +567,14 @@ class Config:
         "permessage-deflate (RFC 7692) with clients that offer it: each publication is compressed "
         "once for all of them ([protocol.md](protocol.md#compression))",
     )
+    serve_client: bool = setting(
+        "WEBSOCKETS",
+        "SERVE_CLIENT",
+        True,
+        _bool,
+        "answer `GET /rocketws.js` on the WebSocket port with the JavaScript client "
+        "([client-js.md](client-js.md))",
+    )
     backend: Address = _address_setting(
         "MESSAGES_SOURCE",
         Address("127.0.0.1", 59999),

@@ -392,10 +392,12 @@ export class RocketWS extends Emitter {
     this.close(reason);
   }
 
-  /** Resolves once connected; rejects if the client ends in the closed state first. */
+  /** Resolves once connected (connecting first if needed, unless `autoConnect` is off);
+   *  rejects if the client ends in the closed state first. */
   ready(timeout) {
     if (this.state === "connected") return Promise.resolve(this);
     if (this.state === "closed") return Promise.reject(this._closedError());
+    if (this.state === "disconnected" && this.options.autoConnect !== false) this.connect();
     return new Promise((resolve, reject) => {
       let timer = null;
       const offs = [];

@@ -1,5 +1,6 @@
 // A real `manage.py runserver` for the rocketws.js tests: 127.0.0.1, ephemeral ports.
 import { spawn, execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +19,14 @@ export function token(user, ttl = 3600, secret = SECRET) {
     env: { ...process.env, ROCKETWS_TOKEN_HMAC_SECRET: secret },
     encoding: "utf8",
   }).trim();
+}
+
+/** An HS256 JWT of `claims` made here (for tokens `manage.py token` will not make, such
+ *  as one that expired a minute ago). */
+export function signedToken(claims, secret = SECRET) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
 export class Server {
