@@ -59,6 +59,18 @@ RPC = {
     "SPEC_EXAMPLE_METHODS": False,  # adds JSON-RPC spec section 7 methods (conformance tests)
 }
 
+# History, recovery and idempotent emits (docs/protocol.md#history-and-recovery); a
+# namespace keeps history with "history_size" and "history_ttl" (both > 0).
+HISTORY = {
+    "DEFAULT_LIMIT": 100,  # publications a `history` call without `limit` answers
+    "MAX_LIMIT": 1000,  # the largest `limit` accepted; more: -32602
+    "RECOVERY_MAX_PUBLICATIONS": 300,  # a recovery needing more answers recovered: false
+    "MEMORY_MAX_BYTES": 64 * 1024 * 1024,  # all history of the memory broker together
+    "META_TTL": 86400.0,  # seconds a channel's epoch/offset outlive its last publication
+    "IDEMPOTENCY_WINDOW": 300.0,  # seconds an emit's idempotency_key is remembered
+    "IDEMPOTENCY_MAX_KEYS": 100000,  # keys the memory broker remembers (oldest dropped)
+}
+
 # Connection authentication (docs/security.md). Nothing set: anonymous mode, every
 # connection is accepted at once. Keep secrets out of this file: use the environment
 # (ROCKETWS_TOKEN_HMAC_SECRET).

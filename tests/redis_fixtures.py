@@ -24,9 +24,11 @@ from .support import free_port, wait_until
 class RedisServer:
     """One redis-server process this test run started; ``stop``/``start`` keep the port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
+        """``extra``: more redis-server arguments (later ones win: ``--appendonly yes``)."""
         self.workdir = workdir
         self.port = port or free_port()
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,7 +44,7 @@ class RedisServer:
             pytest.skip("redis-server not on PATH (run: bash scripts/sysdeps.sh)")
         log = open(self.workdir / f"redis-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            redis_server_command(binary, self.port, self.workdir),
+            [*redis_server_command(binary, self.port, self.workdir), *self.extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

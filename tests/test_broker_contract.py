@@ -14,6 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from rocketws.brokers import Broker, Control, MemoryBroker, Publication, create_broker
+from rocketws.brokers.base import Emit, Position, Published, Stream
+from rocketws.core.jsonrpc import encode_message_push
+from rocketws.core.streams import publication_of
 
 from .fakes import FakeNode
 from .redis_fixtures import RedisServer
@@ -133,6 +136,118 @@ def test_broker_control_reaches_the_node_once_and_returns_its_count(
     assert node.controls == [control]
     assert broker.control(Control("refresh", "nobody", expire_at=1.5)) == 0
     assert node.controls[1:] == [Control("refresh", "nobody", expire_at=1.5)]
+
+
+# -- history, recovery and idempotency (issue 11) ----------------------------------------
+
+STREAM = Stream(size=5, ttl=60.0)
+
+
+def _emit(channel: str, n: int, key: str | None = None, stream: Stream | None = STREAM) -> Emit:
+    return Emit(Publication(channel, encode_message_push(channel, {"n": n}, 1.5)), stream, key)
+
+
+def _published(broker: Broker, emits: list[Emit]) -> list[Published]:
+    answers = broker.publish_many(emits)
+    assert not [a for a in answers if isinstance(a, Exception)], answers
+    return [a for a in answers if isinstance(a, Published)]
+
+
+def test_broker_stream_gives_offsets_in_order_and_pushes_carry_them(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, node = broker_and_node
+    node.channels = {"h": 2}
+    broker.subscribe("h")
+    answers = _published(broker, [_emit("h", i) for i in range(3)])  # one batch
+    epoch = answers[0].epoch
+    assert epoch and [a.offset for a in answers] == [1, 2, 3]
+    assert {a.epoch for a in answers} == {epoch} and all(a.delivered == 2 for a in answers)
+    wait_in_hub(lambda: len(node.delivered) == 3, what="3 deliveries")
+    assert [(p.offset, p.epoch) for p in node.delivered] == [(1, epoch), (2, epoch), (3, epoch)]
+    first = publication_of(node.delivered[0].payload)
+    assert first == {"channel": "h", "data": {"n": 0}, "ts": 1.5, "offset": 1, "epoch": epoch}
+    assert _published(broker, [_emit("h", 3)])[0].offset == 4  # a later round trip continues
+
+
+def test_broker_channel_without_stream_is_delivered_byte_for_byte(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, node = broker_and_node
+    broker.subscribe("plain")
+    emit = _emit("plain", 1, stream=None)
+    assert _published(broker, [emit]) == [Published(0)]
+    wait_in_hub(lambda: node.delivered, what="delivery")
+    assert node.delivered == [emit.publication]  # offset 0, epoch "": the payload untouched
+
+
+def test_broker_history_reads_since_limit_and_reverse(broker_and_node: tuple[Broker, FakeNode]) -> None:
+    broker, _node = broker_and_node
+    answers = _published(broker, [_emit("h", i) for i in range(4)])
+    epoch = answers[0].epoch
+    full = broker.history("h", None, 100)
+    assert (full.offset, full.epoch) == (4, epoch)
+    assert [o for o, _ in full.publications] == [1, 2, 3, 4]
+    assert publication_of(full.publications[2][1])["data"] == {"n": 2}
+    assert [o for o, _ in broker.history("h", Position(2, epoch), 100).publications] == [3, 4]
+    assert [o for o, _ in broker.history("h", Position(1, epoch), 2).publications] == [2, 3]
+    assert [o for o, _ in broker.history("h", None, 2, reverse=True).publications] == [4, 3]
+    assert [o for o, _ in broker.history("h", Position(2, epoch), 9, reverse=True).publications] == [4, 3]
+    top = broker.history("h", None, 0)
+    assert (top.publications, top.offset, top.epoch) == ([], 4, epoch)
+    other = broker.history("h", Position(1, "another-epoch"), 100)
+    assert (other.publications, other.offset, other.epoch) == ([], 4, epoch)
+
+
+def test_broker_history_keeps_at_most_size(broker_and_node: tuple[Broker, FakeNode]) -> None:
+    broker, _node = broker_and_node
+    _published(broker, [_emit("h", i) for i in range(STREAM.size + 3)])
+    read = broker.history("h", None, 100)
+    assert [o for o, _ in read.publications] == [4, 5, 6, 7, 8] and read.offset == 8
+
+
+def test_broker_history_expires_after_ttl_but_offsets_continue(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, _node = broker_and_node
+    short = Stream(size=10, ttl=0.3)
+    first = _published(broker, [_emit("h", 1, stream=short)])[0]
+    wait_in_hub(lambda: not broker.history("h", None, 10).publications, timeout=5, what="expiry")
+    read = broker.history("h", None, 10)
+    assert (read.offset, read.epoch) == (1, first.epoch)  # the meta outlives the publications
+    assert _published(broker, [_emit("h", 2, stream=short)])[0][1:] == (2, first.epoch)
+
+
+def test_broker_epoch_is_fixed_by_a_read_before_any_publication(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, _node = broker_and_node
+    before = broker.history("fresh", None, 0)
+    assert before.offset == 0 and before.epoch
+    assert _published(broker, [_emit("fresh", 1)])[0][1:] == (1, before.epoch)
+    assert broker.history("fresh", None, 0).epoch == before.epoch
+    assert broker.history("another", None, 0).epoch != before.epoch  # per channel
+
+
+def test_broker_idempotency_key_publishes_once_and_answers_the_first_result(
+    broker_and_node: tuple[Broker, FakeNode],
+) -> None:
+    broker, node = broker_and_node
+    node.channels = {"h": 1, "plain": 1}
+    broker.subscribe("h")
+    broker.subscribe("plain")
+    first = _published(broker, [_emit("h", 1, key="k1"), _emit("plain", 1, key="k1", stream=None)])
+    node.channels = {"h": 7, "plain": 7}  # a repeat answers the first count, not a new one
+    again = _published(
+        broker, [_emit("h", 99, key="k1"), _emit("plain", 99, key="k1", stream=None), _emit("h", 2, key="k2")]
+    )
+    assert again[:2] == first and first[0] == Published(1, 1, first[0].epoch) and first[1] == Published(1)
+    assert again[2].offset == 2
+    _marker(broker, node, "h")
+    _marker(broker, node, "plain")
+    data = [publication_of(p.payload)["data"] for p in node.delivered]
+    assert sorted(data, key=str) == sorted([{"n": 1}, {"n": 1}, {"n": 2}], key=str)  # 99 never published
+    assert [o for o, _ in broker.history("h", None, 10).publications] == [1, 2]
 
 
 # -- create_broker (rocketws/brokers/__init__.py) ---------------------------------------

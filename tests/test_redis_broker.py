@@ -180,7 +180,8 @@ def test_redis_broker_survives_outage_and_resumes_within_2s(private_redis: Redis
 
 
 def test_redis_broker_slow_redis_fails_publish_without_blocking_hub() -> None:
-    """A server that accepts but never answers: publish gives up after the timeout."""
+    """A server that accepts but never answers: publish is refused at once (the node has
+    not heard its subscriptions confirmed: not ready), a read gives up after the timeout."""
     silent = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, addr: gevent.sleep(30))
     silent.start()
     ticks = 0
@@ -195,10 +196,13 @@ def test_redis_broker_slow_redis_fails_publish_without_blocking_hub() -> None:
     broker = RedisBroker(f"redis://127.0.0.1:{silent.server_port}/0?timeout=0.5")
     try:
         broker.start(FakeNode())
+        with pytest.raises(BrokerUnavailable, match="resubscribing"):
+            broker.publish(Publication("chat", b"{}"))
+        assert not broker.ready()
         started = time.monotonic()
         ticks = 0
         with pytest.raises(BrokerUnavailable):
-            broker.publish(Publication("chat", b"{}"))
+            broker.history("chat", None, 10)
         elapsed = time.monotonic() - started
         assert 0.4 <= elapsed < 1.5
         assert ticks >= 20  # the hub kept running other greenlets meanwhile

@@ -141,6 +141,8 @@ def test_cluster_survives_redis_outage_and_resumes_within_2s(
         assert error["code"] == -32002 and "Redis" in error["data"]["reason"]
         assert a.call("notify_all", {"data": "during"})["error"]["code"] == -32002
         assert a.health()["status"] == "ok"  # the node and its clients stay up
+        wait_until(lambda: a.health()["broker"] == "resubscribing", timeout=5)  # but not ready
+        assert a.http.get(a.ms_url + "ready", timeout=10).status_code == 503
         assert request(ws, "ping")["result"] == "pong"
         assert request(ws, "subscribe", {"channel": "late"})["result"]["subscribed"] is True
 

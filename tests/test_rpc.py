@@ -198,11 +198,11 @@ def test_invalid_channel_is_32602_with_param(backend: rpc.BackendContext) -> Non
 
 
 def test_bad_params_over_the_wire_are_32602(client: rpc.ClientContext) -> None:
-    answer = call(rpc.client_methods, client, req("subscribe", ["a", "b", "c"], rid="x"))
+    answer = call(rpc.client_methods, client, req("subscribe", ["a", "b", None, "d"], rid="x"))
     assert answer["id"] == "x" and answer["error"]["message"] == "Invalid params"
     assert error(answer) == (
         -32602,
-        {"reason": "too many positional params: subscribe takes at most 2, got 3"},
+        {"reason": "too many positional params: subscribe takes at most 3, got 4"},
     )
 
 
@@ -376,6 +376,7 @@ def test_describe_lists_params_as_json_schema() -> None:
         "available_channels",
         "disconnect",  # the control methods of issue 10
         "emit",
+        "history",  # issue 11
         "notify_all",
         "ping",
         "refresh",
@@ -385,7 +386,11 @@ def test_describe_lists_params_as_json_schema() -> None:
     ]
     emit = described["emit"]
     assert emit["summary"] and emit["paramStructure"] == "either"
-    assert [(p["name"], p["required"]) for p in emit["params"]] == [("channel", True), ("data", True)]
+    assert [(p["name"], p["required"]) for p in emit["params"]] == [
+        ("channel", True),
+        ("data", True),
+        ("idempotency_key", False),
+    ]
     assert emit["params"][0]["schema"] == {"type": "string", "minLength": 1}
     assert emit["params"][1]["schema"] == {}  # any JSON value
     assert all(p["summary"] for p in emit["params"])

@@ -21,6 +21,9 @@ class Publication(NamedTuple):
     channel: str | None
     payload: bytes
     skip: str | None = None
+    # -- history (issue 11): set on publications of channels with history --
+    offset: int = 0  # its place in the channel's stream; 0: the channel keeps no history
+    epoch: str = ""  # the stream's epoch (see Position)
 
 
 class Control(NamedTuple):
@@ -41,6 +44,74 @@ class Control(NamedTuple):
 
 
 ACTIONS = ("disconnect", "subscribe", "unsubscribe", "refresh")
+
+
+# -- history, recovery and idempotent emits (docs/protocol.md#history-and-recovery) ------
+
+
+class Position(NamedTuple):
+    """A place in a channel's stream: the ``offset`` of a publication in ``epoch``.
+
+    Offsets start at 1 and grow by one per publication; ``epoch`` changes whenever the
+    stream's past is lost (a new stream), so an offset means nothing in another epoch.
+    """
+
+    offset: int
+    epoch: str
+
+
+class Stream(NamedTuple):
+    """How a channel keeps history: at most ``size`` publications, for ``ttl`` seconds
+    after the last one (the namespace's ``history_size`` and ``history_ttl``)."""
+
+    size: int
+    ttl: float
+
+
+class Emit(NamedTuple):
+    """One publication for ``Broker.publish_many``.
+
+    ``stream`` None: the channel keeps no history (the payload travels as is).  Else the
+    broker gives it the next offset and adds ``"offset"`` and ``"epoch"`` to the push's
+    params (``core.streams.with_position``), atomically with the append and the publish.
+    ``idempotency_key`` (None: none): within the broker's idempotency window, a second
+    emit with the same key on the same channel publishes nothing and answers the first
+    one's ``Published``.
+    """
+
+    publication: Publication
+    stream: Stream | None = None
+    idempotency_key: str | None = None
+
+
+class Published(NamedTuple):
+    """What publishing an Emit did: subscribers reached (best known count) and, on a
+    channel with history, its position (offset 0, epoch "" without history)."""
+
+    delivered: int
+    offset: int = 0
+    epoch: str = ""
+
+
+class History(NamedTuple):
+    """A read of a stream: ``publications`` as (offset, push payload) in the order
+    asked for, and the stream's current top ``offset`` (0 when empty) and ``epoch``."""
+
+    publications: list[tuple[int, bytes]]
+    offset: int
+    epoch: str
+
+
+class StreamLimits(NamedTuple):
+    """Broker-wide history settings (``HISTORY`` in settings.py)."""
+
+    memory_max_bytes: int = 64 * 1024 * 1024  # the memory broker's global cap
+    meta_ttl: float = 86400.0  # seconds a stream's epoch and top offset outlive its last publication
+    idempotency_window: float = 300.0  # seconds an idempotency key is remembered
+    idempotency_max_keys: int = 100_000  # the memory broker's bound on remembered keys
+
+
+STREAM_LIMITS = StreamLimits()
 
 
 class BrokerHandler(Protocol):
@@ -100,3 +171,31 @@ class Broker(Protocol):
 
     def close(self) -> None:
         """Stop; release resources.  Called once."""
+
+    # -- history (issue 11) -------------------------------------------------------------
+
+    def publish_many(self, emits: list[Emit]) -> list[Published | Exception]:
+        """Publish ``emits`` in order (on Redis: one round trip for all of them).
+
+        Each answer is its Published, or the BrokerUnavailable it failed with: then it
+        was not published (or, on a timeout, may have been: a retry with the same
+        idempotency key is then safe).  Publications of one channel keep their order.
+        """
+
+    def history(self, channel: str, since: Position | None, limit: int, reverse: bool = False) -> History:
+        """Read ``channel``'s stream: at most ``limit`` publications (0: only the top),
+        those after ``since.offset`` when ``since`` is given and its epoch is the
+        current one, oldest first (``reverse``: newest first).  A channel never published
+        gets its stream (epoch) here, so the position answered stays valid.
+
+        Raises BrokerUnavailable.
+        """
+
+    def confirmed(self, channel: str) -> bool:
+        """Whether every publication of ``channel`` made from now on reaches this node
+        (its subscription is in place, not only wished for).  Never blocks."""
+
+    def ready(self) -> bool:
+        """Whether this node hears every channel it subscribed (after a Redis outage:
+        once it has resubscribed).  Until then publishing raises BrokerUnavailable and
+        ``/health`` answers 503.  Never blocks."""

@@ -3,6 +3,7 @@
 ::
 
     {"v":1,"skip":"<session id>"|null}\\n<payload bytes>
+    {"v":1,"skip":null,"offset":7,"epoch":"<epoch>"}\\n<payload bytes>   (history channel)
 
 The payload (already-encoded push JSON) is carried byte for byte, never re-encoded.
 The channel is not in the envelope: it is the Redis channel the envelope was published
@@ -38,8 +39,15 @@ def encode(publication: Publication) -> bytes:
     return header + b"\n" + publication.payload
 
 
+def header_open(publication: Publication) -> bytes:
+    """The envelope header of ``publication`` without its closing ``}``: the Redis
+    script adds ``"offset"`` and ``"epoch"`` on a channel with history."""
+    return orjson.dumps({"v": VERSION, "skip": publication.skip})[:-1]
+
+
 def decode(data: bytes, channel: str | None) -> Publication:
-    """The Publication in ``data`` for ``channel`` (None: broadcast).
+    """The Publication in ``data`` for ``channel`` (None: broadcast), with the offset
+    and epoch of its header (a channel with history).
 
     Raises EnvelopeError if ``data`` is not a version-1 envelope.
     """
@@ -49,7 +57,13 @@ def decode(data: bytes, channel: str | None) -> Publication:
     skip = meta.get("skip")
     if skip is not None and not isinstance(skip, str):
         raise EnvelopeError("skip must be a string or null")
-    return Publication(channel, payload, skip)
+    offset = meta.get("offset")
+    if offset is None:
+        return Publication(channel, payload, skip)
+    epoch = meta.get("epoch")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 1 or not isinstance(epoch, str):
+        raise EnvelopeError("offset must be an integer >= 1 with a string epoch")
+    return Publication(channel, payload, skip, offset, epoch)
 
 
 def _header(data: bytes) -> tuple[dict[str, Any], bytes]:

@@ -40,10 +40,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import gevent
 import gevent.event
 
-from rocketws.brokers import envelope
-from rocketws.brokers.base import BrokerHandler, Control, Publication
+from rocketws.brokers import envelope, redis_streams
+from rocketws.brokers.base import (
+    STREAM_LIMITS,
+    BrokerHandler,
+    Control,
+    Emit,
+    History,
+    Position,
+    Publication,
+    Published,
+    StreamLimits,
+)
+from rocketws.brokers.memory_streams import new_epoch
 from rocketws.brokers.redis_io import Client, RedisDown, Subscriber, connection_kwargs
-from rocketws.brokers.redis_presence import Presence
+from rocketws.brokers.redis_presence import PUBLISH_AND_COUNT, Presence
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -101,7 +112,7 @@ class _Replies:
 class RedisBroker:
     """A Broker on Redis pub/sub, with cluster-wide counts kept in Redis."""
 
-    def __init__(self, url: str, *, node_id: str | None = None) -> None:
+    def __init__(self, url: str, *, node_id: str | None = None, limits: StreamLimits = STREAM_LIMITS) -> None:
         """Parse ``url`` (raises ConfigError); no I/O until ``start``."""
         redis_url, options = split_url(url)
         kwargs = connection_kwargs(redis_url)
@@ -131,6 +142,7 @@ class RedisBroker:
         self._presence_loop: gevent.Greenlet | None = None
         self._presence_wake = gevent.event.Event()
         self.bad_messages = 0
+        self.limits = limits
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.node_id} prefix={self.prefix!r}>"
@@ -168,14 +180,131 @@ class RedisBroker:
             redis_channel = self._broadcast
         else:
             redis_channel = self._channel_prefix + channel.encode()
+        self._check_caught_up()
         try:
             remote = self._presence.publish(redis_channel, envelope.encode(publication), channel)
         except RedisDown as exc:
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
-        local = handler.local_subscribers(channel)
+        return self._local(handler, publication, redis_channel) + remote
+
+    def _local(self, handler: BrokerHandler, publication: Publication, redis_channel: bytes) -> int:
+        """This node's subscribers a publication reaches: none while its subscription is
+        not confirmed (then Redis would not hand the publication back to this node)."""
+        if not self._subscriber.is_subscribed(redis_channel):
+            return 0
+        local = handler.local_subscribers(publication.channel)
         if publication.skip is not None and local:
             local -= 1  # the sender is a local subscriber (send_data requires it)
-        return local + remote
+        return local
+
+    def _check_caught_up(self) -> None:
+        """Raises BrokerUnavailable until the subscriber has (re)subscribed every wanted
+        channel: a node reports itself able to publish only once it hears them all."""
+        if not self._subscriber.caught_up():
+            raise BrokerUnavailable(
+                {"broker": "redis", "reason": "resubscribing to Redis after an outage; retry"}
+            )
+
+    def ready(self) -> bool:
+        """Whether this node hears every channel it wants (the /health answer)."""
+        return self._subscriber.caught_up()
+
+    # -- history (issue 11; redis_streams) ---------------------------------------------
+
+    def publish_many(self, emits: list[Emit]) -> list[Published | Exception]:
+        """Publish ``emits`` in one pipeline: one script per emit, one round trip."""
+        handler = self._node()
+        self._check_caught_up()
+        limits = self.limits
+        calls: list[tuple[str, tuple[object, ...]]] = []
+        for publication, stream, key in emits:
+            channel = publication.channel
+            if channel is None:
+                redis_channel = self._broadcast
+            else:
+                redis_channel = self._channel_prefix + channel.encode()
+            if (stream is None and key is None) or channel is None:
+                calls.append(
+                    (
+                        PUBLISH_AND_COUNT,
+                        (
+                            self.prefix,
+                            self.node_id,
+                            redis_channel,
+                            envelope.encode(publication),
+                            "",
+                            "" if channel is None else channel,
+                        ),
+                    )
+                )
+                continue
+            stream_key, meta_key = redis_streams.keys(self.prefix, channel)
+            size, ttl = (0, 0.0) if stream is None else stream
+            calls.append(
+                (
+                    redis_streams.PUBLISH,
+                    (
+                        self.prefix,
+                        self.node_id,
+                        redis_channel,
+                        envelope.header_open(publication),
+                        publication.payload,
+                        channel,
+                        self._local(handler, publication, redis_channel),
+                        size,
+                        max(1, int(ttl * 1000)),
+                        max(1, int(max(ttl, limits.meta_ttl) * 1000)),
+                        new_epoch(),
+                        stream_key,
+                        meta_key,
+                        b"" if key is None else redis_streams.idempotency_key(self.prefix, channel, key),
+                        max(1, int(limits.idempotency_window * 1000)),
+                    ),
+                )
+            )
+        try:
+            replies = self._client.scripts(calls)
+        except RedisDown as exc:
+            down = BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"})
+            return [down] * len(emits)
+        answers: list[Published | Exception] = []
+        for (publication, _stream, _key), (source, args), reply in zip(emits, calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                logger.error("Redis broker: a publish script failed: %s", reply)
+                answers.append(BrokerUnavailable({"broker": "redis", "reason": f"Redis refused it: {reply}"}))
+            elif source is PUBLISH_AND_COUNT:
+                sent_on = args[2]
+                assert isinstance(sent_on, bytes)
+                answers.append(Published(self._local(handler, publication, sent_on) + int(reply)))
+            else:
+                answers.append(Published(*redis_streams.parse_answer(reply[1])))
+        return answers
+
+    def history(self, channel: str, since: Position | None, limit: int, reverse: bool = False) -> History:
+        """Read ``channel``'s stream in one script (its epoch made if it has none)."""
+        self._node()
+        stream_key, meta_key = redis_streams.keys(self.prefix, channel)
+        args = (
+            meta_key,
+            stream_key,
+            new_epoch(),
+            max(1, int(self.limits.meta_ttl * 1000)),
+            "" if since is None else since.offset,
+            limit,
+            "1" if reverse else "0",
+            "" if since is None else since.epoch,
+        )
+        try:
+            (reply,) = self._client.scripts([(redis_streams.READ, args)])
+        except RedisDown as exc:
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
+        if isinstance(reply, Exception):
+            raise BrokerUnavailable({"broker": "redis", "reason": f"Redis refused the read: {reply}"})
+        epoch, top, entries = reply
+        return History(redis_streams.parse_entries(entries), int(top), epoch.decode())
+
+    def confirmed(self, channel: str) -> bool:
+        return self._subscriber.is_subscribed(self._channel_prefix + channel.encode())
 
     def control(self, control: Control) -> int:
         """Publish ``control`` once; return the connections the nodes report reaching.
@@ -330,6 +459,15 @@ class RedisBroker:
         if replies is not None:  # else: it came after the requester stopped waiting
             replies.add(count)
 
+    def _heard(self, handler: BrokerHandler) -> tuple[int, dict[str, int]]:
+        """This node's counts as other nodes may add them to a publication's
+        ``delivered``: only channels whose subscription Redis has confirmed."""
+        subscribed = self._subscriber.is_subscribed
+        prefix = self._channel_prefix
+        connections = handler.local_subscribers(None) if subscribed(self._broadcast) else 0
+        channels = {ch: n for ch, n in handler.local_channels().items() if subscribed(prefix + ch.encode())}
+        return connections, channels
+
     def _keep_presence(self) -> None:
         """Rewrite this node's counts when they change, and every TTL/3 regardless."""
         handler = self._node()
@@ -339,7 +477,7 @@ class RedisBroker:
         written_at = 0.0
         failing = False
         while True:
-            snapshot = (handler.local_subscribers(None), handler.local_channels())
+            snapshot = self._heard(handler)
             now = time.monotonic()
             if snapshot != last or now - written_at >= refresh:
                 try:

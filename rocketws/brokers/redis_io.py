@@ -179,6 +179,27 @@ class Client:
         except import_redis().exceptions.NoScriptError:
             return self.execute("EVAL", source, 0, *args)
 
+    def scripts(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Run each (Lua source, ARGV) in order in one pipeline (one round trip); return
+        each reply (a rejected one as its ResponseError).  Scripts Redis does not know
+        (NOSCRIPT, e.g. after a restart) are sent again with EVAL in a second pipeline:
+        a NOSCRIPT reply means that script did not run.  Raises RedisDown.
+        """
+        commands = []
+        for source, args in calls:
+            sha = self._shas.get(source)
+            if sha is None:
+                sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
+            commands.append(("EVALSHA", sha, 0, *args))
+        replies = self.pipeline(commands)
+        missing = import_redis().exceptions.NoScriptError
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, missing)]
+        if again:
+            retried = self.pipeline([("EVAL", calls[i][0], 0, *calls[i][1]) for i in again])
+            for i, reply in zip(again, retried, strict=True):
+                replies[i] = reply
+        return replies
+
     def close(self) -> None:
         """Disconnect every idle connection."""
         for conn in self._idle:
@@ -220,6 +241,7 @@ class Subscriber:
         self._drop_at: dict[bytes, float] = {}
         self._subscribed: set[bytes] = set()
         self._inflight: set[bytes] = set()
+        self._catching_up: set[bytes] = set()  # wanted at connect, not confirmed yet
         self._waiters: dict[bytes, gevent.event.Event] = {}
         self._wake = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
@@ -249,12 +271,19 @@ class Subscriber:
     def remove(self, channel: bytes, delay: float = 0.0) -> None:
         """Stop wanting ``channel``; unsubscribe after ``delay`` s unless re-added."""
         self._wanted.discard(channel)
+        self._catching_up.discard(channel)
         self._drop_at[channel] = time.monotonic() + delay
         self._wake.set()
 
     def is_subscribed(self, channel: bytes) -> bool:
         """Whether Redis has confirmed ``channel`` on the current connection."""
         return channel in self._subscribed
+
+    def caught_up(self) -> bool:
+        """Connected, and every channel wanted when the connection was made is confirmed
+        (after a reconnect: resubscribed).  Channels added later do not count: a new
+        subscription's wait is its own (``add(wait=...)``)."""
+        return self.connected.is_set() and not self._catching_up
 
     def close(self) -> None:
         """Stop the greenlet and drop the connection.  Called once."""
@@ -275,6 +304,7 @@ class Subscriber:
             writer: gevent.Greenlet | None = None
             try:
                 conn.connect()
+                self._catching_up = set(self._wanted)
                 writer = gevent.spawn(self._write_loop, conn)
                 self.connected.set()
                 if down_since is not None:
@@ -327,6 +357,7 @@ class Subscriber:
                 if channel in self._inflight:
                     self._inflight.discard(channel)
                     self._subscribed.add(channel)
+                self._catching_up.discard(channel)
                 waiter = self._waiters.pop(channel, None)
                 if waiter is not None:
                     waiter.set()

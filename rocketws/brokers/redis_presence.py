@@ -17,24 +17,32 @@ from typing import Any
 
 from rocketws.brokers.redis_io import Client
 
-# ARGV: prefix, own id, redis channel, message, field ('' = connections).
-# Publishes once and returns the other live nodes' count for ``field``.
-PUBLISH_AND_COUNT = """
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-local total = 0
+# Adds to ``total`` the other live nodes' count for ARGV[6] ('' = connections), with
+# ARGV[1] the prefix and ARGV[2] this node's id (shared with redis_streams.PUBLISH).
+COUNT_OTHERS = """
 for _, id in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'nodes')) do
   if id ~= ARGV[2] then
     local v
-    if ARGV[5] == '' then
+    if ARGV[6] == '' then
       v = redis.call('GET', ARGV[1] .. 'node:' .. id)
     else
-      v = redis.call('HGET', ARGV[1] .. 'node:' .. id .. ':ch', ARGV[5])
+      v = redis.call('HGET', ARGV[1] .. 'node:' .. id .. ':ch', ARGV[6])
     end
     if v then total = total + tonumber(v) end
   end
 end
-return total
 """
+
+# ARGV: prefix, own id, redis channel, message, (unused), field ('' = connections).
+# Publishes once and returns the other live nodes' count for ``field``.
+PUBLISH_AND_COUNT = (
+    """
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+local total = 0
+"""
+    + COUNT_OTHERS
+    + "return total\n"
+)
 
 # ARGV: prefix, own id.  Returns {connections, ch1, n1, ch2, n2, ...} summed over the
 # other live nodes, and forgets nodes whose presence expired.
@@ -112,6 +120,7 @@ class Presence:
                 self._node_id,
                 redis_channel,
                 message,
+                "",
                 "" if channel is None else channel,
             )
         )

@@ -141,8 +141,18 @@ class Namespace:
             "it: -32003; 0 = no limit"
         },
     )
-    history_size: int = field(default=0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
-    history_ttl: float = field(default=0.0, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
+    history_size: int = field(
+        default=0,
+        metadata={
+            "doc": "publications kept per channel; with `history_ttl` (both > 0) each channel is a stream: "
+            "pushes carry `offset` and `epoch`, `history` and `subscribe {recover}` work "
+            "([protocol.md](protocol.md#history-and-recovery)); 0 = no history"
+        },
+    )
+    history_ttl: float = field(
+        default=0.0,
+        metadata={"doc": "seconds a channel's history is kept after its last publication; 0 = no history"},
+    )
     presence: bool = field(default=False, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
     join_leave: bool = field(default=False, metadata={"doc": NOT_IMPLEMENTED, "placeholder": True})
     _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)

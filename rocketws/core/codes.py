@@ -82,6 +82,7 @@ class CloseCode(IntEnum):
     EXPIRED = 4011  # the token expired and no refresh came within REFRESH_GRACE
     AUTH_UNAVAILABLE = 4012  # the connect proxy timed out, is down or answered nonsense
     TOO_MANY_CONNECTIONS = 4013  # the user has MAX_CONNECTIONS_PER_USER connections already
+    INSUFFICIENT_STATE = 4014  # this node missed publications of a channel with history: recover
     RATE_LIMITED = 4029  # kept sending over WEBSOCKETS["RATE_LIMIT"] after refusals
     INVALID_TOKEN = 4501  # do not reconnect with this token
     TOKEN_EXPIRED = 4502  # the token was expired when presented: get a new one

@@ -92,6 +92,9 @@ TOKEN_EXPIRED = Disconnect(CloseCode.TOKEN_EXPIRED, "token expired", reconnect=F
 CONNECT_REFUSED = Disconnect(CloseCode.CONNECT_REFUSED, "connect refused", reconnect=False)
 # Kept sending requests over the rate limit after RATE_REFUSALS refusals.
 RATE_LIMITED = Disconnect(CloseCode.RATE_LIMITED, "too many requests", reconnect=True)
+# This node saw a gap in a history channel's offsets (its Redis subscription broke, Redis
+# lost the stream): reconnect and subscribe with `recover` (docs/protocol.md#recovery).
+INSUFFICIENT_STATE = Disconnect(CloseCode.INSUFFICIENT_STATE, "insufficient state", reconnect=True)
 # A backend's `disconnect {user}` without a code: do not come back with the same token.
 BY_SERVER = Disconnect(CloseCode.DISCONNECTED, "disconnected by the server", reconnect=False)
 
@@ -107,6 +110,7 @@ ALL: tuple[Disconnect, ...] = (
     AUTH_UNAVAILABLE,
     TOO_MANY_CONNECTIONS,
     RATE_LIMITED,
+    INSUFFICIENT_STATE,
     INVALID_TOKEN,
     TOKEN_EXPIRED,
     CONNECT_REFUSED,

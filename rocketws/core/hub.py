@@ -155,6 +155,27 @@ class Hub:
     def connections(self) -> int:
         return len(self._sessions)
 
+    # -- history (issue 11) -------------------------------------------------------------
+
+    def subscribers(self, channel: str) -> list[Session]:
+        """The sessions subscribed to ``channel`` (a copy: callers may close them)."""
+        return list(self._channels.get(channel, ()))
+
+    def fan_out_except(
+        self, channel: str, frame: bytes, skip: set[str], deflated: Deflated | None = None
+    ) -> int:
+        """``fan_out`` skipping every session whose id is in ``skip`` (rare: sessions
+        that have a publication from their recovery answer already)."""
+        subs = self._channels.get(channel)
+        if not subs:
+            return 0
+        compressed = deflated() if deflated is not None and channel in self._deflating else None
+        n = 0
+        for session in subs:
+            if session.id not in skip:
+                n += session.push(compressed if compressed is not None and session.deflate else frame)
+        return n
+
 
 def _push_mixed(sessions: Iterable[Session], frame: bytes, deflated: bytes, skip: str | None) -> int:
     """Queue ``deflated`` to sessions with ``deflate``, ``frame`` to the others."""

@@ -7,11 +7,20 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from rocketws.brokers.base import Broker, Control, Publication
+from rocketws.brokers.base import Broker, Control, Emit, Position, Publication, Published, Stream
+from rocketws.core import streams
 from rocketws.core.channels import ANY_NAMESPACE, Namespace, Namespaces
 from rocketws.core.codes import RpcCode
-from rocketws.core.disconnect import Disconnect
-from rocketws.core.exceptions import AuthFailed, LimitExceeded, PermissionDenied, RpcError
+from rocketws.core.disconnect import INSUFFICIENT_STATE, Disconnect
+from rocketws.core.exceptions import (
+    AuthFailed,
+    BrokerUnavailable,
+    InvalidParams,
+    LimitExceeded,
+    NotAllowed,
+    PermissionDenied,
+    RpcError,
+)
 from rocketws.core.framing import text_frame
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import encode_broadcast_push, encode_message_push, encode_subscription_push
@@ -57,6 +66,7 @@ class Node:
         namespaces: Namespaces = ANY_NAMESPACE,
         clock: Callable[[], float] = time.time,
         deflater: FrameDeflater | None = None,
+        history: streams.HistorySettings = streams.HISTORY_SETTINGS,
     ) -> None:
         self.hub = hub
         self.broker = broker
@@ -64,6 +74,12 @@ class Node:
         self.namespaces = namespaces
         self._clock = clock
         self.deflater = deflater
+        # -- history (issue 11): see the "history and recovery" block below --
+        self.history_settings = history
+        self._pending: dict[str, list[list[tuple[int, str, bytes]]]] = {}  # channel -> live buffers
+        self._marks: dict[str, dict[str, Position]] = {}  # channel -> session id -> joined at
+        self._tops: dict[str, Position] = {}  # channel -> last publication delivered here
+        self.gaps = 0  # gaps seen in history channels (subscribers told to recover)
 
     def start(self) -> None:
         self.broker.start(self)
@@ -78,8 +94,11 @@ class Node:
 
     def disconnect(self, session: Session) -> None:
         """Remove ``session`` and every subscription it held, at once."""
+        if self._marks:
+            for channel in session.channels:
+                self._forget_mark(channel, session.id)
         for channel in self.hub.disconnect(session):
-            self.broker.unsubscribe(channel)
+            self._release(channel)
 
     def identify(self, session: Session, user: str) -> None:
         """Record who ``session`` belongs to ("" = anonymous), for the control commands.
@@ -105,18 +124,37 @@ class Node:
         self._subscribe(session, channel, namespace)
 
     def subscribe_client(
-        self, session: Session, channel: str, token: Any = None, tokens: SubscriptionTokens | None = None
-    ) -> None:
+        self,
+        session: Session,
+        channel: str,
+        token: Any = None,
+        tokens: SubscriptionTokens | None = None,
+        recover: Position | None = None,
+    ) -> dict[str, Any]:
         """A client's ``subscribe`` (idempotent): the namespace's rules, then ``subscribe``.
 
         ``token``: the subscription token the client sent (None: none), verified by
         ``tokens`` whenever given and required where ``allow_subscribe`` is ``"token"``.
-        Raises NotAllowed, PermissionDenied (-32006), AuthFailed (-32011/-32012, the
-        connection stays open), LimitExceeded.
+        ``recover``: the client's last position in the channel's stream (see
+        ``_join_stream``).  Returns what the answer adds to ``{channel, subscribed}``:
+        nothing on a channel without history, else ``epoch`` and ``offset`` (and with
+        ``recover``: ``recovered`` and ``publications``).
+        Raises NotAllowed (also ``recover`` on a channel without history),
+        PermissionDenied (-32006), AuthFailed (-32011/-32012, the connection stays
+        open), LimitExceeded, BrokerUnavailable (nothing subscribed).
         """
         namespace = self.namespaces.lookup(channel)
+        stream = _stream_of(namespace)
+        if recover is not None and stream is None:
+            raise NotAllowed(
+                {
+                    "channel": channel,
+                    "namespace": namespace.name,
+                    "reason": "recover needs history: set history_size and history_ttl on the namespace",
+                }
+            )
         if channel in session.channels:
-            return
+            return self._already_subscribed(channel, stream, recover)
         needs_token = namespace.authorize_subscribe(channel, session.user)
         if token is not None:
             if tokens is None:
@@ -131,9 +169,18 @@ class Node:
                     "reason": "a subscription token is required in this namespace",
                 }
             )
-        self._subscribe(session, channel, namespace)
+        if stream is None:
+            self._subscribe(session, channel, namespace)
+            return {}
+        self._check_limits(session, channel, namespace)
+        return self._join_stream(session, channel, recover)
 
     def _subscribe(self, session: Session, channel: str, namespace: Namespace) -> None:
+        self._check_limits(session, channel, namespace)
+        if self.hub.subscribe(session, channel):
+            self.broker.subscribe(channel)
+
+    def _check_limits(self, session: Session, channel: str, namespace: Namespace) -> None:
         limit = self.max_channels_per_connection
         if limit is not None and len(session.channels) >= limit:
             raise LimitExceeded(
@@ -153,20 +200,49 @@ class Node:
                     "reason": f"the channel has {most} subscribers on this node already",
                 }
             )
-        if self.hub.subscribe(session, channel):
-            self.broker.subscribe(channel)
 
     def unsubscribe(self, session: Session, channel: str) -> None:
         """Unsubscribe (idempotent)."""
+        if self._marks:
+            self._forget_mark(channel, session.id)
         if self.hub.unsubscribe(session, channel):
-            self.broker.unsubscribe(channel)
+            self._release(channel)
 
     # -- publishing -----------------------------------------------------------------
 
     def emit(self, channel: str, data: Any) -> int:
         """Publish ``data`` to ``channel``; return the number of subscribers reached."""
+        return self.publish(channel, data).delivered
+
+    def publish(self, channel: str, data: Any, idempotency_key: str | None = None) -> Published:
+        """Publish ``data`` to ``channel``: the count reached and, on a channel with
+        history, its offset and epoch.  ``idempotency_key``: see ``broker.Emit``.
+
+        Raises BrokerUnavailable (then it was not published, or a retry with the same
+        key does not publish it twice).
+        """
         payload = encode_message_push(channel, data, self._clock())
-        return self.broker.publish(Publication(channel, payload))
+        stream = self._channel_stream(channel)
+        if stream is None and idempotency_key is None:  # the plain path, as before history
+            return Published(self.broker.publish(Publication(channel, payload)))
+        answer = self.broker.publish_many([Emit(Publication(channel, payload), stream, idempotency_key)])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def publish_many(self, emits: list[tuple[str, Any, str | None]]) -> list[Published | Exception]:
+        """``publish`` for each (channel, data, idempotency key), in order, through one
+        ``broker.publish_many`` (one Redis round trip); each answer or its error."""
+        now = self._clock()
+        batch = [
+            Emit(
+                Publication(channel, encode_message_push(channel, data, now)),
+                self._channel_stream(channel),
+                key,
+            )
+            for channel, data, key in emits
+        ]
+        return self.broker.publish_many(batch)
 
     def send_data(self, session: Session, channel: str, data: Any) -> int:
         """Publish from a client to the other subscribers of a channel.
@@ -251,6 +327,8 @@ class Node:
 
     def deliver(self, publication: Publication) -> int:
         channel, payload = publication.channel, publication.payload
+        if publication.offset and channel is not None:
+            return self._deliver_positioned(publication, channel)
         if channel is not None and not self.hub.count(channel):
             return 0  # no local subscriber: no frame to build (common with many nodes)
         frame = text_frame(payload)
@@ -282,6 +360,189 @@ class Node:
 
     def total_subscribers(self, channel: str | None = None) -> int:
         return self.broker.subscribers(channel)
+
+    # -- history and recovery (issue 11; docs/protocol.md#history-and-recovery) -----------
+
+    def _channel_stream(self, channel: str) -> Stream | None:
+        try:
+            namespace = self.namespaces.lookup(channel)
+        except NotAllowed:
+            return None  # an unknown namespace: nobody can subscribe, nothing to keep
+        return _stream_of(namespace)
+
+    def history(
+        self, channel: str, since: Position | None, limit: int | None, reverse: bool
+    ) -> dict[str, Any]:
+        """``{channel, epoch, offset, publications}`` of ``channel``'s stream.
+
+        ``limit`` None: HISTORY DEFAULT_LIMIT; above MAX_LIMIT: InvalidParams.  Raises
+        NotAllowed when the channel's namespace keeps no history, BrokerUnavailable.
+        """
+        settings = self.history_settings
+        if limit is None:
+            limit = settings.default_limit
+        if limit > settings.max_limit:
+            raise InvalidParams(
+                {"param": "limit", "reason": f"at most {settings.max_limit} (HISTORY MAX_LIMIT)"}
+            )
+        namespace = self.namespaces.lookup(channel)
+        if _stream_of(namespace) is None:
+            raise NotAllowed(
+                {"channel": channel, "namespace": namespace.name, "reason": "this namespace keeps no history"}
+            )
+        read = self.broker.history(channel, since, limit, reverse)
+        return {
+            "channel": channel,
+            "epoch": read.epoch,
+            "offset": read.offset,
+            "publications": [streams.publication_of(p) for _, p in read.publications],
+        }
+
+    def _already_subscribed(
+        self, channel: str, stream: Stream | None, recover: Position | None
+    ) -> dict[str, Any]:
+        """The answer to a ``subscribe`` on a channel this session is in: its live
+        publications flow already, so a ``recover`` cannot be answered exactly."""
+        if stream is None:
+            return {}
+        read = self.broker.history(channel, None, 0)
+        answer: dict[str, Any] = {"epoch": read.epoch, "offset": read.offset}
+        if recover is not None:
+            answer.update(recovered=False, publications=[])
+        return answer
+
+    def _join_stream(self, session: Session, channel: str, recover: Position | None) -> dict[str, Any]:
+        """Subscribe ``session`` to a channel with history, exactly (docs/protocol.md#recovery).
+
+        The broker subscription comes first and every live publication of the channel
+        is buffered meanwhile; then the stream is read (after ``recover``, or only its
+        top); the buffer and the read are merged by offset (``streams.recover``); then
+        the session joins the hub, with a mark at the position answered so a live
+        publication the read covered already (a node may get it after the read's
+        answer) is not pushed to it again.
+        """
+        buffer: list[tuple[int, str, bytes]] = []
+        self._pending.setdefault(channel, []).append(buffer)
+        joined = False
+        try:
+            if not self.hub.count(channel):
+                self.broker.subscribe(channel)
+            if not self.broker.confirmed(channel):
+                raise BrokerUnavailable(
+                    {"channel": channel, "reason": "the broker has not confirmed the channel's subscription"}
+                )
+            cap = self.history_settings.recovery_max
+            read = self.broker.history(channel, recover, 0 if recover is None else cap + 1)
+            if session.closed:
+                return {}
+            if recover is None:
+                offset, epoch = read.offset, read.epoch
+                for pub_offset, pub_epoch, _ in buffer:
+                    if pub_epoch != epoch or pub_offset > offset:
+                        offset, epoch = pub_offset, pub_epoch
+                answer: dict[str, Any] = {"epoch": epoch, "offset": offset}
+            else:
+                result = streams.recover(recover, read.publications, read.offset, read.epoch, buffer, cap)
+                offset, epoch = result.offset, result.epoch
+                answer = {
+                    "recovered": result.recovered,
+                    "epoch": epoch,
+                    "offset": offset,
+                    "publications": [streams.publication_of(p) for _, p in result.publications],
+                }
+            self.hub.subscribe(session, channel)
+            joined = True
+            self._marks.setdefault(channel, {})[session.id] = Position(offset, epoch)
+            return answer
+        finally:
+            buffers = self._pending[channel]
+            buffers.remove(buffer)
+            if not buffers:
+                del self._pending[channel]
+            if not joined and not self.hub.count(channel):
+                self._release(channel)
+
+    def _release(self, channel: str) -> None:
+        """The channel has no local subscriber left: unsubscribe the broker, unless a
+        recovery on it is still in flight (it subscribed the broker and will decide)."""
+        self._tops.pop(channel, None)
+        self._marks.pop(channel, None)
+        if channel not in self._pending:
+            self.broker.unsubscribe(channel)
+
+    def _forget_mark(self, channel: str, session_id: str) -> None:
+        marks = self._marks.get(channel)
+        if marks is not None:
+            marks.pop(session_id, None)
+            if not marks:
+                del self._marks[channel]
+
+    def _deliver_positioned(self, publication: Publication, channel: str) -> int:
+        """Deliver a publication of a channel with history: feed pending recoveries, drop
+        a duplicate, tell the subscribers to recover after a gap, skip marked sessions."""
+        offset, epoch = publication.offset, publication.epoch
+        pending = self._pending.get(channel)
+        if pending is not None:
+            for buffer in pending:
+                buffer.append((offset, epoch, publication.payload))
+        if not self.hub.count(channel):
+            return 0
+        last = self._tops.get(channel)
+        self._tops[channel] = Position(offset, epoch)
+        if last is not None and last.epoch == epoch:
+            if offset <= last.offset:
+                self._tops[channel] = last
+                return 0  # delivered already (a broker redelivery)
+            if offset > last.offset + 1:
+                return self._gap(channel, last, publication)
+        elif last is not None:
+            return self._gap(channel, last, publication)
+        marks = self._marks.get(channel)
+        skip: set[str] = set()
+        if marks:
+            for session_id, mark in list(marks.items()):
+                if mark.epoch == epoch and offset <= mark.offset:
+                    skip.add(session_id)
+                else:
+                    del marks[session_id]  # past its mark: an ordinary subscriber from now on
+            if not marks:
+                del self._marks[channel]
+        if publication.skip is not None:
+            skip.add(publication.skip)
+        payload = publication.payload
+        frame = text_frame(payload)
+        deflater = self.deflater
+        deflated = None if deflater is None else lambda: deflater.frame(payload, frame)
+        if len(skip) <= 1:
+            return self.hub.fan_out(channel, frame, next(iter(skip), None), deflated)
+        return self.hub.fan_out_except(channel, frame, skip, deflated)
+
+    def _gap(self, channel: str, last: Position, publication: Publication) -> int:
+        """Publications between ``last`` and ``publication`` never reached this node:
+        its subscribers cannot know what they missed, so each is closed with 4014
+        (reconnect, then ``subscribe`` with ``recover``)."""
+        self.gaps += 1
+        sessions = self.hub.subscribers(channel)
+        logger.warning(
+            "channel %r: this node missed publications (had %s, got %d in epoch %s); "
+            "closing its %d subscriber(s) with %d so they recover",
+            channel,
+            last,
+            publication.offset,
+            publication.epoch,
+            len(sessions),
+            INSUFFICIENT_STATE.code,
+        )
+        for session in sessions:
+            session.disconnect(INSUFFICIENT_STATE)
+        return 0
+
+
+def _stream_of(namespace: Namespace) -> Stream | None:
+    """The namespace's history options, or None when it keeps none."""
+    if namespace.history_size > 0 and namespace.history_ttl > 0:
+        return Stream(namespace.history_size, namespace.history_ttl)
+    return None
 
 
 _APPLY: dict[str, Callable[[Node, list[Session], Control], int]] = {

@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rocketws.brokers.base import Control
+from rocketws.brokers.base import Control, Published
 from rocketws.core import disconnect as disconnects
-from rocketws.core import jsonrpc
+from rocketws.core import jsonrpc, streams
 from rocketws.core.auth import ANONYMOUS_MODE, Admission, Authenticator
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import RpcCode
-from rocketws.core.exceptions import InvalidParams, LimitExceeded, RpcError
+from rocketws.core.exceptions import InvalidParams, LimitExceeded, NotSubscribed, RpcError
 from rocketws.core.jsonrpc import Call, ErrorResponse, Invalid, Parsed, Response, Result, new
 from rocketws.core.node import Node
 from rocketws.core.session import Session
@@ -88,6 +88,10 @@ class Method:
     summary: str = ""
     result: Mapping[str, Any] = field(default_factory=dict)
     rest: Param | None = None
+    # ``many(context, [args, ...])``: runs a run of consecutive calls of this method in a
+    # batch at once (emit: one broker round trip), answering each with its result or
+    # the RpcError it failed with, in order.
+    many: Callable[[Any, list[Sequence[Any]]], list[Any]] | None = None
     # Derived once, for ``bind``:
     _names: tuple[str, ...] = field(init=False, repr=False)
     _defaults: tuple[Any, ...] = field(init=False, repr=False)
@@ -259,8 +263,9 @@ class ClientContext:
     link: Admission | None = None
 
 
-def subscribe(ctx: Caller, channel: Any, token: Any) -> dict[str, Any]:
+def subscribe(ctx: Caller, channel: Any, token: Any, recover: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
+    position = None if recover is None else streams.position_param(recover, "recover")
     verifier = ctx.auth.verifier
     if token is not None:
         if verifier is None:  # as RocketWS 0.2 answered a second param
@@ -272,7 +277,9 @@ def subscribe(ctx: Caller, channel: Any, token: Any) -> dict[str, Any]:
             )
         if not isinstance(token, str):
             raise InvalidParams({"param": "token", "reason": "must be a string"})
-    ctx.node.subscribe_client(ctx.session, name, token, verifier)
+    extra = ctx.node.subscribe_client(ctx.session, name, token, verifier, position)
+    if extra:
+        return {"channel": channel, "subscribed": True, **extra}
     return {"channel": channel, "subscribed": True}
 
 
@@ -284,6 +291,56 @@ def unsubscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
 def send_data(ctx: Caller, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
     return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data)}
+
+
+# -- history (issue 11; docs/protocol.md#history-and-recovery) ------------------------------
+
+
+def _history_args(since: Any, limit: Any, reverse: Any) -> tuple[Any, int | None, bool]:
+    position = None if since is None else streams.position_param(since, "since")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidParams({"param": "limit", "reason": "must be an integer >= 0"})
+    if not isinstance(reverse, bool):
+        raise InvalidParams({"param": "reverse", "reason": "must be true or false"})
+    return position, limit, reverse
+
+
+def client_history(ctx: Caller, channel: Any, since: Any, limit: Any, reverse: Any) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    args = _history_args(since, limit, reverse)
+    if name not in ctx.session.channels:
+        raise NotSubscribed({"channel": name, "reason": "history is for the channel's subscribers"})
+    return ctx.node.history(name, *args)
+
+
+_HISTORY_PARAMS = (
+    Param(
+        "since",
+        {
+            "type": ["object", "null"],
+            "properties": {"offset": {"type": "integer", "minimum": 0}, "epoch": {"type": "string"}},
+        },
+        required=False,
+        doc="only publications after this position; another epoch: none (compare `epoch`)",
+    ),
+    Param(
+        "limit",
+        {"type": ["integer", "null"], "minimum": 0},
+        required=False,
+        doc="at most this many (absent: HISTORY DEFAULT_LIMIT; over MAX_LIMIT: -32602; 0: the position only)",
+    ),
+    Param("reverse", {"type": "boolean"}, required=False, default=False, doc="newest first"),
+)
+_PUBLICATIONS = {"type": "array", "items": {"type": "object"}}
+_HISTORY_RESULT = {
+    "type": "object",
+    "properties": {
+        "channel": {"type": "string"},
+        "epoch": {"type": "string"},
+        "offset": {"type": "integer"},
+        "publications": _PUBLICATIONS,
+    },
+}
 
 
 def subscriptions(ctx: Caller) -> list[str]:
@@ -353,9 +410,27 @@ client_methods: Methods = table(
                 "subscription JWT (claims sub, channel, exp, info) where the namespace has "
                 'allow_subscribe "token"; checked whenever given',
             ),
+            Param(
+                "recover",
+                {
+                    "type": ["object", "null"],
+                    "properties": {"offset": {"type": "integer", "minimum": 0}, "epoch": {"type": "string"}},
+                },
+                required=False,
+                doc="the last position received on a channel with history: answer what came after "
+                "it, complete, or recovered false",
+            ),
         ),
-        "Subscribe this connection to a channel (idempotent).",
+        "Subscribe this connection to a channel (idempotent); on a channel with history the "
+        "answer adds epoch and offset, and with recover: recovered and publications.",
         _subscribed(True),
+    ),
+    Method(
+        "history",
+        client_history,
+        (_CHANNEL, *_HISTORY_PARAMS),
+        "Publications kept in a channel this connection is subscribed to.",
+        _HISTORY_RESULT,
     ),
     Method(
         "unsubscribe",
@@ -398,9 +473,52 @@ class BackendContext:
     max_channel_length: int
 
 
-def emit(ctx: BackendContext, channel: Any, data: Any) -> dict[str, Any]:
+def emit(ctx: BackendContext, channel: Any, data: Any, idempotency_key: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": name, "delivered": ctx.node.emit(name, data)}
+    key = streams.idempotency_key_param(idempotency_key)
+    return _emitted(name, ctx.node.publish(name, data, key))
+
+
+def _emitted(channel: str, published: Published) -> dict[str, Any]:
+    if published.offset:
+        return {
+            "channel": channel,
+            "delivered": published.delivered,
+            "offset": published.offset,
+            "epoch": published.epoch,
+        }
+    return {"channel": channel, "delivered": published.delivered}
+
+
+def emit_many(ctx: BackendContext, calls: list[Sequence[Any]]) -> list[Any]:
+    """The emits of one batch, published through one ``node.publish_many``."""
+    answers: list[Any] = [None] * len(calls)
+    todo: list[tuple[str, Any, str | None]] = []
+    where: list[int] = []
+    for i, (channel, data, key) in enumerate(calls):
+        try:
+            todo.append(
+                (validate_channel(channel, ctx.max_channel_length), data, streams.idempotency_key_param(key))
+            )
+        except RpcError as exc:
+            answers[i] = exc
+            continue
+        where.append(i)
+    for i, item, answer in zip(where, todo, ctx.node.publish_many(todo), strict=True):
+        if isinstance(answer, RpcError):
+            answers[i] = answer
+        elif isinstance(answer, Exception):
+            raise answer
+        else:
+            answers[i] = _emitted(item[0], answer)
+    return answers
+
+
+def backend_history(
+    ctx: BackendContext, channel: Any, since: Any, limit: Any, reverse: Any
+) -> dict[str, Any]:
+    name = validate_channel(channel, ctx.max_channel_length)
+    return ctx.node.history(name, *_history_args(since, limit, reverse))
 
 
 def notify_all(ctx: BackendContext, data: Any) -> dict[str, int]:
@@ -549,9 +667,34 @@ backend_methods: Methods = table(
     Method(
         "emit",
         emit,
-        (_CHANNEL, _DATA),
-        "Push data to every subscriber of a channel.",
-        {"type": "object", "properties": {"channel": {"type": "string"}, "delivered": _DELIVERED}},
+        (
+            _CHANNEL,
+            _DATA,
+            _optional(
+                "idempotency_key",
+                "the same key on the same channel within HISTORY IDEMPOTENCY_WINDOW publishes once "
+                "and answers the first result again (at most 255 characters)",
+            ),
+        ),
+        "Push data to every subscriber of a channel (on a channel with history the answer adds "
+        "offset and epoch).",
+        {
+            "type": "object",
+            "properties": {
+                "channel": {"type": "string"},
+                "delivered": _DELIVERED,
+                "offset": {"type": "integer"},
+                "epoch": {"type": "string"},
+            },
+        },
+        many=emit_many,
+    ),
+    Method(
+        "history",
+        backend_history,
+        (_CHANNEL, *_HISTORY_PARAMS),
+        "Publications kept in a channel with history.",
+        _HISTORY_RESULT,
     ),
     Method(
         "notify_all",
@@ -630,11 +773,58 @@ def dispatch_parsed(parsed: Parsed, methods: Methods, context: Any) -> list[Resp
     each (spec sections 4.1 and 6).  The batch-size limit is the caller's.
     """
     responses: list[Response] = []
-    for entry in parsed.entries:
+    entries = parsed.entries
+    i, n = 0, len(entries)
+    while i < n:
+        entry = entries[i]
+        if type(entry) is Call:
+            method = methods.get(entry.method)
+            if method is not None and method.many is not None:
+                j = i + 1
+                while j < n and type(entries[j]) is Call and entries[j].method == entry.method:  # type: ignore[union-attr]
+                    j += 1
+                if j - i > 1:
+                    run: list[Call] = entries[i:j]  # type: ignore[assignment]
+                    for call, response in zip(run, _serve_many(run, method, context), strict=True):
+                        if not call.notification:
+                            responses.append(response)
+                    i = j
+                    continue
         response = serve(entry, methods, context)
         if isinstance(entry, Invalid) or not entry.notification:
             responses.append(response)
+        i += 1
     return responses
+
+
+def _serve_many(calls: list[Call], method: Method, context: Any) -> list[Response]:
+    """``serve`` for a run of calls of ``method``, through ``method.many``."""
+    out: list[Response | None] = [None] * len(calls)
+    bound: list[Sequence[Any]] = []
+    where: list[int] = []
+    for i, call in enumerate(calls):
+        try:
+            bound.append(method.bind(call.params))
+        except RpcError as exc:
+            out[i] = ErrorResponse(call.id, exc.code, exc.data, exc.message)
+            continue
+        where.append(i)
+    assert method.many is not None
+    try:
+        answers = method.many(context, bound) if bound else []
+    except Exception:
+        logger.exception("internal error in JSON-RPC method %r (batched)", method.name)
+        answers = [None] * len(bound)
+        for i in where:
+            out[i] = ErrorResponse(calls[i].id, RpcCode.INTERNAL_ERROR, _INTERNAL)
+        where = []
+    for i, answer in zip(where, answers, strict=False):
+        call = calls[i]
+        if isinstance(answer, RpcError):
+            out[i] = ErrorResponse(call.id, answer.code, answer.data, answer.message)
+        else:
+            out[i] = new(Result, (call.id, answer))
+    return [r for r in out if r is not None]
 
 
 def dispatch(

@@ -17,6 +17,7 @@ from gevent.event import Event
 from gevent.server import StreamServer
 
 from rocketws.brokers import create_broker
+from rocketws.brokers.base import StreamLimits
 from rocketws.config import Address, Config
 from rocketws.core import disconnect
 from rocketws.core.channels import Namespaces
@@ -25,6 +26,7 @@ from rocketws.core.hub import Hub
 from rocketws.core.node import Node
 from rocketws.core.rpc import backend_methods
 from rocketws.core.spec_examples import spec_example_methods
+from rocketws.core.streams import HistorySettings
 from rocketws.process.supervisor import reuse_port_listener
 from rocketws.sources.http import MessagesSourceApp, MessagesSourceServer
 from rocketws.sources.redis import RedisSource
@@ -79,13 +81,16 @@ class Server:
         ws_tls = self.tls if config.tls_websocket else None
         ms_tls = self.tls if config.tls_backend else None
         self.hub = Hub()
-        self.broker = create_broker(config.broker)
+        self.broker = create_broker(config.broker, stream_limits(config))
         self.node = Node(
             self.hub,
             self.broker,
             max_channels_per_connection=config.max_channels_per_connection,
             namespaces=Namespaces(config.namespaces, allow_unknown=config.allow_unknown_namespaces),
             deflater=Deflater() if config.compression else None,
+            history=HistorySettings(
+                config.history_default_limit, config.history_max_limit, config.recovery_max
+            ),
         )
         self.ws_app = WebSocketApp(self.node, config)
         methods = dict(backend_methods)
@@ -202,3 +207,13 @@ class Server:
             self.redis_source.close()
         self.node.close()
         logger.info("stopped")
+
+
+def stream_limits(config: Config) -> StreamLimits:
+    """The broker's history settings from ``config``."""
+    return StreamLimits(
+        config.history_memory_max_bytes,
+        config.history_meta_ttl,
+        config.idempotency_window,
+        config.idempotency_max_keys,
+    )

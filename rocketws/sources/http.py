@@ -2,7 +2,8 @@
 
 ``POST /`` takes a JSON-RPC document (any content type, UTF-8 JSON) and answers 200
 with the JSON-RPC response, or 204 when the document held only notifications.
-``GET /health`` reports liveness.  Other methods on ``/``: 405; other paths: 404;
+``GET /health`` reports liveness, ``GET /ready`` readiness (503 while the broker is
+resubscribing after an outage).  Other methods on ``/``: 405; other paths: 404;
 bodies over ``max_request_body``: 413 with a JSON-RPC error.  HTTP/1.0 and 1.1 only
 (others: 505); ``Upgrade`` is ignored (RFC 9110 section 7.8) except ``websocket`` (400:
 the WebSocket endpoint has its own port); a request must arrive whole within
@@ -96,11 +97,22 @@ class MessagesSourceApp:
 
     def route(self, method: str, path: str) -> Response | None:
         """The answer decided before the body is read, or None for ``POST /``."""
-        if path == "/health":
+        if path in ("/health", "/ready"):
             if method not in ("GET", "HEAD"):
                 return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
             hub = self.node.hub
-            return _json(200, {"status": "ok", "connections": hub.connections, "channels": hub.channel_count})
+            # /health: liveness (200 while the process serves); /ready: 503 until the
+            # broker hears every subscribed channel (after a Redis outage: resubscribed)
+            ready = self.node.broker.ready()
+            body = {
+                "status": "ok",
+                "broker": "ok" if ready else "resubscribing",
+                "connections": hub.connections,
+                "channels": hub.channel_count,
+            }
+            if path == "/ready" and not ready:
+                return _json(503, {**body, "status": "not ready"})
+            return _json(200, body)
         if path != "/":
             return _json(404, {"error": "not found"})
         if method != "POST":
