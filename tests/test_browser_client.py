@@ -146,3 +146,38 @@ def test_browser_client_with_a_rejected_token_does_not_reconnect(
       }})()""")
         == "alice"
     )
+
+
+def test_browser_client_waits_while_offline_and_reconnects_when_online(
+    browser: Browser, server: ServerProcess
+) -> None:
+    _start(
+        browser,
+        _http(server),
+        server.ws_url,
+        "offline-room",
+        minReconnectDelay=60000,
+        maxReconnectDelay=60000,
+    )
+    wait_until(lambda: _subscribed(server, "offline-room"), timeout=15)
+    browser.context.set_offline(True)
+    try:
+        wait_until(lambda: ["disconnected", 1006, "offline"] in _log(browser)["events"], timeout=10)
+        # Paused: no reconnect timer runs while the browser is offline.
+        assert browser.evaluate(
+            "[window.rws.state, window.rws._reconnectTimer, window.rws._reconnectDue]"
+        ) == [
+            "connecting",
+            None,
+            True,
+        ]
+    finally:
+        browser.context.set_offline(False)
+    # Online again: at once, not after the 60 s backoff.
+    wait_until(
+        lambda: _log(browser)["events"][-1] == ["connected"], timeout=10, what="reconnected when online"
+    )
+    wait_until(lambda: _subscribed(server, "offline-room"), timeout=10)
+    server.call("emit", {"channel": "offline-room", "data": "back"})
+    wait_until(lambda: _log(browser)["messages"] == ["back"], timeout=10)
+    browser.evaluate("window.rws.close()")

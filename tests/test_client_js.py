@@ -70,3 +70,20 @@ def test_rocketws_js_node_suite_passes() -> None:
     )
     assert proc.returncode == 0, f"node --test failed:\n{proc.stdout}\n{proc.stderr}"
     assert "# fail 0" in proc.stdout or "ℹ fail 0" in proc.stdout, proc.stdout
+
+
+def test_rocketws_d_ts_type_checks_the_documented_usage() -> None:
+    _node()
+    tsc = NODE_DIR / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists():
+        if os.environ.get("CI"):
+            pytest.fail("typescript missing from tests/node/node_modules in CI (`make test` runs npm ci)")
+        pytest.skip("typescript missing (run: cd tests/node && npm ci)")
+    proc = subprocess.run(
+        [str(tsc), "--noEmit", "--strict", "--target", "es2022", "--module", "nodenext", "types-check.ts"],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
