@@ -114,6 +114,15 @@ def test_demo_serves_the_app_and_demo_tokens_only(demo: Demo) -> None:
     assert (
         requests.post(demo.app_url + "api/sign-in", json={"user": "mallory"}, timeout=10).status_code == 403
     )
+    # The RPC endpoint answers RocketWS only (its proxy key), so X-RocketWS-User cannot be forged.
+    forged = {"jsonrpc": "2.0", "method": "chat.send", "params": {}, "id": 1}
+    headers = {"X-RocketWS-User": "alice"}
+    assert (
+        requests.post(demo.app_url + "rocketws/rpc", json=forged, headers=headers, timeout=10).status_code
+        == 403
+    )
+    message = {"room": "room:lobby", "text": "x", "id": "1"}
+    assert requests.post(demo.app_url + "api/send", json=message, timeout=10).status_code == 401
 
 
 def test_demo_two_users_chat_and_one_recovers_20_messages_after_a_cut(

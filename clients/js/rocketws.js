@@ -217,6 +217,15 @@ export class Subscription extends Emitter {
     }
   }
 
+  // A backend unsubscribed this connection: the subscription ends (not resubscribed).
+  _removedByServer() {
+    this._wanted = false;
+    this._cancelRetry();
+    this._generation++;
+    this._buffer = null;
+    this._setState("unsubscribed", { reason: "unsubscribed by the server" });
+  }
+
   // The connection went away: subscribe again once it is back.
   _connectionLost() {
     this._cancelRetry();
@@ -810,6 +819,7 @@ export class RocketWS extends Emitter {
       case "subscribed":
       case "unsubscribed":
         // A backend changed this connection's subscriptions (server-side subscribe).
+        if (method === "unsubscribed" && sub && sub.state !== "unsubscribed") sub._removedByServer();
         this._emit(method, params);
         break;
       default:

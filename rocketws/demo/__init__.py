@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 from rocketws.core.channels import Namespace
-from rocketws.demo.backend import ROOM_NAMESPACE, ROOMS, USERS, DemoBackend
+from rocketws.demo.backend import PROXY_KEY_HEADER, ROOM_NAMESPACE, ROOMS, USERS, DemoBackend
 
 _LISTEN = re.compile(r"(websocket|messages source) listening on (\S+)")
 
@@ -39,10 +39,11 @@ def room_namespace() -> dict[str, Any]:
     return namespace
 
 
-def server_env(secret: str, backend_url: str, origin: str) -> dict[str, str]:
+def server_env(secret: str, proxy_key: str, backend_url: str, origin: str) -> dict[str, str]:
     """The ROCKETWS_* environment of the demo's RocketWS."""
     return {
         "ROCKETWS_TOKEN_HMAC_SECRET": secret,
+        "ROCKETWS_PROXY_STATIC_HEADERS": json.dumps({PROXY_KEY_HEADER: proxy_key}),
         "ROCKETWS_NAMESPACES": json.dumps([room_namespace()]),
         "ROCKETWS_ALLOW_UNKNOWN_NAMESPACES": "0",
         "ROCKETWS_RPC_PROXY_URL": backend_url + "rocketws/rpc",
@@ -54,11 +55,11 @@ def run(ws_conn: str, demo_port: int, command: list[str]) -> int:
     """Start RocketWS (``command`` + ``runserver ...``: how this process was started) on
     ``ws_conn`` and the demo backend on 127.0.0.1:``demo_port``; print the app's address;
     stop both on SIGINT/SIGTERM.  Returns an exit status."""
-    secret = secrets.token_urlsafe(32)
+    secret, proxy_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     config: dict[str, Any] = {"users": list(USERS), "rooms": [f"{ROOM_NAMESPACE}:{r}" for r in ROOMS]}
-    backend = DemoBackend(("127.0.0.1", demo_port), secret, config)
+    backend = DemoBackend(("127.0.0.1", demo_port), secret, config, proxy_key)
     origin = backend.url.rstrip("/")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **server_env(secret, backend.url, origin)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **server_env(secret, proxy_key, backend.url, origin)}
     server = subprocess.Popen(
         [*command, "runserver", f"--ws-conn={ws_conn}", "--ms-conn=127.0.0.1:0"],
         env=env,

@@ -17,6 +17,7 @@ It is what an application puts beside RocketWS, small enough to copy:
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -27,6 +28,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote
 
 import jwt
 
@@ -38,6 +40,9 @@ ROOM_NAMESPACE = "room"
 TOKEN_TTL = 600  # seconds; the page refreshes it over the WebSocket before it expires
 MAX_BODY = 64 * 1024
 MAX_TEXT = 2000
+# RocketWS sends this header (PROXY["STATIC_HEADERS"]) with every proxied call: it tells
+# the backend the call is RocketWS's, so X-RocketWS-User can be trusted.
+PROXY_KEY_HEADER = "X-Demo-Proxy-Key"
 _STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
 PAGES = {
@@ -64,9 +69,12 @@ class DemoBackend(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], secret: str, page_config: dict[str, Any]) -> None:
+    def __init__(
+        self, address: tuple[str, int], secret: str, page_config: dict[str, Any], proxy_key: str = ""
+    ) -> None:
         super().__init__(address, _Handler)
         self.secret = secret
+        self.proxy_key = proxy_key
         self.page_config = page_config
         self.messages_source = ""  # RocketWS's backend URL, set once it listens
 
@@ -231,7 +239,11 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}
             )
             return
-        user = self.headers.get("X-RocketWS-User", "")
+        key = self.headers.get(PROXY_KEY_HEADER, "")
+        if not self.server.proxy_key or not hmac.compare_digest(key.encode(), self.server.proxy_key.encode()):
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"RocketWS's {PROXY_KEY_HEADER} expected"})
+            return
+        user = unquote(self.headers.get("X-RocketWS-User", ""))
         try:
             result = self.server.rpc(body["method"], body.get("params"), user)
             answer: dict[str, Any] = {"jsonrpc": "2.0", "result": result, "id": body.get("id")}

@@ -330,6 +330,17 @@ describe("tokens", () => {
     assert.deepEqual(await closed, { code: 4504, reason: "disconnected by the server" });
   });
 
+  test("a backend unsubscribe ends the subscription, which is not resubscribed", async () => {
+    const rws = client(srv.wsUrl, { token: token("gina") });
+    const sub = rws.subscribe("kicked");
+    await sub.ready(5000);
+    const ended = nextEvent(sub, "unsubscribed");
+    assert.equal((await srv.result("unsubscribe", { user: "gina", channel: "kicked" })).reached, 1);
+    assert.deepEqual(await ended, { reason: "unsubscribed by the server" });
+    assert.equal(sub.state, "unsubscribed");
+    assert.deepEqual(await rws.call("subscriptions"), []);
+  });
+
   test("a backend disconnect with a 4000-4499 code reconnects", async () => {
     const rws = client(srv.wsUrl, { token: token("bob") });
     await rws.ready(5000);
