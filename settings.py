@@ -62,11 +62,11 @@ RPC = {
 # History, recovery and idempotent emits (docs/protocol.md#history-and-recovery); a
 # namespace keeps history with "history_size" and "history_ttl" (both > 0).
 HISTORY = {
-    "DEFAULT_LIMIT": 100,  # publications a `history` call without `limit` answers
-    "MAX_LIMIT": 1000,  # the largest `limit` accepted; more: -32602
+    "HISTORY_LIMIT": 100,  # publications a `history` call without `limit` answers
+    "HISTORY_MAX_LIMIT": 1000,  # the largest `limit` accepted; more: -32602
     "RECOVERY_MAX_PUBLICATIONS": 300,  # a recovery needing more answers recovered: false
-    "MEMORY_MAX_BYTES": 64 * 1024 * 1024,  # all history of the memory broker together
-    "META_TTL": 86400.0,  # seconds a channel's epoch/offset outlive its last publication
+    "HISTORY_MEMORY_MAX_BYTES": 64 * 1024 * 1024,  # all history of the memory broker together
+    "HISTORY_META_TTL": 86400.0,  # seconds a channel's epoch/offset outlive its last publication
     "IDEMPOTENCY_WINDOW": 300.0,  # seconds an emit's idempotency_key is remembered
     "IDEMPOTENCY_MAX_KEYS": 100000,  # keys the memory broker remembers (oldest dropped)
 }

@@ -12,6 +12,9 @@ Scenarios (``--scenarios``, comma-separated):
   every push, and the server's RSS growth stays bounded.
 - ``compression`` RocketWS with permessage-deflate on vs off (``rocketws-deflate`` vs
   ``rocketws``), ~1 KB JSON pushes: CPU and bytes on the wire per delivery, idle RSS.
+- ``recovery`` N clients reconnect and recover M publications (``subscribe {recover}``)
+  vs a plain ``subscribe``, on ``rocketws-history`` and ``rocketws-redis-history``:
+  server (and Redis) CPU and wall time.
 
 This module is the command line only: each scenario is a module of
 ``benchmarks/scenarios/`` with its typed result, ``runner.run`` runs them, ``report``
@@ -107,6 +110,9 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--compression-n", type=int, help=f"subscribers (default {d.compression_n})")
     p.add_argument("--compression-m", type=int, help=f"emits per run (default {d.compression_m})")
     p.add_argument("--compression-idle-n", type=int, help=f"connections (default {d.compression_idle_n})")
+    p.add_argument("--recovery-n", type=int, help=f"reconnecting clients (default {d.recovery_n})")
+    p.add_argument("--recovery-m", type=int, help=f"publications recovered (default {d.recovery_m})")
+    p.add_argument("--recovery-concurrency", type=int, help=f"default {d.recovery_concurrency}")
     p.add_argument("--timeout", type=float, help="seconds without progress before giving up")
     p.add_argument("--out", help=f"directory for results.json and bench.png (default {d.out})")
     p.add_argument("--no-plot", dest="plot", action="store_false")

@@ -8,7 +8,9 @@ from typing import Any
 from .servers import SERVER_NAMES
 
 # in the order they run and are reported; each is a module in benchmarks/scenarios/
-SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression")
+SCENARIOS = ("fanout", "idle", "ingress", "latency", "slow", "compression", "recovery")
+# what --quick runs: all but recovery, which needs redis-server (its smoke run is separate)
+QUICK_SCENARIOS = tuple(s for s in SCENARIOS if s != "recovery")
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Config:
     compression_n: int = 1000  # subscribers (fan-out part, compression on vs off)
     compression_m: int = 500  # emits of a ~1 KB JSON push per run
     compression_idle_n: int = 5000  # connections (idle part)
+    recovery_n: int = 1000  # reconnecting clients (recovery scenario)
+    recovery_m: int = 300  # publications each one recovers
+    recovery_concurrency: int = 50  # clients reconnecting at once
     timeout: float = 120.0  # seconds without progress before a run is given up
     out: str | None = "benchmarks/results"
     plot: bool = True
@@ -45,7 +50,7 @@ class Config:
 
     @classmethod
     def quick(cls, **kw: Any) -> Config:
-        """Tiny sizes: every scenario, both servers, in well under a minute."""
+        """Tiny sizes: every scenario but recovery, both servers, in well under a minute."""
         base: dict[str, Any] = dict(
             repeat=1,
             workers=1,
@@ -64,8 +69,10 @@ class Config:
             compression_n=20,
             compression_m=40,
             compression_idle_n=50,
+            recovery_n=20,
+            recovery_m=30,
             timeout=20.0,
-            scenarios=list(SCENARIOS),
+            scenarios=list(QUICK_SCENARIOS),
         )
         base.update(kw)
         return replace(cls(), **base)

@@ -17,9 +17,16 @@ from .harness import RunResult
 from .servers import KNOWN_SERVERS
 
 # extra ratios of medians (numerator, denominator), reported when both servers ran
-EXTRA_RATIOS = (("rocketws-redis", "rocketws"), ("rocketws-redis", "peer"), ("rocketws-deflate", "rocketws"))
+EXTRA_RATIOS = (
+    ("rocketws-redis", "rocketws"),
+    ("rocketws-redis", "peer"),
+    ("rocketws-deflate", "rocketws"),
+    ("rocketws-history", "rocketws"),  # the cost of offsets (history on vs off)
+    ("rocketws-redis-history", "rocketws-redis"),
+    ("rocketws-redis-history", "rocketws-history"),
+)
 # the fields that name a case in the text summary, in this order when present
-CASE_LABELS = ("part", "n", "tls", "m", "b", "c", "size", "rate")
+CASE_LABELS = ("part", "mode", "n", "tls", "m", "b", "c", "size", "rate")
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:

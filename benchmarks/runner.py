@@ -31,7 +31,8 @@ def check(cfg: Config) -> None:
     unknown = [s for s in cfg.servers if s not in KNOWN_SERVERS]
     if unknown:
         raise ValueError(f"unknown server(s) {unknown}; choose from {KNOWN_SERVERS}")
-    if "rocketws-redis" in cfg.servers and redis_server_binary() is None:
+    redis_needed = any(s.startswith("rocketws-redis") for s in cfg.servers) or "recovery" in cfg.scenarios
+    if redis_needed and redis_server_binary() is None:
         raise ValueError("rocketws-redis needs redis-server on PATH (bash scripts/sysdeps.sh)")
 
 

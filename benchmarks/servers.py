@@ -22,14 +22,28 @@ _HTTP_RE = re.compile(r"listening on http://\[?([^\]\s/]+?)\]?:(\d+)")
 
 SERVER_NAMES = ("rocketws", "peer")  # the default set
 # rocketws-redis: RocketWS with --broker=redis://... on a private redis-server it starts;
-# rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario)
-KNOWN_SERVERS = ("rocketws", "rocketws-redis", "rocketws-deflate", "peer")
-SERVER_ENV: dict[str, dict[str, str]] = {"rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"}}
+# rocketws-deflate: RocketWS with permessage-deflate on (the compression scenario);
+# rocketws-history / rocketws-redis-history: the same with history on every channel
+# (the default namespace keeps 1,000 publications for 300 s: offsets in every push)
+KNOWN_SERVERS = (
+    "rocketws",
+    "rocketws-redis",
+    "rocketws-deflate",
+    "rocketws-history",
+    "rocketws-redis-history",
+    "peer",
+)
+HISTORY_NAMESPACES = '[{"name": "", "history_size": 1000, "history_ttl": 300}]'
+SERVER_ENV: dict[str, dict[str, str]] = {
+    "rocketws-deflate": {"ROCKETWS_COMPRESSION": "1"},
+    "rocketws-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
+    "rocketws-redis-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
+}
 
 
 def server_command(name: str, python: str = sys.executable, broker: str | None = None) -> list[str]:
     """The command line that starts server ``name`` on ephemeral loopback ports."""
-    if name in ("rocketws", "rocketws-redis", "rocketws-deflate"):
+    if name.startswith("rocketws"):
         cmd = [
             python,
             str(REPO / "manage.py"),
@@ -37,7 +51,7 @@ def server_command(name: str, python: str = sys.executable, broker: str | None =
             "--ws-conn=127.0.0.1:0",
             "--ms-conn=127.0.0.1:0",
         ]
-        if name == "rocketws-redis":
+        if name.startswith("rocketws-redis"):
             if not broker:
                 raise ValueError("rocketws-redis needs a redis:// broker URL")
             cmd.append(f"--broker={broker}")
@@ -117,7 +131,7 @@ class Server:
 
     def _start(self, timeout: float) -> Server:
         broker = None
-        if self.name == "rocketws-redis":
+        if self.name.startswith("rocketws-redis"):
             # on the server's core: RocketWS + Redis together get what RocketWS alone gets
             self.redis = RedisProcess(self.cpus).start()
             broker = self.redis.url

@@ -57,14 +57,14 @@ class Setting:
     flag: str | None = None
     aliases: tuple[str, ...] = ()
     secret: bool = False  # never in repr(), error messages or logs
-    env_name: str | None = None  # a whole-module setting's variable (ROCKETWS_NAMESPACES), or an override
+    env_name: str | None = None  # a whole-module setting's variable (ROCKETWS_NAMESPACES)
     older: tuple[str, str] | None = None  # (section, key): where settings.py kept it before
 
     @property
     def env(self) -> str | None:
         """The derived environment variable (None for a whole-module setting without
         ``env_name``)."""
-        if not self.keys or self.env_name:  # env_name also overrides a derived name that would be vague
+        if not self.keys:
             return self.env_name
         name = self.flag.removeprefix("--") if self.flag else self.keys[0]
         return ENV_PREFIX + name.upper().replace("-", "_")
@@ -676,19 +676,17 @@ class Config:
     # -- history, recovery and idempotent emits (docs/protocol.md#history-and-recovery) --
     history_default_limit: int = setting(
         "HISTORY",
-        "DEFAULT_LIMIT",
+        "HISTORY_LIMIT",
         HISTORY_SETTINGS.default_limit,
         _non_negative_int,
         "publications a `history` call without `limit` answers",
-        env_name=ENV_PREFIX + "HISTORY_DEFAULT_LIMIT",
     )
     history_max_limit: int = setting(
         "HISTORY",
-        "MAX_LIMIT",
+        "HISTORY_MAX_LIMIT",
         HISTORY_SETTINGS.max_limit,
         _positive_int,
         "the largest `limit` a `history` call may ask for; more: -32602",
-        env_name=ENV_PREFIX + "HISTORY_MAX_LIMIT",
     )
     recovery_max: int = setting(
         "HISTORY",
@@ -696,25 +694,22 @@ class Config:
         HISTORY_SETTINGS.recovery_max,
         _positive_int,
         "publications a `subscribe {recover}` may answer; more missed: `recovered: false`",
-        env_name=ENV_PREFIX + "RECOVERY_MAX_PUBLICATIONS",
     )
     history_memory_max_bytes: int = setting(
         "HISTORY",
-        "MEMORY_MAX_BYTES",
+        "HISTORY_MEMORY_MAX_BYTES",
         STREAM_LIMITS.memory_max_bytes,
         _positive_int,
         "bytes of history the memory broker keeps for all channels together; past it the channels "
         "published least recently lose their oldest publications",
-        env_name=ENV_PREFIX + "HISTORY_MEMORY_MAX_BYTES",
     )
     history_meta_ttl: float = setting(
         "HISTORY",
-        "META_TTL",
+        "HISTORY_META_TTL",
         STREAM_LIMITS.meta_ttl,
         _positive_float,
         "seconds a channel's epoch and top offset outlive its last publication (at least its "
         "`history_ttl`); after that the channel starts a new epoch",
-        env_name=ENV_PREFIX + "HISTORY_META_TTL",
     )
     idempotency_window: float = setting(
         "HISTORY",
@@ -722,7 +717,6 @@ class Config:
         STREAM_LIMITS.idempotency_window,
         _positive_float,
         "seconds an `emit`'s `idempotency_key` is remembered (a repeat publishes nothing)",
-        env_name=ENV_PREFIX + "IDEMPOTENCY_WINDOW",
     )
     idempotency_max_keys: int = setting(
         "HISTORY",
@@ -731,7 +725,6 @@ class Config:
         _positive_int,
         "idempotency keys the memory broker remembers (the oldest are forgotten first); Redis "
         "keeps every key for the window",
-        env_name=ENV_PREFIX + "IDEMPOTENCY_MAX_KEYS",
     )
     # -- connection authentication (docs/security.md); none set: anonymous mode --
     token_hmac_secret: str | None = setting(

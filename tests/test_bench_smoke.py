@@ -29,7 +29,7 @@ else:
     )
 
 from benchmarks import bench, runner  # noqa: E402
-from benchmarks.config import SCENARIOS, Config  # noqa: E402
+from benchmarks.config import QUICK_SCENARIOS, Config  # noqa: E402
 from benchmarks.report import pct  # noqa: E402
 
 SERVERS = ["rocketws", "peer"]
@@ -124,7 +124,7 @@ def test_bench_summary_has_medians_and_ratios(report: dict[str, Any]) -> None:
     row = next(r for r in report["summary"] if r["scenario"] == "fanout" and r["b"] == 10)
     assert set(row["us_per_delivery"]["median"]) == set(SERVERS)
     assert row["us_per_delivery"]["ratio"] > 0
-    assert {s for s, _ in rows} == set(SCENARIOS)
+    assert {s for s, _ in rows} == set(QUICK_SCENARIOS)
     assert report["machine"]["nproc"] >= 1 and report["machine"]["python"]
 
 
@@ -200,22 +200,25 @@ needs_redis = pytest.mark.skipif(  # never skipped in CI, where `make test` inst
 )
 
 
-@pytest.fixture(scope="module")
-def redis_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("bench-redis")
-    cfg = Config.quick(
-        out=str(out),
-        quiet=True,
-        plot=False,
-        servers=["rocketws", "rocketws-redis"],
-        scenarios=["fanout", "ingress"],
-        fanout_concurrency=[1],
-        ingress_m=100,
-    )
+def quick_report(tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any) -> dict[str, Any]:
+    """A quick run with ``options`` (no plot, one concurrency), timed in ``_elapsed``."""
+    out = tmp_path_factory.mktemp(name)
+    cfg = Config.quick(out=str(out), quiet=True, plot=False, fanout_concurrency=[1], **options)
     started = time.monotonic()
     rep = runner.run(cfg)
     rep["_elapsed"] = time.monotonic() - started
     return rep
+
+
+@pytest.fixture(scope="module")
+def redis_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return quick_report(
+        tmp_path_factory,
+        "bench-redis",
+        servers=["rocketws", "rocketws-redis"],
+        scenarios=["fanout", "ingress"],
+        ingress_m=100,
+    )
 
 
 @needs_redis
@@ -278,3 +281,39 @@ def test_bench_compression_compares_deflate_on_and_off(report: dict[str, Any]) -
         assert idle["complete"] and math.isfinite(idle["bytes_per_connection"])
     row = next(r for r in report["summary"] if r["scenario"] == "compression" and r["part"] == "fanout")
     assert row["wire_bytes_per_delivery"]["ratios"]["rocketws-deflate/rocketws"] < 0.7
+
+
+# -- history (issue 11): fan-out with offsets vs without, recovery on both brokers ---------
+
+
+@pytest.fixture(scope="module")
+def history_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return quick_report(
+        tmp_path_factory,
+        "bench-history",
+        servers=["rocketws", "rocketws-history"],
+        scenarios=["fanout", "recovery"],
+    )
+
+
+@needs_redis
+def test_bench_fanout_with_history_delivers_and_reports_the_ratio(history_report: dict[str, Any]) -> None:
+    assert history_report["_elapsed"] < 40
+    for r in runs(history_report, "fanout", "rocketws-history"):
+        assert r["complete"] and r["deliveries"] == r["n"] * r["m"] and r["http_errors"] == 0
+    row = next(r for r in history_report["summary"] if r["scenario"] == "fanout" and r["b"] == 10)
+    assert row["us_per_delivery"]["ratios"]["rocketws-history/rocketws"] > 0
+
+
+@needs_redis
+def test_bench_recovery_recovers_on_both_brokers(history_report: dict[str, Any]) -> None:
+    cfg = history_report["config"]
+    for server in ("rocketws-history", "rocketws-redis-history"):
+        rs = {r["mode"]: r for r in runs(history_report, "recovery", server)}
+        assert set(rs) == {"recover", "subscribe"}
+        for r in rs.values():
+            assert r["n"] == cfg["recovery_n"] and r["m"] == cfg["recovery_m"]
+            assert r["cpu_s"] > 0 and r["wall_s"] > 0 and r["clients_per_s"] > 0
+        # the answer holds every publication (the scenario checks recovered and the count)
+        assert rs["recover"]["answer_bytes"] > cfg["recovery_m"] * 100 > rs["subscribe"]["answer_bytes"]
+        assert (rs["recover"]["redis_cpu_s"] is None) == (server == "rocketws-history")

@@ -290,3 +290,49 @@ def _in_lost(position: tuple[str, int], lost: tuple[tuple[str, int], tuple[str, 
     (old_epoch, old_offset), (new_epoch, new_offset) = lost
     epoch, offset = position
     return (epoch == old_epoch and offset > old_offset) or (epoch == new_epoch and offset <= new_offset)
+
+
+# -- the methods over the wire --------------------------------------------------------------
+
+
+def test_history_idempotency_and_errors_over_http_and_websocket(start_server: StartServer) -> None:
+    node = start_server(ROCKETWS_NAMESPACES=NAMESPACES)
+    first = node.result("emit", {"channel": CHANNEL, "data": "a", "idempotency_key": "k"})
+    assert first == {"channel": CHANNEL, "delivered": 0, "offset": 1, "epoch": first["epoch"]}
+    assert node.result("emit", {"channel": CHANNEL, "data": "other", "idempotency_key": "k"}) == first
+    node.result("emit", {"channel": CHANNEL, "data": "b"})
+    assert node.result("emit", {"channel": "plain", "data": 1}) == {"channel": "plain", "delivered": 0}
+    read = node.result("history", {"channel": CHANNEL, "since": {"offset": 1, "epoch": first["epoch"]}})
+    assert read == {
+        "channel": CHANNEL,
+        "epoch": first["epoch"],
+        "offset": 2,
+        "publications": [{"channel": CHANNEL, "data": "b", "ts": read["publications"][0]["ts"], "offset": 2,
+                          "epoch": first["epoch"]}],
+    }  # fmt: skip
+    assert node.call("history", {"channel": "plain"})["error"]["code"] == -32005
+    assert node.call("history", {"channel": CHANNEL, "limit": 10**6})["error"]["code"] == -32602
+    bad_key = {"channel": CHANNEL, "data": 1, "idempotency_key": 7}
+    assert node.call("emit", bad_key)["error"]["data"]["param"] == "idempotency_key"
+    assert node.http.get(node.ms_url + "ready", timeout=10).json()["status"] == "ok"
+
+    ws = RawWebSocket(node.ws_port)
+    try:
+        assert ws.call("history", 1, {"channel": CHANNEL})["error"]["code"] == -32001  # subscribers only
+        answer = ws.call(
+            "subscribe", 2, {"channel": CHANNEL, "recover": {"offset": 0, "epoch": first["epoch"]}}
+        )
+        assert [p["data"] for p in answer["result"]["publications"]] == ["a", "b"]
+        assert (
+            ws.call("history", 3, {"channel": CHANNEL, "reverse": True, "limit": 1})["result"][
+                "publications"
+            ][0]["data"]
+            == "b"
+        )
+        wrong = ws.call("subscribe", 4, {"channel": "plain", "recover": {"offset": 0, "epoch": "x"}})
+        assert wrong["error"]["code"] == -32005
+        bad = ws.call("subscribe", 5, {"channel": "h:x", "recover": {"offset": -1, "epoch": "x"}})
+        assert bad["error"]["code"] == -32602 and bad["error"]["data"]["param"] == "recover"
+    finally:
+        ws.close()
+    node.assert_no_traceback()

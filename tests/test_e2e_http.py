@@ -195,9 +195,9 @@ def test_http_health(server: ServerProcess) -> None:
     with ws_connect(server.ws_url) as ws:
         subscribe(ws, "health-ch")
         health = server.health()
-        assert health["status"] == "ok"
+        assert health["status"] == "ok" and health["broker"] == "ok"
         assert health["connections"] >= 1 and health["channels"] >= 1
-        assert set(health) == {"status", "connections", "channels"}
+        assert set(health) == {"status", "broker", "connections", "channels"}
 
 
 def test_http_batch_of_emits(server: ServerProcess) -> None:

@@ -10,13 +10,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import gevent
 import gevent.server
 import pytest
 
 from rocketws.brokers import Publication, create_broker
+from rocketws.brokers.base import Emit, Stream
 from rocketws.brokers.redis import RedisBroker
+from rocketws.brokers.redis_io import make_connection, pack_commands
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 from .fakes import FakeNode
@@ -233,3 +236,34 @@ def test_redis_broker_start_with_redis_down_does_not_block_long() -> None:
     with pytest.raises(BrokerUnavailable):
         broker.publish(Publication("chat", b"{}"))
     broker.close()
+
+
+# -- the publish path of issue 11 ----------------------------------------------------------
+
+
+def test_pack_commands_is_redis_py_packing_byte_for_byte() -> None:
+    commands: list[tuple[Any, ...]] = [
+        ("EVALSHA", "ab" * 20, 0, b"p:", "caf\u00e9", 7, 1.5, b"\x00\r\n", b""),
+        ("PUBLISH", b"ch", b"x" * 70_000),
+        ("PING",),
+    ]
+    conn = make_connection({"host": "127.0.0.1", "port": 1}, 1.0, 1.0)
+    assert pack_commands(commands) == b"".join(conn.pack_commands(commands))
+    with pytest.raises(TypeError):
+        pack_commands([("SET", "k", True)])
+
+
+def test_redis_broker_script_lost_by_a_restart_is_sent_again(private_redis: RedisServer) -> None:
+    """NOSCRIPT after a Redis restart: the pipeline's scripts are sent again with EVAL."""
+    node = FakeNode()
+    broker = RedisBroker(f"{private_redis.url}?prefix=noscript:")
+    broker.start(node)
+    try:
+        stream = Stream(10, 60.0)
+        first = broker.publish_many([Emit(Publication("h", b'{"params":{"n":1}}'), stream)])
+        assert not isinstance(first[0], Exception)
+        private_redis.command("SCRIPT", "FLUSH")
+        again = broker.publish_many([Emit(Publication("h", b'{"params":{"n":2}}'), stream) for _ in range(3)])
+        assert [a.offset for a in again if not isinstance(a, Exception)] == [2, 3, 4]
+    finally:
+        broker.close()

@@ -10,7 +10,7 @@ import pytest
 
 from rocketws.brokers import MemoryBroker
 from rocketws.core import jsonrpc, rpc
-from rocketws.core.exceptions import InvalidParams, NotSubscribed
+from rocketws.core.exceptions import BrokerUnavailable, InvalidParams, NotSubscribed
 from rocketws.core.hub import Hub
 from rocketws.core.jsonrpc import ErrorResponse, Result
 from rocketws.core.node import Node
@@ -418,3 +418,45 @@ def test_describe_marks_variadic_params() -> None:
             "summary": "the numbers to add",
         }
     ]
+
+
+# -- a run of emits in a batch (issue 11: one broker round trip) ------------------------------
+
+
+class CountingBroker(MemoryBroker):
+    """Records each publish_many call's size; fails the emits to channel "down"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def publish_many(self, emits: list[Any]) -> list[Any]:
+        self.batches.append(len(emits))
+        answers = super().publish_many(emits)
+        return [
+            BrokerUnavailable({"reason": "down"}) if e.publication.channel == "down" else a
+            for e, a in zip(emits, answers, strict=True)
+        ]
+
+
+def test_batch_of_emits_is_one_broker_call_answered_per_entry() -> None:
+    broker = CountingBroker()
+    node = Node(Hub(), broker)
+    node.start()
+    backend = rpc.BackendContext(node, 10)
+    doc = [
+        req("emit", {"channel": "a", "data": 1}, rid=1),
+        req("emit", {"channel": "x" * 11, "data": 2}, rid=2),  # bad channel: its own error
+        {"jsonrpc": "2.0", "method": "emit", "params": {"channel": "a", "data": 3}},  # notification
+        req("emit", {"channel": "down", "data": 4}, rid=4),
+        req("emit", {"channel": "a", "data": 5, "idempotency_key": ""}, rid=5),  # bad key
+        req("ping", rid=6),
+        req("emit", ["a", 7], rid=7),
+    ]
+    answers = {a["id"]: a for a in call(rpc.backend_methods, backend, doc)}
+    assert sorted(answers) == [1, 2, 4, 5, 6, 7]
+    assert answers[1]["result"] == {"channel": "a", "delivered": 0}
+    assert error(answers[2])[0] == -32602 and error(answers[5])[0] == -32602
+    assert error(answers[4]) == (-32002, {"reason": "down"})
+    assert answers[6]["result"] == "pong" and answers[7]["result"] == {"channel": "a", "delivered": 0}
+    assert broker.batches == [3]  # 1, 3 and 4 in one call; 7 alone comes after the ping (a single emit)

@@ -10,6 +10,7 @@ import pytest
 from rocketws.brokers import MemoryBroker, Publication
 from rocketws.brokers.base import Position, Published, Stream, StreamLimits
 from rocketws.brokers.memory_streams import ENTRY_OVERHEAD, STREAM_OVERHEAD, MemoryStreams
+from rocketws.core import jsonrpc
 from rocketws.core.channels import Namespace, Namespaces
 from rocketws.core.codes import CloseCode
 from rocketws.core.exceptions import InvalidParams, NotAllowed
@@ -21,6 +22,7 @@ from rocketws.core.streams import (
     HistorySettings,
     idempotency_key_param,
     position_param,
+    publication_fragment,
     publication_of,
     recover,
     with_position,
@@ -162,6 +164,24 @@ def pushes(s: Session) -> list[Any]:
     return [json.loads(payload)["params"] for _, payload in parsed]
 
 
+def decoded(answer: dict[str, Any]) -> list[Any]:
+    """The publications of a history or recovery answer (encoded JSON fragments)."""
+    return [json.loads(jsonrpc.dumps(p)) for p in answer["publications"]]
+
+
+def test_answer_fragments_are_copied_verbatim_and_survive_the_stdlib_fallback() -> None:
+    push = with_position(encode_message_push("c", {"big": 2**70}, 1.0), 3, "e")
+    answer = {"publications": [publication_fragment(push)], "n": 2**65}  # 2**65: orjson refuses
+    assert json.loads(jsonrpc.dumps(answer)) == {
+        "publications": [{"channel": "c", "data": {"big": 2**70}, "ts": 1.0, "offset": 3, "epoch": "e"}],
+        "n": 2**65,
+    }
+    small = {"publications": [publication_fragment(with_position(encode_message_push("c", 1, 1.0), 1, "e"))]}
+    assert (
+        jsonrpc.dumps(small) == b'{"publications":[{"channel":"c","data":1,"ts":1.0,"offset":1,"epoch":"e"}]}'
+    )
+
+
 def test_node_channel_without_history_is_as_before(node: Node) -> None:
     s = session(node)
     assert node.subscribe_client(s, "plain") == {}
@@ -183,6 +203,15 @@ def test_node_subscribe_answers_position_and_pushes_carry_offsets(node: Node) ->
     assert pushes(s) == [{"channel": "h:a", "data": "after", "ts": 1.0, "offset": 2, "epoch": first.epoch}]
 
 
+def test_node_send_data_on_a_history_channel_gets_an_offset(node: Node) -> None:
+    sender, reader = session(node), session(node)
+    epoch = node.subscribe_client(sender, "h:a")["epoch"]
+    node.subscribe_client(reader, "h:a")
+    assert node.send(sender, "h:a", "hi") == (1, 1, epoch)
+    assert pushes(reader) == [{"channel": "h:a", "data": "hi", "ts": 1.0, "offset": 1, "epoch": epoch}]
+    assert pushes(sender) == []  # the sender is skipped, as without history
+
+
 def test_node_recovers_exactly_what_was_missed(node: Node) -> None:
     s = session(node)
     epoch = node.subscribe_client(s, "h:a")["epoch"]
@@ -193,8 +222,8 @@ def test_node_recovers_exactly_what_was_missed(node: Node) -> None:
     again = session(node)
     answer = node.subscribe_client(again, "h:a", recover=Position(1, epoch))
     assert answer["recovered"] is True and (answer["epoch"], answer["offset"]) == (epoch, 4)
-    assert [p["data"] for p in answer["publications"]] == [2, 3, 4]
-    assert [p["offset"] for p in answer["publications"]] == [2, 3, 4]
+    assert [p["data"] for p in decoded(answer)] == [2, 3, 4]
+    assert [p["offset"] for p in decoded(answer)] == [2, 3, 4]
     node.publish("h:a", 5)
     assert [p["offset"] for p in pushes(again)] == [5]  # live from there on, nothing twice
 
@@ -213,8 +242,8 @@ def test_node_history_limits(node: Node) -> None:
     for n in range(3):
         node.publish("h:a", n)
     read = node.history("h:a", None, None, False)
-    assert [p["data"] for p in read["publications"]] == [0, 1, 2] and read["offset"] == 3
-    assert [p["data"] for p in node.history("h:a", None, 2, True)["publications"]] == [2, 1]
+    assert [p["data"] for p in decoded(read)] == [0, 1, 2] and read["offset"] == 3
+    assert [p["data"] for p in decoded(node.history("h:a", None, 2, True))] == [2, 1]
     with pytest.raises(InvalidParams):
         node.history("h:a", None, 201, False)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .. import config
 from ..harness import Bench, RunResult
-from . import compression, fanout, idle, ingress, latency, slow_consumer
+from . import compression, fanout, idle, ingress, latency, recovery, slow_consumer
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(latency.LatencyRun, latency.run),
         Scenario(slow_consumer.SlowConsumerRun, slow_consumer.run),
         Scenario(compression.CompressionRun, compression.run),
+        Scenario(recovery.RecoveryRun, recovery.run),
     )
 }
 if tuple(SCENARIOS) != config.SCENARIOS:  # one list of names, checked at import

@@ -12,8 +12,8 @@ dropped answers ``recovered: false``: bounded memory never turns into a silent g
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
@@ -26,7 +26,7 @@ STREAM_OVERHEAD = 400  # bytes counted per stream (meta, ring, index)
 
 def new_epoch() -> str:
     """A fresh epoch: 8 random hex digits (JSON-safe, short)."""
-    return uuid.uuid4().hex[:8]
+    return os.urandom(4).hex()
 
 
 class _Stream:

@@ -50,6 +50,7 @@ from rocketws.brokers.base import (
     Position,
     Publication,
     Published,
+    Stream,
     StreamLimits,
 )
 from rocketws.brokers.memory_streams import new_epoch
@@ -143,6 +144,10 @@ class RedisBroker:
         self._presence_wake = gevent.event.Event()
         self.bad_messages = 0
         self.limits = limits
+        self._prefix_bytes = self.prefix.encode()
+        self._node_bytes = self.node_id.encode()
+        self._window_ms = b"%d" % max(1, int(limits.idempotency_window * 1000))
+        self._stream_cache: dict[Stream | None, tuple[bytes, bytes, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBroker {self.node_id} prefix={self.prefix!r}>"
@@ -214,51 +219,48 @@ class RedisBroker:
     def publish_many(self, emits: list[Emit]) -> list[Published | Exception]:
         """Publish ``emits`` in one pipeline: one script per emit, one round trip."""
         handler = self._node()
-        self._check_caught_up()
-        limits = self.limits
+        try:
+            self._check_caught_up()
+        except BrokerUnavailable as exc:
+            return [exc] * len(emits)
+        prefix, node, window = self._prefix_bytes, self._node_bytes, self._window_ms
         calls: list[tuple[str, tuple[object, ...]]] = []
         for publication, stream, key in emits:
             channel = publication.channel
             if channel is None:
                 redis_channel = self._broadcast
+                field = b""
             else:
-                redis_channel = self._channel_prefix + channel.encode()
+                field = channel.encode()
+                redis_channel = self._channel_prefix + field
             if (stream is None and key is None) or channel is None:
                 calls.append(
                     (
                         PUBLISH_AND_COUNT,
-                        (
-                            self.prefix,
-                            self.node_id,
-                            redis_channel,
-                            envelope.encode(publication),
-                            "",
-                            "" if channel is None else channel,
-                        ),
+                        (prefix, node, redis_channel, envelope.encode(publication), b"", field),
                     )
                 )
                 continue
-            stream_key, meta_key = redis_streams.keys(self.prefix, channel)
-            size, ttl = (0, 0.0) if stream is None else stream
+            size, ttl_ms, meta_ms = self._stream_args(stream)
             calls.append(
                 (
                     redis_streams.PUBLISH,
                     (
-                        self.prefix,
-                        self.node_id,
+                        prefix,
+                        node,
                         redis_channel,
                         envelope.header_open(publication),
                         publication.payload,
-                        channel,
+                        field,
                         self._local(handler, publication, redis_channel),
                         size,
-                        max(1, int(ttl * 1000)),
-                        max(1, int(max(ttl, limits.meta_ttl) * 1000)),
+                        ttl_ms,
+                        meta_ms,
                         new_epoch(),
-                        stream_key,
-                        meta_key,
+                        prefix + b"h:" + field,
+                        prefix + b"m:" + field,
                         b"" if key is None else redis_streams.idempotency_key(self.prefix, channel, key),
-                        max(1, int(limits.idempotency_window * 1000)),
+                        window,
                     ),
                 )
             )
@@ -280,6 +282,17 @@ class RedisBroker:
                 answers.append(Published(*redis_streams.parse_answer(reply[1])))
         return answers
 
+    def _stream_args(self, stream: Stream | None) -> tuple[bytes, bytes, bytes]:
+        """(size, TTL ms, meta TTL ms) of ``stream`` as script arguments (cached)."""
+        args = self._stream_cache.get(stream)
+        if args is None:
+            size, ttl = (0, 0.0) if stream is None else stream
+            meta = max(ttl, self.limits.meta_ttl)
+            args = b"%d" % size, b"%d" % max(1, int(ttl * 1000)), b"%d" % max(1, int(meta * 1000))
+            if len(self._stream_cache) < 64:  # one entry per namespace option pair
+                self._stream_cache[stream] = args
+        return args
+
     def history(self, channel: str, since: Position | None, limit: int, reverse: bool = False) -> History:
         """Read ``channel``'s stream in one script (its epoch made if it has none)."""
         self._node()
@@ -300,8 +313,7 @@ class RedisBroker:
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis is unreachable: {exc}"}) from None
         if isinstance(reply, Exception):
             raise BrokerUnavailable({"broker": "redis", "reason": f"Redis refused the read: {reply}"})
-        epoch, top, entries = reply
-        return History(redis_streams.parse_entries(entries), int(top), epoch.decode())
+        return History(redis_streams.parse_entries(reply[2:]), int(reply[1]), reply[0].decode())
 
     def confirmed(self, channel: str) -> bool:
         return self._subscriber.is_subscribed(self._channel_prefix + channel.encode())

@@ -112,6 +112,35 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
+def _encode(arg: Any) -> bytes:
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, int) and not isinstance(arg, bool):
+        return b"%d" % arg
+    if isinstance(arg, float):
+        return repr(arg).encode()
+    raise TypeError(f"a Redis argument must be bytes, str, int or float, not {type(arg).__name__}")
+
+
+def pack_commands(commands: list[tuple[Any, ...]]) -> bytes:
+    """The RESP bytes of ``commands`` (each a command name, one word, and its args).
+
+    Written here rather than redis-py's ``pack_commands``, which builds each command by
+    re-joining a growing buffer per argument: for a pipeline of 100 history scripts
+    (18 arguments each) that packing was about half of the publish's CPU.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    for args in commands:
+        append(b"*%d\r\n" % len(args))
+        for arg in args:
+            data = arg if type(arg) is bytes else _encode(arg)
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
+    return b"".join(parts)
+
+
 class Client:
     """Runs commands over a pool of gevent connections; bounded, never retried.
 
@@ -150,7 +179,7 @@ class Client:
         redis = import_redis()
         try:
             conn.connect()
-            conn.send_packed_command(conn.pack_commands(commands))
+            conn.send_packed_command([pack_commands(commands)])
             replies = []
             for _ in commands:
                 try:

@@ -5,7 +5,7 @@ Keys (``P`` is the broker's prefix)::
     P h:CHANNEL       Redis Stream: entry id ``OFFSET-0``, field ``p`` = the push bytes
                       (with offset and epoch); MAXLEN history_size; expires history_ttl
                       after the last publication
-    P m:CHANNEL       hash: ``e`` epoch, ``s`` top offset; expires META_TTL after the last
+    P m:CHANNEL       hash: ``e`` epoch, ``s`` top offset; expires HISTORY_META_TTL after the last
                       publication (so offsets outlive a quiet spell)
     P i:CHANNEL:KEY   an emit's idempotency key -> its answer; expires after the window
 
@@ -76,21 +76,26 @@ end
 local top = tonumber(redis.call('HGET', meta, 's'))
 local limit = tonumber(ARGV[6])
 if ARGV[5] ~= '' and ARGV[8] ~= epoch then limit = 0 end
-local entries = {}
+local out = {epoch, top}
 if limit > 0 then
   local low = '-'
   if ARGV[5] ~= '' then low = (tonumber(ARGV[5]) + 1) .. '-0' end
+  local entries
   if ARGV[7] == '1' then
     entries = redis.call('XREVRANGE', stream, '+', low, 'COUNT', limit)
   else
     entries = redis.call('XRANGE', stream, low, '+', 'COUNT', limit)
   end
+  for _, entry in ipairs(entries) do
+    out[#out + 1] = entry[1]
+    out[#out + 1] = entry[2][2]
+  end
 end
-return {epoch, top, entries}
+return out
 """
 """ARGV: 1 meta key, 2 stream key, 3 a new epoch, 4 meta TTL ms, 5 offset to read after
 ('' = from the oldest), 6 limit, 7 '1' for newest first, 8 the epoch of that offset.
-Returns {epoch, top offset, [[id, [field, value, ...]], ...]}."""
+Returns {epoch, top offset, id, push, id, push, ...} (flat: one reply to parse)."""
 
 
 def keys(prefix: str, channel: str) -> tuple[bytes, bytes]:
@@ -110,11 +115,6 @@ def parse_answer(reply: bytes) -> tuple[int, int, str]:
     return int(delivered), int(offset), epoch
 
 
-def parse_entries(entries: list[list[object]]) -> list[tuple[int, bytes]]:
-    """(offset, push bytes) of XRANGE/XREVRANGE entries."""
-    out = []
-    for entry_id, fields in entries:
-        assert isinstance(entry_id, bytes) and isinstance(fields, list)
-        payload = fields[fields.index(b"p") + 1]
-        out.append((int(entry_id.split(b"-", 1)[0]), payload))
-    return out
+def parse_entries(flat: list[bytes]) -> list[tuple[int, bytes]]:
+    """(offset, push bytes) of the READ script's ``id, push, ...`` pairs."""
+    return [(int(flat[i].split(b"-", 1)[0]), flat[i + 1]) for i in range(0, len(flat), 2)]

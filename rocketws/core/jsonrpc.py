@@ -31,6 +31,7 @@ __all__ = [
     "parse",
     "loads",
     "dumps",
+    "RawJson",
     "Result",
     "ErrorResponse",
     "new",
@@ -244,12 +245,34 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
+class RawJson(bytes):
+    """Already-encoded JSON (one value), copied verbatim into what ``dumps`` makes: the
+    publications of a history or recovery answer are never decoded and encoded again."""
+
+    __slots__ = ()
+
+
+def _raw(value: Any) -> Any:
+    if isinstance(value, RawJson):
+        return orjson.Fragment(bytes(value))
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _raw_decoded(value: Any) -> Any:
+    if isinstance(value, RawJson):
+        return loads(bytes(value))
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def dumps(obj: Any) -> bytes:
-    """Encode to compact UTF-8 JSON bytes (stdlib fallback for integers over 64 bits)."""
+    """Encode to compact UTF-8 JSON bytes (stdlib fallback for integers over 64 bits);
+    ``RawJson`` values are copied verbatim (decoded first on the fallback)."""
     try:
-        return orjson.dumps(obj)
+        return orjson.dumps(obj, default=_raw)
     except TypeError:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return json.dumps(
+            obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_raw_decoded
+        ).encode()
 
 
 def _valid_id(value: Any) -> bool:

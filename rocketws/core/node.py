@@ -245,15 +245,27 @@ class Node:
         return self.broker.publish_many(batch)
 
     def send_data(self, session: Session, channel: str, data: Any) -> int:
-        """Publish from a client to the other subscribers of a channel.
+        """``send``; return the number of other subscribers reached."""
+        return self.send(session, channel, data).delivered
+
+    def send(self, session: Session, channel: str, data: Any) -> Published:
+        """Publish from a client to the other subscribers of a channel: the count reached
+        (and on a channel with history its offset and epoch).
 
         The namespace's ``allow_send_data`` decides (``Namespace.authorize_send``):
         NotAllowed where nobody may, PermissionDenied where this user may not,
         NotSubscribed where only subscribers may and the sender is not one.
         """
-        self.namespaces.lookup(channel).authorize_send(channel, session.user, channel in session.channels)
-        payload = encode_message_push(channel, data, self._clock())
-        return self.broker.publish(Publication(channel, payload, skip=session.id))
+        namespace = self.namespaces.lookup(channel)
+        namespace.authorize_send(channel, session.user, channel in session.channels)
+        publication = Publication(channel, encode_message_push(channel, data, self._clock()), skip=session.id)
+        stream = _stream_of(namespace)
+        if stream is None:
+            return Published(self.broker.publish(publication))
+        answer = self.broker.publish_many([Emit(publication, stream)])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def notify_all(self, data: Any) -> int:
         """Push ``data`` once to every open connection; return how many were reached."""
@@ -375,7 +387,7 @@ class Node:
     ) -> dict[str, Any]:
         """``{channel, epoch, offset, publications}`` of ``channel``'s stream.
 
-        ``limit`` None: HISTORY DEFAULT_LIMIT; above MAX_LIMIT: InvalidParams.  Raises
+        ``limit`` None: HISTORY_LIMIT; above HISTORY_MAX_LIMIT: InvalidParams.  Raises
         NotAllowed when the channel's namespace keeps no history, BrokerUnavailable.
         """
         settings = self.history_settings
@@ -383,7 +395,7 @@ class Node:
             limit = settings.default_limit
         if limit > settings.max_limit:
             raise InvalidParams(
-                {"param": "limit", "reason": f"at most {settings.max_limit} (HISTORY MAX_LIMIT)"}
+                {"param": "limit", "reason": f"at most {settings.max_limit} (HISTORY_MAX_LIMIT)"}
             )
         namespace = self.namespaces.lookup(channel)
         if _stream_of(namespace) is None:
@@ -395,7 +407,7 @@ class Node:
             "channel": channel,
             "epoch": read.epoch,
             "offset": read.offset,
-            "publications": [streams.publication_of(p) for _, p in read.publications],
+            "publications": [streams.publication_fragment(p) for _, p in read.publications],
         }
 
     def _already_subscribed(
@@ -448,7 +460,7 @@ class Node:
                     "recovered": result.recovered,
                     "epoch": epoch,
                     "offset": offset,
-                    "publications": [streams.publication_of(p) for _, p in result.publications],
+                    "publications": [streams.publication_fragment(p) for _, p in result.publications],
                 }
             self.hub.subscribe(session, channel)
             joined = True

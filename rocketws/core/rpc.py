@@ -290,7 +290,7 @@ def unsubscribe(ctx: Caller, channel: Any) -> dict[str, Any]:
 
 def send_data(ctx: Caller, channel: Any, data: Any) -> dict[str, Any]:
     name = validate_channel(channel, ctx.max_channel_length)
-    return {"channel": channel, "delivered": ctx.node.send_data(ctx.session, name, data)}
+    return _emitted(name, ctx.node.send(ctx.session, name, data))
 
 
 # -- history (issue 11; docs/protocol.md#history-and-recovery) ------------------------------
@@ -327,7 +327,7 @@ _HISTORY_PARAMS = (
         "limit",
         {"type": ["integer", "null"], "minimum": 0},
         required=False,
-        doc="at most this many (absent: HISTORY DEFAULT_LIMIT; over MAX_LIMIT: -32602; 0: the position only)",
+        doc="at most this many (absent: HISTORY_LIMIT; over HISTORY_MAX_LIMIT: -32602; 0: the position only)",
     ),
     Param("reverse", {"type": "boolean"}, required=False, default=False, doc="newest first"),
 )

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from rocketws.brokers.base import Position
 from rocketws.core.exceptions import InvalidParams
-from rocketws.core.jsonrpc import loads
+from rocketws.core.jsonrpc import RawJson, loads
 
 PUSH_PREFIX = b'{"jsonrpc":"2.0","method":"message","params":'
 """How every ``message`` push starts (``jsonrpc.encode_message_push``, compact JSON)."""
@@ -30,6 +30,7 @@ class HistorySettings(NamedTuple):
 HISTORY_SETTINGS = HistorySettings()
 
 MAX_EPOCH_LENGTH = 64
+MAX_OFFSET = 2**53 - 1  # what a JavaScript number holds exactly (and Lua's doubles in Redis)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
@@ -41,8 +42,14 @@ def with_position(payload: bytes, offset: int, epoch: str) -> bytes:
 
 def publication_of(payload: bytes) -> Any:
     """The params object of a stored push (``channel``, ``data``, ``ts``, ``offset``,
-    ``epoch``): what ``history`` and a recovery answer list."""
+    ``epoch``), decoded."""
     return loads(payload[len(PUSH_PREFIX) : -1])
+
+
+def publication_fragment(payload: bytes) -> RawJson:
+    """The params object of a stored push as encoded JSON, for an answer (``history``,
+    a recovery): copied into the response as is, never decoded and encoded again."""
+    return RawJson(payload[len(PUSH_PREFIX) : -1])
 
 
 def position_param(value: Any, param: str) -> Position:
@@ -51,8 +58,8 @@ def position_param(value: Any, param: str) -> Position:
     if not isinstance(value, dict) or set(value) != {"offset", "epoch"}:
         raise InvalidParams({"param": param, "reason": 'must be {"offset": integer, "epoch": string}'})
     offset, epoch = value["offset"], value["epoch"]
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**63:
-        raise InvalidParams({"param": param, "reason": "offset must be an integer >= 0"})
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidParams({"param": param, "reason": f"offset must be an integer from 0 to {MAX_OFFSET}"})
     if not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_LENGTH:
         raise InvalidParams(
             {"param": param, "reason": f"epoch must be a string of at most {MAX_EPOCH_LENGTH}"}
