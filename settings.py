@@ -39,6 +39,7 @@ MESSAGES_SOURCE = {
     "REQUEST_TIMEOUT": 30.0,  # seconds to send one whole request (head and body); then 408
     "REDIS": None,  # or "redis://127.0.0.1:6379/0?channel=rocketws:messages" (docs/scaling.md)
     "API_KEY": None,  # a secret: backends send it, else 401 (docs/security.md); `manage.py init`
+    "ADMIN": True,  # GET /admin: the dashboard page (its data needs the API key; docs/admin.md)
 }
 
 # A channel "ns:room" is in namespace "ns"; a channel without ":" in the default one ("").

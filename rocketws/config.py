@@ -569,6 +569,14 @@ class Config:
         "permessage-deflate (RFC 7692) with clients that offer it: each publication is compressed "
         "once for all of them ([protocol.md](protocol.md#compression))",
     )
+    admin: bool = setting(
+        "MESSAGES_SOURCE",
+        "ADMIN",
+        True,
+        _bool,
+        "serve the admin dashboard at `GET /admin` on the MessagesSource port (a page without "
+        "data: its figures and console use the API key, [admin.md](admin.md))",
+    )
     serve_client: bool = setting(
         "WEBSOCKETS",
         "SERVE_CLIENT",

@@ -28,6 +28,8 @@ import socket
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import httptools
@@ -66,6 +68,7 @@ class Response:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     close: bool = False
+    content_type: str = "application/json"
 
 
 def _json(status: int, obj: Any, *headers: tuple[str, str]) -> Response:
@@ -85,6 +88,34 @@ _NO_KEY = "missing API key: send Authorization: apikey KEY or X-API-Key: KEY"
 _WRONG_KEY = "wrong API key"
 
 
+# -- the admin dashboard (docs/admin.md) ----------------------------------------------------
+
+ADMIN_PATH = "/admin"
+_ADMIN_HEADERS = (
+    ("Cache-Control", "no-cache"),
+    # The page runs only its own script and talks only to this origin.
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+)
+
+
+def admin_page(method: str) -> Response:
+    """``GET /admin``: the dashboard page.  It holds no data: the figures and the console
+    go through ``POST /`` (and ``/metrics``) with the API key the operator types in."""
+    if method not in ("GET", "HEAD"):
+        return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
+    return Response(200, _admin_html(), _ADMIN_HEADERS, content_type="text/html; charset=utf-8")
+
+
+@cache
+def _admin_html() -> bytes:
+    return resources.files("rocketws").joinpath("static/admin.html").read_bytes()
+
+
 class MessagesSourceApp:
     """Answers MessagesSource requests with ``rpc.backend_methods`` (no I/O here)."""
 
@@ -97,6 +128,8 @@ class MessagesSourceApp:
 
     def route(self, method: str, path: str) -> Response | None:
         """The answer decided before the body is read, or None for ``POST /``."""
+        if path == ADMIN_PATH and self.config.admin:
+            return admin_page(method)
         if path in ("/health", "/ready"):
             if method not in ("GET", "HEAD"):
                 return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
@@ -196,7 +229,7 @@ def encode_response(
         return b"%s%d\r\n\r\n%s" % (_date.ok_head(), len(response.body), response.body)
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}", f"Date: {_date()}"]
     if status != 204:
-        lines.append("Content-Type: application/json")
+        lines.append(f"Content-Type: {response.content_type}")
         lines.append(f"Content-Length: {len(response.body)}")
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     if response.close or not keep_alive:
