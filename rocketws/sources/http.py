@@ -68,7 +68,6 @@ class Response:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     close: bool = False
-    content_type: str = "application/json"
 
 
 def _json(status: int, obj: Any, *headers: tuple[str, str]) -> Response:
@@ -92,6 +91,7 @@ _WRONG_KEY = "wrong API key"
 
 ADMIN_PATH = "/admin"
 _ADMIN_HEADERS = (
+    ("Content-Type", "text/html; charset=utf-8"),
     ("Cache-Control", "no-cache"),
     # The page runs only its own script and talks only to this origin.
     (
@@ -108,7 +108,7 @@ def admin_page(method: str) -> Response:
     go through ``POST /`` (and ``/metrics``) with the API key the operator types in."""
     if method not in ("GET", "HEAD"):
         return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
-    return Response(200, _admin_html(), _ADMIN_HEADERS, content_type="text/html; charset=utf-8")
+    return Response(200, _admin_html(), _ADMIN_HEADERS)
 
 
 @cache
@@ -228,8 +228,10 @@ def encode_response(
     if status == 200 and keep_alive and not (head_only or response.headers or response.close or http10):
         return b"%s%d\r\n\r\n%s" % (_date.ok_head(), len(response.body), response.body)
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}", f"Date: {_date()}"]
+    typed = any(name == "Content-Type" for name, _ in response.headers)
     if status != 204:
-        lines.append(f"Content-Type: {response.content_type}")
+        if not typed:
+            lines.append("Content-Type: application/json")
         lines.append(f"Content-Length: {len(response.body)}")
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     if response.close or not keep_alive:
