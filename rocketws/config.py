@@ -371,6 +371,12 @@ def _namespace(name: str, entry: Any) -> Namespace:
     for key, value in entry.items():
         if key != "name":
             options[key] = _option(f"{name}[{key!r}]", key, value)
+    if (options.get("history_size", 0) > 0) != (options.get("history_ttl", 0.0) > 0):
+        raise ConfigError(
+            name,
+            entry,
+            "history_size and history_ttl keep history only together: set both above 0, or neither",
+        )
     return Namespace(**options)
 
 

@@ -234,7 +234,7 @@ def test_channel_regex_and_max_subscribers(srv: ServerProcess) -> None:
     ("namespaces", "env", "message"),
     [
         ([{"name": "r", "channel_regex": "(["}], {}, "not a valid regular expression"),
-        ([{"name": "h", "history_size": 10}], {}, "not implemented yet"),
+        ([{"name": "h", "history_size": 10}], {}, "keep history only together"),
         ([{"name": "p", "presence": True}], {}, "not implemented yet"),
         ([{"name": "s", "allow_subscribe": "maybe"}], {}, 'expected one of "any"'),
         ([{"name": "t", "allow_subscribe": "token"}], {"ROCKETWS_TOKEN_HMAC_SECRET": ""}, "token key"),

@@ -375,7 +375,10 @@ def test_fuzz_websocket_and_http(start_server: StartServer) -> None:
     ws_docs = fuzz_websocket_documents(server, rng, FUZZ_CASES - ws_frames - http_heads - http_bodies)
     assert ws_frames + http_heads + http_bodies + ws_docs == FUZZ_CASES
     # Nothing leaks: every fuzz connection is gone, and with it every subscription.
-    wait_until(lambda: server.health() == {"status": "ok", "connections": 0, "channels": 0}, what="no leak")
+    wait_until(
+        lambda: server.health() == {"status": "ok", "broker": "ok", "connections": 0, "channels": 0},
+        what="no leak",
+    )
     assert server.result("available_channels") == []
     server.assert_no_traceback()
     assert time.monotonic() - started < 60
