@@ -6,6 +6,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY rocketws ./rocketws
+COPY clients/js ./clients/js
 RUN pip install ".[redis]"
 COPY manage.py settings.py ./
 

@@ -12,7 +12,7 @@ CONN_FLAGS = $(strip $(if $(MS_CONN),--ms-conn=$(MS_CONN)) $(if $(WS_CONN),--ws-
 
 LINTED := rocketws tests benchmarks manage.py settings.py  # mypy --strict: files in pyproject.toml
 
-.PHONY: run run_bg stop shell test lint docker sysdeps clean
+.PHONY: run run_bg stop shell demo test lint docker sysdeps clean
 
 # System packages the test suite needs (installed with apt-get when missing; CI is root).
 sysdeps:
@@ -37,6 +37,10 @@ stop:
 # Backend console against the local server (`make run` or `make run_bg` first).
 shell: $(STAMP)
 	$(PY) manage.py shell $(CONN_FLAGS)
+
+# The demo chat app (rocketws/demo): http://127.0.0.1:8000/ with RocketWS on WS_CONN.
+demo: $(STAMP)
+	$(PY) manage.py demo $(if $(WS_CONN),--ws-conn=$(WS_CONN))
 
 # Node.js clients of the handshake tests (the `ws` package), installed from the lockfile.
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json | sysdeps

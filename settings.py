@@ -28,6 +28,7 @@ WEBSOCKETS = {
     "SEND_BUFFER": 0,  # bytes: cap on the kernel send buffer (SO_SNDBUF); 0 = autotuning
     "COMPRESSION": False,  # permessage-deflate (RFC 7692) with clients that offer it
     "WRITE_DELAY": 0.0,  # seconds a publication may wait to share a write (e.g. 0.005); 0 = at once
+    "SERVE_CLIENT": True,  # GET /rocketws.js on the WebSocket port: the JavaScript client
 }
 
 # Backend-facing JSON-RPC over HTTP: loopback only unless you change it.
@@ -41,6 +42,7 @@ MESSAGES_SOURCE = {
     "API_KEY": None,  # a secret: backends send it, else 401 (docs/security.md); `manage.py init`
     "METRICS": True,  # GET /metrics for Prometheus (docs/operations.md); False: 404
     "METRICS_PUBLIC": False,  # True: /metrics without the API key (when one is set)
+    "ADMIN": True,  # GET /admin: the dashboard page (its data needs the API key; docs/admin.md)
 }
 
 # A channel "ns:room" is in namespace "ns"; a channel without ":" in the default one ("").

@@ -681,6 +681,22 @@ class Config:
         "arriving meanwhile leave in one write per connection (less CPU per delivery, that much more "
         "latency); namespaces may set their own (`write_delay`); 0 = write at once",
     )
+    admin: bool = setting(
+        "MESSAGES_SOURCE",
+        "ADMIN",
+        True,
+        _bool,
+        "serve the admin dashboard at `GET /admin` on the MessagesSource port (a page without "
+        "data: its figures and console use the API key, [admin.md](admin.md))",
+    )
+    serve_client: bool = setting(
+        "WEBSOCKETS",
+        "SERVE_CLIENT",
+        True,
+        _bool,
+        "answer `GET /rocketws.js` on the WebSocket port with the JavaScript client "
+        "([client-js.md](client-js.md))",
+    )
     backend: Address = _address_setting(
         "MESSAGES_SOURCE",
         Address("127.0.0.1", 59999),

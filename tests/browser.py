@@ -1,7 +1,10 @@
-"""Headless Chromium driven over the DevTools protocol (CDP), for browser tests.
+"""Headless Chromium driven by Playwright, for browser tests.
 
-Chromium comes from Debian (`scripts/sysdeps.sh` installs it); the protocol is spoken
-with the `websockets` client the tests already use, so no browser driver is needed.
+Chromium is Debian's (`scripts/sysdeps.sh` installs it), launched by Playwright's Python
+package with ``executable_path``: no browser is downloaded (never `playwright install`).
+``Browser`` keeps the interface the tests had with the former DevTools-protocol driver:
+``start_eval`` starts a page promise and returns at once (the test then acts on the
+server), ``result`` waits for it, ``evaluate`` does both.
 """
 
 from __future__ import annotations
@@ -9,131 +12,93 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import shutil
-import subprocess
-import tempfile
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-import requests
-from websockets.sync.client import connect
+from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
 
-from .support import wait_until
-
-FLAGS = [
-    "--headless",
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
     "--no-sandbox",
     "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--remote-debugging-port=0",
-    "--remote-debugging-address=127.0.0.1",
+    "--no-first-run",
+    "--disable-quic",
 ]
 
 
 def chromium_binary() -> str:
-    binary = shutil.which("chromium")
+    binary = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
     if binary is None:
         if os.environ.get("CI"):  # `make test` installs it: never skip in CI
-            pytest.fail("chromium not on PATH in CI (scripts/sysdeps.sh should install it)")
-        pytest.skip("chromium not on PATH (run: bash scripts/sysdeps.sh)")
+            pytest.fail("chromium not installed in CI (scripts/sysdeps.sh should install it)")
+        pytest.skip("chromium not installed (run: bash scripts/sysdeps.sh)")
     return binary
 
 
 class Browser:
-    """One headless Chromium this test started (killed by PID), with one page."""
+    """One headless Chromium this test started, with one context and page."""
 
     def __init__(self, extra_args: Sequence[str] = ()) -> None:
         """``extra_args``: more Chromium flags (e.g. ``--ignore-certificate-errors-spki-list``)."""
-        self.profile = tempfile.mkdtemp(prefix="rocketws-chromium-")
-        self.proc = subprocess.Popen(
-            [chromium_binary(), *FLAGS, *extra_args, f"--user-data-dir={self.profile}", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        port = self._devtools_port()
-        pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        page = next(t for t in pages if t["type"] == "page")
-        self.cdp = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10).__enter__()
+        binary = chromium_binary()
+        self._playwright: Playwright = sync_playwright().start()
+        try:
+            self.browser = self._playwright.chromium.launch(
+                executable_path=binary, headless=True, args=[*ARGS, *extra_args]
+            )
+        except Exception:
+            self._playwright.stop()
+            raise
+        self.context: BrowserContext = self.browser.new_context()
+        self.page: Page = self.context.new_page()
         self._ids = itertools.count(1)
 
-    def _devtools_port(self) -> int:
-        found: list[int] = []
-        done = threading.Event()
+    def new_page(self, context: BrowserContext | None = None) -> Page:
+        """Another page, in a new context (its own cookies and storage) unless one is given."""
+        return (context or self.browser.new_context()).new_page()
 
-        def scan() -> None:
-            assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-                if m and not found:
-                    found.append(int(m.group(1)))
-                    done.set()
-            done.set()
-
-        threading.Thread(target=scan, daemon=True).start()
-        if not done.wait(30) or not found:
-            self.close()
-            raise RuntimeError("chromium did not start its DevTools endpoint")
-        return found[0]
-
-    def start_eval(self, expression: str) -> int:
-        """Send a Runtime.evaluate that awaits a promise; collect it with ``result``."""
+    def start_eval(self, expression: str, page: Page | None = None) -> int:
+        """Start evaluating ``expression`` (a promise) in the page; collect it with ``result``."""
         rid = next(self._ids)
-        self.cdp.send(
-            json.dumps(
-                {
-                    "id": rid,
-                    "method": "Runtime.evaluate",
-                    "params": {"expression": expression, "awaitPromise": True, "returnByValue": True},
-                }
-            )
+        (page or self.page).evaluate(
+            "([rid, source]) => { (window.__results ??= {})[rid] = "
+            "Promise.resolve().then(() => (0, eval)(source)); }",
+            [rid, expression],
         )
         return rid
 
-    def result(self, rid: int, timeout: float = 20.0) -> Any:
-        while True:
-            msg = json.loads(self.cdp.recv(timeout=timeout))
-            if msg.get("id") != rid:
-                continue
-            res = msg["result"]
-            if "exceptionDetails" in res:
-                raise AssertionError(f"page error: {res['exceptionDetails']}")
-            return res["result"].get("value")
+    def result(self, rid: int, timeout: float = 20.0, page: Page | None = None) -> Any:
+        """The value of ``start_eval``'s promise ``rid``; AssertionError on a page error or
+        after ``timeout`` seconds."""
+        try:
+            return (page or self.page).evaluate(
+                "([rid, ms]) => Promise.race([window.__results[rid], new Promise((_, reject) =>"
+                " setTimeout(() => reject(new Error(`no result within ${ms} ms`)), ms))])",
+                [rid, int(timeout * 1000)],
+            )
+        except Exception as exc:  # playwright's Error: the page threw or rejected
+            raise AssertionError(f"page error: {exc}") from exc
 
     def navigate(self, url: str, timeout: float = 20.0) -> None:
         """Load ``url`` in the page (its cookies are then the page's) and wait until the
         new document has loaded."""
-        rid = next(self._ids)
-        self.cdp.send(json.dumps({"id": rid, "method": "Page.navigate", "params": {"url": url}}))
-        while True:
-            msg = json.loads(self.cdp.recv(timeout=timeout))
-            if msg.get("id") == rid:
-                if "errorText" in msg.get("result", {}) or "error" in msg:
-                    raise AssertionError(f"navigation to {url} failed: {msg}")
-                break
-        loaded = (
-            "new Promise((resolve) => { const done = () => resolve(location.href);"
-            " if (document.readyState === 'complete') done(); else addEventListener('load', done); })"
-        )
-        wait_until(lambda: self.evaluate(loaded, timeout) == url, timeout, what=f"{url} loaded")
+        self.page.goto(url, timeout=timeout * 1000, wait_until="load")
 
-    def evaluate(self, expression: str, timeout: float = 20.0) -> Any:
-        return self.result(self.start_eval(expression), timeout)
+    def evaluate(self, expression: str, timeout: float = 20.0, page: Page | None = None) -> Any:
+        return self.result(self.start_eval(expression, page), timeout, page)
 
     def close(self) -> None:
         try:
-            self.cdp.close()
-        except Exception:
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        shutil.rmtree(self.profile, ignore_errors=True)
+            self.browser.close()
+        finally:
+            self._playwright.stop()
+
+
+def js(value: Any) -> str:
+    """``value`` as a JavaScript literal."""
+    return json.dumps(value)

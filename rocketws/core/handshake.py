@@ -13,7 +13,8 @@ Every refusal, in the order checked:
 400   a head that is not HTTP/1.x syntax (the adapter's parser says so)
 505   an HTTP version other than 1.0 and 1.1
 400   HTTP/1.1 without exactly one ``Host`` (RFC 9112 section 3.2)
-404   a path other than ``/`` (a query string is allowed)
+404   a path other than ``/`` (a query string is allowed) or a static file's
+      (``/rocketws.js``, answered by ``core.assets``)
 405   a method other than GET (HEAD too, for a plain request), with ``Allow: GET``
 426   no WebSocket upgrade: a plain request, or HTTP/1.0, where ``Upgrade`` is ignored
       (RFC 9110 section 7.8); ``Upgrade: websocket``
@@ -35,7 +36,7 @@ import binascii
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -97,14 +98,16 @@ class Accept:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """Refuse: send ``encode()``, then close.  ``detail`` and ``level`` are for the log."""
+    """Answer without upgrading: send ``encode()``, then close.  A refusal, or a static
+    file (``core.assets``).  ``detail`` and ``level`` are for the log."""
 
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     detail: str = ""
     level: int = logging.INFO
-    send_body: bool = True  # False for HEAD: Content-Length, no body
+    send_body: bool = True  # False for HEAD and 304: Content-Length, no body
+    content_type: str | None = "text/plain; charset=utf-8"  # None: no Content-Type (304)
 
     def encode(self, date: str | None = None) -> bytes:
         """The whole response: status line, headers (``Content-Length`` of the body,
@@ -112,16 +115,17 @@ class Reject:
         lines = [f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}"]
         if date is not None:
             lines.append(f"Date: {date}")
-        lines += [
-            "Content-Type: text/plain; charset=utf-8",
-            f"Content-Length: {len(self.body)}",
-        ]
+        if self.content_type is not None:
+            lines.append(f"Content-Type: {self.content_type}")
+        lines.append(f"Content-Length: {len(self.body)}")
         lines += [f"{name}: {value}" for name, value in self.headers]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head + self.body if self.send_body else head
 
 
 Decision = Accept | Reject
+Answer = Callable[[Request], Reject]
+"""How a static file answers its request (``core.assets.respond`` bound to an asset)."""
 
 # -- refusals ---------------------------------------------------------------------------
 
@@ -356,10 +360,17 @@ def _has_body(request: Request) -> bool:
     return bool(request.values("transfer-encoding")) or any(length != "0" for length in lengths)
 
 
-def decide(request: Request, config: Config, *, full: bool = False) -> Decision:
+def decide(
+    request: Request,
+    config: Config,
+    *,
+    full: bool = False,
+    assets: Mapping[str, Answer] | None = None,
+) -> Decision:
     """Accept or refuse an opening handshake (the checks in order: the module docstring).
 
-    ``full``: ``MAX_CONNECTIONS`` WebSockets are open.
+    ``full``: ``MAX_CONNECTIONS`` WebSockets are open.  ``assets``: static files by path
+    (``core.assets``), answered instead of the 404 for their path.
     """
     if len(request.headers) > MAX_HEADERS:
         return _reject(
@@ -371,7 +382,10 @@ def decide(request: Request, config: Config, *, full: bool = False) -> Decision:
         return _reject(505, "HTTP/1.1 only.\n", f"HTTP version {request.version}")
     if request.version == "1.1" and len(request.values("host")) != 1:
         return bad_request("an HTTP/1.1 request needs exactly one Host header")
-    if _path(request.target) != "/":
+    path = _path(request.target)
+    if assets is not None and path in assets:
+        return assets[path](request)
+    if path != "/":
         return _reject(404, "Not found\n", f"path {request.target!r}", level=logging.DEBUG)
     # RFC 9110 section 7.8: a server must ignore Upgrade in an HTTP/1.0 request.
     wants_websocket = "websocket" in _tokens(request.joined("upgrade"))

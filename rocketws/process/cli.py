@@ -6,6 +6,7 @@ Usage:
   manage.py shell [--ms-conn=URL] [--ws-conn=URL] [--api-key=KEY] [-c COMMAND]
   manage.py token --user=ID [--ttl=S] [--info=JSON] [--channel=C]
   manage.py init [DIR]
+  manage.py demo [--ws-conn=HOST:PORT] [--demo-port=PORT]
   manage.py tests [ARGS...]
   manage.py bench [BENCH-OPTIONS...]
   manage.py (-h | --help)
@@ -19,6 +20,8 @@ Commands:
               channel, a subscription token for it).
   init        Write DIR/settings.py (DIR: the current directory) with fresh
               secrets, mode 0600; an existing file is never overwritten.
+  demo        Run RocketWS with the demo backend and its chat app (docs/client-js.md);
+              the only command that issues tokens over HTTP (to demo users).
   tests       Run the test suite with pytest; ARGS go to pytest (put them after --).
   bench       Size this machine in minutes (source checkout with '.[bench]'): fan-out
               CPU per delivery, idle memory per connection and latency of RocketWS,
@@ -43,6 +46,7 @@ Options:
   --channel=C          token: make a subscription token for channel C.
   --tls-cert=PEM       Serve wss:// and https:// with this certificate (chain) and
   --tls-key=PEM        its private key; SIGHUP re-reads both (docs/security.md#tls).
+  --demo-port=PORT     demo: the app's HTTP port on 127.0.0.1 [default: 8000].
   -c COMMAND           shell: run COMMAND (one per line), print results, exit.
                        The shell also takes URLs for both addresses
                        (http://host:port/path, ws://host:port/); its WebSocket
@@ -205,6 +209,16 @@ def _init(args: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _demo(args: dict[str, Any]) -> int:
+    from rocketws import demo  # only the demo command loads it
+
+    script = Path(sys.argv[0])
+    command = (
+        [sys.executable, str(script)] if script.name == "manage.py" else [sys.executable, "-m", __name__]
+    )
+    return demo.run(args["--ws-conn"] or "127.0.0.1:58000", int(args["--demo-port"]), command)
+
+
 def _tests(args: dict[str, Any]) -> int:
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "pytest", *args["ARGS"]]
@@ -246,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return _token(args)
         if args["init"]:
             return _init(args)
+        if args["demo"]:
+            return _demo(args)
         if args["tests"]:
             return _tests(args)
     except ConfigError as exc:

@@ -33,6 +33,8 @@ import socket
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import cache
+from importlib import resources
 from typing import Any, Protocol
 
 import httptools
@@ -104,6 +106,35 @@ class Observer(Protocol):
 _METRICS_TYPE = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 
 
+# -- the admin dashboard (docs/admin.md) ----------------------------------------------------
+
+ADMIN_PATH = "/admin"
+_ADMIN_HEADERS = (
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Cache-Control", "no-cache"),
+    # The page runs only its own script and talks only to this origin.
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+)
+
+
+def admin_page(method: str) -> Response:
+    """``GET /admin``: the dashboard page.  It holds no data: the figures and the console
+    go through ``POST /`` (and ``/metrics``) with the API key the operator types in."""
+    if method not in ("GET", "HEAD"):
+        return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
+    return Response(200, _admin_html(), _ADMIN_HEADERS)
+
+
+@cache
+def _admin_html() -> bytes:
+    return resources.files("rocketws").joinpath("static/admin.html").read_bytes()
+
+
 class MessagesSourceApp:
     """Answers MessagesSource requests with ``rpc.backend_methods`` (no I/O here)."""
 
@@ -130,6 +161,8 @@ class MessagesSourceApp:
         ``key``: the API key the request sent (``/metrics`` may need it); ``render``
         False: only decide (``/metrics``, ``/health`` and ``/ready`` are not computed).
         """
+        if path == ADMIN_PATH and self.config.admin:
+            return admin_page(method)
         if path in ("/health", "/ready"):
             if method not in ("GET", "HEAD"):
                 return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
+from functools import partial
+from importlib import resources
 from typing import Any
 
 from gevent.event import Event
 
 from rocketws.config import Config
-from rocketws.core import handshake
+from rocketws.core import assets, handshake
 from rocketws.core.connection import Liveness
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.handshake import Extension, Request
@@ -20,6 +22,18 @@ from rocketws.transports.websocket.auth import auth_timing, build_authenticator
 from rocketws.transports.websocket.connection import Connection, Flusher, Sweeper, configure_socket
 
 logger = logging.getLogger("rocketws.transports.websocket")
+
+
+def client_assets() -> dict[str, handshake.Answer]:
+    """``/rocketws.js`` (the package's copy of clients/js/rocketws.js), read once; empty
+    (404, logged) when the installation lacks it."""
+    try:
+        body = resources.files("rocketws").joinpath("static/rocketws.js").read_bytes()
+    except OSError as exc:
+        logger.warning("rocketws.js not served: %s (a broken installation?)", exc)
+        return {}
+    asset = assets.Asset.of(body, assets.JAVASCRIPT)
+    return {assets.CLIENT_PATH: partial(assets.respond, asset)}
 
 
 class WebSocketApp:
@@ -43,6 +57,7 @@ class WebSocketApp:
         self._idle = Event()
         self._idle.set()
         self._close_all: Disconnect | None = None  # set by close_all (shutdown)
+        self.assets = client_assets() if config.serve_client else {}
 
     def origin_allowed(self, origin: str | None) -> bool:
         """Whether a browser page of ``origin`` may connect (no Origin header: not a

@@ -139,7 +139,9 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
                 received = b""
             else:
                 request, received = outcome
-                decision = handshake.decide(request, self.app.config, full=self.app.full())
+                decision = handshake.decide(
+                    request, self.app.config, full=self.app.full(), assets=self.app.assets
+                )
             if isinstance(decision, Accept):
                 sock.sendall(decision.response)
         except gevent.Timeout as exc:
@@ -188,9 +190,14 @@ class WebSocketServer(StreamServer):  # type: ignore[misc,unused-ignore]  # geve
         response before the client reads it: so stop writing and discard what the
         client still sends, for at most LINGER_SECONDS or LINGER_BYTES.
         """
-        logger.log(
-            refusal.level, "refused a handshake from %s: %d, %s", address, refusal.status, refusal.detail
-        )
+        if refusal.status < 400:  # a static file (core.assets)
+            logger.log(
+                refusal.level, "answered %s without upgrade: %d, %s", address, refusal.status, refusal.detail
+            )
+        else:
+            logger.log(
+                refusal.level, "refused a handshake from %s: %d, %s", address, refusal.status, refusal.detail
+            )
         try:
             sock.settimeout(LINGER_SECONDS)
             sock.sendall(refusal.encode(formatdate(usegmt=True)))
