@@ -355,14 +355,19 @@ def test_bench_metrics_on_and_off_side_by_side(metrics_report: dict[str, Any]) -
     assert ingress["emits_per_s"]["ratios"]["rocketws/rocketws-nometrics"] > 0
 
 
-def test_bench_baseline_server_needs_a_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmarks.servers import BASELINE_ENV, REPO, server_command
+def test_bench_baseline_server_needs_a_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from benchmarks.servers import BASE_REPO_ENV, BASELINE_ENV, REPO, server_command
 
     monkeypatch.delenv(BASELINE_ENV, raising=False)
+    monkeypatch.delenv(BASE_REPO_ENV, raising=False)
     with pytest.raises(ValueError, match=BASELINE_ENV):
         server_command("rocketws-baseline")
-    monkeypatch.setenv(BASELINE_ENV, "/tmp/elsewhere")
-    assert server_command("rocketws-baseline")[1] == "/tmp/elsewhere/manage.py"
+    monkeypatch.setenv(BASELINE_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match="checkout with manage.py"):
+        server_command("rocketws-base")  # a directory that is not a checkout
+    (tmp_path / "manage.py").write_text("")
+    for name in ("rocketws-baseline", "rocketws-base"):  # one server, two names
+        assert server_command(name)[1] == str(tmp_path / "manage.py")
     assert server_command("rocketws-nometrics")[1] == str(REPO / "manage.py")
 
 
