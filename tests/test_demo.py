@@ -173,9 +173,6 @@ def test_demo_pages_come_over_the_websocket(demo: Demo, browser: Browser, tmp_pa
     try:
         _sign_in(page, demo.app_url, "carol")
         page.click("a[data-page=about]")
-        page.wait_for_selector("#view :is(h2, p)", timeout=10000)
-        if "no RPC proxy" in page.inner_text("#view"):
-            pytest.skip("this server has no `rpc` client method (issue 12's RPC proxy not merged)")
         page.wait_for_selector("h2:has-text('About this demo')", timeout=10000)
         assert "fetched over the WebSocket" in page.inner_text("#view")
         _screenshot(page, "demo-about.png", tmp_path)
@@ -189,8 +186,7 @@ def test_demo_presence_shows_both_users(demo: Demo, browser: Browser) -> None:
     try:
         _sign_in(dave, demo.app_url, "dave")
         _sign_in(carol, demo.app_url, "carol")
-        if not dave.evaluate("window.demoApp.presence"):
-            pytest.skip("this server has no presence (issue 11's presence not merged)")
+        assert dave.evaluate("window.demoApp.presence")  # the demo found presence on
         wait_until(
             lambda: (
                 {"carol", "dave"}
