@@ -45,6 +45,8 @@ Usage::
     python -m benchmarks.bench --quick              # small N/M, under a minute
     python -m benchmarks.bench --scenarios fanout --fanout-n 1000 --batches 1,10 --repeat 5
     python -m benchmarks.bench --scenarios fanout --servers rocketws,rocketws-redis,peer
+    python -m benchmarks.bench --scenarios fanout --batches 1 --fanout-concurrency 8 \
+        --fanout-rates 2000 --servers rocketws,rocketws-wd5   # B=1 at 2,000 emits/s, paced
 """
 
 from __future__ import annotations
@@ -92,6 +94,16 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     p.add_argument("--fanout-m", type=int, help=f"emits per run (default {d.fanout_m})")
     p.add_argument("--batches", help="emits per request, comma-separated (default 1,10)")
     p.add_argument("--fanout-concurrency", help="emit requests in flight, comma-separated (default 1,4)")
+    p.add_argument(
+        "--fanout-rates",
+        help="emits/s, comma-separated (default 0: unpaced); a rate > 0 paces the requests "
+        "(rate / B per second over the C keep-alive connections) and samples latency",
+    )
+    p.add_argument(
+        "--fanout-latency-every",
+        type=int,
+        help=f"paced fan-out: latency on every k-th subscriber (default {d.fanout_latency_every})",
+    )
     p.add_argument("--idle-n", type=int, help=f"connections (default {d.idle_n})")
     p.add_argument(
         "--idle-tls",
@@ -151,6 +163,8 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     for key in ("batches", "latency_n", "fanout_concurrency"):
         if key in given:
             given[key] = _ints(given[key])
+    if "fanout_rates" in given:
+        given["fanout_rates"] = [float(x) for x in given["fanout_rates"].split(",") if x]
     return Config.quick(**given) if quick else Config(**given)
 
 

@@ -27,6 +27,11 @@ class Config:
     fanout_m: int = 1000
     batches: list[int] = field(default_factory=lambda: [1, 10])
     fanout_concurrency: list[int] = field(default_factory=lambda: [1, 4])
+    # emits/s, each case of batches x concurrency once per rate; 0: as fast as C requests
+    # in flight go (the default and the figures' meaning); > 0: requests paced at
+    # rate / B per second over the C connections, latency sampled (fanout_latency_every)
+    fanout_rates: list[float] = field(default_factory=lambda: [0.0])
+    fanout_latency_every: int = 10  # paced runs: record latency on every k-th subscriber
     idle_n: int = 10000
     idle_tls: bool = False  # idle also over wss:// (RocketWS servers): the TLS cost per connection
     ingress_m: int = 20000

@@ -102,6 +102,7 @@ class Conn:
     close_code: int | None = None
     stalled: bool = False
     latencies: list[tuple[int, int]] | None = field(default=None)
+    seq: int = 0  # its place in its group: ("latency", group, True, k) samples seq % k == 0
 
 
 class SubscriberPool:
@@ -119,7 +120,7 @@ class SubscriberPool:
         # frames of ready, reading connections per group since its last reset, kept as
         # they arrive so that polling progress costs nothing per connection
         self.group_frames: dict[str, int] = {}
-        self.latency_groups: set[str] = set()
+        self.latency_groups: dict[str, int] = {}  # group -> sample every k-th connection
 
     # -- connection state machine --------------------------------------------------
 
@@ -152,9 +153,10 @@ class SubscriberPool:
             sock.close()
             self._failed(group)
             return
-        conn = Conn(sock=sock, group=group, channel=channel, stalled=stalled, tls=tls)
+        members = self.groups.setdefault(group, [])
+        conn = Conn(sock=sock, group=group, channel=channel, stalled=stalled, tls=tls, seq=len(members))
         self.conns[sock.fileno()] = conn
-        self.groups.setdefault(group, []).append(conn)
+        members.append(conn)
         self.ep.register(sock.fileno(), select.EPOLLOUT)
         self.inflight += 1
         offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
@@ -263,7 +265,8 @@ class SubscriberPool:
         i = 0
         count = 0
         wire = 0
-        keep = conn.group in self.latency_groups and conn.state == "ready"
+        every = self.latency_groups.get(conn.group, 0)
+        keep = every > 0 and conn.state == "ready" and conn.seq % every == 0
         while n - i >= 2:
             b1 = buf[i + 1] & 0x7F
             if b1 < 126:
@@ -333,11 +336,11 @@ class SubscriberPool:
             return True
         if op == "progress":  # ("progress", group): (frames since reset, last frame ns), cheap
             return self.group_frames.get(cmd[1], 0), self.last_frame_ns.get(cmd[1], 0)
-        if op == "latency":  # ("latency", group, on)
+        if op == "latency":  # ("latency", group, on[, every]): record on every k-th connection
             if cmd[2]:
-                self.latency_groups.add(cmd[1])
+                self.latency_groups[cmd[1]] = max(1, int(cmd[3])) if len(cmd) > 3 else 1
             else:
-                self.latency_groups.discard(cmd[1])
+                self.latency_groups.pop(cmd[1], None)
             return True
         if op == "latencies":
             out: list[tuple[int, int]] = []

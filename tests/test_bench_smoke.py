@@ -225,9 +225,11 @@ needs_redis = pytest.mark.skipif(  # never skipped in CI, where `make test` inst
 
 
 def quick_report(tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any) -> dict[str, Any]:
-    """A quick run with ``options`` (no plot, one concurrency), timed in ``_elapsed``."""
+    """A quick run with ``options`` (default: no plot, one concurrency), timed in ``_elapsed``."""
     out = tmp_path_factory.mktemp(name)
-    cfg = Config.quick(out=str(out), quiet=True, plot=False, fanout_concurrency=[1], **options)
+    cfg = Config.quick(
+        **{"out": str(out), "quiet": True, "plot": False, "fanout_concurrency": [1], **options}
+    )
     started = time.monotonic()
     rep = runner.run(cfg)
     rep["_elapsed"] = time.monotonic() - started
@@ -471,3 +473,53 @@ def test_manage_py_bench_prints_the_summary_and_the_sizing_table(tmp_path: Path)
     assert "fanout (n=20" in out.stdout and "sizing (medians of RocketWS" in out.stdout
     assert "deliveries/s per core" in out.stdout and "connections per GiB" in out.stdout
     assert (tmp_path / "results.json").is_file()
+
+
+# -- fan-out paced at a rate (single emits arriving one by one: the write_delay table) ----
+
+
+@pytest.fixture(scope="module")
+def paced_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return quick_report(
+        tmp_path_factory,
+        "bench-paced",
+        servers=["rocketws", "rocketws-wd5"],
+        scenarios=["fanout"],
+        batches=[1],
+        fanout_concurrency=[4],  # several keep-alive connections
+        fanout_rates=[0.0, 400.0],
+        fanout_latency_every=2,
+    )
+
+
+def test_bench_fanout_rates_option_parses() -> None:
+    cfg = bench.parse_args(["--quick", "--fanout-rates", "0,1000,2500", "--fanout-latency-every", "5"])
+    assert cfg.fanout_rates == [0.0, 1000.0, 2500.0] and cfg.fanout_latency_every == 5
+    assert Config().fanout_rates == [0.0]  # unpaced by default: the figures keep their meaning
+
+
+@pytest.mark.parametrize("server", ["rocketws", "rocketws-wd5"])
+def test_bench_fanout_paced_sends_at_the_rate_and_samples_latency(
+    paced_report: dict[str, Any], server: str
+) -> None:
+    rs = {r["rate"]: r for r in runs(paced_report, "fanout", server)}
+    assert sorted(rs) == [0.0, 400.0]
+    unpaced, paced = rs[0.0], rs[400.0]
+    for r in (unpaced, paced):
+        assert r["complete"] and r["http_errors"] == 0 and r["b"] == 1 and r["c"] == 4
+        assert 0 < r["us_per_delivery"] < 10_000 and r["writes_per_subscriber_request"] > 0
+        assert 150 < r["frame_bytes"] < 220  # about the unpaced push size
+    # unpaced: no latency recorded; paced: the emitter held the rate, not faster
+    assert unpaced["latency_samples"] == 0 and unpaced["p50_ms"] is None
+    assert 100 < paced["emit_rate"] <= 400 * 1.05
+    # every 2nd of the 20 subscribers (one subscriber process) recorded every push
+    assert paced["latency_samples"] == 10 * paced["m"]
+    assert 0 < paced["p50_ms"] <= paced["p99_ms"]
+
+
+def test_bench_fanout_paced_write_delay_holds_and_coalesces(paced_report: dict[str, Any]) -> None:
+    (wd5,) = (r for r in runs(paced_report, "fanout", "rocketws-wd5") if r["rate"] == 400.0)
+    # the first push of a window waits the 5 ms, the next (2.5 ms later at 400/s) the rest
+    assert wd5["p99_ms"] >= 4.0 and wd5["p50_ms"] >= 2.0
+    # 400 emits/s arriving one by one: ~2 per 5 ms window leave in one write
+    assert wd5["writes_per_subscriber_request"] < 1.0

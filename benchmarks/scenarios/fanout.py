@@ -1,5 +1,10 @@
 """``fanout``: N subscribers on one channel, M emits of S bytes, B emits per request,
 C requests in flight; server CPU µs per delivery and deliveries/s.
+
+With a rate (``--fanout-rates``, emits/s; 0 = unpaced, the default) the requests are
+paced at rate / B per second over the C keep-alive connections (single emits arriving
+one by one at a steady rate, what ``write_delay`` coalesces), the data carries its send
+time, and publish -> receipt latency is recorded on every k-th subscriber.
 """
 
 from __future__ import annotations
@@ -8,24 +13,27 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .. import httpload
 from ..harness import (
     CHANNEL,
     Bench,
     RunResult,
     Subscribers,
     check_emit_response,
+    emit_body,
     push_frame_bytes,
     redis_publish,
     redis_seconds,
     send_emits,
 )
+from ..report import pct
 from ..servers import Server
 
 
 @dataclass
 class FanoutRun(RunResult):
     SCENARIO: ClassVar[str] = "fanout"
-    CASE: ClassVar[tuple[str, ...]] = ("n", "m", "b", "c", "size")
+    CASE: ClassVar[tuple[str, ...]] = ("n", "m", "b", "c", "size", "rate")
     REPORTS_COMPLETE: ClassVar[bool] = True
     METRICS: ClassVar[tuple[str, ...]] = (
         "us_per_delivery",
@@ -34,6 +42,9 @@ class FanoutRun(RunResult):
         "deliveries_per_s",
         "wall_s",
         "writes_per_subscriber_request",
+        "emit_rate",
+        "p50_ms",
+        "p99_ms",
     )
 
     n: int
@@ -41,6 +52,9 @@ class FanoutRun(RunResult):
     b: int
     c: int
     size: int
+    # emits/s asked for (0: unpaced) and achieved (emits / the emitter's wall time)
+    rate: float
+    emit_rate: float
     frame_bytes: int
     expected: int
     deliveries: int
@@ -60,6 +74,10 @@ class FanoutRun(RunResult):
     # write; B: one write per emit); RocketWS only (the peer writes with send(2))
     writes: int
     writes_per_subscriber_request: float | None
+    # paced runs: publish -> receipt on the sampled subscribers (None when unpaced)
+    latency_samples: int
+    p50_ms: float | None
+    p99_ms: float | None
 
 
 def run(bench: Bench) -> list[FanoutRun]:
@@ -72,16 +90,24 @@ def run(bench: Bench) -> list[FanoutRun]:
             subs.connect(name, srv, cfg.fanout_n)
         data = "x" * cfg.size
         frame = push_frame_bytes(CHANNEL, data)
-        cases = [(c, b) for c in cfg.fanout_concurrency for b in cfg.batches]
+        # paced runs: the send time in the data, padded to about the same push size
+        pad = "x" * max(0, cfg.size - 37)
+        timed_frame = push_frame_bytes(CHANNEL, {"i": 0, "t": time.monotonic_ns(), "pad": pad})
+        cases = [(r, c, b) for r in cfg.fanout_rates for c in cfg.fanout_concurrency for b in cfg.batches]
         for rep in range(cfg.repeat):
-            for c, b in cases:
+            for rate, c, b in cases:
                 requests = max(1, -(-cfg.fanout_m // b))
                 m = requests * b
+                paced = rate > 0
                 for name, srv in servers.items():
                     bench.progress.step(
-                        f"fanout {name} N={cfg.fanout_n:,} M={m:,} B={b} C={c} rep {rep + 1}/{cfg.repeat}"
+                        f"fanout {name} N={cfg.fanout_n:,} M={m:,} B={b} C={c}"
+                        + (f" at {rate:g} emits/s" if paced else "")
+                        + f" rep {rep + 1}/{cfg.repeat}"
                     )
                     subs.ask("reset", name)
+                    if paced:
+                        subs.ask("latency", name, True, cfg.fanout_latency_every)
                     cpu0, redis0, writes0 = srv.cpu(), srv.redis_cpu_ns(), srv.write_calls()
                     t0 = time.monotonic_ns()
                     piped = name == "rocketws-redis-pipe"
@@ -90,6 +116,15 @@ def run(bench: Bench) -> list[FanoutRun]:
                         nodes = redis_publish(srv, data, b, requests)
                         emit_wall = time.monotonic() - emit_wall
                         errors = 0 if nodes == 1 else 1
+                    elif paced:
+
+                        def timed(i: int, b: int = b) -> bytes:
+                            return emit_body(CHANNEL, {"i": i, "t": time.monotonic_ns(), "pad": pad}, i, b)
+
+                        res = httpload.run_requests(
+                            srv.host, srv.http_port, timed, requests, c, rate / b, cfg.timeout * 10
+                        )
+                        emit_wall, errors = res.elapsed, res.errors
                     else:
                         res = send_emits(srv, data, b, requests, c, cfg.timeout * 10)
                         emit_wall, errors = res.elapsed, res.errors
@@ -100,6 +135,10 @@ def run(bench: Bench) -> list[FanoutRun]:
                     redis_s = redis_seconds(srv, redis0)
                     if not piped:
                         check_emit_response(res.first_body, b, cfg.fanout_n)
+                    lats: list[float] = []
+                    if paced:
+                        lats = sorted(lat / 1e6 for part in subs.ask("latencies", name) for _, lat in part)
+                        subs.ask("latency", name, False)
                     wall = max(1, st["last_frame_ns"] - t0) / 1e9
                     delivered = st["frames"]
                     per = 1e6 / max(1, delivered)
@@ -112,7 +151,9 @@ def run(bench: Bench) -> list[FanoutRun]:
                             b=b,
                             c=c,
                             size=cfg.size,
-                            frame_bytes=frame,
+                            rate=rate,
+                            emit_rate=m / max(1e-9, emit_wall),
+                            frame_bytes=timed_frame if paced else frame,
                             expected=expected,
                             deliveries=delivered,
                             complete=delivered == expected,
@@ -130,6 +171,9 @@ def run(bench: Bench) -> list[FanoutRun]:
                             writes_per_subscriber_request=(
                                 writes / (cfg.fanout_n * requests) if name.startswith("rocketws") else None
                             ),
+                            latency_samples=len(lats),
+                            p50_ms=pct(lats, 50),
+                            p99_ms=pct(lats, 99),
                         )
                     )
         for name in servers:
