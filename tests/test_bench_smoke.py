@@ -102,7 +102,10 @@ def test_bench_ingress_single_and_batched(report: dict[str, Any], server: str) -
     for b, r in rs.items():
         assert r["http_errors"] == 0
         assert r["emits"] == r["requests"] * b
-        assert r["emits_per_s"] > 0 and r["us_per_emit"] > 0
+        assert r["emits_per_s"] > 0
+        # The aiohttp peer's executor threads come and go: schedstat (live threads only)
+        # can then go backwards and the tick fallback rounds a tiny run down to 0.
+        assert r["us_per_emit"] > 0 or (server == "peer" and r["us_per_emit"] == 0)
 
 
 @pytest.mark.parametrize("server", SERVERS)
