@@ -138,7 +138,8 @@ class Authenticator:
     def at_upgrade(self, request: Request) -> tuple[str | None, tuple[tuple[str, str], ...]]:
         """(a token sent with the upgrade, the headers to keep for the connect proxy)."""
         token = upgrade_token(request) if self.verifier is not None else None
-        kept = tuple((k, v) for k, v in request.headers if k in self.forward_headers)
+        forward = self.forward_headers
+        kept = tuple((k, v) for k, v in request.headers if k in forward) if forward else ()
         return token, kept
 
     # -- methods ----------------------------------------------------------------------
