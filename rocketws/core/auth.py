@@ -138,7 +138,8 @@ class Authenticator:
     def at_upgrade(self, request: Request) -> tuple[str | None, tuple[tuple[str, str], ...]]:
         """(a token sent with the upgrade, the headers to keep for the connect proxy)."""
         token = upgrade_token(request) if self.verifier is not None else None
-        kept = tuple((k, v) for k, v in request.headers if k in self.forward_headers)
+        forward = self.forward_headers
+        kept = tuple((k, v) for k, v in request.headers if k in forward) if forward else ()
         return token, kept
 
     # -- methods ----------------------------------------------------------------------
@@ -152,13 +153,9 @@ class Authenticator:
             return self._answer(session_id, ANONYMOUS, [])
         if not link.connecting:
             raise AuthFailed(RpcCode.ALREADY_CONNECTED, "this connection is connected already")
-        params = {
-            "client": session_id,
-            "name": _text_param("name", name),
-            "version": _text_param("version", version),
-        }
+        name, version = _text_param("name", name), _text_param("version", version)
         try:
-            identity = self._identify(link, token, params)
+            identity = self._identify(link, token, session_id, name, version)
             if not link.connecting:  # closed meanwhile (connect timeout, shutdown)
                 raise RpcError({"reason": "the connection is closing"}, code=RpcCode.NOT_CONNECTED)
             channels = link.admit(identity)
@@ -173,10 +170,13 @@ class Authenticator:
         assert self.verifier is not None
         return self.verifier.verify(token)
 
-    def _identify(self, link: Admission, token: Any, params: dict[str, Any]) -> Identity:
+    def _identify(
+        self, link: Admission, token: Any, session_id: str, name: str | None, version: str | None
+    ) -> Identity:
         if token is not None and self.verifier is not None:
             return self.verifier.verify(token)
         if self.proxy is not None:
+            params = {"client": session_id, "name": name, "version": version}
             if token is not None:
                 params["token"] = _text_param("token", token)
             given = {k: v for k, v in params.items() if v is not None}

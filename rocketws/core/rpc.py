@@ -152,18 +152,16 @@ class Method:
                 raise _missing(names[n])
             return params + list(self._defaults[n:])
         assert isinstance(params, dict)
-        args: Sequence[Any]
-        try:
-            args = self._by_name(params)
-        except KeyError:
-            args = [params.get(name, default) for name, default in zip(names, self._defaults, strict=True)]
-            for name, arg in zip(names, args, strict=True):
-                if arg is _ABSENT:
-                    raise _missing(name) from None
-            given = sum(name in params for name in names)
-        else:
-            given = len(names)
-        if len(params) != given:
+        if len(params) == len(names):  # every param given, or some unknown: try the fast way
+            try:
+                return self._by_name(params)
+            except KeyError:
+                pass
+        args = [params.get(name, default) for name, default in zip(names, self._defaults, strict=True)]
+        for name, arg in zip(names, args, strict=True):
+            if arg is _ABSENT:
+                raise _missing(name) from None
+        if len(params) != len(params.keys() & names):
             unknown = sorted(set(params) - set(names))
             raise InvalidParams({"reason": f"unexpected param(s) for {self.name}: {', '.join(unknown)}"})
         return args

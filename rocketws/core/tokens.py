@@ -144,6 +144,7 @@ class TokenVerifier:
         "_jwks",
         "_checks",
         "_hs_secret",
+        "_hs_macs",
         "_required",
         "_sub_required",
         "_audience",
@@ -173,6 +174,13 @@ class TokenVerifier:
             k = base64.urlsafe_b64encode(hmac_secret.encode()).rstrip(b"=").decode()
             self._secret = {alg: jwt.PyJWK({"kty": "oct", "k": k}, alg) for alg in HMAC_ALGORITHMS}
         self._hs_secret = hmac_secret.encode() if hmac_secret and hmac_fast_path else None
+        # The fast path's HMACs keyed once: each token copies one (``hmac.digest`` would
+        # look the hash up in OpenSSL and set the key up again on every call).
+        self._hs_macs = (
+            {alg: hmac.new(self._hs_secret, digestmod=name) for alg, name in HMAC_HASHES.items()}
+            if self._hs_secret is not None
+            else {}
+        )
         self._public = load_public_key(public_key_pem) if public_key_pem else None
         self._jwks = load_jwks(jwks) if jwks else None
         required = ["sub", "exp"] if require_exp else ["sub"]
@@ -302,12 +310,13 @@ class TokenVerifier:
             header = orjson.loads(_canonical_b64(head))
             if type(header) is not dict or not _FAST_HEADER.issuperset(header):
                 return None
-            digest = HMAC_HASHES.get(header.get("alg"))  # type: ignore[arg-type]
+            keyed = self._hs_macs.get(header.get("alg"))  # type: ignore[arg-type]
             kid = header.get("kid", "")
-            if digest is None or type(kid) is not str:
+            if keyed is None or type(kid) is not str:
                 return None
-            mac = hmac.digest(secret, token[: len(head) + 1 + len(body)].encode(), digest)
-            if not hmac.compare_digest(mac, _canonical_b64(signature)):
+            mac = keyed.copy()
+            mac.update(token[: len(head) + 1 + len(body)].encode())
+            if not hmac.compare_digest(mac.digest(), _canonical_b64(signature)):
                 return None
             claims = orjson.loads(_canonical_b64(body))
         except (ValueError, binascii.Error):  # orjson.JSONDecodeError is a ValueError
@@ -351,15 +360,20 @@ _FAST_HEADER = frozenset({"alg", "typ", "kid"})  # other header fields go throug
 
 
 def _canonical_b64(segment: str) -> bytes:
-    """The bytes of an unpadded base64url ``segment`` (RFC 7515 2, RFC 4648 5), ValueError
-    unless re-encoding them gives ``segment`` back (PyJWT refuses non-canonical ones)."""
-    data = segment.encode()
-    raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
-    if binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=") != data:
+    """The bytes of an unpadded base64url ``segment`` (RFC 7515 2, RFC 4648 5) of
+    base64url characters only (``_COMPACT_JWS`` matched it), ValueError unless it is
+    canonical: a length that is not 1 mod 4 and zero unused bits in its last character
+    (PyJWT refuses the others)."""
+    rem = len(segment) % 4
+    if rem == 1 or (rem and _B64URL_VALUE.get(segment[-1], 0) & _UNUSED_BITS[rem]):
         raise ValueError("non-canonical base64url")
-    return raw
+    return binascii.a2b_base64(segment.encode().translate(_FROM_URLSAFE) + _PAD[rem], strict_mode=True)
 
 
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"  # RFC 4648 5
+_B64URL_VALUE = {c: i for i, c in enumerate(_B64URL)}
+_UNUSED_BITS = {2: 0x0F, 3: 0x03}  # the last character's bits past the data (RFC 4648 3.5)
+_PAD = {0: b"", 2: b"==", 3: b"="}
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")  # RFC 4648 5 -> 4, for binascii
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
