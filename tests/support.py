@@ -216,6 +216,16 @@ class ServerProcess:
         self.assert_no_traceback()
         return status
 
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM if still running, then wait; SIGKILL (``kill``) if it outlives ``timeout``.
+        For teardown: never raises for a slow shutdown (``terminate`` asserts one)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()

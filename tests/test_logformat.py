@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import subprocess
 from typing import Any
 
 from rocketws.process.logformat import JsonFormatter
@@ -62,12 +60,7 @@ def test_workers_log_json_lines_with_their_worker(redis_server: RedisServer) -> 
     try:
         srv.wait_log(r"all 2 workers ready", timeout=30)
     finally:
-        assert srv.proc is not None
-        srv.proc.send_signal(signal.SIGTERM)
-        try:
-            srv.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            srv.kill()
+        srv.stop()
     srv.assert_no_traceback()
     lines = _lines(srv)
     assert {line.get("worker") for line in lines} >= {"1", "2"}

@@ -9,8 +9,6 @@ exactly what the workload did.  The same with ``--workers 2`` on a real redis-se
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -352,12 +350,7 @@ def two_workers(private_redis: RedisServer) -> Iterator[ServerProcess]:
         srv.wait_log(r"all 2 workers ready", timeout=30)
         yield srv
     finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.proc.send_signal(signal.SIGTERM)
-            try:
-                srv.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                srv.kill()
+        srv.stop()
     srv.assert_no_traceback()
 
 

@@ -42,12 +42,7 @@ def workers(redis_server: RedisServer) -> Iterator[tuple[ServerProcess, str]]:
         yield srv, prefix
     finally:
         pids = _worker_pids(srv)
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.proc.send_signal(signal.SIGTERM)
-            try:
-                srv.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                srv.kill()
+        srv.stop()
         for pid in pids:  # never leave a worker behind, whatever happened above
             try:
                 os.kill(pid, signal.SIGKILL)
