@@ -332,13 +332,18 @@ def _api_key(name: str, value: Any) -> str | None:
     return value
 
 
-def _path_or_none(name: str, value: Any) -> str | None:
-    """A file path, or None (not set); whether the file is usable is checked at start."""
+def _optional_str(name: str, value: Any, expected: str) -> str | None:
+    """A non-empty string, or None for None/"" (not set); else ConfigError(``expected``)."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ConfigError(name, value, "expected a file path")
+        raise ConfigError(name, value, expected)
     return value
+
+
+def _path_or_none(name: str, value: Any) -> str | None:
+    """A file path, or None (not set); whether the file is usable is checked at start."""
+    return _optional_str(name, value, "expected a file path")
 
 
 def _logging(name: str, value: Any) -> dict[str, Any]:
@@ -422,11 +427,7 @@ def _namespaces(name: str, value: Any) -> tuple[Namespace, ...]:
 
 
 def _optional_text(name: str, value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(name, value, "expected a string")
-    return value
+    return _optional_str(name, value, "expected a string")
 
 
 def _secret(name: str, value: Any) -> str | None:
