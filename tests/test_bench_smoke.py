@@ -314,17 +314,13 @@ def test_bench_compression_compares_deflate_on_and_off(report: dict[str, Any]) -
 
 @pytest.fixture(scope="module")
 def metrics_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("bench-metrics")
-    cfg = Config.quick(
-        out=str(out),
-        quiet=True,
+    return quick_report(
+        tmp_path_factory,
+        "bench-metrics",
         scenarios=["fanout", "ingress"],
         servers=["rocketws", "rocketws-nometrics"],
         batches=[10],
-        fanout_concurrency=[1],
-        plot=False,
     )
-    return runner.run(cfg)
 
 
 # -- the Scale figures (docs/benchmarks.md#scale) ---------------------------------------
@@ -335,18 +331,14 @@ def scale_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Tiny runs of every Scale figure's scenario: the scale run (2 workers, 2 source
     addresses), fan-out with the write-delay servers, 2 workers, the harness-pipelined
     Redis publish, and the one-emit CPU split."""
-    out = tmp_path_factory.mktemp("bench-scale")
-    cfg = Config.quick(
-        out=str(out),
-        quiet=True,
-        plot=False,
+    return quick_report(
+        tmp_path_factory,
+        "bench-scale",
         servers=["rocketws", "rocketws-wd5", "rocketws-redis-pipe", "rocketws-redis-w2"],
         scenarios=["fanout", "latency", "split", "scale"],
-        fanout_concurrency=[1],
         latency_n=[10],
         latency_m=10,
     )
-    return runner.run(cfg)
 
 
 def test_bench_metrics_on_and_off_side_by_side(metrics_report: dict[str, Any]) -> None:
