@@ -142,6 +142,9 @@ class Flusher:
         waiting = self._later.get(delay)
         if waiting is None:
             waiting = self._later[delay] = []
+            # libev times from the loop turn's cached clock: after a busy turn the timer
+            # would fire early by that turn's length
+            self._loop.update_now()
             timer = self._loop.timer(delay)
             timer.start(self._flush_later, delay, timer)
         waiting.append(conn)
