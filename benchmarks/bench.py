@@ -104,6 +104,13 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
         type=int,
         help=f"paced fan-out: latency on every k-th subscriber (default {d.fanout_latency_every})",
     )
+    p.add_argument(
+        "--read-interval-ms",
+        type=float,
+        dest="read_interval_ms",
+        help="subscribers that do not sample latency read every this many ms instead of on "
+        "every event (default 0: at once); keeps the load generator's CPU small",
+    )
     p.add_argument("--idle-n", type=int, help=f"connections (default {d.idle_n})")
     p.add_argument(
         "--idle-tls",
@@ -163,6 +170,8 @@ def parse_args(argv: Iterable[str] | None = None) -> Config:
     for key in ("batches", "latency_n", "fanout_concurrency"):
         if key in given:
             given[key] = _ints(given[key])
+    if "read_interval_ms" in given:
+        given["read_interval"] = given.pop("read_interval_ms") / 1000.0
     if "fanout_rates" in given:
         given["fanout_rates"] = [float(x) for x in given["fanout_rates"].split(",") if x]
     return Config.quick(**given) if quick else Config(**given)

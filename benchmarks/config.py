@@ -32,6 +32,9 @@ class Config:
     # rate / B per second over the C connections, latency sampled (fanout_latency_every)
     fanout_rates: list[float] = field(default_factory=lambda: [0.0])
     fanout_latency_every: int = 10  # paced runs: record latency on every k-th subscriber
+    # s; > 0: subscribers not sampling latency are read this often, not on every event (one
+    # recv takes what arrived meanwhile, and no server write wakes the load generator)
+    read_interval: float = 0.0
     idle_n: int = 10000
     idle_tls: bool = False  # idle also over wss:// (RocketWS servers): the TLS cost per connection
     ingress_m: int = 20000

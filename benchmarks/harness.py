@@ -18,6 +18,7 @@ import orjson
 
 from . import httpload
 from .config import Config
+from .procstat import schedstat_ns
 from .servers import Server
 from .wsclient import subscriber_main
 
@@ -118,13 +119,13 @@ class Progress:
 class Subscribers:
     """``workers`` processes of raw WebSocket subscribers, driven over pipes."""
 
-    def __init__(self, workers: int, cpus: set[int] | None) -> None:
+    def __init__(self, workers: int, cpus: set[int] | None, read_interval: float = 0.0) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.pipes: list[Connection] = []
         self.procs: list[BaseProcess] = []
         for _ in range(max(1, workers)):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=subscriber_main, args=(child, cpus), daemon=True)
+            p = ctx.Process(target=subscriber_main, args=(child, cpus, read_interval), daemon=True)
             p.start()
             child.close()
             self.pipes.append(parent)
@@ -143,6 +144,10 @@ class Subscribers:
 
     def ask(self, *cmd: Any, timeout: float = 60.0) -> list[Any]:
         return self._ask_all([cmd] * len(self.pipes), timeout)
+
+    def cpu_ns(self) -> int:
+        """CPU ns so far of the subscriber processes (the load generator's receiving side)."""
+        return sum(schedstat_ns(p.pid) for p in self.procs if p.pid is not None)
 
     def connect(
         self,
@@ -373,7 +378,7 @@ class Bench:
         return Server(name, cpus=self.server_cpus if self.cfg.pin else None, tls=tls).start()
 
     def subscribers(self) -> Subscribers:
-        return Subscribers(self.cfg.workers, self.load_cpus if self.cfg.pin else None)
+        return Subscribers(self.cfg.workers, self.load_cpus if self.cfg.pin else None, self.cfg.read_interval)
 
     def with_servers(self, fn: Callable[[dict[str, Server], Subscribers], None]) -> None:
         """Start every configured server and the subscribers, run ``fn``, stop them all."""

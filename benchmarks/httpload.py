@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .wsclient import RECV_SIZE
+
 
 class HTTPError(Exception):
     """The server answered something the load generator cannot use."""
@@ -152,7 +154,7 @@ def run_requests(
                 wait = max(0.0, start + sent / rate - time.monotonic())
             for key, _ in sel.select(wait):
                 s = key.data
-                data = s.recv(262144)
+                data = s.recv(RECV_SIZE)
                 if not data:
                     raise HTTPError("server closed a keep-alive connection")
                 p = parsers[s]

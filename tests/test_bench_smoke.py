@@ -520,3 +520,38 @@ def test_bench_fanout_paced_write_delay_holds_and_coalesces(paced_report: dict[s
     assert wd5["p99_ms"] >= 4.0 and wd5["p50_ms"] >= 2.0
     # 400 emits/s arriving one by one: ~2 per 5 ms window leave in one write
     assert wd5["writes_per_subscriber_request"] < 1.0
+
+
+def test_bench_read_interval_option_parses() -> None:
+    assert bench.parse_args(["--quick", "--read-interval-ms", "50"]).read_interval == 0.05
+    assert Config().read_interval == 0.0  # subscribers read on every event by default
+
+
+@pytest.fixture(scope="module")
+def lazy_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return quick_report(
+        tmp_path_factory,
+        "bench-lazy",
+        servers=["rocketws"],
+        scenarios=["fanout"],
+        batches=[1, 10],
+        fanout_concurrency=[4],
+        fanout_rates=[0.0, 400.0],
+        fanout_latency_every=2,
+        read_interval=1.0,
+    )
+
+
+def test_bench_lazy_subscribers_count_every_push_and_samplers_read_at_once(
+    lazy_report: dict[str, Any],
+) -> None:
+    rs = runs(lazy_report, "fanout", "rocketws")
+    assert sorted((r["rate"], r["b"]) for r in rs) == [(0.0, 1), (0.0, 10), (400.0, 1), (400.0, 10)]
+    for r in rs:
+        assert r["complete"] and r["deliveries"] == r["n"] * r["m"] and r["http_errors"] == 0, r
+        assert r["client_cpu_s"] > 0 and r["client_us_per_delivery"] > 0
+    for r in (r for r in rs if r["rate"]):
+        # every 2nd subscriber recorded every push, read as it came: read once a second,
+        # the latencies would spread over that second
+        assert r["latency_samples"] == r["n"] // 2 * r["m"]
+        assert r["p99_ms"] < 500

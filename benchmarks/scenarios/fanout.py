@@ -39,6 +39,7 @@ class FanoutRun(RunResult):
         "us_per_delivery",
         "redis_us_per_delivery",
         "total_us_per_delivery",
+        "client_us_per_delivery",
         "deliveries_per_s",
         "wall_s",
         "writes_per_subscriber_request",
@@ -69,6 +70,9 @@ class FanoutRun(RunResult):
     redis_cpu_s: float | None
     redis_us_per_delivery: float | None
     total_us_per_delivery: float
+    # the subscriber processes' CPU (the load generator's receiving side, on the same box)
+    client_cpu_s: float
+    client_us_per_delivery: float
     deliveries_per_s: float
     # write(2) calls per subscriber per request of B emits (1.0: a batch leaves in one
     # write; B: one write per emit); RocketWS only (the peer writes with send(2))
@@ -90,9 +94,13 @@ def run(bench: Bench) -> list[FanoutRun]:
             subs.connect(name, srv, cfg.fanout_n)
         data = "x" * cfg.size
         frame = push_frame_bytes(CHANNEL, data)
-        # paced runs: the send time in the data, padded to about the same push size
-        pad = "x" * max(0, cfg.size - 37)
-        timed_frame = push_frame_bytes(CHANNEL, {"i": 0, "t": time.monotonic_ns(), "pad": pad})
+        # paced runs: the send time in the data, padded to about the same push size, and
+        # to the same size whatever the number's digits (every push the same size)
+
+        def timed_data(i: int) -> dict[str, object]:
+            return {"i": i, "t": time.monotonic_ns(), "pad": "x" * max(0, cfg.size - 36 - len(str(i)))}
+
+        timed_frame = push_frame_bytes(CHANNEL, timed_data(0))
         cases = [(r, c, b) for r in cfg.fanout_rates for c in cfg.fanout_concurrency for b in cfg.batches]
         for rep in range(cfg.repeat):
             for rate, c, b in cases:
@@ -109,6 +117,7 @@ def run(bench: Bench) -> list[FanoutRun]:
                     if paced:
                         subs.ask("latency", name, True, cfg.fanout_latency_every)
                     cpu0, redis0, writes0 = srv.cpu(), srv.redis_cpu_ns(), srv.write_calls()
+                    client0 = subs.cpu_ns()
                     t0 = time.monotonic_ns()
                     piped = name == "rocketws-redis-pipe"
                     if piped:  # the harness PUBLISHes each request's B in one pipeline
@@ -119,7 +128,7 @@ def run(bench: Bench) -> list[FanoutRun]:
                     elif paced:
 
                         def timed(i: int, b: int = b) -> bytes:
-                            return emit_body(CHANNEL, {"i": i, "t": time.monotonic_ns(), "pad": pad}, i, b)
+                            return emit_body(CHANNEL, timed_data(i), i, b)
 
                         res = httpload.run_requests(
                             srv.host, srv.http_port, timed, requests, c, rate / b, cfg.timeout * 10
@@ -131,6 +140,7 @@ def run(bench: Bench) -> list[FanoutRun]:
                     expected = cfg.fanout_n * m
                     st = subs.wait_frames(name, expected, cfg.timeout, bench.progress)
                     cpu = srv.cpu() - cpu0
+                    client_s = (subs.cpu_ns() - client0) / 1e9
                     writes = srv.write_calls() - writes0
                     redis_s = redis_seconds(srv, redis0)
                     if not piped:
@@ -166,6 +176,8 @@ def run(bench: Bench) -> list[FanoutRun]:
                             redis_cpu_s=redis_s,
                             redis_us_per_delivery=None if redis_s is None else redis_s * per,
                             total_us_per_delivery=(cpu.seconds + (redis_s or 0.0)) * per,
+                            client_cpu_s=client_s,
+                            client_us_per_delivery=client_s * per,
                             deliveries_per_s=delivered / wall,
                             writes=writes,
                             writes_per_subscriber_request=(
