@@ -20,7 +20,7 @@ from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import AuthFailed
 from rocketws.core.tokens import Identity, TokenVerifier, identity_from_claims
 
-SECRET = "s" * 32
+SECRET = "s" * 64  # RFC 7518 3.2: at least the largest hash (HS512)
 
 
 def claims(**extra: Any) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def test_malformed_header_is_invalid_not_a_crash() -> None:
 
 # -- the HS* fast path (TokenVerifier._hs_claims) against PyJWT ---------------------------
 
-OTHER_SECRET = "o" * 32
+OTHER_SECRET = "o" * 64
 
 
 def b64url(raw: bytes) -> str:
