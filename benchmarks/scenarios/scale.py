@@ -121,7 +121,7 @@ def run(bench: Bench) -> list[ScaleRun]:
     for rep in range(cfg.scale_repeat):
         bench.progress.step(f"scale: starting {workers} workers on Redis (rep {rep + 1}/{cfg.scale_repeat})")
         srv = Server("rocketws-redis", cpus=None, env=env, workers=workers).start(timeout=120)
-        subs = Subscribers(cfg.scale_clients, None)
+        subs = Subscribers(cfg.scale_clients, None, cfg.read_interval)
         try:
             results.append(_one(bench, srv, subs, rep))
         finally:
