@@ -6,6 +6,7 @@ import json
 import select
 import socket
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -665,3 +666,29 @@ def test_http_request_must_arrive_within_request_timeout(start_server: StartServ
         head, _ = _head_and_body(sock)
         assert head.startswith(b"HTTP/1.1 408 ")
     assert server.result("ping") == "pong"
+
+
+def test_http_pipelined_emits_do_not_hold_back_their_pushes(server: ServerProcess) -> None:
+    """A backend that pipelines many emits: the pushes of the first ones are written while
+    the later ones are still being answered, not after the last (the connection yields to
+    the hub between chunks)."""
+    host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
+    k = 3000
+    bodies = (emit_doc(str(i), str(i), channel="pipe").encode() for i in range(k))
+    reqs = b"".join(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b) for b in bodies)
+    with ws_connect(server.ws_url) as ws, socket.create_connection((host, int(port)), timeout=10) as backend:
+        subscribe(ws, "pipe")
+        started = time.monotonic()
+        sender = threading.Thread(target=backend.sendall, args=(reqs,), daemon=True)
+        sender.start()  # the answers come back while the requests are still being sent
+        first = recv_json(ws)
+        first_push_s = time.monotonic() - started
+        out = b""
+        while out.count(b"HTTP/1.1 200 OK") < k:
+            chunk = backend.recv(1 << 20)
+            assert chunk, "backend connection closed early"
+            out += chunk
+        all_answered_s = time.monotonic() - started
+        sender.join(10)
+    assert first["params"]["data"] == 0
+    assert first_push_s < all_answered_s / 2, (first_push_s, all_answered_s)

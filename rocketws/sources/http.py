@@ -37,6 +37,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
+import gevent
 import httptools
 from gevent.server import StreamServer
 
@@ -486,6 +487,10 @@ class HttpConnection:
                     return
                 if self.state.started is not None or deadline is not None:
                     deadline = self._set_deadline()
+                # recv returns at once while a backend keeps requests coming (pipelined
+                # or back to back): let the hub run, so that the pushes these requests
+                # queued are written and other connections are served, before the next
+                gevent.sleep(0)
         except TimeoutError:
             if self.state.started is not None:  # a request in progress: a slow client
                 self._timed_out()
