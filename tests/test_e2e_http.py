@@ -675,7 +675,9 @@ def test_http_pipelined_emits_do_not_hold_back_their_pushes(server: ServerProces
     host, port = server.ms_url.split("//")[1].rstrip("/").rsplit(":", 1)
     k = 3000
     bodies = (emit_doc(str(i), str(i), channel="pipe").encode() for i in range(k))
-    reqs = b"".join(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b) for b in bodies)
+    reqs = b"".join(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b) for b in bodies
+    )
     with ws_connect(server.ws_url) as ws, socket.create_connection((host, int(port)), timeout=10) as backend:
         subscribe(ws, "pipe")
         started = time.monotonic()
