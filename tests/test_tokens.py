@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import AuthFailed
-from rocketws.core.tokens import HEADER_CACHE_SIZE, Identity, TokenVerifier, identity_from_claims
+from rocketws.core.tokens import HEADER_CACHE_SIZE, Identity, TokenVerifier, hmac_keys, identity_from_claims
 
 SECRET = "s" * 32
 
@@ -366,6 +366,19 @@ def test_fast_path_subscription_tokens_match_pyjwt() -> None:
             except AuthFailed as exc:
                 results.append(("refused", exc.code, exc.reason))
         assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("hash_name", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("key_length", [32, 63, 64, 65, 127, 128, 129, 300])
+def test_hmac_keys_compute_what_hmac_new_computes(hash_name: str, key_length: int) -> None:
+    key = bytes(range(256))[:key_length] if key_length <= 256 else b"k" * key_length
+    inner_keyed, outer_keyed = hmac_keys(key, hash_name)
+    for message in (b"", b"a.b", b"x" * 1000):
+        inner = inner_keyed.copy()
+        inner.update(message)
+        outer = outer_keyed.copy()
+        outer.update(inner.digest())
+        assert outer.digest() == hmac.new(key, message, hash_name).digest()
 
 
 def test_fast_path_header_cache_keeps_every_outcome() -> None:

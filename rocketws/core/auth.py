@@ -155,8 +155,6 @@ class Authenticator:
             name, version = _text_param("name", name), _text_param("version", version)
         try:
             identity = self._identify(link, token, session_id, name, version)
-            if not link.connecting:  # closed meanwhile (connect timeout, shutdown)
-                raise RpcError({"reason": "the connection is closing"}, code=RpcCode.NOT_CONNECTED)
             channels = link.admit(identity)
         except AuthFailed as exc:
             if exc.close is not None:
@@ -179,7 +177,11 @@ class Authenticator:
             if token is not None:
                 params["token"] = _text_param("token", token)
             given = {k: v for k, v in params.items() if v is not None}
-            return self.proxy(given, link.upgrade_headers())
+            identity = self.proxy(given, link.upgrade_headers())
+            # The proxy may block (a token check never does): closed meanwhile?
+            if not link.connecting:  # (the connect timeout, a shutdown)
+                raise RpcError({"reason": "the connection is closing"}, code=RpcCode.NOT_CONNECTED)
+            return identity
         raise invalid("missing token")
 
     def refresh(self, link: Admission | None, user: str, token: Any) -> dict[str, Any]:

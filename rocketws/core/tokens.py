@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import hmac
 import json
 import re
@@ -42,9 +43,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from rocketws.core import disconnect
@@ -60,7 +59,7 @@ RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_ALGORITHMS = ("ES256", "ES384", "ES512")
 EDDSA_ALGORITHMS = ("EdDSA",)
 MIN_HMAC_SECRET = 32  # bytes: RFC 7518 3.2 wants a key at least as long as the hash
-HMAC_HASHES = {"HS256": hashes.SHA256(), "HS384": hashes.SHA384(), "HS512": hashes.SHA512()}  # RFC 7518 3.2
+HMAC_HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}  # RFC 7518 3.2
 
 
 class Identity(NamedTuple):
@@ -178,12 +177,10 @@ class TokenVerifier:
             k = base64.urlsafe_b64encode(hmac_secret.encode()).rstrip(b"=").decode()
             self._secret = {alg: jwt.PyJWK({"kty": "oct", "k": k}, alg) for alg in HMAC_ALGORITHMS}
         self._hs_secret = hmac_secret.encode() if hmac_secret and hmac_fast_path else None
-        # The fast path's HMACs keyed once: each token copies one (``hmac.digest`` would
-        # look the hash up in OpenSSL and set the key up again on every call).
-        # cryptography's HMAC (OpenSSL, called from Rust) rather than the stdlib's, whose
-        # copy/update/digest are Python methods around it: 0.9 µs a token against 3.
+        # The fast path's HMACs keyed once per algorithm (RFC 2104 section 2's two padded
+        # keys hashed at start-up); a token costs two hash copies (``hmac_keys``).
         self._hs_macs = (
-            {alg: HMAC(self._hs_secret, algorithm) for alg, algorithm in HMAC_HASHES.items()}
+            {alg: hmac_keys(self._hs_secret, name) for alg, name in HMAC_HASHES.items()}
             if self._hs_secret is not None
             else {}
         )
@@ -318,11 +315,14 @@ class TokenVerifier:
         alg = self._hs_header(head) if len(head) <= HEADER_CACHE_CHARS else _hs_header_alg(head)
         if alg is None:
             return None
-        mac = self._hs_macs[alg].copy()
-        mac.update(token[: len(head) + 1 + len(body)].encode())
+        inner_keyed, outer_keyed = self._hs_macs[alg]
+        inner = inner_keyed.copy()
+        inner.update(token[: len(head) + 1 + len(body)].encode())
+        outer = outer_keyed.copy()
+        outer.update(inner.digest())
         # The signature segment is compared with the canonical base64url of the HMAC: equal
         # exactly when it is canonical and decodes to the HMAC (RFC 7515 2, RFC 4648 5).
-        expected = binascii.b2a_base64(mac.finalize(), newline=False).rstrip(b"=").translate(_TO_URLSAFE)
+        expected = binascii.b2a_base64(outer.digest(), newline=False).rstrip(b"=").translate(_TO_URLSAFE)
         if not hmac.compare_digest(expected, signature.encode()):
             return None
         try:
@@ -369,6 +369,26 @@ _TIME_CLAIMS = frozenset({"iat", "nbf", "exp"})
 _STRING_CLAIMS = frozenset({"sub", "jti"})
 HEADER_CACHE_SIZE = 64  # distinct header segments a verifier remembers
 HEADER_CACHE_CHARS = 256  # longer segments are decoded each time, never kept
+
+
+def hmac_keys(secret: bytes, hash_name: str) -> tuple[Any, Any]:
+    """HMAC with ``secret`` (RFC 2104 section 2) prepared: the hash of the padded key
+    XOR ipad and of the padded key XOR opad, each to be copied, not changed.
+
+    A message's HMAC is then ``outer.copy()`` updated with the digest of ``inner.copy()``
+    updated with the message: what ``hmac.new`` computes (tests/test_tokens.py checks it
+    for every algorithm and key length), with hashlib's plain hash objects rather than
+    OpenSSL 3's HMAC, whose copy, update and final cost twice as much with cold caches
+    (docs/benchmarks.md#connect-with-a-token-issue-10).
+    """
+    block = hashlib.new(hash_name).block_size
+    key = hashlib.new(hash_name, secret).digest() if len(secret) > block else secret  # 2: "K"
+    key = key.ljust(block, b"\0")
+    return hashlib.new(hash_name, key.translate(_IPAD)), hashlib.new(hash_name, key.translate(_OPAD))
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # RFC 2104 section 2
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def _hs_header_alg(segment: str) -> str | None:
