@@ -16,8 +16,9 @@ connection), ``meta`` (server-only JSON), ``channels`` (a list of channel names 
 subscribe at connect), ``exp`` (required when ``require_exp``), ``nbf``/``iat`` (checked
 with ``LEEWAY``), ``aud``/``iss`` (checked when configured).
 
-HS256/384/512 tokens in their usual form are checked by ``_hs_claims`` first, with the
-stdlib ``hmac`` (constant-time compare) and orjson: PyJWT's decode costs ~50 µs per token
+HS256/384/512 tokens in their usual form are checked by ``_hs_claims`` first, with
+hashlib (the HMAC of RFC 2104 from two hash states keyed once: ``hmac_keys``), the
+constant-time ``hmac.compare_digest`` and orjson: PyJWT's decode costs ~50 µs per token
 (a per-character base64 check, stdlib json, the HMAC key re-checked on every call), and
 ``connect`` must cost less than 60 µs (docs/security.md#token-verification).  It only
 ever accepts: a token it does not accept (other header fields, padding, a check failed,
