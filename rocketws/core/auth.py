@@ -154,7 +154,10 @@ class Authenticator:
         if name is not None or version is not None:  # connect {token} sends neither
             name, version = _text_param("name", name), _text_param("version", version)
         try:
-            identity = self._identify(link, token, session_id, name, version)
+            if token is not None and self.verifier is not None:
+                identity = self.verifier.verify(token)
+            else:
+                identity = self._ask_proxy(link, token, session_id, name, version)
             channels = link.admit(identity)
         except AuthFailed as exc:
             if exc.close is not None:
@@ -167,11 +170,10 @@ class Authenticator:
         assert self.verifier is not None
         return self.verifier.verify(token)
 
-    def _identify(
+    def _ask_proxy(
         self, link: Admission, token: Any, session_id: str, name: str | None, version: str | None
     ) -> Identity:
-        if token is not None and self.verifier is not None:
-            return self.verifier.verify(token)
+        """The connect proxy's identity for a ``connect`` without a token to verify."""
         if self.proxy is not None:
             params = {"client": session_id, "name": name, "version": version}
             if token is not None:
