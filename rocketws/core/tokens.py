@@ -67,8 +67,8 @@ class Identity(NamedTuple):
     """Who a connection is: what a token (or the connect proxy) says.
 
     ``user`` "" is anonymous; ``expires_at`` is a Unix time, 0 for never.  A NamedTuple
-    (one is made per ``connect``): as immutable as a frozen dataclass, at a quarter of
-    the cost to build.
+    (one is made per ``connect``): as immutable as a frozen dataclass, at under a third
+    of the cost to build.
     """
 
     user: str = ""
@@ -309,7 +309,7 @@ class TokenVerifier:
         not after now + LEEWAY, ``exp`` a number after now - LEEWAY (PyJWT's ``int()``
         of each); ``iss``/``aud`` as configured; ``sub``/``jti`` strings when present.
         """
-        if not token.isascii():  # (a JWS is: RFC 7515 7.1)
+        if not token.isascii():  # a compact JWS is ASCII (RFC 7515 7.1)
             return None
         raw = token.encode()  # bytes from here on: one copy, no more encoding
         match = _COMPACT_JWS.fullmatch(raw)
