@@ -114,6 +114,18 @@ def test_connect_proxy_gets_params_and_kept_headers() -> None:
     assert seen == [({"client": "c1", "name": "app"}, (("cookie", "sid=1"),))]
 
 
+def test_connection_closed_while_the_proxy_answered_is_not_admitted() -> None:
+    link = FakeLink()
+
+    def proxy(params: dict[str, Any], headers: Sequence[tuple[str, str]]) -> Identity:
+        link.connecting = False  # the connect timeout fired while the proxy was asked
+        return Identity("bob")
+
+    with pytest.raises(RpcError) as info:
+        Authenticator(None, proxy).connect(link, "c1", None, None, None)
+    assert info.value.code == RpcCode.NOT_CONNECTED and not link.admitted and not link.refused
+
+
 def test_upgrade_token_from_bearer_header_then_query() -> None:
     bearer = Request("GET", "/?token=q", "1.1", (("authorization", "Bearer abc"),))
     assert upgrade_token(bearer) == "abc"

@@ -82,8 +82,14 @@ def _opt(_ctx: object, a: Any, b: Any) -> list[Any]:
     return [a, b]
 
 
+def _three(_ctx: object, a: Any, b: Any, c: Any) -> list[Any]:
+    return [a, b, c]
+
+
 TWO = Method("two", _two, (Param("a"), Param("b")))
 OPT = Method("opt", _opt, (Param("a"), Param("b", required=False, default="dflt")))
+# All optional, as connect {token?, name?, version?}
+ALL_OPT = Method("all_opt", _three, tuple(Param(n, required=False, default=f"d{n}") for n in ("a", "b", "c")))
 
 
 @pytest.mark.parametrize(
@@ -95,6 +101,10 @@ OPT = Method("opt", _opt, (Param("a"), Param("b", required=False, default="dflt"
         (OPT, {"a": 1}, [1, "dflt"]),
         (OPT, {"a": 1, "b": None}, [1, None]),
         (OPT, [1, 2], [1, 2]),
+        (ALL_OPT, {"b": 2}, ["da", 2, "dc"]),
+        (ALL_OPT, {"c": 3, "a": 1}, [1, "db", 3]),
+        (ALL_OPT, {}, ["da", "db", "dc"]),
+        (ALL_OPT, {"a": None, "b": None, "c": None}, [None, None, None]),
     ],
 )
 def test_bind_by_position_and_by_name(method: Method, params: Any, args: list[Any]) -> None:
@@ -111,6 +121,9 @@ def test_bind_by_position_and_by_name(method: Method, params: Any, args: list[An
         (TWO, [1, 2, 3], "too many positional params: two takes at most 2, got 3"),
         (TWO, {"a": 1, "b": 2, "c": 3}, "unexpected param(s) for two: c"),
         (OPT, {"a": 1, "z": 3, "y": 4}, "unexpected param(s) for opt: y, z"),
+        (OPT, {"b": 1, "z": 3}, "missing required param 'a'"),  # missing is named first
+        (TWO, {"a": 1, "c": 3}, "missing required param 'b'"),  # as many as declared
+        (ALL_OPT, {"b": 1, "token": "t"}, "unexpected param(s) for all_opt: token"),
     ],
 )
 def test_bind_rejects_with_reason(method: Method, params: Any, reason: str) -> None:

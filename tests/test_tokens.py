@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rocketws.core.codes import RpcCode
 from rocketws.core.exceptions import AuthFailed
-from rocketws.core.tokens import Identity, TokenVerifier, identity_from_claims
+from rocketws.core.tokens import HEADER_CACHE_SIZE, Identity, TokenVerifier, hmac_keys, identity_from_claims
 
 SECRET = "s" * 64  # RFC 7518 3.2: at least the largest hash (HS512)
 
@@ -233,6 +233,7 @@ def fast_valid() -> dict[str, Any]:
             full(info={"n": [1, 2.5, None]}, meta={"m": True}, channels=["a"]), SECRET, "HS256"
         ),
         "kid": jws({"alg": "HS256", "kid": "k1"}, full()),
+        "kid-long": jws({"alg": "HS256", "kid": "k" * 300}, full()),  # a header not cached
         "aud-list": jws(HS256, full(aud=["other", "app"])),
         "iat-nbf-past": jws(HS256, full(iat=now - 60, nbf=now - 60)),
         "iat-nbf-in-leeway": jws(HS256, full(iat=now + 2, nbf=now + 2)),
@@ -290,6 +291,8 @@ def invalid() -> dict[str, Any]:
         "alg-mismatch": jws(HS256, full(), alg="sha512"),
         "alg-missing": jws({"typ": "JWT"}, full()),
         "alg-lowercase": jws({"alg": "hs256"}, full()),
+        "alg-list": jws({"alg": ["HS256"]}, full()),
+        "alg-object": jws({"alg": {"HS256": 1}}, full()),
         "kid-number": jws({"alg": "HS256", "kid": 1}, full()),
         "crit": jws({"alg": "HS256", "crit": ["exp"]}, full()),
         "b64-false": jws({"alg": "HS256", "b64": False, "crit": ["b64"]}, full()),
@@ -363,6 +366,53 @@ def test_fast_path_subscription_tokens_match_pyjwt() -> None:
             except AuthFailed as exc:
                 results.append(("refused", exc.code, exc.reason))
         assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("hash_name", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("key_length", [32, 63, 64, 65, 127, 128, 129, 300])
+def test_hmac_keys_compute_what_hmac_new_computes(hash_name: str, key_length: int) -> None:
+    key = bytes(range(256))[:key_length] if key_length <= 256 else b"k" * key_length
+    inner_keyed, outer_keyed = hmac_keys(key, hash_name)
+    for message in (b"", b"a.b", b"x" * 1000):
+        inner = inner_keyed.copy()
+        inner.update(message)
+        outer = outer_keyed.copy()
+        outer.update(inner.digest())
+        assert outer.digest() == hmac.new(key, message, hash_name).digest()
+
+
+def test_fast_path_header_cache_keeps_every_outcome() -> None:
+    """One verifier sees the same header segments again and again (its cache of them in
+    use): every outcome stays PyJWT's, token after token."""
+    fast, reference = pair()
+    now = int(time.time())
+    tokens = [
+        good(),
+        jws(HS256, full(), key=OTHER_SECRET),
+        jws(HS256, full(exp=now - 60)),
+        jws({"alg": "HS256", "kid": "k1"}, full(sub="bob")),
+        jws({"alg": "none"}, full()),
+        jws({"alg": "HS256", "kid": "k1"}, full(aud="elsewhere")),
+        jws(HS256, full(), alg="sha512"),
+        good(),
+    ]
+    for _ in range(2):
+        for token in tokens:
+            assert outcome(fast, token) == outcome(reference, token)
+    assert outcome(fast, good())[0] == "ok"
+
+
+def test_fast_path_header_cache_is_bounded() -> None:
+    fast, reference = pair()
+    for i in range(HEADER_CACHE_SIZE * 3):
+        token = jws({"alg": "HS256", "kid": f"key-{i}"}, full())
+        assert outcome(fast, token) == outcome(reference, token)
+    long = jws({"alg": "HS256", "kid": "k" * 300}, full())
+    before = fast._hs_header.cache_info()
+    assert outcome(fast, long) == outcome(reference, long)
+    after = fast._hs_header.cache_info()
+    assert after.currsize == before.currsize == HEADER_CACHE_SIZE
+    assert (after.hits, after.misses) == (before.hits, before.misses)  # never looked up
 
 
 # Times relative to when each example is made, at least 1 s away from the 5 s leeway's edges.

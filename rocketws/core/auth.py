@@ -82,11 +82,12 @@ def upgrade_token(request: Request) -> str | None:
         scheme, _, credentials = value.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-    _, _, query = request.target.partition("?")
-    for part in query.split("&"):
-        name, _, value = part.partition("=")
-        if name == "token" and value:
-            return unquote(value)
+    _, query_given, query = request.target.partition("?")
+    if query_given:
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name == "token" and value:
+                return unquote(value)
     return None
 
 
@@ -116,11 +117,8 @@ class Authenticator:
         self.forward_headers = tuple(h.lower() for h in forward_headers) if proxy is not None else ()
         self.ping_interval = ping_interval
         self.clock = clock
-
-    @property
-    def required(self) -> bool:
-        """Whether connections must ``connect`` before anything else (else anonymous mode)."""
-        return self.verifier is not None or self.proxy is not None
+        # Whether connections must ``connect`` before anything else (else anonymous mode).
+        self.required = verifier is not None or proxy is not None
 
     def describe(self) -> str:
         """One line for the startup log."""
@@ -153,11 +151,13 @@ class Authenticator:
             return self._answer(session_id, ANONYMOUS, [])
         if not link.connecting:
             raise AuthFailed(RpcCode.ALREADY_CONNECTED, "this connection is connected already")
-        name, version = _text_param("name", name), _text_param("version", version)
+        if name is not None or version is not None:  # connect {token} sends neither
+            name, version = _text_param("name", name), _text_param("version", version)
         try:
-            identity = self._identify(link, token, session_id, name, version)
-            if not link.connecting:  # closed meanwhile (connect timeout, shutdown)
-                raise RpcError({"reason": "the connection is closing"}, code=RpcCode.NOT_CONNECTED)
+            if token is not None and self.verifier is not None:
+                identity = self.verifier.verify(token)
+            else:
+                identity = self._ask_proxy(link, token, session_id, name, version)
             channels = link.admit(identity)
         except AuthFailed as exc:
             if exc.close is not None:
@@ -170,17 +170,20 @@ class Authenticator:
         assert self.verifier is not None
         return self.verifier.verify(token)
 
-    def _identify(
+    def _ask_proxy(
         self, link: Admission, token: Any, session_id: str, name: str | None, version: str | None
     ) -> Identity:
-        if token is not None and self.verifier is not None:
-            return self.verifier.verify(token)
+        """The connect proxy's identity for a ``connect`` without a token to verify."""
         if self.proxy is not None:
             params = {"client": session_id, "name": name, "version": version}
             if token is not None:
                 params["token"] = _text_param("token", token)
             given = {k: v for k, v in params.items() if v is not None}
-            return self.proxy(given, link.upgrade_headers())
+            identity = self.proxy(given, link.upgrade_headers())
+            # The proxy may block (a token check never does): closed meanwhile?
+            if not link.connecting:  # (the connect timeout, a shutdown)
+                raise RpcError({"reason": "the connection is closing"}, code=RpcCode.NOT_CONNECTED)
+            return identity
         raise invalid("missing token")
 
     def refresh(self, link: Admission | None, user: str, token: Any) -> dict[str, Any]:

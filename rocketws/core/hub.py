@@ -39,7 +39,8 @@ class Hub:
 
     def identify(self, session: Session, user: str) -> None:
         """Set ``session.user`` ("" = anonymous) and move it in the user index."""
-        self._forget_user(session)
+        if session.user:  # anonymous sessions are not indexed
+            self._forget_user(session)
         session.user = user
         if user and session.id in self._sessions:
             self._users.setdefault(user, set()).add(session)

@@ -167,7 +167,7 @@ class Node:
                 f"user has {limit} connection(s) on this node already (MAX_CONNECTIONS_PER_USER)",
                 disconnect.TOO_MANY_CONNECTIONS,
             )
-        self.identify(session, user)
+        self.hub.identify(session, user)
 
     def subscribe(self, session: Session, channel: str) -> None:
         """Subscribe (idempotent), as the server decides (a token's ``channels``, a

@@ -105,6 +105,9 @@ class Method:
     _defaults: tuple[Any, ...] = field(init=False, repr=False)
     _required: int = field(init=False, repr=False)
     _by_name: Callable[[dict[str, Any]], Sequence[Any]] = field(init=False, repr=False)
+    _known: frozenset[str] = field(init=False, repr=False)
+    _needed: frozenset[str] = field(init=False, repr=False)  # the required names
+    _optional: Mapping[str, Any] = field(init=False, repr=False)  # name -> default
 
     def __post_init__(self) -> None:
         names = tuple(p.name for p in self.params)
@@ -132,6 +135,9 @@ class Method:
         else:
             by_name = _none
         object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_known", frozenset(names))
+        object.__setattr__(self, "_needed", frozenset(names[:required]))
+        object.__setattr__(self, "_optional", {p.name: p.default for p in self.params[required:]})
 
     def bind(self, params: list[Any] | dict[str, Any]) -> Sequence[Any]:
         """The positional arguments for ``func`` (after the context), from ``params``.
@@ -152,19 +158,21 @@ class Method:
                 raise _missing(names[n])
             return params + list(self._defaults[n:])
         assert isinstance(params, dict)
-        if len(params) == len(names):  # every param given, or some unknown: try the fast way
-            try:
+        given = params.keys()
+        if given <= self._known:  # no unknown name: then all given, or the defaults added
+            if len(params) == len(names):
                 return self._by_name(params)
-            except KeyError:
-                pass
-        args = [params.get(name, default) for name, default in zip(names, self._defaults, strict=True)]
-        for name, arg in zip(names, args, strict=True):
-            if arg is _ABSENT:
-                raise _missing(name) from None
-        if len(params) != len(params.keys() & names):
-            unknown = sorted(set(params) - set(names))
-            raise InvalidParams({"reason": f"unexpected param(s) for {self.name}: {', '.join(unknown)}"})
-        return args
+            if self._needed <= given:
+                return self._by_name({**self._optional, **params})
+        raise self._misfit(params)
+
+    def _misfit(self, params: dict[str, Any]) -> InvalidParams:
+        """The error for named ``params`` that miss a required one or hold an unknown one."""
+        for name in self._names[: self._required]:
+            if name not in params:
+                return _missing(name)
+        unknown = sorted(set(params) - self._known)
+        return InvalidParams({"reason": f"unexpected param(s) for {self.name}: {', '.join(unknown)}"})
 
 
 def _one(get: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> tuple[Any]:

@@ -16,8 +16,9 @@ connection), ``meta`` (server-only JSON), ``channels`` (a list of channel names 
 subscribe at connect), ``exp`` (required when ``require_exp``), ``nbf``/``iat`` (checked
 with ``LEEWAY``), ``aud``/``iss`` (checked when configured).
 
-HS256/384/512 tokens in their usual form are checked by ``_hs_claims`` first, with the
-stdlib ``hmac`` (constant-time compare) and orjson: PyJWT's decode costs ~50 µs per token
+HS256/384/512 tokens in their usual form are checked by ``_hs_claims`` first, with
+hashlib (the HMAC of RFC 2104 from two hash states keyed once: ``hmac_keys``), the
+constant-time ``hmac.compare_digest`` and orjson: PyJWT's decode costs ~50 µs per token
 (a per-character base64 check, stdlib json, the HMAC key re-checked on every call), and
 ``connect`` must cost less than 60 µs (docs/security.md#token-verification).  It only
 ever accepts: a token it does not accept (other header fields, padding, a check failed,
@@ -33,13 +34,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import hashlib
 import hmac
 import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -61,11 +63,12 @@ MIN_HMAC_SECRET = 32  # bytes: RFC 7518 3.2 wants a key at least as long as the 
 HMAC_HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}  # RFC 7518 3.2
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     """Who a connection is: what a token (or the connect proxy) says.
 
-    ``user`` "" is anonymous; ``expires_at`` is a Unix time, 0 for never.
+    ``user`` "" is anonymous; ``expires_at`` is a Unix time, 0 for never.  A NamedTuple
+    (one is made per ``connect``): as immutable as a frozen dataclass, at under a third
+    of the cost to build.
     """
 
     user: str = ""
@@ -145,6 +148,7 @@ class TokenVerifier:
         "_checks",
         "_hs_secret",
         "_hs_macs",
+        "_hs_header",
         "_required",
         "_sub_required",
         "_audience",
@@ -174,13 +178,16 @@ class TokenVerifier:
             k = base64.urlsafe_b64encode(hmac_secret.encode()).rstrip(b"=").decode()
             self._secret = {alg: jwt.PyJWK({"kty": "oct", "k": k}, alg) for alg in HMAC_ALGORITHMS}
         self._hs_secret = hmac_secret.encode() if hmac_secret and hmac_fast_path else None
-        # The fast path's HMACs keyed once: each token copies one (``hmac.digest`` would
-        # look the hash up in OpenSSL and set the key up again on every call).
+        # The fast path's HMACs keyed once per algorithm (RFC 2104 section 2's two padded
+        # keys hashed at start-up); a token costs two hash copies (``hmac_keys``).
         self._hs_macs = (
-            {alg: hmac.new(self._hs_secret, digestmod=name) for alg, name in HMAC_HASHES.items()}
+            {alg: hmac_keys(self._hs_secret, name) for alg, name in HMAC_HASHES.items()}
             if self._hs_secret is not None
             else {}
         )
+        # What each header segment allows, decoded once: an issuer sends the same header
+        # with every token.  Bounded, and only short segments are kept.
+        self._hs_header = functools.lru_cache(maxsize=HEADER_CACHE_SIZE)(_hs_header_alg)
         self._public = load_public_key(public_key_pem) if public_key_pem else None
         self._jwks = load_jwks(jwks) if jwks else None
         required = ["sub", "exp"] if require_exp else ["sub"]
@@ -216,7 +223,8 @@ class TokenVerifier:
         """
         header = _peek_header(token)
         alg = header.get("alg")
-        if self._secret is not None and alg in self._secret:
+        # (an ``alg`` that is no string, a list say, would not even hash: not a key's)
+        if self._secret is not None and type(alg) is str and alg in self._secret:
             # A PyJWK per algorithm: its key is prepared once (PyJWT otherwise re-checks
             # that the secret is no PEM or SSH key on every decode, ~20 µs).
             jwk = self._secret[alg]
@@ -301,77 +309,119 @@ class TokenVerifier:
         not after now + LEEWAY, ``exp`` a number after now - LEEWAY (PyJWT's ``int()``
         of each); ``iss``/``aud`` as configured; ``sub``/``jti`` strings when present.
         """
-        secret = self._hs_secret
-        match = _COMPACT_JWS.fullmatch(token)
-        if match is None or secret is None:
+        if not token.isascii():  # a compact JWS is ASCII (RFC 7515 7.1)
+            return None
+        raw = token.encode()  # bytes from here on: one copy, no more encoding
+        match = _COMPACT_JWS.fullmatch(raw)
+        if match is None:
             return None
         head, body, signature = match.groups()
+        alg = self._hs_header(head) if len(head) <= HEADER_CACHE_CHARS else _hs_header_alg(head)
+        if alg is None:
+            return None
+        inner_keyed, outer_keyed = self._hs_macs[alg]
+        inner = inner_keyed.copy()
+        inner.update(raw[: match.end(2)])  # the signing input: header "." payload
+        outer = outer_keyed.copy()
+        outer.update(inner.digest())
+        # The signature segment is compared with the canonical base64url of the HMAC: equal
+        # exactly when it is canonical and decodes to the HMAC (RFC 7515 2, RFC 4648 5).
+        expected = binascii.b2a_base64(outer.digest(), newline=False).rstrip(b"=").translate(_TO_URLSAFE)
+        if not hmac.compare_digest(expected, signature):
+            return None
         try:
-            header = orjson.loads(_canonical_b64(head))
-            if type(header) is not dict or not _FAST_HEADER.issuperset(header):
-                return None
-            keyed = self._hs_macs.get(header.get("alg"))  # type: ignore[arg-type]
-            kid = header.get("kid", "")
-            if keyed is None or type(kid) is not str:
-                return None
-            mac = keyed.copy()
-            mac.update(token[: len(head) + 1 + len(body)].encode())
-            if not hmac.compare_digest(mac.digest(), _canonical_b64(signature)):
-                return None
             claims = orjson.loads(_canonical_b64(body))
         except (ValueError, binascii.Error):  # orjson.JSONDecodeError is a ValueError
             return None
         if type(claims) is not dict:
             return None
-        return claims if self._claims_pass(claims, required) else None
-
-    def _claims_pass(self, claims: dict[str, Any], required: tuple[str, ...]) -> bool:
-        """PyJWT's claim checks (``_validate_claims``), at least as strict."""
+        # PyJWT's claim checks (``_validate_claims``), at least as strict; in this one
+        # function, as each call costs several µs with the cold caches of a new connection.
         for name in required:
             if claims.get(name) is None:
-                return False
+                return None
+        present = claims.keys()
         now = time.time()
-        for name in ("iat", "nbf", "exp"):
-            if name in claims:
-                value = claims[name]
-                if type(value) not in (int, float):  # bool and None go to PyJWT
-                    return False
-                moment = int(value)
-                if moment <= now - LEEWAY if name == "exp" else moment > now + LEEWAY:
-                    return False
-        for name in ("sub", "jti"):
-            if name in claims and type(claims[name]) is not str:
-                return False
+        for name in present & _TIME_CLAIMS:
+            value = claims[name]
+            if type(value) not in (int, float):  # bool and None go to PyJWT
+                return None
+            moment = int(value)
+            if moment <= now - LEEWAY if name == "exp" else moment > now + LEEWAY:
+                return None
+        for name in present & _STRING_CLAIMS:
+            if type(claims[name]) is not str:
+                return None
         issuer, audience = self._issuer, self._audience
         if issuer is not None and claims.get("iss") != issuer:
-            return False
+            return None
         if audience is not None:
             aud = claims.get("aud")
             if type(aud) is list:
                 if not all(type(a) is str for a in aud) or audience not in aud:
-                    return False
+                    return None
             elif not aud or aud != audience:
-                return False
-        return True
+                return None
+        return claims
 
 
-_COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+_COMPACT_JWS = re.compile(rb"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 _FAST_HEADER = frozenset({"alg", "typ", "kid"})  # other header fields go through PyJWT
+_TIME_CLAIMS = frozenset({"iat", "nbf", "exp"})
+_STRING_CLAIMS = frozenset({"sub", "jti"})
+HEADER_CACHE_SIZE = 64  # distinct header segments a verifier remembers
+HEADER_CACHE_CHARS = 256  # longer segments are decoded each time, never kept
 
 
-def _canonical_b64(segment: str) -> bytes:
+def hmac_keys(secret: bytes, hash_name: str) -> tuple[Any, Any]:
+    """HMAC with ``secret`` (RFC 2104 section 2) prepared: the hash of the padded key
+    XOR ipad and of the padded key XOR opad, each to be copied, not changed.
+
+    A message's HMAC is then ``outer.copy()`` updated with the digest of ``inner.copy()``
+    updated with the message: what ``hmac.new`` computes (tests/test_tokens.py checks it
+    for every algorithm and key length), with hashlib's plain hash objects rather than
+    OpenSSL 3's HMAC, whose copy, update and final cost twice as much with cold caches
+    (docs/benchmarks.md#connect-with-a-token-issue-10).
+    """
+    block = hashlib.new(hash_name).block_size
+    key = hashlib.new(hash_name, secret).digest() if len(secret) > block else secret  # 2: "K"
+    key = key.ljust(block, b"\0")
+    return hashlib.new(hash_name, key.translate(_IPAD)), hashlib.new(hash_name, key.translate(_OPAD))
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # RFC 2104 section 2
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def _hs_header_alg(segment: bytes) -> str | None:
+    """The ``alg`` of a header segment the fast path takes, else None (PyJWT decides):
+    canonical base64url of a JSON object with ``alg`` HS256/384/512 and at most ``typ``
+    and a string ``kid`` besides."""
+    try:
+        header = orjson.loads(_canonical_b64(segment))
+    except (ValueError, binascii.Error):  # orjson.JSONDecodeError is a ValueError
+        return None
+    if type(header) is not dict or not _FAST_HEADER.issuperset(header):
+        return None
+    alg = header.get("alg")
+    if type(alg) is not str or alg not in HMAC_HASHES or type(header.get("kid", "")) is not str:
+        return None
+    return alg
+
+
+def _canonical_b64(segment: bytes) -> bytes:
     """The bytes of an unpadded base64url ``segment`` (RFC 7515 2, RFC 4648 5) of
     base64url characters only (``_COMPACT_JWS`` matched it), ValueError unless it is
     canonical: a length that is not 1 mod 4 and zero unused bits in its last character
     (PyJWT refuses the others)."""
     rem = len(segment) % 4
-    if rem == 1 or (rem and _B64URL_VALUE.get(segment[-1], 0) & _UNUSED_BITS[rem]):
+    if rem == 1 or (rem and _B64URL_VALUE[segment[-1]] & _UNUSED_BITS[rem]):
         raise ValueError("non-canonical base64url")
-    return binascii.a2b_base64(segment.encode().translate(_FROM_URLSAFE) + _PAD[rem], strict_mode=True)
+    return binascii.a2b_base64(segment.translate(_FROM_URLSAFE) + _PAD[rem], strict_mode=True)
 
 
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"  # RFC 4648 5
-_B64URL_VALUE = {c: i for i, c in enumerate(_B64URL)}
+_B64URL_VALUE = bytes(max(_B64URL.find(chr(b)), 0) for b in range(256))  # byte -> its value
 _UNUSED_BITS = {2: 0x0F, 3: 0x03}  # the last character's bits past the data (RFC 4648 3.5)
 _PAD = {0: b"", 2: b"==", 3: b"="}
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")  # RFC 4648 5 -> 4, for binascii
@@ -418,7 +468,9 @@ def identity_from_claims(
     channels = claims.get("channels", ())
     if channels is None:
         channels = ()
-    if not isinstance(channels, (list, tuple)) or not all(isinstance(c, str) for c in channels):
+    if not isinstance(channels, (list, tuple)) or (
+        channels and not all(isinstance(c, str) for c in channels)
+    ):
         raise invalid("channels must be a list of channel names")
     exp = claims.get(exp_key, 0) or 0
     if isinstance(exp, bool) or not isinstance(exp, (int, float)) or exp < 0:
