@@ -51,3 +51,19 @@ def test_hub_fan_out_queues_same_bytes_and_skips_sender() -> None:
     assert all(s.take() is frame for s in sessions[1:])  # the very same object
     assert hub.fan_out("nobody", frame) == 0
     assert hub.broadcast(b"all") == 3
+
+
+def test_hub_fan_out_with_a_delay_queues_later_and_skips_sender() -> None:
+    hub = Hub()
+    made = [make() for _ in range(3)]
+    for s, _ in made:
+        hub.connect(s)
+        hub.subscribe(s, "c")
+    frame = b"frame"
+    assert hub.fan_out("c", frame, delay=0.005) == 3  # nobody skipped
+    assert hub.fan_out("c", b"second", skip=made[0][0].id, delay=0.005) == 2
+    assert hub.broadcast(b"all", delay=0.005) == 3
+    for _, outlet in made:  # one delayed wake per session, never an immediate one
+        assert outlet.wakes == 0 and outlet.later == [0.005]
+    assert made[0][0].take() == b"frameall"
+    assert all(s.take() == b"framesecondall" for s, _ in made[1:])

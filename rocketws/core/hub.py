@@ -214,6 +214,10 @@ def _push_later(
     """``Session.push_later`` of ``deflated`` to sessions with ``deflate``, ``frame`` to the
     others (the same bytes when nobody compresses)."""
     n = 0
+    if deflated is frame and skip is None:  # the usual case: one loop, no per-session test
+        for session in sessions:
+            n += session.push_later(frame, delay)
+        return n
     for session in sessions:
         if session.id != skip:
             n += session.push_later(deflated if session.deflate else frame, delay)
