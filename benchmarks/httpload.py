@@ -92,6 +92,9 @@ class LoadResult:
     elapsed: float = 0.0
     first_body: bytes = b""
     statuses: dict[int, int] = field(default_factory=dict)
+    # answers that carry a JSON-RPC error (HTTP 200 all the same), and the first of them
+    rpc_errors: int = 0
+    first_error: bytes = b""
     send_ns: list[int] = field(default_factory=list)
 
 
@@ -168,6 +171,9 @@ def run_requests(
                         res.errors += 1
                     if done == 0:
                         res.first_body = p.body
+                    if b'"error"' in p.body:
+                        res.rpc_errors += 1
+                        res.first_error = res.first_error or p.body
                     done += 1
                     idle.append(s)
                     if progress is not None and done % 256 == 0:

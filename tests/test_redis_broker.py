@@ -17,10 +17,10 @@ import gevent
 import gevent.server
 import pytest
 
-from rocketws.brokers import Publication, create_broker
+from rocketws.brokers import Publication, create_broker, redis_io
 from rocketws.brokers.base import ClientInfo, Emit, PresenceStats, Stream
 from rocketws.brokers.redis import RedisBroker
-from rocketws.brokers.redis_io import Subscriber, connection_kwargs, make_connection, pack_commands
+from rocketws.brokers.redis_io import Client, Subscriber, connection_kwargs, make_connection, pack_commands
 from rocketws.core.exceptions import BrokerUnavailable, ConfigError
 
 from .fakes import FakeNode
@@ -522,3 +522,39 @@ def test_subscriber_detects_a_frozen_redis_and_reconnects(private_redis: RedisSe
         wait_in_hub(lambda: b"after" in got, what="delivery after the reconnect")
     finally:
         sub.close()
+
+
+# -- the command connections (redis_io.Client) ---------------------------------------------
+
+
+def test_client_tries_a_timed_out_connect_once_more(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connect that timed out (measured: a hub busy writing to 60,000 sockets past the
+    1 s timeout, with Redis there all along) is tried once more before the command is
+    refused: nothing was sent yet.  A second timeout is reported as Redis unreachable."""
+    import redis
+
+    failures = {"left": 1}
+    real = redis_io.make_connection
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        conn = real(*args, **kwargs)
+        connect = conn.connect
+
+        def first_times_out() -> None:
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                raise redis.exceptions.TimeoutError("Timeout connecting to server")
+            connect()
+
+        conn.connect = first_times_out
+        return conn
+
+    monkeypatch.setattr(redis_io, "make_connection", flaky)
+    client = Client(connection_kwargs(redis_server.url), timeout=1.0, connect_timeout=1.0)
+    assert client.execute("PING") in (b"PONG", "PONG", True)
+    client._idle.clear()
+    failures["left"] = 2
+    with pytest.raises(redis_io.RedisDown, match="Timeout connecting"):
+        client.execute("PING")

@@ -107,6 +107,8 @@ def _paced_emits(srv: Server, data: str, m: int, rate: float, limit_s: float) ->
     )
     if res.errors:
         raise RuntimeError(f"{res.errors} emits failed: {res.statuses}")
+    if res.rpc_errors:
+        raise RuntimeError(f"{res.rpc_errors} emits refused, the first: {res.first_error[:300]!r}")
     return res.requests
 
 
