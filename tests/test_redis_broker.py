@@ -558,3 +558,31 @@ def test_client_tries_a_timed_out_connect_once_more(
     failures["left"] = 2
     with pytest.raises(redis_io.RedisDown, match="Timeout connecting"):
         client.execute("PING")
+
+
+def test_client_reads_a_reply_that_waited_past_the_read_timeout(redis_server: RedisServer) -> None:
+    """A reply read after its timeout fired while it was already in the socket (measured:
+    a hub busy writing to 100,000 sockets; PUBLISHes answered "unreachable" that Redis had
+    run) is read, not reported as Redis unreachable; a second timeout is."""
+    import redis
+
+    client = Client(connection_kwargs(redis_server.url), timeout=1.0, connect_timeout=1.0)
+    assert client.execute("PING") in (b"PONG", "PONG", True)
+    (conn,) = client._idle  # connected: the next commands run on it
+    read = conn.read_response
+    timeouts = {"left": 1}
+
+    def times_out_first(*a: Any, **kw: Any) -> Any:
+        if timeouts["left"] > 0:
+            timeouts["left"] -= 1
+            gevent.sleep(0.05)  # the reply arrives in the socket meanwhile, unread
+            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+        return read(*a, **kw)
+
+    conn.read_response = times_out_first
+    assert client.execute("ECHO", "ran") == b"ran"
+    timeouts["left"] = 2
+    with pytest.raises(redis_io.RedisDown, match="Timeout reading"):
+        client.execute("ECHO", "again")
+    assert client._idle == []  # the connection with a reply unread is not kept
+    assert client.execute("ECHO", "after") == b"after"
