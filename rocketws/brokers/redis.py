@@ -7,7 +7,8 @@ URL: ``redis://[:password@]host[:port][/db][?option=value...]``; RocketWS option
 - ``presence_ttl`` (seconds, default 5): a dead node stops counting within it.
 - ``unsubscribe_delay`` (seconds, default 0.5): a channel that loses its last local
   subscriber stays subscribed this long, absorbing churn.
-- ``timeout`` (seconds, default 1): bound on every Redis command and connect.
+- ``timeout`` (seconds, default 1): bound on every Redis command and connect (a timed-out
+  connect is tried once more; a reply waiting when its timeout fires is read).
 - ``presence_heartbeat`` (seconds, default 10) and ``presence_expiry`` (seconds, default
   3 heartbeats): channel presence (namespaces with ``presence``) is rewritten every
   heartbeat; a dead node's clients leave it within the expiry (redis_channel_presence).
