@@ -568,3 +568,34 @@ def test_slow_consumer_close_does_not_wait_behind_the_backlog(start_server: Star
     assert 0 < sum(len(t) for t in texts) < limit // 2
     slow.close()
     wait_until(lambda: srv.health()["connections"] == 0)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (client_frame(0x2, b"\x01\x02\x03"), 1003),  # a binary frame
+        (client_frame(0x1, b"x" * 70_000), 1009),  # too big: its rest is still arriving
+    ],
+    ids=["binary-1003", "too-big-1009"],
+)
+def test_refusal_close_waits_for_the_peer_instead_of_resetting(
+    server: ServerProcess, frame: bytes, code: int
+) -> None:
+    """The server closes after a violation: its close frame, then FIN, and it keeps reading
+    (and dropping) until the peer's EOF; the peer's close frame, sent after the server's
+    FIN, gets no reset (browsers report a reset as an unclean close)."""
+    ws = RawWebSocket(server.ws_port)
+    try:
+        ws.sock.sendall(frame)
+        got = b""
+        while True:  # the server's close frame, then its EOF
+            chunk = ws.sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        assert got[0] == 0x88 and struct.unpack("!H", got[2:4])[0] == code, got[:40]
+        ws.sock.sendall(client_frame(0x8, close_payload(code)))  # our close reply, late
+        ws.sock.shutdown(socket.SHUT_WR)
+        assert ws.sock.recv(1) == b""  # EOF again, not ECONNRESET
+    finally:
+        ws.sock.close()

@@ -37,7 +37,16 @@ from rocketws.core import deflate, disconnect, rpc
 from rocketws.core.auth import ANONYMOUS_MODE, Authenticator
 from rocketws.core.channels import validate_channel
 from rocketws.core.codes import CloseCode, RpcCode
-from rocketws.core.connection import DEFAULT_TIMING, AuthTiming, ConnectionProtocol, Do, Liveness, State, Step
+from rocketws.core.connection import (
+    DEFAULT_TIMING,
+    AuthTiming,
+    ConnectionProtocol,
+    Do,
+    Input,
+    Liveness,
+    State,
+    Step,
+)
 from rocketws.core.disconnect import Disconnect
 from rocketws.core.exceptions import AuthFailed, RpcError, TooManyRequests
 from rocketws.core.handshake import Extension
@@ -165,6 +174,55 @@ class Flusher:
             except Exception:
                 logger.exception("bug while flushing %r", conn)
                 conn.abort()
+
+
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1 << 20
+
+
+class Linger:
+    """The socket's end after a clean close: our close frame is written, so send FIN
+    (``shutdown``) and read and drop what the peer still sends until its EOF, at most
+    ``LINGER_SECONDS`` and ``LINGER_BYTES``, then close.
+
+    Closing at once would make the kernel answer the peer's close frame (or the rest of
+    a message we refused, 1009) with a reset, which browsers report as an unclean close
+    (``wasClean`` false) and which can destroy our close frame before it is read.
+    """
+
+    def __init__(self, loop: Any, sock: socket.socket) -> None:
+        self._sock = sock
+        self._left = LINGER_BYTES
+        self._reader: Any = None
+        self._timer: Any = None
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the peer is gone already
+            self.close()
+            return
+        self._reader = loop.io(sock.fileno(), _READ)
+        self._timer = loop.timer(LINGER_SECONDS)
+        self._reader.start(self._on_readable)
+        self._timer.start(self.close)
+
+    def _on_readable(self) -> None:
+        try:
+            n = self._sock.recv_into(_recv_buffer)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        self._left -= n
+        if not n or self._left <= 0:
+            self.close()
+
+    def close(self) -> None:
+        for watcher in (self._reader, self._timer):
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+        self._reader = self._timer = None
+        self._sock.close()
 
 
 class Sweeper:
@@ -570,7 +628,12 @@ class Connection:
             self.sock.recv_into(_recv_buffer)
         except OSError:
             pass
-        self.sock.close()
+        exit_ = self.protocol.exit
+        sock = self.sock
+        if isinstance(sock, socket.socket) and exit_ is not None and exit_.ended is Input.SENT:
+            Linger(self._loop, sock)  # our close frame is out: close after the peer
+        else:
+            self.sock.close()
         logger.debug("connection %s ended: %s", self.session.id, self.protocol.exit)
         self._count_exit()
         self._on_closed(self)
