@@ -622,18 +622,18 @@ class Connection:
                 watcher.stop()
                 watcher.close()
         self._writer_watch = self._timer = None
-        try:
-            # Unread bytes at close make the kernel send a reset, which can destroy our
-            # close frame in flight; read out what is there, as pywsgi does.
-            self.sock.recv_into(_recv_buffer)
-        except OSError:
-            pass
         exit_ = self.protocol.exit
         sock = self.sock
         if isinstance(sock, socket.socket) and exit_ is not None and exit_.ended is Input.SENT:
             Linger(self._loop, sock)  # our close frame is out: close after the peer
         else:
-            self.sock.close()
+            try:
+                # Unread bytes at close make the kernel send a reset, which can destroy
+                # our close frame in flight; read out what is there, as pywsgi does.
+                sock.recv_into(_recv_buffer)
+            except OSError:
+                pass
+            sock.close()
         logger.debug("connection %s ended: %s", self.session.id, self.protocol.exit)
         self._count_exit()
         self._on_closed(self)
