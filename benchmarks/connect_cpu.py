@@ -11,16 +11,25 @@ measures the real server process.  Per repeat, two fresh RocketWS servers:
   and reads the answer.
 
 Both servers run at once (on the same core) and the connections are made by this process
-one after another, in turn to each server, so load from other processes falls on both
-cases alike; they stay open until the servers' CPU times (schedstat, every thread) are
-read, so closing costs nothing here.  Reported per
-connection: the server CPU of each case, and ``connect - ping``, what a token ``connect``
-adds over the cheapest request.  Medians over ``--repeat`` (default 3).
+in turn to each server, so load from other processes falls on both cases alike; they stay
+open until the servers' CPU times (schedstat, every thread) are read, so closing costs
+nothing here.  Two arrivals, each its own pair of servers:
+
+- ``serial``: one connection at a time (upgrade, request, answer, then the next), in turn
+  to each server: the worst case, as every connection finds the server's caches taken by
+  the other server and this process (a ``connect`` then costs several times what it
+  costs in a loop; docs/benchmarks.md#connect-with-a-token-issue-10);
+- ``burst``: ``--in-flight`` connections at once (K upgrades sent, their answers read, K
+  requests sent, their answers read), the next K to the other server: a reconnect storm,
+  the server serving several connections per wake-up.
+
+Reported per connection: the server CPU of each case, and ``connect - ping``, what a
+token ``connect`` adds over the cheapest request.  Medians over ``--repeat`` (default 3).
 
 Usage::
 
-    python -m benchmarks.connect_cpu                 # N=1,000, 3 repeats
-    python -m benchmarks.connect_cpu --n 200 --repeat 1
+    python -m benchmarks.connect_cpu                 # N=1,000, 3 repeats, 32 in flight
+    python -m benchmarks.connect_cpu --n 200 --repeat 1 --in-flight 8
 """
 
 from __future__ import annotations
@@ -63,20 +72,28 @@ def _answer(sock: socket.socket) -> Any:
     return orjson.loads(_read_exact(sock, size))
 
 
-def _open(port: int, request: bytes) -> tuple[socket.socket, Any]:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(HANDSHAKE_TEMPLATE.format(host="127.0.0.1", port=port, extensions="").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("no upgrade answer")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(f"upgrade refused: {head[:80]!r}")
-    sock.sendall(client_frame(request))
-    return sock, _answer(sock)
+def _open(port: int, requests: list[bytes]) -> list[tuple[socket.socket, Any]]:
+    """One connection per request, all at once: every upgrade sent before any answer is
+    read, then every request; (socket, the request's answer) each."""
+    socks = []
+    upgrade = HANDSHAKE_TEMPLATE.format(host="127.0.0.1", port=port, extensions="").encode()
+    for _ in requests:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks.append(sock)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(upgrade)
+    for sock in socks:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("no upgrade answer")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(f"upgrade refused: {head[:80]!r}")
+    for sock, request in zip(socks, requests, strict=True):
+        sock.sendall(client_frame(request))
+    return [(sock, _answer(sock)) for sock in socks]
 
 
 def _requests(case: str, n: int) -> list[bytes]:
@@ -97,9 +114,10 @@ def _requests(case: str, n: int) -> list[bytes]:
     ]
 
 
-def run_pair(n: int, cpus: set[int] | None) -> dict[str, float]:
+def run_pair(n: int, cpus: set[int] | None, in_flight: int = 1) -> dict[str, float]:
     """Server CPU µs per connection of each case, both servers up at once and their
-    connections made in turn (one each), so that load from elsewhere falls on both alike."""
+    connections made in turn (``in_flight`` at once to one, then as many to the other), so
+    that load from elsewhere falls on both alike."""
     envs = {
         "ping": {},
         "connect": {"ROCKETWS_TOKEN_HMAC_SECRET": SECRET, "ROCKETWS_TOKEN_AUDIENCE": AUDIENCE},
@@ -111,12 +129,12 @@ def run_pair(n: int, cpus: set[int] | None) -> dict[str, float]:
         for case in CASES:
             servers[case] = Server("rocketws", cpus=cpus, env=envs[case]).start()
         before = {case: servers[case].cpu() for case in CASES}
-        for i in range(n):
+        for i in range(0, n, in_flight):
             for case in CASES:
-                sock, answer = _open(servers[case].ws_port, requests[case][i])
-                socks.append(sock)
-                if "result" not in answer:
-                    raise RuntimeError(f"{case} failed: {answer!r:.300}")
+                for sock, answer in _open(servers[case].ws_port, requests[case][i : i + in_flight]):
+                    socks.append(sock)
+                    if "result" not in answer:
+                        raise RuntimeError(f"{case} failed: {answer!r:.300}")
         return {case: (servers[case].cpu() - before[case]).seconds / n * 1e6 for case in CASES}
     finally:
         for sock in socks:
@@ -134,21 +152,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n", type=int, default=1000, help="connections per case (default 1000)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats (default 3)")
+    parser.add_argument(
+        "--in-flight", type=int, default=32, help="connections at once in the burst arrival (default 32)"
+    )
     args = parser.parse_args(argv)
     server_cpus, _ = cpu_plan()
-    figures: dict[str, list[float]] = {case: [] for case in CASES}
+    arrivals = {"serial": 1, "burst": max(1, args.in_flight)}
+    figures: dict[tuple[str, str], list[float]] = {(a, c): [] for a in arrivals for c in CASES}
     for rep in range(args.repeat):
-        pair = run_pair(args.n, server_cpus)
-        for case in CASES:
-            figures[case].append(pair[case])
-        print(f"rep {rep + 1}: " + ", ".join(f"{c} {pair[c]:.1f} µs" for c in CASES), file=sys.stderr)
-    ping, connect = (statistics.median(figures[c]) for c in ("ping", "connect"))
-    added = [c - p for p, c in zip(figures["ping"], figures["connect"], strict=True)]
+        for arrival, in_flight in arrivals.items():
+            pair = run_pair(args.n, server_cpus, in_flight)
+            for case in CASES:
+                figures[arrival, case].append(pair[case])
+            print(
+                f"rep {rep + 1} {arrival}: " + ", ".join(f"{c} {pair[c]:.1f} µs" for c in CASES),
+                file=sys.stderr,
+            )
     print(f"N={args.n:,} connections per case, medians of {args.repeat}, server CPU per connection:")
-    print(f"  upgrade + ping (anonymous)     {ping:8.1f} µs")
-    print(f"  upgrade + connect (HS256)      {connect:8.1f} µs")
-    runs = ", ".join(f"{a:.1f}" for a in added)
-    print(f"  connect - ping                 {statistics.median(added):8.1f} µs (runs: {runs})")
+    for arrival, in_flight in arrivals.items():
+        ping, connect = (statistics.median(figures[arrival, c]) for c in CASES)
+        added = [c - p for p, c in zip(figures[arrival, "ping"], figures[arrival, "connect"], strict=True)]
+        runs = ", ".join(f"{a:.1f}" for a in added)
+        print(f"{arrival} ({in_flight} at once):")
+        print(f"  upgrade + ping (anonymous)     {ping:8.1f} µs")
+        print(f"  upgrade + connect (HS256)      {connect:8.1f} µs")
+        print(f"  connect - ping                 {statistics.median(added):8.1f} µs (runs: {runs})")
     return 0
 
 

@@ -349,6 +349,29 @@ def test_fast_path_refuses_what_pyjwt_refuses_with_its_reason(name: str) -> None
     assert outcome(fast, invalid()[name]) == expected
 
 
+def _resigned(head: str, body: str) -> str:
+    """A JWS of the segments exactly as given, HMAC-signed with SECRET."""
+    signing = head + "." + body
+    return signing + "." + b64url(hmac.new(SECRET.encode(), signing.encode(), "sha256").digest())
+
+
+@pytest.mark.parametrize(
+    "where, char", [(w, c) for w in ("header", "payload") for c in ("+", "/", "=", " ", "\n", "*")]
+)
+def test_fast_path_leaves_segments_with_other_characters_to_pyjwt(where: str, char: str) -> None:
+    # A segment with a character outside base64url (RFC 4648 5), correctly signed: the fast
+    # path decides nothing, and the outcome is PyJWT's, whatever it is.
+    fast, reference = pair()
+    head, body, _ = good().split(".")
+    if where == "header":
+        head = head[:4] + char + head[4:]
+    else:
+        body = body[:4] + char + body[4:]
+    token = _resigned(head, body)
+    assert fast._hs_claims(token, ("sub", "exp")) is None
+    assert outcome(fast, token) == outcome(reference, token)
+
+
 def test_fast_path_without_audience_or_issuer_accepts_what_pyjwt_does() -> None:
     fast, reference = pair(audience=None, issuer=None, require_exp=False)
     for token in (good(), jws(HS256, {"sub": "bob"}), jws(HS256, {"sub": "bob", "aud": 3, "iss": 4})):
