@@ -53,6 +53,10 @@ from rocketws.core.exceptions import ProtocolViolation
 
 
 class State(Enum):
+    # By identity, as members compare: Enum's own ``__hash__`` is a Python-level call,
+    # paid on every transition looked up in TRANSITIONS (docs/benchmarks.md, issue 10).
+    __hash__ = object.__hash__
+
     CONNECTING = "connecting"
     OPEN = "open"
     CLOSING = "closing"
@@ -62,6 +66,8 @@ class State(Enum):
 
 class Input(Enum):
     """What happened to the connection."""
+
+    __hash__ = object.__hash__  # as State's
 
     ACCEPTED = "accepted"  # the application accepted the connection
     TEXT = "text"  # a whole text message arrived
@@ -89,6 +95,8 @@ class Input(Enum):
 
 class Do(Enum):
     """What the driver must do."""
+
+    __hash__ = object.__hash__  # as State's
 
     DISPATCH = "dispatch"  # serve ``Step.text`` (a JSON-RPC document)
     PONG = "pong"  # queue ``Step.frame`` (a pong), after what is queued (5.5.2)
