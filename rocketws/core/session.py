@@ -173,10 +173,13 @@ class Session:
         dirty = self.dirty
         if dirty is not True:
             self.dirty = True
-            if dirty >= BATCH_LATER:
-                _seal_tail(out)
-            if dirty != BATCH_NOW:
+            if dirty is False:
                 self._outlet.wake()
+            else:
+                if dirty >= BATCH_LATER:
+                    _seal_tail(out)
+                if dirty != BATCH_NOW:
+                    self._outlet.wake()
         out.append(frame)
         self.pending += len(frame)
         return True
