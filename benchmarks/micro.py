@@ -158,14 +158,20 @@ def read_text_frame() -> Timer:
     return timed(op)
 
 
-def fan_out_1000() -> Timer:
+def subscribed_hub() -> tuple[Hub, list[Session], bytes]:
+    """A hub with ``FANOUT_SESSIONS`` sessions on CHANNEL (no-op outlets), and the
+    fan-out scenario's 184-byte push frame."""
     hub = Hub()
     outlet = NullOutlet()
     sessions = [Session(outlet, MAX_PENDING, session_id=f"s{i}") for i in range(FANOUT_SESSIONS)]
     for s in sessions:
         hub.connect(s)
         hub.subscribe(s, CHANNEL)
-    frame = text_frame(encode_message_push(CHANNEL, DATA, 1767225600.123456))
+    return hub, sessions, text_frame(encode_message_push(CHANNEL, DATA, 1767225600.123456))
+
+
+def fan_out_1000() -> Timer:
+    hub, sessions, frame = subscribed_hub()
 
     def op() -> object:
         return hub.fan_out(CHANNEL, frame)
@@ -177,6 +183,31 @@ def fan_out_1000() -> Timer:
         raise RuntimeError("fan_out did not reach every session")
     reset()
     return timed(op, reset)
+
+
+WINDOW = 15  # delayed publications per write_delay window (5 ms at ~2,000 emits/s measured ~17)
+
+
+def fan_out_later_window() -> Timer:
+    """``WINDOW`` delayed publications (a ``write_delay``) to ``FANOUT_SESSIONS`` sessions,
+    then every session taken, as the Flusher's timer does at the window's end."""
+    hub, sessions, frame = subscribed_hub()
+
+    def op() -> object:
+        for _ in range(WINDOW):
+            hub.fan_out(CHANNEL, frame, delay=0.005)
+        drain(sessions)
+        return None
+
+    op()
+    taken = [s.take() for s in sessions]
+    if any(taken) or any(s.pending for s in sessions):
+        raise RuntimeError("the window's frames were not all taken")
+    hub.fan_out(CHANNEL, frame, delay=0.005)
+    if any(s.take() != frame for s in sessions):
+        raise RuntimeError("a delayed fan_out did not reach every session")
+    drain(sessions)
+    return timed(op)
 
 
 def backend_context() -> tuple[Any, list[Session]]:
@@ -315,6 +346,13 @@ EXTRA_OPERATIONS = (
         "auth.connect_hs256_pyjwt",
         "the same, every token through PyJWT's decode (the fast path's reference)",
         lambda: connect_hs256(fast_path=False),
+    ),
+    Operation(
+        "hub.fan_out_later_window",
+        f"{WINDOW} delayed fan_outs (write_delay) to {FANOUT_SESSIONS:,} sessions, then each taken",
+        fan_out_later_window,
+        WINDOW * FANOUT_SESSIONS,
+        "delivery",
     ),
     Operation(
         "rpc.dispatch_emit_metrics",

@@ -33,6 +33,7 @@ EXTRA_RATIOS = (
     ("rocketws-wd1", "rocketws"),
     ("rocketws-wd5", "rocketws"),
     ("rocketws-wd20", "rocketws"),
+    ("rocketws-wd5", "rocketws-base-wd5"),
 )
 # the fields that name a case in the text summary, in this order when present
 CASE_LABELS = ("part", "mode", "n", "tls", "m", "b", "c", "size", "rate", "workers")

@@ -46,6 +46,7 @@ KNOWN_SERVERS = (
     "rocketws-wd1",
     "rocketws-wd5",
     "rocketws-wd20",
+    "rocketws-base-wd5",
     "peer",
 )
 HISTORY_NAMESPACES = '[{"name": "", "history_size": 1000, "history_ttl": 300}]'
@@ -55,17 +56,19 @@ SERVER_ENV: dict[str, dict[str, str]] = {
     "rocketws-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
     "rocketws-redis-history": {"ROCKETWS_NAMESPACES": HISTORY_NAMESPACES},
     **{f"rocketws-wd{ms}": {"ROCKETWS_WRITE_DELAY": str(ms / 1000)} for ms in (1, 5, 20)},
+    "rocketws-base-wd5": {"ROCKETWS_WRITE_DELAY": "0.005"},
 }
 SERVER_WORKERS = {"rocketws-redis-w2": 2}
 # rocketws-base (or its older name rocketws-baseline): RocketWS from another checkout
 # (BENCH_BASE_REPO, or ROCKETWS_BENCH_BASELINE; e.g. a `git worktree` or `git archive` of
-# the commit before a change), so "before" and "after" are measured in the same run
+# the commit before a change), so "before" and "after" are measured in the same run;
+# rocketws-base-wd5: the same with WRITE_DELAY = 5 ms (against rocketws-wd5)
 BASE_REPO_ENV = "BENCH_BASE_REPO"
 BASELINE_ENV = "ROCKETWS_BENCH_BASELINE"
 
 
 def _manage_py(name: str) -> Path:
-    if name not in ("rocketws-base", "rocketws-baseline"):
+    if name not in ("rocketws-base", "rocketws-baseline", "rocketws-base-wd5"):
         return REPO / "manage.py"
     base = os.environ.get(BASE_REPO_ENV) or os.environ.get(BASELINE_ENV)
     if not base or not (Path(base) / "manage.py").is_file():

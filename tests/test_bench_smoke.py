@@ -195,6 +195,13 @@ def test_micro_quick_table_lists_every_operation_with_positive_figures() -> None
         assert int(loops) >= 1
 
 
+def test_micro_delayed_fan_out_window_runs_when_named() -> None:
+    doc = json.loads(run_micro("--json", "--only", "hub.fan_out_later_window"))
+    (result,) = doc["results"]
+    assert result["name"] == "hub.fan_out_later_window" and result["items"] == 15_000
+    assert math.isfinite(result["us_per_item"]) and result["us_per_item"] > 0
+
+
 def test_micro_connect_operations_run_when_named() -> None:
     doc = json.loads(run_micro("--json", "--only", "auth.connect_hs256,auth.connect_hs256_pyjwt"))
     figures = {r["name"]: r["us_per_op"] for r in doc["results"]}

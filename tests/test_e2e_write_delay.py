@@ -63,3 +63,46 @@ def test_write_delay_namespace_coalesces_emits_sent_one_by_one(start_server: Sta
     assert reader.data() == ["x"] and reader.at - t0 < 0.9
     slow.close()
     now.close()
+
+
+def _pushes(ws: RawWebSocket, n: int) -> list[object]:
+    """The ``data`` of the next ``n`` pushes ``ws`` receives, in order."""
+    got: list[object] = []
+    while len(got) < n:
+        op, payload = ws.read_frame()
+        assert op == TEXT
+        got.append(json.loads(payload)["params"]["data"])
+    return got
+
+
+def test_write_delay_keeps_each_connections_order_with_other_frames(start_server: StartServer) -> None:
+    srv = start_server(
+        ROCKETWS_NAMESPACES=json.dumps(
+            [{"name": "slow", "write_delay": DELAY}, {"name": "now", "write_delay": 0}]
+        )
+    )
+    both = _subscribed(srv, "slow:a")
+    assert "result" in both.call("subscribe", 2, {"channel": "now:b"})
+    slow_only = _subscribed(srv, "slow:a")
+
+    def emit(channel: str, data: object, rid: int) -> dict[str, object]:
+        return {"jsonrpc": "2.0", "method": "emit", "params": {"channel": channel, "data": data}, "id": rid}
+
+    # One HTTP batch: its delayed publications share a window, with an immediate
+    # publication and a broadcast between them.
+    batch = [
+        emit("slow:a", 1, 1),
+        emit("now:b", "b", 2),
+        emit("slow:a", 2, 3),
+        {"jsonrpc": "2.0", "method": "notify_all", "params": {"data": "all"}, "id": 4},
+        emit("slow:a", 3, 5),
+    ]
+    answers = srv.post(batch).json()
+    assert [a["result"]["delivered"] for a in answers] == [2, 1, 2, 2, 2]
+    assert _pushes(both, 5) == [1, "b", 2, "all", 3]  # the order they were published in
+    assert _pushes(slow_only, 4) == [1, 2, "all", 3]
+    late = _subscribed(srv, "slow:a")  # subscribed after them: gets only what follows
+    assert srv.result("emit", {"channel": "slow:a", "data": 4})["delivered"] == 3
+    assert _pushes(late, 1) == _pushes(both, 1) == _pushes(slow_only, 1) == [4]
+    for ws in (both, slow_only, late):
+        ws.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rocketws.core.session import Session
+from rocketws.core.session import Batch, Session
 
 from .fakes import RecordingOutlet
 
@@ -163,3 +163,108 @@ def test_session_push_later_refused_once_closed() -> None:
     s.close()
     assert s.push_later(b"a", 0.005) is False
     assert outlet.later == [] and s.pending == 0
+
+
+# -- push_batch (a channel's delayed publications, shared) -------------------------------
+
+
+class SealLog:
+    """The ``on_seal`` callback of the batches of a test: which were sealed, in order."""
+
+    def __init__(self) -> None:
+        self.sealed: list[Batch] = []
+
+    def __call__(self, batch: Batch) -> None:
+        self.sealed.append(batch)
+
+
+def shared(frame: bytes, *sessions: Session, delay: float = 0.005) -> tuple[Batch, SealLog]:
+    """A batch of ``frame`` queued to ``sessions`` (as ``Hub.fan_out`` does)."""
+    log = SealLog()
+    batch = Batch("c", frame, log)
+    batch.holders.extend(s for s in sessions if s.push_batch(batch, delay))
+    return batch, log
+
+
+def test_session_push_batch_wakes_later_once_and_takes_what_was_appended() -> None:
+    a, out_a = make()
+    b, out_b = make()
+    batch, log = shared(b"1", a, b)
+    batch.append(b"22")
+    batch.append(b"333")
+    assert out_a.later == out_b.later == [0.005] and out_a.wakes == out_b.wakes == 0
+    assert batch.open and a.pending == b.pending == 1  # appended bytes are charged on seal
+    assert a.take() == b"122333"
+    assert not batch.open and log.sealed == [batch] and batch.holders == []
+    assert a.pending == b.pending == 6  # the seal charged every holder
+    assert b.take() == b"122333" and b.take() == b""
+    a.sent(6)
+    assert a.pending == 0
+
+
+def test_session_push_after_a_batch_seals_it_and_keeps_the_order() -> None:
+    a, out_a = make()
+    b, _ = make()
+    batch, log = shared(b"p1", a, b)
+    batch.append(b"p2")
+    assert a.push(b"reply") is True  # queued after p1 p2: later publications go after it
+    assert not batch.open and log.sealed == [batch] and out_a.wakes == 1
+    assert a.take() == b"p1p2reply" and b.take() == b"p1p2"
+
+
+def test_session_push_later_after_a_batch_seals_it_without_waking_again() -> None:
+    a, out_a = make()
+    batch, _ = shared(b"p1", a)
+    a.push_later(b"x", 0.02)
+    assert not batch.open and out_a.later == [0.005] and out_a.wakes == 0
+    assert a.take() == b"p1x"
+
+
+def test_session_batch_on_a_woken_session_does_not_wake_it_again() -> None:
+    a, out_a = make()
+    a.push(b"r")
+    batch, _ = shared(b"p1", a)
+    batch.append(b"p2")
+    a.push(b"s")  # seals, no second wake
+    assert out_a.wakes == 1 and out_a.later == [] and not batch.open
+    assert a.take() == b"rp1p2s"
+
+
+def test_session_second_batch_seals_the_first() -> None:
+    a, out_a = make()
+    first, _ = shared(b"a1", a)
+    second, _ = shared(b"b1", a)
+    assert not first.open and second.open and out_a.later == [0.005]
+    second.append(b"b2")
+    assert a.take() == b"a1b1b2" and not second.open
+
+
+def test_session_close_and_rearm_seal_an_open_batch() -> None:
+    a, _ = make()
+    b, _ = make()
+    batch, log = shared(b"p1", a, b)
+    a.close()
+    assert not batch.open and log.sealed == [batch] and b.take() == b"p1"
+    c, out_c = make()
+    batch, _ = shared(b"q1", c)
+    batch.append(b"q2")
+    c.rearm()  # a backlog is being written: the next push must wake, and the batch is done
+    assert not batch.open and c.pending == 4 and not c.dirty
+    c.push(b"r")
+    assert out_c.wakes == 1 and c.take() == b"q1q2r"
+
+
+def test_session_push_batch_refused_once_closed() -> None:
+    a, out_a = make()
+    a.close()
+    batch, _ = shared(b"p1", a)
+    assert batch.holders == [] and out_a.later == [] and a.pending == 0
+
+
+def test_session_over_limit_counts_an_open_batch_once_sealed() -> None:
+    a, _ = make(limit=10)
+    batch, _ = shared(b"12345", a)
+    batch.append(b"678901")
+    assert not a.over_limit  # only the first frame is charged while it is open
+    a.rearm()
+    assert a.over_limit and a.pending == 11

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from rocketws.core.session import Session
+from rocketws.core.session import Batch, Session
 
 Deflated = Callable[[], bytes]
 """Makes a publication's frame for sessions with ``deflate`` (called at most once)."""
@@ -21,6 +21,12 @@ class Hub:
     such sessions per channel, so a publication nobody compressed can use is never
     compressed.
     Sessions with a ``user`` are indexed by it (``user_sessions``); anonymous ones are not.
+
+    Delayed publications of a channel (``fan_out`` with a ``delay``, nobody skipped,
+    nobody compressing) are queued to its subscribers as one shared ``Batch``: the first
+    one of a window pushes the batch to each subscriber, the next ones append to it while
+    it is open.  A change of the channel's subscribers seals it, so it only ever reaches
+    the sessions that were subscribed when each of its publications was made.
     """
 
     def __init__(self) -> None:
@@ -29,6 +35,7 @@ class Hub:
         self._deflating: dict[str, int] = {}  # channel -> subscribers with deflate
         self._deflate_sessions = 0  # open sessions with deflate
         self._users: dict[str, set[Session]] = {}
+        self._batches: dict[str, Batch] = {}  # channel -> its open batch of delayed frames
 
     def connect(self, session: Session) -> None:
         if session.id not in self._sessions and session.deflate:
@@ -66,6 +73,9 @@ class Hub:
         if self._sessions.pop(session.id, None) is not None and session.deflate:
             self._deflate_sessions -= 1
         self._forget_user(session)
+        if self._batches:
+            for channel in session.channels:
+                self._seal(channel)
         emptied = [ch for ch in session.channels if self._remove(session, ch)]
         session.channels.clear()
         return emptied
@@ -80,6 +90,8 @@ class Hub:
         elif session in subs:
             return False
         else:
+            if self._batches:
+                self._seal(channel)  # the new subscriber must not get what is in it
             subs.add(session)
         if session.deflate:
             self._deflating[channel] = self._deflating.get(channel, 0) + 1
@@ -90,6 +102,8 @@ class Hub:
         if channel not in session.channels:
             return False
         session.channels.discard(channel)
+        if self._batches:
+            self._seal(channel)  # what is appended from now on must not reach it
         return self._remove(session, channel)
 
     def _remove(self, session: Session, channel: str) -> bool:
@@ -124,8 +138,15 @@ class Hub:
         if not subs:
             return 0
         if delay:
-            other = deflated() if deflated is not None and channel in self._deflating else frame
-            return _push_later(subs, frame, other, skip, delay)
+            if deflated is not None and channel in self._deflating:
+                return _push_later(subs, frame, deflated(), skip, delay)
+            if skip is not None:
+                return _push_later(subs, frame, frame, skip, delay)
+            batch = self._batches.get(channel)
+            if batch is not None:  # open: every holder is a subscriber, and only they are
+                batch.append(frame)
+                return len(batch.holders)
+            return self._push_batch(channel, subs, frame, delay)
         if deflated is not None and channel in self._deflating:
             return _push_mixed(subs, frame, deflated(), skip)
         n = 0
@@ -137,6 +158,27 @@ class Hub:
                 if session.id != skip:
                     n += session.push(frame)
         return n
+
+    def _push_batch(self, channel: str, subs: set[Session], frame: bytes, delay: float) -> int:
+        """Start ``channel``'s batch with ``frame``: queue it to every subscriber."""
+        batch = Batch(channel, frame, self._sealed)
+        holders = batch.holders
+        for session in subs:
+            if session.push_batch(batch, delay):
+                holders.append(session)
+        if holders:
+            self._batches[channel] = batch
+        return len(holders)
+
+    def _seal(self, channel: str) -> None:
+        batch = self._batches.get(channel)
+        if batch is not None:
+            batch.seal()
+
+    def _sealed(self, batch: Batch) -> None:
+        """``Batch`` callback: ``batch`` stopped growing; forget it."""
+        if self._batches.get(batch.channel) is batch:
+            del self._batches[batch.channel]
 
     def broadcast(self, frame: bytes, deflated: Deflated | None = None, delay: float = 0.0) -> int:
         """Queue ``frame`` to every open session; return count (``deflated``, ``delay``:

@@ -772,7 +772,7 @@ class Connection:
         if session.closed:
             return  # closing: the backlog is written by the close path
         if self._backlog:
-            session.dirty = False  # the writer watcher takes the queue; wake us on the next push
+            session.rearm()  # the writer watcher takes the queue; wake us on the next push
         else:
             self._write()
         if session.over_limit:
