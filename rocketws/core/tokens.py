@@ -347,15 +347,8 @@ class TokenVerifier:
         expected = binascii.b2a_base64(outer.digest(), newline=False).rstrip(b"=").translate(_TO_URLSAFE)
         if not hmac.compare_digest(expected, signature):
             return None
-        # ``_canonical_b64`` written out (a call less): the payload's last character has no
-        # unused bits set, its length is not 1 mod 4.
-        rem = len(body) % 4
-        if rem == 1 or (rem and _B64URL_VALUE[body[-1]] & _UNUSED_BITS[rem]):
-            return None
         try:
-            claims = orjson.loads(
-                binascii.a2b_base64(body.translate(_FROM_URLSAFE) + _PAD[rem], strict_mode=True)
-            )
+            claims = orjson.loads(_canonical_b64(body))
         except (ValueError, binascii.Error):  # orjson.JSONDecodeError is a ValueError
             return None
         if type(claims) is not dict:
@@ -370,14 +363,11 @@ class TokenVerifier:
             value = claims["exp"]
             if type(value) not in _NUMBERS or int(value) <= now - LEEWAY:  # bool, None: PyJWT
                 return None
-        if "iat" in claims:
-            value = claims["iat"]
-            if type(value) not in _NUMBERS or int(value) > now + LEEWAY:
-                return None
-        if "nbf" in claims:
-            value = claims["nbf"]
-            if type(value) not in _NUMBERS or int(value) > now + LEEWAY:
-                return None
+        for name in _NOT_AFTER_NOW:
+            if name in claims:
+                value = claims[name]
+                if type(value) not in _NUMBERS or int(value) > now + LEEWAY:
+                    return None
         if type(claims.get("sub", "")) is not str or type(claims.get("jti", "")) is not str:
             return None
         issuer, audience = self._issuer, self._audience
@@ -395,6 +385,7 @@ class TokenVerifier:
 
 _FAST_HEADER = frozenset({"alg", "typ", "kid"})  # other header fields go through PyJWT
 _NUMBERS = (int, float)  # the time claims' types the fast path takes (bool goes to PyJWT)
+_NOT_AFTER_NOW = ("iat", "nbf")  # time claims that must not be after now + LEEWAY
 HEADER_CACHE_SIZE = 64  # distinct header segments a verifier remembers
 HEADER_CACHE_CHARS = 256  # longer segments are decoded each time, never kept
 

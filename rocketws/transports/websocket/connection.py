@@ -493,9 +493,7 @@ class Connection:
         self.node.admit_user(session, identity.user)  # the hub indexes sessions by user
         session.info, session.meta = identity.info, identity.meta
         self._upgrade_headers = ()
-        step = self.protocol.accept(identity.expires_at)
-        if step.actions:  # (none today: a call less on every connect)
-            self._run(step)
+        self._run(self.protocol.accept(identity.expires_at))
         subscribed = []
         for channel in identity.channels:
             try:
